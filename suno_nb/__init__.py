@@ -1,0 +1,68 @@
+"""suno_nb: the Suno "replace section" workflow, native in a Jupyter notebook.
+
+>>> import suno_nb as snb
+>>> rx = snb.start_receiver()        # background receiver (+ ngrok tunnel when configured)
+>>> client = snb.SunoClient()        # SUNO_API_KEY from the environment
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ApiError,
+    ApiValidationError,
+    AuthError,
+    InsufficientCreditsError,
+    MaintenanceError,
+    NetworkError,
+    NgrokAuthtokenMissing,
+    NgrokBinaryUnavailable,
+    NgrokEndpointLimit,
+    NgrokSessionLimit,
+    NgrokStartTimeout,
+    NotFoundError,
+    PayloadError,
+    RateLimitError,
+    ReceiverError,
+    SectionValidationError,
+    ServerError,
+    SignatureError,
+    StoreError,
+    SunoNbError,
+    TaskFailedError,
+    TunnelError,
+    WaitTimeout,
+)
+from .payloads import CALLBACK_CODES, code_table
+from .rules import validate_section
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CALLBACK_CODES",
+    "ApiError",
+    "ApiValidationError",
+    "AuthError",
+    "InsufficientCreditsError",
+    "MaintenanceError",
+    "NetworkError",
+    "NgrokAuthtokenMissing",
+    "NgrokBinaryUnavailable",
+    "NgrokEndpointLimit",
+    "NgrokSessionLimit",
+    "NgrokStartTimeout",
+    "NotFoundError",
+    "PayloadError",
+    "RateLimitError",
+    "ReceiverError",
+    "SectionValidationError",
+    "ServerError",
+    "SignatureError",
+    "StoreError",
+    "SunoNbError",
+    "TaskFailedError",
+    "TunnelError",
+    "WaitTimeout",
+    "__version__",
+    "code_table",
+    "validate_section",
+]

@@ -1,0 +1,158 @@
+"""One error root for the package; subclasses carry the data a caller needs.
+
+Messages are written for a notebook user: one paragraph that says what went wrong and
+what to do.  No message ever contains a secret (API key, ngrok authtoken, HMAC key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SunoNbError(Exception):
+    """Root of every error raised by suno_nb."""
+
+
+# --- input validation -------------------------------------------------------------------
+
+
+class SectionValidationError(SunoNbError, ValueError):
+    """A replace-section argument breaks one of the service's rules.
+
+    ``field`` is the snake_case argument name, ``limit`` the rule's limit (a number or a
+    short phrase) and ``value`` the offending value.  Raised before any request is sent.
+    """
+
+    def __init__(self, field: str, message: str, *, limit: Any = None, value: Any = None):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.limit = limit
+        self.value = value
+
+
+class PayloadError(SunoNbError, ValueError):
+    """A callback or record-info body does not have the documented shape."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SignatureError(SunoNbError):
+    """A webhook signature check failed; ``reason`` says which check."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- storage / receiver -----------------------------------------------------------------
+
+
+class StoreError(SunoNbError):
+    """The SQLite store could not be opened, migrated or written."""
+
+
+class ReceiverError(SunoNbError):
+    """The callback receiver could not start or is not running."""
+
+
+class WaitTimeout(SunoNbError, TimeoutError):
+    """``Receiver.wait`` ran out of time before the task reached a final state."""
+
+    def __init__(self, task_id: str, timeout: float, state: str | None):
+        super().__init__(
+            f"task {task_id!r} has no final result after {timeout:g} s (last state: "
+            f"{state or 'unknown'}). The service may still deliver it: call wait() again, "
+            "or check rx.tasks() and rx.deliveries()."
+        )
+        self.task_id = task_id
+        self.timeout = timeout
+        self.state = state
+
+
+class TaskFailedError(SunoNbError):
+    """A task ended in a failure state; ``code`` and ``message`` are the service's."""
+
+    def __init__(self, task_id: str, code: int | None, message: str | None):
+        super().__init__(f"task {task_id!r} failed (code {code}): {message}")
+        self.task_id = task_id
+        self.code = code
+        self.message = message
+
+
+# --- tunnel -----------------------------------------------------------------------------
+
+
+class TunnelError(SunoNbError):
+    """The public tunnel could not be opened or kept."""
+
+
+class NgrokAuthtokenMissing(TunnelError):
+    """No ngrok authtoken (ERR_NGROK_4018)."""
+
+
+class NgrokSessionLimit(TunnelError):
+    """Another agent session is already online on this account (ERR_NGROK_108)."""
+
+
+class NgrokEndpointLimit(TunnelError):
+    """The account's endpoint limit is reached (ERR_NGROK_324)."""
+
+
+class NgrokBinaryUnavailable(TunnelError):
+    """The ngrok agent binary is missing and cannot be downloaded."""
+
+
+class NgrokStartTimeout(TunnelError):
+    """The ngrok agent did not come up in time."""
+
+
+# --- the API ----------------------------------------------------------------------------
+
+
+class ApiError(SunoNbError):
+    """The service answered with a non-200 ``code``; ``message`` is its ``msg``."""
+
+    def __init__(self, code: int | None, message: str, *, endpoint: str = ""):
+        where = f" from {endpoint}" if endpoint else ""
+        super().__init__(f"Suno API error {code}{where}: {message}")
+        self.code = code
+        self.message = message
+        self.endpoint = endpoint
+
+
+class AuthError(ApiError):
+    """401: the API key is missing or wrong."""
+
+
+class InsufficientCreditsError(ApiError):
+    """429: the account has too few credits."""
+
+
+class RateLimitError(ApiError):
+    """405/430: too many requests."""
+
+
+class ApiValidationError(ApiError):
+    """400/413: the service rejected the parameters."""
+
+
+class NotFoundError(ApiError):
+    """404: unknown task or route."""
+
+
+class MaintenanceError(ApiError):
+    """455: the service is under maintenance."""
+
+
+class ServerError(ApiError):
+    """5xx: the service failed."""
+
+
+class NetworkError(SunoNbError):
+    """The request did not get an answer (connection refused, DNS, timeout)."""
+
+    def __init__(self, message: str, *, may_have_reached: bool = False):
+        super().__init__(message)
+        self.may_have_reached = may_have_reached

@@ -1,0 +1,326 @@
+"""Parse and validate callback and record-info bodies; the status-code tables as data.
+
+Callbacks use snake_case track fields (``audio_url``), record-info uses camelCase
+(``audioUrl``).  Both normalise to :class:`Track`, so a stored row does not care how it
+arrived.  Unknown fields are kept in ``extra``, never rejected: the service adds fields.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PayloadError
+
+MAX_DEPTH = 32  # far deeper than any documented body; bounds the work per request
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """One row of the callback status-code table."""
+
+    code: int
+    meaning: str
+    meaning_zh: str
+    success: bool
+    retryable: bool
+
+
+# The seeds' table, English (000) and the Chinese page's own words (002).
+CALLBACK_CODES: dict[int, CodeInfo] = {
+    c.code: c
+    for c in (
+        CodeInfo(200, "Success - Task completed successfully", "成功 - 请求已成功处理", True, False),
+        CodeInfo(400, "Validation error - Parameter validation failed",
+                 "验证错误 - 参数验证失败", False, False),
+        CodeInfo(408, "Timeout - Request timeout", "超出限制 - 超时", False, True),
+        CodeInfo(500, "Server error - Unexpected error occurred",
+                 "服务器错误 - 处理请求时发生意外错误", False, True),
+        CodeInfo(501, "Audio generation failed", "音频生成失败", False, True),
+        CodeInfo(531, "Server error - Generation failed, credits refunded",
+                 "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试", False, True),
+    )
+}
+
+CALLBACK_TYPES = ("complete", "error")
+
+# record-info ``status`` values.
+PENDING_STATUSES = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")
+SUCCESS_STATUS = "SUCCESS"
+FAILED_STATUSES = ("CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION",
+                   "SENSITIVE_WORD_ERROR")
+RECORD_STATUSES = (*PENDING_STATUSES, SUCCESS_STATUS, *FAILED_STATUSES)
+
+
+def code_table() -> list[dict[str, Any]]:
+    """The status-code table as records (``pandas.DataFrame(code_table())`` shows it)."""
+    return [
+        {"code": c.code, "meaning": c.meaning, "meaning_zh": c.meaning_zh,
+         "success": c.success, "retryable": c.retryable}
+        for c in CALLBACK_CODES.values()
+    ]
+
+
+# Track field name in callbacks -> in record-info.  The row shape uses the callback names
+# except createTime, which becomes ``create_time``.
+_TRACK_FIELDS = {
+    "id": "id",
+    "audio_url": "audioUrl",
+    "stream_audio_url": "streamAudioUrl",
+    "image_url": "imageUrl",
+    "prompt": "prompt",
+    "model_name": "modelName",
+    "title": "title",
+    "tags": "tags",
+    "createTime": "createTime",
+}
+
+
+@dataclass(frozen=True)
+class Track:
+    """One result track, normalised from either body shape."""
+
+    id: str
+    audio_url: str | None = None
+    stream_audio_url: str | None = None
+    image_url: str | None = None
+    prompt: str | None = None
+    model_name: str | None = None
+    title: str | None = None
+    tags: str | None = None
+    create_time: str | None = None
+    duration: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A parsed callback body.  ``raw`` is the whole decoded JSON object."""
+
+    code: int
+    msg: str
+    callback_type: str
+    task_id: str
+    tracks: tuple[Track, ...]
+    error: str | None
+    raw: dict[str, Any]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == 200 and self.callback_type == "complete"
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """A parsed record-info ``data`` object."""
+
+    task_id: str
+    status: str
+    tracks: tuple[Track, ...]
+    error_code: int | None
+    error_message: str | None
+    param: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return self.status == SUCCESS_STATUS
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def terminal(self) -> bool:
+        return self.done or self.failed
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode UTF-8 JSON with a nesting limit; raise :class:`PayloadError` with a reason."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
+    _check_depth(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} "
+                           f"column {exc.colno}") from None
+    except RecursionError:  # pragma: no cover - _check_depth prevents it
+        raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+
+
+def _check_depth(text: str) -> None:
+    """Reject nesting deeper than MAX_DEPTH before json.loads recurses into it."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise PayloadError(f"{where}.{key} must be a string, got {type(value).__name__}")
+
+
+def _number(obj: dict[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # Numeric strings are tolerated: some providers send "198.44".
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise PayloadError(f"{where}.{key} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _track(obj: Any, where: str, *, camel: bool) -> Track:
+    if not isinstance(obj, dict):
+        raise PayloadError(f"{where} must be an object, got {type(obj).__name__}")
+    names = {snake: (camel_name if camel else snake) for snake, camel_name in _TRACK_FIELDS.items()}
+    track_id = obj.get("id")
+    if not isinstance(track_id, str) or not track_id:
+        raise PayloadError(f"{where}.id must be a non-empty string")
+    values = {snake: _opt_str(obj, key, where) for snake, key in names.items() if snake != "id"}
+    known = set(names.values()) | {"duration"}
+    return Track(
+        id=track_id,
+        audio_url=values["audio_url"],
+        stream_audio_url=values["stream_audio_url"],
+        image_url=values["image_url"],
+        prompt=values["prompt"],
+        model_name=values["model_name"],
+        title=values["title"],
+        tags=values["tags"],
+        create_time=values["createTime"],
+        duration=_number(obj, "duration", where),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def _task_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PayloadError(f"{where} must be a non-empty string")
+    if len(value) > 200:
+        raise PayloadError(f"{where} is longer than 200 characters")
+    return value
+
+
+# --- callbacks ----------------------------------------------------------------------------
+
+
+def parse_callback(body: bytes | dict[str, Any]) -> Callback:
+    """Validate a callback body (bytes or decoded JSON) and return a :class:`Callback`.
+
+    Accepts the seeds' success body and both failure forms (``data.error`` string, or
+    ``data.data: null``).  Raises :class:`PayloadError` naming the first problem.
+    """
+    doc = decode_json(body) if isinstance(body, (bytes, bytearray)) else body
+    if not isinstance(doc, dict):
+        raise PayloadError(f"body must be a JSON object, got {type(doc).__name__}")
+    code = doc.get("code")
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise PayloadError("code must be an integer")
+    msg = doc.get("msg")
+    if not isinstance(msg, str):
+        raise PayloadError("msg must be a string")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError("data must be an object")
+    callback_type = data.get("callbackType")
+    if callback_type not in CALLBACK_TYPES:
+        raise PayloadError(f"data.callbackType must be one of {', '.join(CALLBACK_TYPES)}, "
+                           f"got {callback_type!r}")
+    task_id = _task_id(data.get("task_id"), "data.task_id")
+    items = data.get("data")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise PayloadError(f"data.data must be an array or null, got {type(items).__name__}")
+    tracks = tuple(_track(item, f"data.data[{i}]", camel=False) for i, item in enumerate(items))
+    error = data.get("error")
+    if error is not None and not isinstance(error, str):
+        raise PayloadError("data.error must be a string")
+    return Callback(code=code, msg=msg, callback_type=callback_type, task_id=task_id,
+                    tracks=tracks, error=error, raw=doc)
+
+
+# --- record-info --------------------------------------------------------------------------
+
+
+def parse_record_info(data: Any) -> RecordInfo:
+    """Normalise the ``data`` object of ``GET /api/v1/generate/record-info``."""
+    if not isinstance(data, dict):
+        raise PayloadError("record-info data must be an object")
+    task_id = _task_id(data.get("taskId"), "data.taskId")
+    status = data.get("status")
+    if not isinstance(status, str):
+        raise PayloadError("data.status must be a string")
+    response = data.get("response") or {}
+    if not isinstance(response, dict):
+        raise PayloadError("data.response must be an object or null")
+    items = response.get("sunoData") or []
+    if not isinstance(items, list):
+        raise PayloadError("data.response.sunoData must be an array or null")
+    tracks = tuple(_track(item, f"data.response.sunoData[{i}]", camel=True)
+                   for i, item in enumerate(items))
+    param = data.get("param")
+    if isinstance(param, str) and param:
+        try:
+            param = json.loads(param)
+        except json.JSONDecodeError:
+            param = {"raw": param}
+    if not isinstance(param, dict):
+        param = {}
+    error_code = data.get("errorCode")
+    if isinstance(error_code, str) and error_code.isdigit():
+        error_code = int(error_code)
+    if not isinstance(error_code, int) or isinstance(error_code, bool):
+        error_code = None
+    error_message = data.get("errorMessage")
+    return RecordInfo(task_id=task_id, status=status, tracks=tracks, error_code=error_code,
+                      error_message=error_message if isinstance(error_message, str) else None,
+                      param=param, raw=data)
+
+
+def callback_from_record(info: RecordInfo) -> Callback:
+    """Express a terminal record-info as the callback the service would have sent.
+
+    The poller stores results through the same path as callbacks; this is the bridge.
+    """
+    if info.done:
+        return Callback(code=200, msg="All generated successfully.", callback_type="complete",
+                        task_id=info.task_id, tracks=info.tracks, error=None, raw=info.raw)
+    if info.failed:
+        code = info.error_code if info.error_code in CALLBACK_CODES else 501
+        message = info.error_message or info.status
+        return Callback(code=code, msg=message, callback_type="error", task_id=info.task_id,
+                        tracks=(), error=f"{info.status}: {message}", raw=info.raw)
+    raise ValueError(f"record-info status {info.status!r} is not terminal")
