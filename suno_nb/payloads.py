@@ -31,15 +31,32 @@ class CodeInfo:
 CALLBACK_CODES: dict[int, CodeInfo] = {
     c.code: c
     for c in (
-        CodeInfo(200, "Success - Task completed successfully", "成功 - 请求已成功处理", True, False),
-        CodeInfo(400, "Validation error - Parameter validation failed",
-                 "验证错误 - 参数验证失败", False, False),
+        CodeInfo(
+            200, "Success - Task completed successfully", "成功 - 请求已成功处理", True, False
+        ),
+        CodeInfo(
+            400,
+            "Validation error - Parameter validation failed",
+            "验证错误 - 参数验证失败",
+            False,
+            False,
+        ),
         CodeInfo(408, "Timeout - Request timeout", "超出限制 - 超时", False, True),
-        CodeInfo(500, "Server error - Unexpected error occurred",
-                 "服务器错误 - 处理请求时发生意外错误", False, True),
+        CodeInfo(
+            500,
+            "Server error - Unexpected error occurred",
+            "服务器错误 - 处理请求时发生意外错误",
+            False,
+            True,
+        ),
         CodeInfo(501, "Audio generation failed", "音频生成失败", False, True),
-        CodeInfo(531, "Server error - Generation failed, credits refunded",
-                 "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试", False, True),
+        CodeInfo(
+            531,
+            "Server error - Generation failed, credits refunded",
+            "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试",
+            False,
+            True,
+        ),
     )
 }
 
@@ -48,16 +65,25 @@ CALLBACK_TYPES = ("complete", "error")
 # record-info ``status`` values.
 PENDING_STATUSES = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")
 SUCCESS_STATUS = "SUCCESS"
-FAILED_STATUSES = ("CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION",
-                   "SENSITIVE_WORD_ERROR")
+FAILED_STATUSES = (
+    "CREATE_TASK_FAILED",
+    "GENERATE_AUDIO_FAILED",
+    "CALLBACK_EXCEPTION",
+    "SENSITIVE_WORD_ERROR",
+)
 RECORD_STATUSES = (*PENDING_STATUSES, SUCCESS_STATUS, *FAILED_STATUSES)
 
 
 def code_table() -> list[dict[str, Any]]:
     """The status-code table as records (``pandas.DataFrame(code_table())`` shows it)."""
     return [
-        {"code": c.code, "meaning": c.meaning, "meaning_zh": c.meaning_zh,
-         "success": c.success, "retryable": c.retryable}
+        {
+            "code": c.code,
+            "meaning": c.meaning,
+            "meaning_zh": c.meaning_zh,
+            "success": c.success,
+            "retryable": c.retryable,
+        }
         for c in CALLBACK_CODES.values()
     ]
 
@@ -149,8 +175,9 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno}") from None
+        raise PayloadError(
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:  # pragma: no cover - _check_depth prevents it
         raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
@@ -256,8 +283,9 @@ def parse_callback(body: bytes | dict[str, Any]) -> Callback:
         raise PayloadError("data must be an object")
     callback_type = data.get("callbackType")
     if callback_type not in CALLBACK_TYPES:
-        raise PayloadError(f"data.callbackType must be one of {', '.join(CALLBACK_TYPES)}, "
-                           f"got {callback_type!r}")
+        raise PayloadError(
+            f"data.callbackType must be one of {', '.join(CALLBACK_TYPES)}, got {callback_type!r}"
+        )
     task_id = _task_id(data.get("task_id"), "data.task_id")
     items = data.get("data")
     if items is None:
@@ -268,8 +296,15 @@ def parse_callback(body: bytes | dict[str, Any]) -> Callback:
     error = data.get("error")
     if error is not None and not isinstance(error, str):
         raise PayloadError("data.error must be a string")
-    return Callback(code=code, msg=msg, callback_type=callback_type, task_id=task_id,
-                    tracks=tracks, error=error, raw=doc)
+    return Callback(
+        code=code,
+        msg=msg,
+        callback_type=callback_type,
+        task_id=task_id,
+        tracks=tracks,
+        error=error,
+        raw=doc,
+    )
 
 
 # --- record-info --------------------------------------------------------------------------
@@ -289,8 +324,9 @@ def parse_record_info(data: Any) -> RecordInfo:
     items = response.get("sunoData") or []
     if not isinstance(items, list):
         raise PayloadError("data.response.sunoData must be an array or null")
-    tracks = tuple(_track(item, f"data.response.sunoData[{i}]", camel=True)
-                   for i, item in enumerate(items))
+    tracks = tuple(
+        _track(item, f"data.response.sunoData[{i}]", camel=True) for i, item in enumerate(items)
+    )
     param = data.get("param")
     if isinstance(param, str) and param:
         try:
@@ -305,9 +341,15 @@ def parse_record_info(data: Any) -> RecordInfo:
     if not isinstance(error_code, int) or isinstance(error_code, bool):
         error_code = None
     error_message = data.get("errorMessage")
-    return RecordInfo(task_id=task_id, status=status, tracks=tracks, error_code=error_code,
-                      error_message=error_message if isinstance(error_message, str) else None,
-                      param=param, raw=data)
+    return RecordInfo(
+        task_id=task_id,
+        status=status,
+        tracks=tracks,
+        error_code=error_code,
+        error_message=error_message if isinstance(error_message, str) else None,
+        param=param,
+        raw=data,
+    )
 
 
 def callback_from_record(info: RecordInfo) -> Callback:
@@ -316,11 +358,25 @@ def callback_from_record(info: RecordInfo) -> Callback:
     The poller stores results through the same path as callbacks; this is the bridge.
     """
     if info.done:
-        return Callback(code=200, msg="All generated successfully.", callback_type="complete",
-                        task_id=info.task_id, tracks=info.tracks, error=None, raw=info.raw)
+        return Callback(
+            code=200,
+            msg="All generated successfully.",
+            callback_type="complete",
+            task_id=info.task_id,
+            tracks=info.tracks,
+            error=None,
+            raw=info.raw,
+        )
     if info.failed:
         code = info.error_code if info.error_code in CALLBACK_CODES else 501
         message = info.error_message or info.status
-        return Callback(code=code, msg=message, callback_type="error", task_id=info.task_id,
-                        tracks=(), error=f"{info.status}: {message}", raw=info.raw)
+        return Callback(
+            code=code,
+            msg=message,
+            callback_type="error",
+            task_id=info.task_id,
+            tracks=(),
+            error=f"{info.status}: {message}",
+            raw=info.raw,
+        )
     raise ValueError(f"record-info status {info.status!r} is not terminal")

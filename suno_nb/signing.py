@@ -32,7 +32,9 @@ def sign(key: str | bytes, task_id: str, timestamp: int) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def signature_headers(key: str | bytes, task_id: str, timestamp: int | None = None) -> dict[str, str]:
+def signature_headers(
+    key: str | bytes, task_id: str, timestamp: int | None = None
+) -> dict[str, str]:
     """The two headers a signed callback carries."""
     ts = int(time.time()) if timestamp is None else int(timestamp)
     return {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(key, task_id, ts)}
@@ -48,8 +50,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def verify(key: str | bytes, headers: Mapping[str, str], task_id: str, *,
-           now: float | None = None, tolerance: float = DEFAULT_TOLERANCE_S) -> int:
+def verify(
+    key: str | bytes,
+    headers: Mapping[str, str],
+    task_id: str,
+    *,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE_S,
+) -> int:
     """Check a callback's signature headers; return the timestamp.
 
     Raises :class:`SignatureError` whose ``reason`` names the failed check: a missing
@@ -70,10 +78,14 @@ def verify(key: str | bytes, headers: Mapping[str, str], task_id: str, *,
     if abs(current - ts) > tolerance:
         raise SignatureError(
             f"{TIMESTAMP_HEADER} is {abs(current - ts):.0f} s away from now; the tolerance "
-            f"is {tolerance:g} s (stale or replayed callback, or a skewed clock)")
+            f"is {tolerance:g} s (stale or replayed callback, or a skewed clock)"
+        )
     expected = sign(key, task_id, ts)
-    if not hmac.compare_digest(expected.encode("ascii"), raw_sig.strip().encode("ascii", "replace")):
+    if not hmac.compare_digest(
+        expected.encode("ascii"), raw_sig.strip().encode("ascii", "replace")
+    ):
         raise SignatureError(
             f"{SIGNATURE_HEADER} does not match HMAC-SHA256(task_id.timestamp) for this "
-            "key (wrong key, or the body's task_id differs from the one signed)")
+            "key (wrong key, or the body's task_id differs from the one signed)"
+        )
     return ts

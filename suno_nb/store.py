@@ -9,6 +9,7 @@ writer), except for ``":memory:"`` stores, which have one connection and one loc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -33,8 +34,17 @@ MAX_GROUP = 256  # most transactions folded into one COMMIT
 
 # Headers never stored: credentials of any kind.  Signature headers are kept: they are
 # HMAC outputs, not keys, and replay() needs them to re-verify.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
-                            "x-api-key", "ngrok-authtoken", "x-ngrok-authtoken"})
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "ngrok-authtoken",
+        "x-ngrok-authtoken",
+    }
+)
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema
@@ -188,15 +198,15 @@ class Store:
         self._queue = queue.Queue()
         self._version = 0
         self._version_cond = threading.Condition()
-        self._writer = threading.Thread(target=self._write_loop, name="suno_nb-store-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="suno_nb-store-writer", daemon=True
+        )
         self._writer.start()
 
     # --- connection and schema -------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                               timeout=30)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         if not self.memory:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -206,8 +216,10 @@ class Store:
         conn = self._wconn
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {current}, newer than this "
-                             f"suno_nb understands ({SCHEMA_VERSION}); upgrade suno_nb")
+            raise StoreError(
+                f"{self.path} has schema version {current}, newer than this "
+                f"suno_nb understands ({SCHEMA_VERSION}); upgrade suno_nb"
+            )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -277,8 +289,11 @@ class Store:
                 except Exception as exc:  # one bad item must not sink the group
                     conn.execute("ROLLBACK TO item")
                     conn.execute("RELEASE item")
-                    err = exc if isinstance(exc, StoreError) else StoreError(
-                        f"store write failed: {exc}")
+                    err = (
+                        exc
+                        if isinstance(exc, StoreError)
+                        else StoreError(f"store write failed: {exc}")
+                    )
                     err.__cause__ = exc
                     results.append((fut, False, err))
                 else:
@@ -287,10 +302,8 @@ class Store:
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
                 for fut, _ok, _value in results:
                     fut.set_exception(StoreError(f"store commit failed: {exc}"))
                 return
@@ -331,7 +344,8 @@ class Store:
             " (SELECT count(*) FROM tracks) AS tracks,"
             " (SELECT count(*) FROM deliveries WHERE source != 'poll') AS deliveries,"
             " (SELECT count(*) FROM deliveries WHERE verdict = 'rejected') AS rejected,"
-            " (SELECT count(*) FROM tasks WHERE state = 'pending') AS pending")
+            " (SELECT count(*) FROM tasks WHERE state = 'pending') AS pending"
+        )
         return rows[0]
 
     def task(self, task_id: str) -> dict[str, Any] | None:
@@ -347,8 +361,10 @@ class Store:
 
     def pending_tasks(self) -> list[dict[str, Any]]:
         """Tasks without a final result, oldest first (what the poller works on)."""
-        return self.query("SELECT * FROM tasks WHERE state = 'pending' "
-                          "ORDER BY coalesce(submitted_at, first_seen_at)")
+        return self.query(
+            "SELECT * FROM tasks WHERE state = 'pending' "
+            "ORDER BY coalesce(submitted_at, first_seen_at)"
+        )
 
     def wait_for_change(self, seen: int, timeout: float) -> int:
         """Block until :attr:`version` exceeds ``seen`` or ``timeout`` passes."""
@@ -363,17 +379,23 @@ class Store:
         return rows[0]["value"] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.transact(lambda c: c.execute(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)))
+        self.transact(
+            lambda c: c.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
 
     # --- writes ----------------------------------------------------------------------------
 
-    def record_rejection(self, delivery: Delivery, status: int, reason: str,
-                         task_id: str | None = None) -> int:
+    def record_rejection(
+        self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
+    ) -> int:
         """Keep a rejected delivery with its reason; return its id."""
-        return self.transact(lambda c: _insert_delivery(c, delivery, "rejected", status,
-                                                          reason, task_id))
+        return self.transact(
+            lambda c: _insert_delivery(c, delivery, "rejected", status, reason, task_id)
+        )
 
     def record_callback(self, delivery: Delivery, callback: Callback) -> Outcome:
         """Store the raw delivery and its parsed result in one transaction.
@@ -399,20 +421,36 @@ class Store:
                 " negative_tags = excluded.negative_tags, full_lyrics = excluded.full_lyrics,"
                 " params = excluded.params, submitted_at = excluded.submitted_at,"
                 " updated_at = excluded.updated_at",
-                (sub.task_id, sub.parent_task_id, sub.audio_id, sub.infill_start_s,
-                 sub.infill_end_s, sub.prompt, sub.tags, sub.title, sub.negative_tags,
-                 sub.full_lyrics, json.dumps(dict(sub.params), sort_keys=True),
-                 sub.submitted_at, now, now))
+                (
+                    sub.task_id,
+                    sub.parent_task_id,
+                    sub.audio_id,
+                    sub.infill_start_s,
+                    sub.infill_end_s,
+                    sub.prompt,
+                    sub.tags,
+                    sub.title,
+                    sub.negative_tags,
+                    sub.full_lyrics,
+                    json.dumps(dict(sub.params), sort_keys=True),
+                    sub.submitted_at,
+                    now,
+                    now,
+                ),
+            )
 
         self.transact(work)
 
     def note_poll(self, task_id: str, service_status: str | None) -> None:
         """Count a poll of ``task_id`` and remember the service's last status."""
         now = time.time()
-        self.transact(lambda c: c.execute(
-            "UPDATE tasks SET poll_count = poll_count + 1, last_polled_at = ?,"
-            " service_status = coalesce(?, service_status), updated_at = ? WHERE task_id = ?",
-            (now, service_status, now, task_id)))
+        self.transact(
+            lambda c: c.execute(
+                "UPDATE tasks SET poll_count = poll_count + 1, last_polled_at = ?,"
+                " service_status = coalesce(?, service_status), updated_at = ? WHERE task_id = ?",
+                (now, service_status, now, task_id),
+            )
+        )
 
     def close(self) -> None:
         """Finish queued writes, stop the writer and close the connections.  Idempotent."""
@@ -422,10 +460,8 @@ class Store:
         self._writer.join(timeout=10)
         self._closed = True
         for conn in {id(self._wconn): self._wconn, id(self._rconn): self._rconn}.values():
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover
-                pass
 
     @property
     def closed(self) -> bool:
@@ -438,54 +474,92 @@ class Store:
 # --- transaction bodies (run on the writer thread) ------------------------------------------
 
 
-def _insert_delivery(conn: sqlite3.Connection, d: Delivery, verdict: str, status: int | None,
-                     reason: str | None, task_id: str | None) -> int:
+def _insert_delivery(
+    conn: sqlite3.Connection,
+    d: Delivery,
+    verdict: str,
+    status: int | None,
+    reason: str | None,
+    task_id: str | None,
+) -> int:
     cur = conn.execute(
         "INSERT INTO deliveries (received_at, source, remote_addr, via_tunnel, method, path,"
         " headers, body, status, verdict, reason, task_id, replay_of)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.received_at, d.source, d.remote_addr, int(d.via_tunnel), d.method, d.path,
-         json.dumps(clean_headers(d.headers)), bytes(d.body), status, verdict, reason,
-         task_id, d.replay_of))
+        (
+            d.received_at,
+            d.source,
+            d.remote_addr,
+            int(d.via_tunnel),
+            d.method,
+            d.path,
+            json.dumps(clean_headers(d.headers)),
+            bytes(d.body),
+            status,
+            verdict,
+            reason,
+            task_id,
+            d.replay_of,
+        ),
+    )
     return int(cur.lastrowid)
 
 
-def _track_values(task_id: str, t: Track, received_at: float, source: str,
-                  delivery_id: int) -> tuple:
-    return (task_id, t.id, t.audio_url, t.stream_audio_url, t.image_url, t.prompt,
-            t.model_name, t.title, t.tags, t.create_time, t.duration,
-            json.dumps(t.extra) if t.extra else None, received_at, source, delivery_id)
+def _track_values(
+    task_id: str, t: Track, received_at: float, source: str, delivery_id: int
+) -> tuple:
+    return (
+        task_id,
+        t.id,
+        t.audio_url,
+        t.stream_audio_url,
+        t.image_url,
+        t.prompt,
+        t.model_name,
+        t.title,
+        t.tags,
+        t.create_time,
+        t.duration,
+        json.dumps(t.extra) if t.extra else None,
+        received_at,
+        source,
+        delivery_id,
+    )
 
 
 def _apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outcome:
     source = "poll" if d.source == "poll" else "callback"
-    delivery_id = _insert_delivery(conn, d, "accepted", 200 if d.method == "POST" else None,
-                                   None, cb.task_id)
+    delivery_id = _insert_delivery(
+        conn, d, "accepted", 200 if d.method == "POST" else None, None, cb.task_id
+    )
     now = d.received_at
-    conn.execute("INSERT OR IGNORE INTO tasks (task_id, state, first_seen_at, updated_at)"
-                 " VALUES (?, 'pending', ?, ?)", (cb.task_id, now, now))
+    conn.execute(
+        "INSERT OR IGNORE INTO tasks (task_id, state, first_seen_at, updated_at)"
+        " VALUES (?, 'pending', ?, ?)",
+        (cb.task_id, now, now),
+    )
     before = conn.execute("SELECT state FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()[0]
     new_ids: list[str] = []
     for t in cb.tracks:
         cur = conn.execute(
             "INSERT OR IGNORE INTO tracks (task_id, track_id, audio_url, stream_audio_url,"
             " image_url, prompt, model_name, title, tags, create_time, duration, extra,"
-            " received_at, source, delivery_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _track_values(cb.task_id, t, now, source, delivery_id))
+            " received_at, source, delivery_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _track_values(cb.task_id, t, now, source, delivery_id),
+        )
         if cur.rowcount:
             new_ids.append(t.id)
     # The first final result decides the task; a later success (new tracks) upgrades a
     # failure, since the audio exists.  Nothing ever downgrades a success.
-    if cb.succeeded:
-        after = SUCCEEDED
-    else:
-        after = FAILED if before == PENDING else before
+    after = SUCCEEDED if cb.succeeded else (FAILED if before == PENDING else before)
     changed = after != before
     if changed:
         conn.execute(
             "UPDATE tasks SET state = ?, code = ?, msg = ?, error = ?, callback_type = ?,"
             " source = ?, completed_at = ?, updated_at = ? WHERE task_id = ?",
-            (after, cb.code, cb.msg, cb.error, cb.callback_type, source, now, now, cb.task_id))
+            (after, cb.code, cb.msg, cb.error, cb.callback_type, source, now, now, cb.task_id),
+        )
     verdict = "accepted" if (changed or new_ids) else "duplicate"
     if verdict == "duplicate":
         conn.execute("UPDATE deliveries SET verdict = 'duplicate' WHERE id = ?", (delivery_id,))

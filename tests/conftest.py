@@ -1,0 +1,60 @@
+"""Shared fixtures: real receivers on 127.0.0.1:0, seed bodies, clean module state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import requests
+
+import suno_nb.session as session
+
+DATA = Path(__file__).parent / "data"
+SEED_FILES = ("seed_success.json", "seed_failure_error.json", "seed_failure_null.json")
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test sees the user's keys, tokens, ngrok config or working directory."""
+    for var in ("SUNO_API_KEY", "SUNO_API_BASE_URL", "NGROK_AUTHTOKEN",
+                "SUNO_WEBHOOK_HMAC_KEY", "PYNGROK_NGROK_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SUNO_NB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    yield
+    session.stop_receiver()
+
+
+def seed_bytes(name: str) -> bytes:
+    """A seed callback body, byte for byte."""
+    return (DATA / name).read_bytes()
+
+
+@pytest.fixture
+def seeds() -> dict[str, bytes]:
+    return {name: seed_bytes(name) for name in (*SEED_FILES, "seed_success_zh.json")}
+
+
+@pytest.fixture
+def rx(tmp_path):
+    """A running local receiver on a fresh store file (no tunnel, no poller)."""
+    receiver = session.start_receiver(tmp_path / "rx.sqlite3", tunnel=None, poll=False,
+                                      socket_timeout=2.0)
+    yield receiver
+    session.stop_receiver()
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None,
+         session_: requests.Session | None = None) -> requests.Response:
+    """POST raw bytes as the service would (JSON content type unless overridden)."""
+    sender = session_ or requests
+    return sender.post(url, data=body, headers={**JSON, **(headers or {})}, timeout=10)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return os.environ["NO_PROXY"]
