@@ -32,6 +32,7 @@ from .errors import (
     TunnelError,
     WaitTimeout,
 )
+from .client import ReplaceJob, SunoClient
 from .payloads import CALLBACK_CODES, code_table
 from .rules import validate_section
 
@@ -53,11 +54,13 @@ __all__ = [
     "NotFoundError",
     "PayloadError",
     "RateLimitError",
+    "ReplaceJob",
     "ReceiverError",
     "SectionValidationError",
     "ServerError",
     "SignatureError",
     "StoreError",
+    "SunoClient",
     "SunoNbError",
     "TaskFailedError",
     "TunnelError",

@@ -116,7 +116,8 @@ class ApiError(SunoNbError):
 
     def __init__(self, code: int | None, message: str, *, endpoint: str = ""):
         where = f" from {endpoint}" if endpoint else ""
-        super().__init__(f"Suno API error {code}{where}: {message}")
+        head = f"Suno API error {code}" if code is not None else "Suno API error"
+        super().__init__(f"{head}{where}: {message}")
         self.code = code
         self.message = message
         self.endpoint = endpoint

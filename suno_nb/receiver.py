@@ -233,9 +233,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         verdict = owner.processor.process(self._delivery(body))
-        self._send(verdict.status, verdict.body)
-        if verdict.outcome is not None:
+        if verdict.outcome is None:
+            self._send(verdict.status, verdict.body)
+            return
+        # Counted from storage until the handlers are queued, so flush() cannot slip
+        # between the ack and the dispatch.
+        owner.inflight(+1)
+        try:
+            self._send(verdict.status, verdict.body)
+        finally:
             owner.stored(verdict)
+            owner.inflight(-1)
 
     def _delivery(self, body: bytes) -> Delivery:
         owner = self.server.owner
@@ -311,6 +319,19 @@ class CallbackServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._inflight = 0
+        self._idle = threading.Condition()
+
+    def inflight(self, delta: int) -> None:
+        with self._idle:
+            self._inflight += delta
+            if self._inflight == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no stored delivery is between its ack and its dispatch."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
     def start(self) -> None:
         with self._lock:

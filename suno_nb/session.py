@@ -293,8 +293,11 @@ class Receiver:
         self._dispatcher.on(fn, remove=remove)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued handler call has run (tests and notebooks use it)."""
-        return self._dispatcher.join(timeout)
+        """Wait until every acknowledged delivery's handlers have run."""
+        deadline = time.monotonic() + timeout
+        if not self._server.wait_idle(timeout):
+            return False
+        return self._dispatcher.join(max(0.0, deadline - time.monotonic()))
 
     def replay(self, delivery_id: int) -> Verdict:
         """Re-run a stored delivery through verification and storage, without the network.

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install suno_nb with its dev extra into .venv and run the whole test suite:
+# unit and HTTP tests, the example notebooks under nbval, and the real-browser test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# The browser test drives Debian's Chromium through Playwright (never `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser test..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed and this user cannot apt-get it; the browser test will fail" >&2
+  fi
+fi
+
+.venv/bin/python -m ruff check suno_nb tests benchmarks
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,128 @@
+"""The project keeps its promises: packaging, public surface, import floors, quick start."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import suno_nb
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "suno_nb"
+
+# conda-forge names that differ from the PyPI names.
+CONDA_TO_PYPI = {"pysoundfile": "soundfile", "matplotlib-base": "matplotlib"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pypi = {_name(r) for r in meta["dependencies"]}
+    pypi |= {_name(r) for r in meta["optional-dependencies"]["dev"]}
+    conda = set()
+    deps = (ROOT / "environment.yml").read_text().split("dependencies:", 1)[1]
+    for line in deps.splitlines():
+        m = re.match(r"^\s{2}- ([A-Za-z0-9_.-]+)", line)
+        if m and m.group(1) not in ("python", "pip"):
+            conda.add(CONDA_TO_PYPI.get(_name(m.group(1)), _name(m.group(1))))
+    assert conda == pypi
+
+
+def test_all_is_honest():
+    assert len(set(suno_nb.__all__)) == len(suno_nb.__all__)
+    for name in suno_nb.__all__:
+        assert hasattr(suno_nb, name), name
+    public = {n for n in vars(suno_nb) if not n.startswith("_")
+              and not isinstance(getattr(suno_nb, n), type(sys))}
+    assert public <= set(suno_nb.__all__) | {"annotations"}
+
+
+# Imports flow downward (docs/architecture.md).  A module may import package modules on a
+# lower floor only; a room (sandbox/, widgets/) may import itself.
+FLOORS = {
+    "errors": 0, "signing": 1, "rules": 1, "audio": 1,
+    "payloads": 2, "settings": 2,
+    "store": 3, "tunnel": 3, "sandbox": 3, "events": 3,
+    "client": 4, "receiver": 4, "poller": 4, "frame": 4,
+    "session": 5,
+    "widgets": 6, "cli": 6, "__init__": 7, "__main__": 7,
+}
+# Third-party packages that only their own room may import.
+ROOMS = {"pyngrok": {"tunnel"}, "ipywidgets": {"widgets"}}
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, is_internal) pairs imported by a file."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = node.module.split(".")[0] if node.module else None
+                if base is None:  # from . import x
+                    found += [(a.name, True) for a in node.names]
+                elif node.level == 1 or path.parent != PKG:
+                    found.append((base, True))
+            elif node.module and node.module.startswith("suno_nb"):
+                parts = node.module.split(".")
+                found.append((parts[1] if len(parts) > 1 else "__init__", True))
+            elif node.module:
+                found.append((node.module.split(".")[0], False))
+        elif isinstance(node, ast.Import):
+            found += [(a.name.split(".")[0], False) for a in node.names]
+    return found
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def test_imports_flow_downward():
+    problems = []
+    for path in PKG.rglob("*.py"):
+        room = _room(path)
+        floor = FLOORS[room]
+        for name, internal in _imports(path):
+            if internal:
+                if path.parent != PKG and path.parent.name == room and (
+                        path.parent / f"{name}.py").exists():
+                    continue  # inside its own room
+                if name == room:
+                    continue
+                if FLOORS.get(name, 99) >= floor:
+                    problems.append(f"{path.relative_to(ROOT)} imports {name}")
+            elif name in ROOMS and room not in ROOMS[name]:
+                problems.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert problems == []
+
+
+def test_import_is_light():
+    code = ("import sys, suno_nb; heavy = {'pyngrok', 'ipywidgets', 'matplotlib', 'soundfile'}"
+            "; print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def _quick_start_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", section, re.S)
+    return [line for block in blocks for line in block.strip().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
+    commands = _quick_start_commands()
+    assert len(commands) == 2, commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in commands[1] and "scripts/test.sh" in ci
+    assert "python -m suno_nb" in commands[0]

@@ -1,0 +1,208 @@
+"""Pure pieces: payload parsing, code table, section rules, signing, store mechanics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from suno_nb import payloads, rules, signing
+from suno_nb.errors import PayloadError, SectionValidationError, SignatureError, StoreError
+from suno_nb.store import SCHEMA_VERSION, Delivery, Store, Submission, clean_headers
+
+from .conftest import seed_bytes
+
+# --- payloads ---------------------------------------------------------------------------------
+
+
+def test_seed_bodies_parse():
+    ok = payloads.parse_callback(seed_bytes("seed_success.json"))
+    assert ok.succeeded and ok.task_id == "2fac****9f72" and len(ok.tracks) == 1
+    t = ok.tracks[0]
+    assert (t.id, t.duration, t.create_time) == ("e231****-****-****-****-****8cadc7dc", 198.44,
+                                                 "2025-01-01 00:00:00")
+    err = payloads.parse_callback(seed_bytes("seed_failure_error.json"))
+    assert not err.succeeded and err.error == "Generation failed due to technical issues"
+    null = payloads.parse_callback(seed_bytes("seed_failure_null.json"))
+    assert not null.succeeded and null.tracks == () and null.error is None
+
+
+def test_code_table_has_the_seeds_codes_in_both_languages():
+    table = {row["code"]: row for row in payloads.code_table()}
+    assert sorted(table) == [200, 400, 408, 500, 501, 531]
+    assert table[531]["meaning"] == "Server error - Generation failed, credits refunded"
+    assert "积分已退还" in table[531]["meaning_zh"]
+    assert table[200]["success"] and not table[501]["success"]
+
+
+def test_record_info_camel_case_normalises_to_the_callback_shape():
+    data = {"taskId": "t1", "status": "SUCCESS", "param": '{"prompt": "p"}',
+            "response": {"taskId": "t1", "sunoData": [
+                {"id": "a", "audioUrl": "https://a.mp3", "streamAudioUrl": "https://s",
+                 "imageUrl": "https://i.png", "prompt": "p", "modelName": "chirp-v3-5",
+                 "title": "T", "tags": "Jazz", "createTime": "2025-01-01 00:00:00",
+                 "duration": 12.5, "newField": 1}]},
+            "errorCode": None, "errorMessage": None}
+    info = payloads.parse_record_info(data)
+    assert info.done and info.param == {"prompt": "p"}
+    cb = payloads.callback_from_record(info)
+    t = cb.tracks[0]
+    assert (t.audio_url, t.stream_audio_url, t.image_url, t.model_name) == (
+        "https://a.mp3", "https://s", "https://i.png", "chirp-v3-5")
+    assert t.extra == {"newField": 1}
+    assert cb.succeeded and cb.callback_type == "complete"
+
+
+@pytest.mark.parametrize("status", payloads.FAILED_STATUSES)
+def test_failed_record_info_becomes_an_error_callback(status):
+    info = payloads.parse_record_info({"taskId": "t", "status": status, "errorCode": 501,
+                                       "errorMessage": "boom"})
+    cb = payloads.callback_from_record(info)
+    assert not cb.succeeded and cb.code == 501 and status in cb.error and "boom" in cb.error
+
+
+@given(st.binary(max_size=200))
+def test_parse_callback_only_ever_raises_payload_error(body):
+    try:
+        payloads.parse_callback(body)
+    except PayloadError as exc:
+        assert exc.reason
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def test_section_rules_round_and_name_field_and_limit():
+    s = rules.validate_section(30.004, 45.456, duration=120)
+    assert (s.start, s.end, s.length) == (30.0, 45.46, 15.46)
+    cases = [((10, 10), None, "infill_end_s", 10.0), ((-1, 10), None, "infill_start_s", 0),
+             ((0, 5.99), None, "infill_end_s", 6.0), ((0, 60.01), None, "infill_end_s", 60.0),
+             ((0, 50), 90, "infill_end_s", 45.0), ((80, 100), 90, "infill_end_s", 90.0)]
+    for (start, end), duration, field, limit in cases:
+        with pytest.raises(SectionValidationError) as info:
+            rules.validate_section(start, end, duration)
+        assert info.value.field == field and info.value.limit == limit, (start, end)
+        assert field in str(info.value)
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+def test_sign_matches_the_reference_formula():
+    import base64
+    import hashlib
+    import hmac
+
+    expected = base64.b64encode(hmac.new(b"k", b"task.1700000000", hashlib.sha256).digest())
+    assert signing.sign("k", "task", 1700000000) == expected.decode()
+    headers = signing.signature_headers("k", "task", 1700000000)
+    assert signing.verify("k", headers, "task", now=1700000100) == 1700000000
+    with pytest.raises(SignatureError, match="tolerance"):
+        signing.verify("k", headers, "task", now=1700000301)
+    with pytest.raises(SignatureError, match="not an integer"):
+        signing.verify("k", {**headers, signing.TIMESTAMP_HEADER: "soon"}, "task")
+
+
+# --- store ----------------------------------------------------------------------------------
+
+
+def _cb(task="t1", ids=("a", "b"), code=200):
+    kind = "complete" if code == 200 else "error"
+    return payloads.parse_callback({"code": code, "msg": "m", "data": {
+        "callbackType": kind, "task_id": task,
+        "data": [{"id": i, "duration": 10.0} for i in ids] if code == 200 else None}})
+
+
+def test_store_dedups_tracks_and_keeps_every_delivery():
+    store = Store(":memory:")
+    try:
+        first = store.record_callback(Delivery(body=b"1"), _cb())
+        again = store.record_callback(Delivery(body=b"2"), _cb())
+        more = store.record_callback(Delivery(body=b"3"), _cb(ids=("b", "c")))
+        assert (first.verdict, again.verdict, more.verdict) == ("accepted", "duplicate",
+                                                                "accepted")
+        assert more.new_track_ids == ("c",)
+        assert store.counts()["tracks"] == 3 and store.counts()["deliveries"] == 3
+    finally:
+        store.close()
+
+
+def test_a_failure_never_downgrades_a_success_but_a_success_upgrades_a_failure():
+    store = Store(":memory:")
+    try:
+        store.record_callback(Delivery(body=b""), _cb("x", code=501))
+        assert store.task("x")["state"] == "failed"
+        store.record_callback(Delivery(body=b""), _cb("x"))
+        assert store.task("x")["state"] == "succeeded"
+        store.record_callback(Delivery(body=b""), _cb("x", code=500))
+        assert store.task("x")["state"] == "succeeded"
+    finally:
+        store.close()
+
+
+def test_store_schema_version_and_reopen(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+    store.record_submission(Submission("t9", "parent", "a1", 30.0, 45.0, prompt="p"))
+    store.close()
+    again = Store(path)
+    try:
+        assert again.task("t9")["infill_end_s"] == 45.0
+        assert [t["task_id"] for t in again.pending_tasks()] == ["t9"]
+    finally:
+        again.close()
+
+
+def test_store_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_one_failing_write_does_not_sink_its_group():
+    store = Store(":memory:")
+    results, errors = [], []
+
+    def bad(conn):
+        conn.execute("INSERT INTO nowhere VALUES (1)")
+
+    def run(fn):
+        try:
+            results.append(store.transact(fn))
+        except StoreError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(bad if i == 3 else
+                                                   (lambda c, i=i: c.execute(
+                                                       "INSERT INTO meta VALUES (?, 'v')",
+                                                       (f"k{i}",)).rowcount),))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and "nowhere" in str(errors[0])
+    assert len(store.query("SELECT * FROM meta")) == 7
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.transact(lambda c: None)
+
+
+def test_secret_headers_are_never_stored():
+    kept = clean_headers({"Authorization": "Bearer sk-123", "Cookie": "a=b",
+                          "X-Webhook-Signature": "sig", "Content-Type": "application/json"})
+    assert kept == {"X-Webhook-Signature": "sig", "Content-Type": "application/json"}
+    store = Store(":memory:")
+    store.record_rejection(Delivery(body=b"x", headers={"Authorization": "Bearer sk-123"}), 400,
+                           "bad")
+    assert "sk-123" not in json.dumps(store.query("SELECT headers FROM deliveries"))
+    store.close()
