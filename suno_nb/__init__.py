@@ -35,6 +35,8 @@ from .errors import (
 from .client import ReplaceJob, SunoClient
 from .payloads import CALLBACK_CODES, code_table
 from .rules import validate_section
+from .sandbox import Faults, Sandbox
+from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ __all__ = [
     "CALLBACK_CODES",
     "ApiError",
     "ApiValidationError",
+    "Faults",
     "AuthError",
     "InsufficientCreditsError",
     "MaintenanceError",
@@ -54,7 +57,9 @@ __all__ = [
     "NotFoundError",
     "PayloadError",
     "RateLimitError",
+    "Receiver",
     "ReplaceJob",
+    "Sandbox",
     "ReceiverError",
     "SectionValidationError",
     "ServerError",
@@ -62,10 +67,14 @@ __all__ = [
     "StoreError",
     "SunoClient",
     "SunoNbError",
+    "TaskResult",
     "TaskFailedError",
     "TunnelError",
     "WaitTimeout",
     "__version__",
     "code_table",
+    "current_receiver",
+    "start_receiver",
+    "stop_receiver",
     "validate_section",
 ]

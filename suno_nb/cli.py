@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import requests
@@ -46,6 +47,76 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+QUICKSTART_NOTEBOOK = Path("notebooks") / "01_quickstart.ipynb"
+RESULT_COLUMNS = ["task_id", "track_id", "title", "infill_start_s", "infill_end_s", "duration",
+                  "source", "latency_s"]
+
+
+def _quickstart_inline(store: str) -> None:
+    """The quickstart as plain Python: sandbox, receiver, client, one replaced section."""
+    from .client import SunoClient  # noqa: PLC0415
+    from .sandbox import Sandbox  # noqa: PLC0415
+    from .session import start_receiver, stop_receiver  # noqa: PLC0415
+
+    with Sandbox(delay=1.0) as sb:
+        rx = start_receiver(store, tunnel=None, poll_interval=2.0, poll_grace=5.0)
+        try:
+            client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+            song = sb.create_song(duration=90.0, title="Quickstart Original", tags="lofi, keys")
+            print(f"original: task {song.task_id}, audio {song.audio_id}, {song.duration:g} s")
+            job = client.replace_section(
+                task_id=song.task_id, audio_id=song.audio_id, prompt="a bright brass break",
+                tags="funk, brass", title="Quickstart Take 2", infill_start_s=30.0,
+                infill_end_s=45.0)
+            print(f"submitted replace task {job.task_id} (30 s - 45 s); waiting for the callback")
+            result = rx.wait(job.task_id, timeout=120, progress=False)
+            print(f"{result!r}\n")
+            print(_show(rx.frame(), RESULT_COLUMNS))
+        finally:
+            stop_receiver()
+
+
+def quickstart(args: argparse.Namespace) -> int:
+    """Run notebooks/01_quickstart.ipynb headlessly against the sandbox; print the results.
+
+    Outside a checkout (no notebooks/ folder) the same steps run as plain Python.
+    """
+    notebook = Path(args.notebook)
+    if not notebook.exists():
+        print(f"{notebook} not found: running the quickstart steps as plain Python")
+        _quickstart_inline(args.store or ":memory:")
+        return 0
+    import nbformat  # noqa: PLC0415
+    from nbclient import NotebookClient  # noqa: PLC0415
+
+    out_dir = Path(args.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(notebook, as_version=4)
+    print(f"running {notebook} headlessly (kernel: this Python) ...")
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(out_dir)}}).execute()
+    executed = out_dir / notebook.name.replace(".ipynb", ".executed.ipynb")
+    nbformat.write(nb, executed)
+    from .frame import frame  # noqa: PLC0415
+    from .store import DEFAULT_PATH, Store  # noqa: PLC0415
+
+    store = Store(out_dir / DEFAULT_PATH)
+    try:
+        print("\nresult table (frame()):")
+        print(_show(frame(store), RESULT_COLUMNS))
+    finally:
+        store.close()
+    print(f"\nexecuted notebook written to {executed}")
+    return 0
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    """Serve the API emulator until Ctrl-C."""
+    from .sandbox import main as sandbox_main  # noqa: PLC0415
+
+    return sandbox_main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suno_nb", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
@@ -53,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="POST the seed payloads to a receiver, print the frames")
     p.add_argument("--store", default=":memory:", help="store file (default: in memory)")
     p.set_defaults(func=demo)
+    p = sub.add_parser("quickstart", help="run the quickstart notebook against the sandbox")
+    p.add_argument("--notebook", default=str(QUICKSTART_NOTEBOOK))
+    p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
+    p.add_argument("--store", default=None, help="store file for the plain-Python fallback")
+    p.set_defaults(func=quickstart)
+    p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=sandbox)
     return parser
 
 

@@ -116,8 +116,9 @@ class ApiError(SunoNbError):
 
     def __init__(self, code: int | None, message: str, *, endpoint: str = ""):
         where = f" from {endpoint}" if endpoint else ""
-        head = f"Suno API error {code}" if code is not None else "Suno API error"
-        super().__init__(f"{head}{where}: {message}")
+        # code None: raised before the service was asked (e.g. no key), so no "API error".
+        text = message if code is None else f"Suno API error {code}{where}: {message}"
+        super().__init__(text)
         self.code = code
         self.message = message
         self.endpoint = endpoint
