@@ -20,21 +20,26 @@ def seed_body(name: str) -> bytes:
 
 
 def _show(df: pd.DataFrame, columns: list[str]) -> str:
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.max_colwidth", 40):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40
+    ):
         return df[columns].to_string(index=False)
 
 
 def demo(args: argparse.Namespace) -> int:
     """Start a receiver, POST the seeds' example payloads over HTTP, print the tables."""
-    from .session import start_receiver, stop_receiver  # noqa: PLC0415
+    from .session import start_receiver, stop_receiver
 
     rx = start_receiver(args.store, tunnel=None, poll=False)
     try:
         print(f"receiver: {rx.local_url.rsplit('/', 1)[0]}/<token>  store: {rx.store.path}")
         for name in SEED_FILES:
-            r = requests.post(rx.url, data=seed_body(name),
-                              headers={"Content-Type": "application/json"}, timeout=10)
+            r = requests.post(
+                rx.url,
+                data=seed_body(name),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
             print(f"POST {name:<26} -> {r.status_code} {r.text}")
         print("\nframe():")
         print(_show(rx.frame(), ["task_id", "track_id", "title", "duration", "source"]))
@@ -48,15 +53,23 @@ def demo(args: argparse.Namespace) -> int:
 
 
 QUICKSTART_NOTEBOOK = Path("notebooks") / "01_quickstart.ipynb"
-RESULT_COLUMNS = ["task_id", "track_id", "title", "infill_start_s", "infill_end_s", "duration",
-                  "source", "latency_s"]
+RESULT_COLUMNS = [
+    "task_id",
+    "track_id",
+    "title",
+    "infill_start_s",
+    "infill_end_s",
+    "duration",
+    "source",
+    "latency_s",
+]
 
 
 def _quickstart_inline(store: str) -> None:
     """The quickstart as plain Python: sandbox, receiver, client, one replaced section."""
-    from .client import SunoClient  # noqa: PLC0415
-    from .sandbox import Sandbox  # noqa: PLC0415
-    from .session import start_receiver, stop_receiver  # noqa: PLC0415
+    from .client import SunoClient
+    from .sandbox import Sandbox
+    from .session import start_receiver, stop_receiver
 
     with Sandbox(delay=1.0) as sb:
         rx = start_receiver(store, tunnel=None, poll_interval=2.0, poll_grace=5.0)
@@ -65,9 +78,14 @@ def _quickstart_inline(store: str) -> None:
             song = sb.create_song(duration=90.0, title="Quickstart Original", tags="lofi, keys")
             print(f"original: task {song.task_id}, audio {song.audio_id}, {song.duration:g} s")
             job = client.replace_section(
-                task_id=song.task_id, audio_id=song.audio_id, prompt="a bright brass break",
-                tags="funk, brass", title="Quickstart Take 2", infill_start_s=30.0,
-                infill_end_s=45.0)
+                task_id=song.task_id,
+                audio_id=song.audio_id,
+                prompt="a bright brass break",
+                tags="funk, brass",
+                title="Quickstart Take 2",
+                infill_start_s=30.0,
+                infill_end_s=45.0,
+            )
             print(f"submitted replace task {job.task_id} (30 s - 45 s); waiting for the callback")
             result = rx.wait(job.task_id, timeout=120, progress=False)
             print(f"{result!r}\n")
@@ -86,19 +104,20 @@ def quickstart(args: argparse.Namespace) -> int:
         print(f"{notebook} not found: running the quickstart steps as plain Python")
         _quickstart_inline(args.store or ":memory:")
         return 0
-    import nbformat  # noqa: PLC0415
-    from nbclient import NotebookClient  # noqa: PLC0415
+    import nbformat
+    from nbclient import NotebookClient
 
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(notebook, as_version=4)
     print(f"running {notebook} headlessly (kernel: this Python) ...")
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(out_dir)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
+    ).execute()
     executed = out_dir / notebook.name.replace(".ipynb", ".executed.ipynb")
     nbformat.write(nb, executed)
-    from .frame import frame  # noqa: PLC0415
-    from .store import DEFAULT_PATH, Store  # noqa: PLC0415
+    from .frame import frame
+    from .store import DEFAULT_PATH, Store
 
     store = Store(out_dir / DEFAULT_PATH)
     try:
@@ -112,7 +131,7 @@ def quickstart(args: argparse.Namespace) -> int:
 
 def sandbox(args: argparse.Namespace) -> int:
     """Serve the API emulator until Ctrl-C."""
-    from .sandbox import main as sandbox_main  # noqa: PLC0415
+    from .sandbox import main as sandbox_main
 
     return sandbox_main(args.rest)
 
@@ -129,8 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
     p.add_argument("--store", default=None, help="store file for the plain-Python fallback")
     p.set_defaults(func=quickstart)
-    p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C",
-                       add_help=False)
+    p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=sandbox)
     return parser
@@ -138,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return args.func(args)
 
 

@@ -18,8 +18,13 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """No test sees the user's keys, tokens, ngrok config or working directory."""
-    for var in ("SUNO_API_KEY", "SUNO_API_BASE_URL", "NGROK_AUTHTOKEN",
-                "SUNO_WEBHOOK_HMAC_KEY", "PYNGROK_NGROK_PATH"):
+    for var in (
+        "SUNO_API_KEY",
+        "SUNO_API_BASE_URL",
+        "NGROK_AUTHTOKEN",
+        "SUNO_WEBHOOK_HMAC_KEY",
+        "PYNGROK_NGROK_PATH",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SUNO_NB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -41,14 +46,19 @@ def seeds() -> dict[str, bytes]:
 @pytest.fixture
 def rx(tmp_path):
     """A running local receiver on a fresh store file (no tunnel, no poller)."""
-    receiver = session.start_receiver(tmp_path / "rx.sqlite3", tunnel=None, poll=False,
-                                      socket_timeout=2.0)
+    receiver = session.start_receiver(
+        tmp_path / "rx.sqlite3", tunnel=None, poll=False, socket_timeout=2.0
+    )
     yield receiver
     session.stop_receiver()
 
 
-def post(url: str, body: bytes, headers: dict[str, str] | None = None,
-         session_: requests.Session | None = None) -> requests.Response:
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    session_: requests.Session | None = None,
+) -> requests.Response:
     """POST raw bytes as the service would (JSON content type unless overridden)."""
     sender = session_ or requests
     return sender.post(url, data=body, headers={**JSON, **(headers or {})}, timeout=10)

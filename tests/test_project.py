@@ -39,20 +39,36 @@ def test_all_is_honest():
     assert len(set(suno_nb.__all__)) == len(suno_nb.__all__)
     for name in suno_nb.__all__:
         assert hasattr(suno_nb, name), name
-    public = {n for n in vars(suno_nb) if not n.startswith("_")
-              and not isinstance(getattr(suno_nb, n), type(sys))}
+    public = {
+        n
+        for n in vars(suno_nb)
+        if not n.startswith("_") and not isinstance(getattr(suno_nb, n), type(sys))
+    }
     assert public <= set(suno_nb.__all__) | {"annotations"}
 
 
 # Imports flow downward (docs/architecture.md).  A module may import package modules on a
 # lower floor only; a room (sandbox/, widgets/) may import itself.
 FLOORS = {
-    "errors": 0, "signing": 1, "rules": 1, "audio": 1,
-    "payloads": 2, "settings": 2,
-    "store": 3, "tunnel": 3, "sandbox": 3, "events": 3,
-    "client": 4, "receiver": 4, "poller": 4, "frame": 4,
+    "errors": 0,
+    "signing": 1,
+    "rules": 1,
+    "audio": 1,
+    "payloads": 2,
+    "settings": 2,
+    "store": 3,
+    "tunnel": 3,
+    "sandbox": 3,
+    "events": 3,
+    "client": 4,
+    "receiver": 4,
+    "poller": 4,
+    "frame": 4,
     "session": 5,
-    "widgets": 6, "cli": 6, "__init__": 7, "__main__": 7,
+    "widgets": 6,
+    "cli": 6,
+    "__init__": 7,
+    "__main__": 7,
 }
 # Third-party packages that only their own room may import.
 ROOMS = {"pyngrok": {"tunnel"}, "ipywidgets": {"widgets"}}
@@ -92,8 +108,11 @@ def test_imports_flow_downward():
         floor = FLOORS[room]
         for name, internal in _imports(path):
             if internal:
-                if path.parent != PKG and path.parent.name == room and (
-                        path.parent / f"{name}.py").exists():
+                if (
+                    path.parent != PKG
+                    and path.parent.name == room
+                    and (path.parent / f"{name}.py").exists()
+                ):
                     continue  # inside its own room
                 if name == room:
                     continue
@@ -105,10 +124,13 @@ def test_imports_flow_downward():
 
 
 def test_import_is_light():
-    code = ("import sys, suno_nb; heavy = {'pyngrok', 'ipywidgets', 'matplotlib', 'soundfile'}"
-            "; print(sorted(heavy & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, suno_nb; heavy = {'pyngrok', 'ipywidgets', 'matplotlib', 'soundfile'}"
+        "; print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -116,8 +138,12 @@ def _quick_start_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", section, re.S)
-    return [line for block in blocks for line in block.strip().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line
+        for block in blocks
+        for line in block.strip().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_the_second():

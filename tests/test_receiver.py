@@ -21,7 +21,6 @@ from suno_nb.store import Store
 
 from .conftest import post, seed_bytes
 
-
 # --- the seeds' examples --------------------------------------------------------------------
 
 
@@ -53,7 +52,8 @@ def test_seed_success_becomes_the_documented_row(rx):
     assert str(df["code"].dtype) == "Int64"
     assert pd.api.types.is_datetime64_any_dtype(df["created_at"])
     assert str(df["received_at"].dtype).startswith("datetime64") and "UTC" in str(
-        df["received_at"].dtype)
+        df["received_at"].dtype
+    )
     tasks = rx.tasks()
     assert tasks.loc[0, "state"] == "succeeded" and tasks.loc[0, "tracks"] == 1
 
@@ -64,10 +64,13 @@ def test_chinese_success_body_is_accepted_verbatim(rx):
     assert row["title"] == "替换后的标题" and row["tags"] == "electrifying, rock"
 
 
-@pytest.mark.parametrize("name, error", [
-    ("seed_failure_error.json", "Generation failed due to technical issues"),
-    ("seed_failure_null.json", None),
-])
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("seed_failure_error.json", "Generation failed due to technical issues"),
+        ("seed_failure_null.json", None),
+    ],
+)
 def test_seed_failures_become_failed_tasks(rx, name, error):
     r = post(rx.url, seed_bytes(name))
     assert r.status_code == 200
@@ -99,11 +102,26 @@ def test_unknown_fields_are_kept(rx):
 
 
 def _body(task: int, tracks: int = 2) -> bytes:
-    return json.dumps({"code": 200, "msg": "All generated successfully.", "data": {
-        "callbackType": "complete", "task_id": f"task{task:04d}",
-        "data": [{"id": f"track-{task}-{i}", "audio_url": f"https://x/{task}/{i}.mp3",
-                  "title": f"T{task}", "duration": 30.0 + i, "createTime": "2025-01-01 00:00:00"}
-                 for i in range(tracks)]}}).encode()
+    return json.dumps(
+        {
+            "code": 200,
+            "msg": "All generated successfully.",
+            "data": {
+                "callbackType": "complete",
+                "task_id": f"task{task:04d}",
+                "data": [
+                    {
+                        "id": f"track-{task}-{i}",
+                        "audio_url": f"https://x/{task}/{i}.mp3",
+                        "title": f"T{task}",
+                        "duration": 30.0 + i,
+                        "createTime": "2025-01-01 00:00:00",
+                    }
+                    for i in range(tracks)
+                ],
+            },
+        }
+    ).encode()
 
 
 def test_1000_deliveries_from_20_senders_each_sent_1_to_3_times(rx):
@@ -166,16 +184,24 @@ MALFORMED = {
     "missing task_id": (_mutated(lambda d: d["data"].pop("task_id")), 400, "task_id"),
     "empty task_id": (_mutated(lambda d: d["data"].update(task_id="")), 400, "task_id"),
     "task_id a number": (_mutated(lambda d: d["data"].update(task_id=12)), 400, "task_id"),
-    "unknown callbackType": (_mutated(lambda d: d["data"].update(callbackType="weird")), 400,
-                             "callbackType"),
-    "tracks not a list": (_mutated(lambda d: d["data"].update(data={"id": "x"})), 400,
-                          "data.data"),
+    "unknown callbackType": (
+        _mutated(lambda d: d["data"].update(callbackType="weird")),
+        400,
+        "callbackType",
+    ),
+    "tracks not a list": (_mutated(lambda d: d["data"].update(data={"id": "x"})), 400, "data.data"),
     "track without id": (_mutated(lambda d: d["data"]["data"][0].pop("id")), 400, "id"),
-    "duration a word": (_mutated(lambda d: d["data"]["data"][0].update(duration="long")), 400,
-                        "duration"),
+    "duration a word": (
+        _mutated(lambda d: d["data"]["data"][0].update(duration="long")),
+        400,
+        "duration",
+    ),
     "title a list": (_mutated(lambda d: d["data"]["data"][0].update(title=["a"])), 400, "title"),
-    "deeply nested": (b'{"code": 200, "msg": "x", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-                      400, "nested"),
+    "deeply nested": (
+        b'{"code": 200, "msg": "x", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        400,
+        "nested",
+    ),
     "invalid utf-8": (b'{"code": 200, "msg": "\xff\xfe", "data": {}}', 400, "UTF-8"),
 }
 
@@ -228,8 +254,10 @@ def test_callback_path_token_is_unguessable(rx):
 def test_stalled_client_is_cut_off_and_does_not_block_others(rx):
     host, port = "127.0.0.1", rx.port
     stalled = socket.create_connection((host, port))
-    stalled.sendall(f"POST {rx.url.split(str(port), 1)[1]} HTTP/1.1\r\nHost: x\r\n"
-                    "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{".encode())
+    stalled.sendall(
+        f"POST {rx.url.split(str(port), 1)[1]} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{".encode()
+    )
     t0 = time.monotonic()
     # another delivery is answered while the stalled one hangs
     assert post(rx.url, seed_bytes("seed_success.json")).status_code == 200
@@ -252,22 +280,35 @@ def test_client_that_sends_headers_only_then_stalls(rx):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=20)
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.binary(max_size=300),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({"code": json_values, "msg": json_values,
-                           "data": st.fixed_dictionaries({
-                               "callbackType": st.sampled_from(["complete", "error", "x"]),
-                               "task_id": json_values, "data": json_values})})
-    .map(lambda v: json.dumps(v).encode()),
-))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {
+                "code": json_values,
+                "msg": json_values,
+                "data": st.fixed_dictionaries(
+                    {
+                        "callbackType": st.sampled_from(["complete", "error", "x"]),
+                        "task_id": json_values,
+                        "data": json_values,
+                    }
+                ),
+            }
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_generated_bodies_get_200_or_a_4xx_with_reason(rx, body):
     r = post(rx.url, body)
     assert r.status_code in (200, 400)
@@ -291,8 +332,7 @@ KEY = "whsec-test-key-0123456789"
 
 @pytest.fixture
 def signed_rx(tmp_path):
-    receiver = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, poll=False,
-                                      hmac_key=KEY)
+    receiver = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, poll=False, hmac_key=KEY)
     yield receiver
     session.stop_receiver()
 
@@ -318,13 +358,16 @@ def _signature_case(case: str) -> dict[str, str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("wrong key", "does not match"),
-    ("changed task_id", "does not match"),
-    ("stale timestamp", "tolerance"),
-    ("missing signature", f"missing {SIGNATURE_HEADER}"),
-    ("missing timestamp", f"missing {TIMESTAMP_HEADER}"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("wrong key", "does not match"),
+        ("changed task_id", "does not match"),
+        ("stale timestamp", "tolerance"),
+        ("missing signature", f"missing {SIGNATURE_HEADER}"),
+        ("missing timestamp", f"missing {TIMESTAMP_HEADER}"),
+    ],
+)
 def test_bad_signatures_get_401_with_a_distinct_reason(signed_rx, case, reason):
     r = post(signed_rx.url, seed_bytes("seed_success.json"), _signature_case(case))
     assert r.status_code == 401
@@ -337,19 +380,26 @@ def test_bad_signatures_get_401_with_a_distinct_reason(signed_rx, case, reason):
 
 def test_hmac_key_never_in_repr_or_frames(signed_rx):
     post(signed_rx.url, seed_bytes("seed_success.json"), signature_headers(KEY, "2fac****9f72"))
-    texts = [repr(signed_rx), signed_rx._repr_html_(), repr(signed_rx.config),
-             signed_rx.frame().to_string(), signed_rx.tasks().to_string(),
-             signed_rx.deliveries().to_string()]
+    texts = [
+        repr(signed_rx),
+        signed_rx._repr_html_(),
+        repr(signed_rx.config),
+        signed_rx.frame().to_string(),
+        signed_rx.tasks().to_string(),
+        signed_rx.deliveries().to_string(),
+    ]
     assert not any(KEY in t for t in texts)
 
 
 def test_allow_list_rejects_other_addresses(tmp_path):
-    rx = session.start_receiver(tmp_path / "a.sqlite3", tunnel=None, poll=False,
-                                allow_ips=["203.0.113.0/24"])
+    rx = session.start_receiver(
+        tmp_path / "a.sqlite3", tunnel=None, poll=False, allow_ips=["203.0.113.0/24"]
+    )
     r = post(rx.url, seed_bytes("seed_success.json"))
     assert r.status_code == 403 and "allow-list" in r.json()["msg"]
-    rx2 = session.start_receiver(tmp_path / "a.sqlite3", tunnel=None, poll=False,
-                                 allow_ips=["127.0.0.1"])
+    rx2 = session.start_receiver(
+        tmp_path / "a.sqlite3", tunnel=None, poll=False, allow_ips=["127.0.0.1"]
+    )
     assert rx2 is not rx and not rx.running
     assert post(rx2.url, seed_bytes("seed_success.json")).status_code == 200
 
@@ -367,8 +417,10 @@ def test_failed_store_write_answers_5xx_and_nothing_acknowledged_is_lost(tmp_pat
         acked.append(f"task{n:04d}")
     # The disk "fills up": every insert into tracks now fails inside SQLite.
     with rx.store._wlock:
-        rx.store._wconn.execute("CREATE TRIGGER full BEFORE INSERT ON tracks "
-                                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        rx.store._wconn.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON tracks "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
     r = post(rx.url, _body(99))
     assert r.status_code == 503
     assert "retry" in r.json()["msg"]

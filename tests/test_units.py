@@ -23,8 +23,11 @@ def test_seed_bodies_parse():
     ok = payloads.parse_callback(seed_bytes("seed_success.json"))
     assert ok.succeeded and ok.task_id == "2fac****9f72" and len(ok.tracks) == 1
     t = ok.tracks[0]
-    assert (t.id, t.duration, t.create_time) == ("e231****-****-****-****-****8cadc7dc", 198.44,
-                                                 "2025-01-01 00:00:00")
+    assert (t.id, t.duration, t.create_time) == (
+        "e231****-****-****-****-****8cadc7dc",
+        198.44,
+        "2025-01-01 00:00:00",
+    )
     err = payloads.parse_callback(seed_bytes("seed_failure_error.json"))
     assert not err.succeeded and err.error == "Generation failed due to technical issues"
     null = payloads.parse_callback(seed_bytes("seed_failure_null.json"))
@@ -40,27 +43,50 @@ def test_code_table_has_the_seeds_codes_in_both_languages():
 
 
 def test_record_info_camel_case_normalises_to_the_callback_shape():
-    data = {"taskId": "t1", "status": "SUCCESS", "param": '{"prompt": "p"}',
-            "response": {"taskId": "t1", "sunoData": [
-                {"id": "a", "audioUrl": "https://a.mp3", "streamAudioUrl": "https://s",
-                 "imageUrl": "https://i.png", "prompt": "p", "modelName": "chirp-v3-5",
-                 "title": "T", "tags": "Jazz", "createTime": "2025-01-01 00:00:00",
-                 "duration": 12.5, "newField": 1}]},
-            "errorCode": None, "errorMessage": None}
+    data = {
+        "taskId": "t1",
+        "status": "SUCCESS",
+        "param": '{"prompt": "p"}',
+        "response": {
+            "taskId": "t1",
+            "sunoData": [
+                {
+                    "id": "a",
+                    "audioUrl": "https://a.mp3",
+                    "streamAudioUrl": "https://s",
+                    "imageUrl": "https://i.png",
+                    "prompt": "p",
+                    "modelName": "chirp-v3-5",
+                    "title": "T",
+                    "tags": "Jazz",
+                    "createTime": "2025-01-01 00:00:00",
+                    "duration": 12.5,
+                    "newField": 1,
+                }
+            ],
+        },
+        "errorCode": None,
+        "errorMessage": None,
+    }
     info = payloads.parse_record_info(data)
     assert info.done and info.param == {"prompt": "p"}
     cb = payloads.callback_from_record(info)
     t = cb.tracks[0]
     assert (t.audio_url, t.stream_audio_url, t.image_url, t.model_name) == (
-        "https://a.mp3", "https://s", "https://i.png", "chirp-v3-5")
+        "https://a.mp3",
+        "https://s",
+        "https://i.png",
+        "chirp-v3-5",
+    )
     assert t.extra == {"newField": 1}
     assert cb.succeeded and cb.callback_type == "complete"
 
 
 @pytest.mark.parametrize("status", payloads.FAILED_STATUSES)
 def test_failed_record_info_becomes_an_error_callback(status):
-    info = payloads.parse_record_info({"taskId": "t", "status": status, "errorCode": 501,
-                                       "errorMessage": "boom"})
+    info = payloads.parse_record_info(
+        {"taskId": "t", "status": status, "errorCode": 501, "errorMessage": "boom"}
+    )
     cb = payloads.callback_from_record(info)
     assert not cb.succeeded and cb.code == 501 and status in cb.error and "boom" in cb.error
 
@@ -79,9 +105,14 @@ def test_parse_callback_only_ever_raises_payload_error(body):
 def test_section_rules_round_and_name_field_and_limit():
     s = rules.validate_section(30.004, 45.456, duration=120)
     assert (s.start, s.end, s.length) == (30.0, 45.46, 15.46)
-    cases = [((10, 10), None, "infill_end_s", 10.0), ((-1, 10), None, "infill_start_s", 0),
-             ((0, 5.99), None, "infill_end_s", 6.0), ((0, 60.01), None, "infill_end_s", 60.0),
-             ((0, 50), 90, "infill_end_s", 45.0), ((80, 100), 90, "infill_end_s", 90.0)]
+    cases = [
+        ((10, 10), None, "infill_end_s", 10.0),
+        ((-1, 10), None, "infill_start_s", 0),
+        ((0, 5.99), None, "infill_end_s", 6.0),
+        ((0, 60.01), None, "infill_end_s", 60.0),
+        ((0, 50), 90, "infill_end_s", 45.0),
+        ((80, 100), 90, "infill_end_s", 90.0),
+    ]
     for (start, end), duration, field, limit in cases:
         with pytest.raises(SectionValidationError) as info:
             rules.validate_section(start, end, duration)
@@ -112,9 +143,17 @@ def test_sign_matches_the_reference_formula():
 
 def _cb(task="t1", ids=("a", "b"), code=200):
     kind = "complete" if code == 200 else "error"
-    return payloads.parse_callback({"code": code, "msg": "m", "data": {
-        "callbackType": kind, "task_id": task,
-        "data": [{"id": i, "duration": 10.0} for i in ids] if code == 200 else None}})
+    return payloads.parse_callback(
+        {
+            "code": code,
+            "msg": "m",
+            "data": {
+                "callbackType": kind,
+                "task_id": task,
+                "data": [{"id": i, "duration": 10.0} for i in ids] if code == 200 else None,
+            },
+        }
+    )
 
 
 def test_store_dedups_tracks_and_keeps_every_delivery():
@@ -123,8 +162,7 @@ def test_store_dedups_tracks_and_keeps_every_delivery():
         first = store.record_callback(Delivery(body=b"1"), _cb())
         again = store.record_callback(Delivery(body=b"2"), _cb())
         more = store.record_callback(Delivery(body=b"3"), _cb(ids=("b", "c")))
-        assert (first.verdict, again.verdict, more.verdict) == ("accepted", "duplicate",
-                                                                "accepted")
+        assert (first.verdict, again.verdict, more.verdict) == ("accepted", "duplicate", "accepted")
         assert more.new_track_ids == ("c",)
         assert store.counts()["tracks"] == 3 and store.counts()["deliveries"] == 3
     finally:
@@ -181,11 +219,21 @@ def test_one_failing_write_does_not_sink_its_group():
         except StoreError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(bad if i == 3 else
-                                                   (lambda c, i=i: c.execute(
-                                                       "INSERT INTO meta VALUES (?, 'v')",
-                                                       (f"k{i}",)).rowcount),))
-               for i in range(8)]
+    threads = [
+        threading.Thread(
+            target=run,
+            args=(
+                bad
+                if i == 3
+                else (
+                    lambda c, i=i: (
+                        c.execute("INSERT INTO meta VALUES (?, 'v')", (f"k{i}",)).rowcount
+                    )
+                ),
+            ),
+        )
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -198,11 +246,18 @@ def test_one_failing_write_does_not_sink_its_group():
 
 
 def test_secret_headers_are_never_stored():
-    kept = clean_headers({"Authorization": "Bearer sk-123", "Cookie": "a=b",
-                          "X-Webhook-Signature": "sig", "Content-Type": "application/json"})
+    kept = clean_headers(
+        {
+            "Authorization": "Bearer sk-123",
+            "Cookie": "a=b",
+            "X-Webhook-Signature": "sig",
+            "Content-Type": "application/json",
+        }
+    )
     assert kept == {"X-Webhook-Signature": "sig", "Content-Type": "application/json"}
     store = Store(":memory:")
-    store.record_rejection(Delivery(body=b"x", headers={"Authorization": "Bearer sk-123"}), 400,
-                           "bad")
+    store.record_rejection(
+        Delivery(body=b"x", headers={"Authorization": "Bearer sk-123"}), 400, "bad"
+    )
     assert "sk-123" not in json.dumps(store.query("SELECT headers FROM deliveries"))
     store.close()
