@@ -321,6 +321,7 @@ class CallbackServer:
         self._lock = threading.Lock()
         self._inflight = 0
         self._idle = threading.Condition()
+        self._port: int | None = None
 
     def inflight(self, delta: int) -> None:
         with self._idle:
@@ -338,6 +339,7 @@ class CallbackServer:
             if self._server is not None:
                 return
             self._server = _Server((self.host, self._requested_port), self)
+            self._port = self._server.server_address[1]
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.2},
@@ -349,9 +351,10 @@ class CallbackServer:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the server is not running")
-        return self._server.server_address[1]
+        """The bound port (the last one, once stopped)."""
+        if self._port is None:
+            raise RuntimeError("the server has not been started")
+        return self._port
 
     @property
     def running(self) -> bool:
