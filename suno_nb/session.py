@@ -211,7 +211,7 @@ class Receiver:
             region=self.config.region,
         )
         try:
-            self._tunnel = _tunnel.open_tunnel(self._server.port, settings)
+            self._tunnel = _tunnel.open_tunnel(self._server.port, settings, host=self.config.host)
         except TunnelError as exc:
             if mode == "ngrok":
                 raise
