@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+from .client import ReplaceJob, SunoClient
 from .errors import (
     ApiError,
     ApiValidationError,
+    AudioError,
     AuthError,
     InsufficientCreditsError,
     MaintenanceError,
@@ -32,7 +34,6 @@ from .errors import (
     TunnelError,
     WaitTimeout,
 )
-from .client import ReplaceJob, SunoClient
 from .payloads import CALLBACK_CODES, code_table
 from .rules import validate_section
 from .sandbox import Faults, Sandbox
@@ -40,12 +41,23 @@ from .session import Receiver, TaskResult, current_receiver, start_receiver, sto
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # `snb.widgets` without importing ipywidgets at `import suno_nb` time.
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module(".widgets", __name__)
+    raise AttributeError(f"module 'suno_nb' has no attribute {name!r}")
+
+
 __all__ = [
     "CALLBACK_CODES",
     "ApiError",
     "ApiValidationError",
-    "Faults",
+    "AudioError",
     "AuthError",
+    "Faults",
     "InsufficientCreditsError",
     "MaintenanceError",
     "NetworkError",
@@ -58,17 +70,17 @@ __all__ = [
     "PayloadError",
     "RateLimitError",
     "Receiver",
+    "ReceiverError",
     "ReplaceJob",
     "Sandbox",
-    "ReceiverError",
     "SectionValidationError",
     "ServerError",
     "SignatureError",
     "StoreError",
     "SunoClient",
     "SunoNbError",
-    "TaskResult",
     "TaskFailedError",
+    "TaskResult",
     "TunnelError",
     "WaitTimeout",
     "__version__",
@@ -77,4 +89,5 @@ __all__ = [
     "start_receiver",
     "stop_receiver",
     "validate_section",
+    "widgets",
 ]

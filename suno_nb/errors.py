@@ -81,6 +81,15 @@ class TaskFailedError(SunoNbError):
         self.message = message
 
 
+class AudioError(SunoNbError):
+    """A file could not be fetched (HTTP error status) or decoded."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
 # --- tunnel -----------------------------------------------------------------------------
 
 

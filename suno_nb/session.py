@@ -339,6 +339,18 @@ class Receiver:
         """Every delivery received, including rejected ones with the reason."""
         return _frame.deliveries(self.store)
 
+    def download(
+        self, dest: str | os.PathLike[str], *, progress: bool = True, session: Any = None
+    ) -> pd.DataFrame:
+        """Archive every result track's audio and cover into ``dest/<task_id>/``.
+
+        Files already there are skipped, so a second call downloads nothing.  Results on
+        the hosted service expire after 14 days: download what you want to keep.
+        """
+        from .audio import download_results
+
+        return download_results(self.frame(), dest, session=session, progress=progress)
+
     def result(self, task_id: str) -> TaskResult | None:
         """The task's final result, or None while it is pending or unknown."""
         task = self.store.task(task_id)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-import soundfile as sf
+
+from ..audio import decode
 
 DEFAULT_SR = 22050
 DEFAULT_CROSSFADE_S = 0.05
@@ -427,6 +428,8 @@ def replace_section(
 
 def encode_mp3(samples: np.ndarray, sr: int = DEFAULT_SR) -> bytes:
     """Encode mono float samples as MP3 bytes (libsndfile through soundfile, no ffmpeg)."""
+    import soundfile as sf  # lazily: keeps `import suno_nb` light
+
     buf = io.BytesIO()
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     sf.write(buf, data, sr, format="MP3", subtype="MPEG_LAYER_III")
@@ -435,8 +438,7 @@ def encode_mp3(samples: np.ndarray, sr: int = DEFAULT_SR) -> bytes:
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode MP3 (or WAV, FLAC...) bytes to float32 mono samples and the sample rate."""
-    samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return samples.mean(axis=1), int(sr)
+    return decode(data)
 
 
 _MPL_LOCK = threading.Lock()  # matplotlib is not thread-safe; covers render on server threads

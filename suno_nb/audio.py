@@ -1,0 +1,353 @@
+"""The audio room: fetch and cache result files, decode them, compute waveform envelopes,
+and archive a whole result frame to disk.
+
+Floor 1: imports only ``requests``, ``numpy`` and :mod:`suno_nb.errors`; ``soundfile``,
+``pandas`` and ``tqdm`` are imported inside the functions that need them, so importing
+this module (and ``suno_nb``) stays light.
+
+>>> path = fetch(track_url)                      # cached under ~/.cache/suno_nb/audio
+>>> samples, sr = decode(path)                   # mono float32
+>>> times, lows, highs = waveform(samples, sr)   # 2000-point envelope for plotting
+>>> download_results(rx.frame(), "takes/")       # every track's audio and cover, once
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+
+from .errors import AudioError, NetworkError, SunoNbError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "CACHE_ENV",
+    "DOWNLOAD_COLUMNS",
+    "IMAGE_EXTENSIONS",
+    "AudioError",
+    "decode",
+    "default_cache_dir",
+    "download_results",
+    "fetch",
+    "waveform",
+]
+
+log = logging.getLogger("suno_nb.audio")
+
+CACHE_ENV = "SUNO_NB_CACHE_DIR"
+DEFAULT_TIMEOUT = 60.0
+CHUNK = 1 << 16
+
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".ogg", ".oga", ".flac", ".aac", ".opus", ".webm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+_TYPE_EXT = {
+    "audio/mpeg": ".mp3",
+    "audio/mp3": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/mp4": ".m4a",
+    "audio/x-m4a": ".m4a",
+    "audio/aac": ".aac",
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "audio/flac": ".flac",
+    "audio/x-flac": ".flac",
+    "audio/webm": ".webm",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+}
+_KIND_DEFAULT_EXT = {"audio": ".mp3", "image": ".jpg"}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "bytes", "error"]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """The audio cache directory: ``$SUNO_NB_CACHE_DIR`` or ``~/.cache/suno_nb/audio``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "suno_nb" / "audio"
+
+
+def _url_key(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
+def _safe_name(text: str) -> str:
+    """A file-system-safe name: no separators, no leading dots, never empty."""
+    name = _SAFE.sub("_", str(text)).lstrip(".")
+    return name[:120] or "_"
+
+
+def _show_url(url: str) -> str:
+    """URL without query string (signed CDN links carry tokens there) for messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "<url>"
+
+
+def _ext_from_url(url: str, allowed: tuple[str, ...]) -> str | None:
+    suffix = Path(urlsplit(url).path).suffix.lower()
+    return suffix if suffix in allowed else None
+
+
+def _ext_from_type(content_type: str | None, allowed: tuple[str, ...]) -> str | None:
+    if not content_type:
+        return None
+    ext = _TYPE_EXT.get(content_type.split(";")[0].strip().lower())
+    return ext if ext in allowed else None
+
+
+def _existing(folder: Path, stem: str, allowed: tuple[str, ...]) -> Path | None:
+    """A finished file ``<stem><ext>`` with ``ext`` in ``allowed``, if one exists."""
+    if not folder.is_dir():
+        return None
+    for ext in allowed:
+        candidate = folder / f"{stem}{ext}"
+        if candidate.is_file() and candidate.stat().st_size > 0:
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def _get(url: str, session: requests.Session | None, timeout: float) -> Iterator[requests.Response]:
+    sender: Any = session if session is not None else requests
+    try:
+        resp = sender.get(url, stream=True, timeout=timeout)
+    except requests.RequestException as exc:
+        raise NetworkError(f"GET {_show_url(url)}: {type(exc).__name__}") from None
+    try:
+        if resp.status_code != 200:
+            raise AudioError(
+                f"GET {_show_url(url)} answered HTTP {resp.status_code}",
+                url=url,
+                status=resp.status_code,
+            )
+        yield resp
+    finally:
+        resp.close()
+
+
+def _write_atomic(resp: requests.Response, target: Path) -> int:
+    """Stream ``resp`` into a temporary file beside ``target``, then rename it in place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.iter_content(CHUNK):
+                out.write(chunk)
+                size += len(chunk)
+        if size == 0:
+            raise AudioError(f"GET {_show_url(resp.url)} returned an empty body", url=resp.url)
+        os.replace(tmp, target)
+    except requests.RequestException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise NetworkError(f"GET {_show_url(resp.url)}: {type(exc).__name__}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
+
+
+# --- fetch / decode / waveform -----------------------------------------------------------------
+
+
+def fetch(
+    url: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    session: requests.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Path:
+    """Download ``url`` once into the local cache and return the cached file's path.
+
+    The cache is keyed by a hash of the URL (``$SUNO_NB_CACHE_DIR`` or
+    ``~/.cache/suno_nb/audio`` unless ``cache_dir`` is given); a cached URL is returned without
+    any request.  Files are written to a temporary name and renamed, so a crash never leaves
+    a half file under the final name.  Raises :class:`AudioError` on an HTTP error status and
+    :class:`~suno_nb.errors.NetworkError` when no answer came.
+    """
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    key = _url_key(url)
+    allowed = AUDIO_EXTENSIONS + IMAGE_EXTENSIONS + (".bin",)
+    hit = _existing(folder, key, allowed)
+    if hit is not None:
+        log.debug("cache hit %s -> %s", _show_url(url), hit.name)
+        return hit
+    with _get(url, session, timeout) as resp:
+        ext = (
+            _ext_from_url(url, allowed)
+            or _ext_from_type(resp.headers.get("Content-Type"), allowed)
+            or ".bin"
+        )
+        target = folder / f"{key}{ext}"
+        size = _write_atomic(resp, target)
+    log.info("fetched %s (%d bytes) -> %s", _show_url(url), size, target)
+    return target
+
+
+def decode(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray, int]:
+    """Decode an audio file (path or bytes; MP3, WAV, FLAC, OGG...) with ``soundfile``.
+
+    Returns ``(samples, sample_rate)``: ``samples`` is a 1-D float32 array, channels
+    averaged to mono, in [-1, 1].  Raises :class:`AudioError` when the data cannot be decoded.
+    """
+    import soundfile as sf  # lazy: libsndfile is loaded only when audio is decoded
+
+    handle: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        data, sr = sf.read(handle, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        what = "bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+        raise AudioError(f"cannot decode audio from {what}: {exc}") from None
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
+
+
+def waveform(
+    samples: np.ndarray, sr: int, points: int = 2000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max envelope of ``samples`` in at most ``points`` bins, for drawing a waveform.
+
+    Returns ``(times, mins, maxs)``, three float arrays of equal length: ``times`` are the
+    bins' centres in seconds, ``mins``/``maxs`` the lowest and highest sample in each bin.
+    Fewer bins are returned when there are fewer samples than ``points``.
+    """
+    if sr <= 0:
+        raise ValueError(f"sample rate must be > 0, got {sr}")
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points}")
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim > 1:
+        x = x.mean(axis=1)
+    n = x.size
+    if n == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return empty, empty.astype(np.float32), empty.astype(np.float32)
+    bins = min(points, n)
+    edges = np.linspace(0, n, bins + 1).astype(np.int64)
+    starts = edges[:-1]
+    mins = np.minimum.reduceat(x, starts)
+    maxs = np.maximum.reduceat(x, starts)
+    times = (starts + edges[1:]) / 2.0 / sr
+    return times.astype(np.float64), mins.astype(np.float32), maxs.astype(np.float32)
+
+
+# --- archive ------------------------------------------------------------------------------------
+
+
+def _jobs(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(task_id, track_id, kind, url) for every track's audio and cover, deduplicated."""
+    missing = {"task_id", "track_id"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"frame lacks column(s) {sorted(missing)}; pass rx.frame()")
+    jobs: list[tuple[str, str, str, str]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for row in frame.itertuples(index=False):
+        task_id, track_id = str(row.task_id), str(row.track_id)
+        audio_url = getattr(row, "audio_url", None) or getattr(row, "stream_audio_url", None)
+        for kind, url in (("audio", audio_url), ("image", getattr(row, "image_url", None))):
+            key = (task_id, track_id, kind)
+            if key in seen:
+                continue
+            seen.add(key)
+            has_url = isinstance(url, str) and url.strip()
+            jobs.append((task_id, track_id, kind, url.strip() if has_url else ""))
+    return jobs
+
+
+def download_results(
+    frame: pd.DataFrame,
+    dest: str | os.PathLike[str],
+    *,
+    session: requests.Session | None = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> pd.DataFrame:
+    """Archive every result track's audio and cover image of ``frame`` into ``dest``.
+
+    ``frame`` is :meth:`Receiver.frame` (needs ``task_id``, ``track_id``, ``audio_url``,
+    ``image_url``).  Files go to ``dest/<task_id>/<track_id>.<ext>``, the extension taken from
+    the URL or else the answer's content type.  A file already there is skipped, so a second
+    call downloads nothing; writes are atomic (temporary name, then rename).  One failed file
+    does not stop the others: it is reported with ``status == "failed"`` and its error.
+
+    Returns one row per file: ``task_id, track_id, kind ("audio"/"image"), url, path,
+    status ("downloaded"/"skipped"/"failed"/"no url"), bytes, error``.  Remember the service
+    keeps generated files for 14 days only.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    root = Path(dest).expanduser()
+    jobs = _jobs(frame)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc="downloading results", unit="file", disable=not progress)
+    try:
+        for task_id, track_id, kind, url in jobs:
+            allowed = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
+            folder = root / _safe_name(task_id)
+            stem = _safe_name(track_id)
+            row: dict[str, Any] = {
+                "task_id": task_id,
+                "track_id": track_id,
+                "kind": kind,
+                "url": url,
+                "path": None,
+                "status": "no url",
+                "bytes": 0,
+                "error": None,
+            }
+            rows.append(row)
+            bar.update(1)
+            if not url:
+                continue
+            hit = _existing(folder, stem, allowed)
+            if hit is not None:
+                row.update(path=str(hit), status="skipped", bytes=hit.stat().st_size)
+                continue
+            try:
+                with _get(url, session, timeout) as resp:
+                    ext = (
+                        _ext_from_url(url, allowed)
+                        or _ext_from_type(resp.headers.get("Content-Type"), allowed)
+                        or _KIND_DEFAULT_EXT[kind]
+                    )
+                    target = folder / f"{stem}{ext}"
+                    size = _write_atomic(resp, target)
+            except SunoNbError as exc:
+                log.warning("could not download %s of track %s: %s", kind, track_id, exc)
+                row.update(status="failed", error=str(exc))
+                continue
+            row.update(path=str(target), status="downloaded", bytes=size)
+    finally:
+        bar.close()
+    out = pd.DataFrame(rows, columns=DOWNLOAD_COLUMNS)
+    out["bytes"] = out["bytes"].astype("int64")
+    counts = out["status"].value_counts().to_dict()
+    log.info("download_results into %s: %s", root, counts)
+    return out

@@ -1,0 +1,397 @@
+"""Widgets driven headless through their Python API, against the Sandbox, a real receiver
+and the real client: values are set, buttons ``.click()``-ed, and updates made by background
+threads (callbacks landing, the tracker's watcher, the render worker) are awaited with
+bounded loops on the widgets' own values.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from suno_nb import Faults, Sandbox, SunoClient
+from suno_nb.audio import decode
+from suno_nb.session import start_receiver, stop_receiver
+from suno_nb.widgets import Audition, SubmitForm, Tracker, audition, submit_form, tracker
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def until(check: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture
+def sb():
+    with Sandbox(delay=0.5, retry_backoff=0.1) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def wrx(tmp_path):
+    receiver = start_receiver(tmp_path / "w.sqlite3", tunnel=None, poll=False)
+    yield receiver
+    stop_receiver()
+
+
+@pytest.fixture
+def client(sb, wrx):
+    with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=wrx) as c:
+        yield c
+
+
+@pytest.fixture
+def song(sb):
+    return sb.create_song(duration=60, title="Harbour Lights", tags="indie pop")
+
+
+@pytest.fixture
+def made():
+    """Widgets created by a test; closed afterwards (stops their threads)."""
+    widgets: list = []
+    yield widgets
+    for w in widgets:
+        w.close()
+
+
+def _form(client, rx, made, **kw) -> SubmitForm:
+    form = submit_form(client, rx, **kw)
+    made.append(form)
+    return form
+
+
+def _fill(form: SubmitForm, song, section=(20.0, 32.0)) -> None:
+    form.task_id.value = song.task_id
+    form.audio_id.value = song.audio_id
+    form.prompt.value = "[Bridge] The tide turns, the lights go on"
+    form.tags.value = "indie pop, brass"
+    form.title.value = "Harbour Lights (new bridge)"
+    form.section.value = section
+
+
+def _replace(client, song, start=20.0, end=32.0, title="Take"):
+    return client.replace_section(
+        task_id=song.task_id,
+        audio_id=song.audio_id,
+        prompt="new words",
+        tags="jazz",
+        title=title,
+        infill_start_s=start,
+        infill_end_s=end,
+        original_duration=song.duration,
+    )
+
+
+def _rows(html: str) -> dict[str, str]:
+    """task id -> state, from the tracker's table."""
+    return dict(re.findall(r"<tr data-task-id='([^']+)' data-state='([^']+)'", html))
+
+
+# --- empty receiver -----------------------------------------------------------------------------
+
+
+def test_entry_points_display_something_sensible_with_an_empty_receiver(client, wrx, made):
+    form, tr, au = submit_form(client, wrx), tracker(wrx), audition(wrx)
+    made += [form, tr, au]
+    assert isinstance(form, SubmitForm) and isinstance(tr, Tracker) and isinstance(au, Audition)
+    # stable plain-text reprs: what nbval compares for a displayed widget
+    assert repr(form) == "SubmitForm(replace a section)"
+    assert repr(tr) == "Tracker(filter='all')"
+    assert repr(au) == "Audition(context=3 s)"
+    for w in (form, tr, au):
+        bundle = w._repr_mimebundle_()
+        assert bundle["text/plain"] == repr(w)
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert form.submit.disabled
+    assert "task_id" in form.reason and "non-empty" in form.reason
+    assert "Pick a known track" in form.original_info.value
+    assert form.known.options == (("— type the ids below, or pick a known track —", ""),)
+    assert form.section.disabled and form.waveform.layout.display == "none"
+    assert "No tasks yet" in tr.html.value
+    assert "Nothing to audition yet" in au.players.value
+    assert au.task_id is None and au.waveform.layout.display == "none"
+    assert au.picker.layout.display == "none"
+
+
+# --- submit form ----------------------------------------------------------------------------------
+
+
+def test_invalid_range_disables_submit_and_shows_field_and_limit(client, wrx, song, made):
+    form = _form(client, wrx, made)
+    _fill(form, song)
+    assert form.original.duration == song.duration and form.original.origin == "service"
+    assert form.section.max == song.duration
+    assert form.reason == "" and not form.submit.disabled
+    assert "Ready to submit" in form.validation.value
+
+    form.section.value = (20.0, 22.0)  # 2 s: shorter than 6 s
+    assert form.submit.disabled
+    assert form.reason.startswith("infill_end_s:") and "(limit: 6 s)" in form.reason
+    assert "infill_end_s" in form.validation.value and "limit: 6 s" in form.validation.value
+
+    form.section.value = (0.0, 35.0)  # 35 s of 60 s: over 50 %
+    assert form.submit.disabled
+    assert "50 %" in form.reason and "(limit: 30 s)" in form.reason
+
+    form.section.value = (20.0, 32.0)
+    form.title.value = "   "
+    assert form.submit.disabled and form.reason.startswith("title:")
+    assert "non-empty" in form.reason
+
+    form.title.value = "x" * 101
+    assert form.reason.startswith("title:") and "(limit: 100)" in form.reason
+
+    form.submit.click()  # a click while invalid sends nothing
+    assert "Not sent" in form.status.value
+    assert len(wrx.tasks()) == 0
+
+    form.title.value = "Fine"
+    assert not form.submit.disabled and "12.00 s" in form.section_info.value
+
+
+def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
+    form = _form(client, wrx, made)
+    _fill(form, song, section=(20.0, 32.5))
+    form.submit.click()
+    job = form.last_job
+    assert job is not None and job.infill_start_s == 20.0 and job.infill_end_s == 32.5
+    assert job.callback_url == wrx.url
+    tasks = wrx.tasks()
+    assert tasks["task_id"].tolist() == [job.task_id]
+    row = tasks.iloc[0]
+    assert row["state"] == "pending" and row["parent_task_id"] == song.task_id
+    assert row["audio_id"] == song.audio_id and row["title"] == "Harbour Lights (new bridge)"
+    assert job.task_id in form.status.value and "Submitted" in form.status.value
+    # a second click right away (a double click) does not create a second paid task
+    form.submit.click()
+    assert len(wrx.tasks()) == 1
+    result = wrx.wait(job.task_id, timeout=20, progress=False)
+    assert result.ok and len(result.tracks) == 2
+
+
+def test_service_error_shows_in_the_form_without_raising(client, wrx, sb, song, made):
+    form = _form(client, wrx, made)
+    _fill(form, song)
+    sb.credits = 1  # a replace costs 5
+    form.submit.click()  # must not raise
+    assert "code 429" in form.status.value and "Insufficient credits" in form.status.value
+    assert "Traceback" not in form.status.value
+    assert form.last_job is None and len(wrx.tasks()) == 0
+    assert not form.submit.disabled  # the user may top up and try again
+
+
+def test_unreachable_service_shows_in_the_form(wrx, song, made):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    dead = SunoClient(base_url=f"http://127.0.0.1:{port}", api_key="k", get_retries=0)
+    form = _form(dead, wrx, made, task_id=song.task_id, audio_id=song.audio_id)
+    # the lookup failed: shown as a warning, the section is still checked without it
+    assert "could not look up" in form.original_info.value
+    assert form.original.duration is None
+    form.prompt.value, form.tags.value, form.title.value = "p", "t", "T"
+    form.section.value = (10.0, 20.0)
+    assert not form.submit.disabled
+    form.submit.click()
+    assert "No answer from the service" in form.status.value
+    assert "Connection refused" in form.status.value
+
+
+def test_known_tracks_fill_the_ids_and_the_waveform_is_drawn(client, wrx, song, made):
+    job = _replace(client, song)
+    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    form = _form(client, wrx, made, section=(5.0, 15.0))
+    options = {v: k for k, v in form.known.options if v}
+    takes = wrx.frame()
+    for track_id in takes["track_id"]:
+        assert (job.task_id, track_id) in options
+    assert (song.task_id, song.audio_id) in options  # the original of a submitted task
+    target = (job.task_id, takes["track_id"].iloc[1])
+    form.known.value = target
+    assert (form.task_id.value, form.audio_id.value) == target
+    assert form.original.origin == "frame" and form.original.duration == song.duration
+    assert form.original.audio_url == takes["audio_url"].iloc[1]
+    assert form.wait_idle(20)
+    assert form.waveform.value[:8] == PNG_MAGIC
+    assert form.waveform.layout.display == ""
+    typed = form.waveform.value
+    form.section.value = (30.0, 45.0)  # redrawn (debounced) with the new range shaded
+    assert form.wait_idle(20)
+    assert form.waveform.value != typed
+    # typing other ids clears the pick
+    form.task_id.value = song.task_id
+    form.audio_id.value = song.audio_id
+    assert form.known.value == "" and form.original.origin == "service"
+
+
+# --- tracker --------------------------------------------------------------------------------------
+
+
+def test_tracker_rows_change_when_the_callback_lands(client, wrx, song, made):
+    tr = tracker(wrx)
+    made.append(tr)
+    assert "No tasks yet" in tr.html.value
+    job = _replace(client, song)
+    # the watcher sees the submission, then the callback flips it: no refresh() called
+    until(lambda: _rows(tr.html.value).get(job.task_id) == "pending", what="pending row")
+    assert "waiting for the callback" in tr.html.value
+    assert "0:20.00–0:32.00 (12.00 s)" in tr.html.value
+    until(lambda: _rows(tr.html.value).get(job.task_id) == "succeeded", what="succeeded row")
+    html = tr.html.value
+    assert "All generated successfully." in html and ">callback<" in html
+    assert "1 task · 0 pending · 1 succeeded · 0 failed" in re.sub(r"<[^>]+>", "", html)
+
+
+def test_tracker_elapsed_time_ticks_while_pending(client, wrx, sb, song, made):
+    sb.delay = 60  # stays pending for the whole test
+    tr = tracker(wrx, tick=0.2)
+    made.append(tr)
+    _replace(client, song)
+
+    def elapsed() -> str | None:
+        m = re.search(
+            r"data-state='pending'>(?:<td[^>]*>.*?</td>){4}<td[^>]*>([^<]+)</td>", tr.html.value
+        )
+        return m.group(1) if m else None
+
+    first = until(elapsed, what="a pending row")
+    until(lambda: elapsed() not in (None, first), timeout=5, what="elapsed to tick")
+    assert re.fullmatch(r"\d+ s", elapsed())
+
+
+def test_tracker_filter(client, wrx, sb, song, made):
+    ok = _replace(client, song, title="Good take")
+    sb.inject(Faults(error_code=501), count=1)
+    bad = _replace(client, song, 30.0, 40.0, title="Bad take")
+    wrx.wait(ok.task_id, timeout=20, progress=False)
+    wrx.wait(bad.task_id, timeout=20, progress=False)
+    wrx.flush()
+    tr = tracker(wrx)
+    made.append(tr)
+    assert _rows(tr.html.value) == {ok.task_id: "succeeded", bad.task_id: "failed"}
+    tr.filter.value = "failed"
+    assert _rows(tr.html.value) == {bad.task_id: "failed"}
+    assert "501" in tr.html.value and "Bad take" in tr.html.value
+    assert "Good take" not in tr.html.value
+    tr.filter.value = "succeeded"
+    assert _rows(tr.html.value) == {ok.task_id: "succeeded"}
+    tr.filter.value = "pending"
+    assert _rows(tr.html.value) == {} and "No pending tasks" in tr.html.value
+    assert repr(tr) == "Tracker(filter='pending')"
+    tr.filter.value = "all"
+    assert tr.refresh() == tr.html.value and len(_rows(tr.html.value)) == 2
+    # newest first
+    assert list(_rows(tr.html.value)) == [bad.task_id, ok.task_id]
+
+
+# --- audition -------------------------------------------------------------------------------------
+
+
+def test_audition_renders_players_fragments_and_waveform(client, wrx, song, made):
+    job = _replace(client, song, 20.0, 32.0)
+    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    au = audition(wrx)  # default: the newest succeeded replace task
+    made.append(au)
+    assert au.task_id == job.task_id
+    html = au.players.value
+    takes = wrx.frame()
+    urls = [song.audio_url, *takes["audio_url"]]
+    assert len(urls) == 3
+    players = re.findall(r"<audio ([^>]*)>", html)
+    assert len(players) == 6  # whole track + section, for the original and 2 takes
+    assert all("controls" in p and "preload='none'" in p for p in players)
+    srcs = [re.search(r"src='([^']+)'", p).group(1) for p in players]
+    for url in urls:
+        assert url in srcs
+        assert f"{url}#t=17.00,35.00" in srcs  # 20-32 s with 3 s of context each side
+    assert "data:" not in html  # streamed from the URLs, not embedded
+    assert "Original" in html and "Take 1" in html and "Take 2" in html
+    assert "Harbour Lights" in html and "0:20.00–0:32.00 (12.00 s)" in html
+    assert song.task_id in html and job.task_id in html
+    assert "chirp-v3-5" in html and "jazz" in html and "1:00.00" in html
+    assert au.wait_idle(30)
+    assert au.waveform.value[:8] == PNG_MAGIC and au.waveform.layout.display == ""
+    assert len(au.waveform.value) < 400_000
+
+
+def test_audition_picker_and_context(client, wrx, song, made):
+    first = _replace(client, song, 10.0, 20.0, title="First")
+    wrx.wait(first.task_id, timeout=20, progress=False)
+    second = _replace(client, song, 40.0, 58.5, title="Second")
+    wrx.wait(second.task_id, timeout=20, progress=False)
+    au = audition(wrx, first.task_id, context=5)
+    made.append(au)
+    assert au.task_id == first.task_id
+    assert [v for _, v in au.picker.options] == [second.task_id, first.task_id]
+    assert au.picker.layout.display == ""
+    assert "#t=5.00,25.00" in au.players.value
+    au.picker.value = second.task_id
+    assert au.task_id == second.task_id
+    assert "#t=35.00,60.00" in au.players.value  # clamped to the track's end
+    assert "Second" in au.players.value
+    assert au.wait_idle(30) and au.waveform.value[:8] == PNG_MAGIC
+
+
+def test_audition_of_a_pending_task_shows_it_when_it_lands(client, wrx, song, made):
+    job = _replace(client, song)
+    au = audition(wrx, job.task_id)
+    made.append(au)
+    assert "not finished yet" in au.players.value and au.task_id is None
+    until(lambda: au.task_id == job.task_id, what="audition to pick up the result")
+    until(lambda: "<audio" in au.players.value, what="players")
+    assert au.wait_idle(30) and au.waveform.value[:8] == PNG_MAGIC
+
+
+def test_audition_of_a_failed_task_says_why(client, wrx, sb, song, made):
+    sb.inject(Faults(error_code=531), count=1)
+    job = _replace(client, song)
+    wrx.wait(job.task_id, timeout=20, progress=False)
+    au = audition(wrx, job.task_id)
+    made.append(au)
+    assert "failed" in au.players.value and "531" in au.players.value
+    assert "<audio" not in au.players.value
+
+
+def test_audition_embed_puts_the_audio_itself_in_the_page(client, wrx, song, made):
+    job = _replace(client, song, 20.0, 32.0)
+    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    au = audition(wrx, embed=True, show_waveform=False)
+    made.append(au)
+    srcs = re.findall(r"<audio [^>]*src='([^']+)'", au.players.value)
+    assert len(srcs) == 6
+    assert all(s.startswith("data:audio/mpeg;base64,") for s in srcs)
+    assert sum(s.endswith("#t=17.00,35.00") for s in srcs) == 3
+    samples, sr = decode(base64.b64decode(srcs[0].split(",", 1)[1]))
+    assert abs(samples.size / sr - song.duration) < 0.5
+    assert au.waveform.layout.display == "none"  # show_waveform=False
+
+
+def test_render_worker_runs_only_the_latest_job_and_survives_errors():
+    from suno_nb.widgets._common import LatestWorker
+
+    ran: list[int] = []
+    worker = LatestWorker("test-worker")
+    for i in range(5):  # a slider being dragged: only the last position is drawn
+        worker.submit(lambda i=i: ran.append(i), delay=0.1)
+    assert worker.wait_idle(5)
+    assert ran == [4]
+    worker.submit(lambda: 1 / 0)  # logged, not raised; the worker keeps going
+    assert worker.wait_idle(5)
+    worker.submit(lambda: ran.append(5))
+    assert worker.wait_idle(5) and ran == [4, 5]
+    worker.stop()
+    worker.submit(lambda: ran.append(6))
+    assert worker.wait_idle(1) and ran == [4, 5]
