@@ -9,15 +9,21 @@ sender retries: nothing acknowledged is ever lost.  Handlers are told after the 
 
 from __future__ import annotations
 
+import email.parser
 import hmac
+import http.client
 import ipaddress
 import json
 import logging
+import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import PayloadError, SignatureError, StoreError
@@ -31,6 +37,62 @@ MAX_BODY = 1024 * 1024
 ACK = json.dumps({"code": 200, "msg": "success"}).encode()
 CALLBACK_PREFIX = "/callback/"
 FORWARDED_FOR = "X-Forwarded-For"
+
+# While a receiver runs, the interpreter's GIL switch interval is lowered to this (seconds;
+# None leaves it alone).  A request needs the GIL several times (socket wake-up, each SQLite
+# step, the answer); when the notebook's main thread is busy in Python code, each of those
+# can wait a whole switch interval (default 5 ms): p99 was 160 ms with 16 senders at 5 ms,
+# 27 ms at 0.5 ms.  The interval only matters while two threads want the GIL at once: an
+# idle receiver costs the notebook nothing, and two CPU-bound threads lost no measurable
+# throughput at 0.5 ms.  Restored when the last receiver stops.  See docs/performance.md.
+SWITCH_INTERVAL: float | None = 0.0005
+
+_MAXLINE = 65536  # http.client's limits on one header line and on the number of headers
+_MAXHEADERS = 100
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what email's parser takes as a name
+_STATUS_LINES = {
+    int(st): f"HTTP/1.1 {st.value} {st.phrase}\r\n".encode("latin-1") for st in HTTPStatus
+}
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date_header() -> bytes:
+    """The ``Date`` header line for now, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    cached = _date_cache
+    if cached[0] != now:
+        cached = (now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode("latin-1"))
+        _date_cache = cached
+    return cached[1]
+
+
+def _parse_headers(fp) -> http.client.HTTPMessage:
+    """``http.client.parse_headers`` without the email parser for plain ``Name: value`` lines.
+
+    Same limits and exceptions; the same :class:`http.client.HTTPMessage` (built with
+    ``set_raw``, as the parser does).  Anything unusual (folded lines, names the email parser
+    would not take, stray CRs) goes through the stdlib parser on the very same bytes.
+    """
+    lines: list[bytes] = []
+    while True:
+        line = fp.readline(_MAXLINE + 1)
+        if len(line) > _MAXLINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > _MAXHEADERS:
+            raise http.client.HTTPException(f"got more than {_MAXHEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+    msg = http.client.HTTPMessage()
+    for raw in lines[:-1]:
+        text = raw.decode("iso-8859-1").rstrip("\r\n")
+        name, colon, value = text.partition(":")
+        if not colon or "\r" in text or not _HEADER_NAME.fullmatch(name):
+            hstring = b"".join(lines).decode("iso-8859-1")
+            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(hstring)
+        msg.set_raw(name, value.lstrip(" \t"))
+    return msg
 
 
 @dataclass(frozen=True)
@@ -165,18 +227,64 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):  # no formatting per request unless it is shown
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    def parse_request(self) -> bool:
+        """The stdlib's ``parse_request``, faster for the plain ``HTTP/1.x`` request line.
+
+        Anything else (HTTP/0.9, odd versions, bad syntax) goes to the stdlib's own
+        ``parse_request``, which sends its usual error answers.
+        """
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = requestline
+        self.command, path, self.request_version = words
+        self.close_connection = words[2] == "HTTP/1.0"
+        if path.startswith("//"):  # as the stdlib does (gh-87389)
+            path = "/" + path.lstrip("/")
+        self.path = path
+        try:
+            self.headers = _parse_headers(self.rfile)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err)
+            )
+            return False
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        if expect.lower() == "100-continue" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def _send(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        """The whole answer, status line to body, in ONE write (one ``sendall``)."""
+        if log.isEnabledFor(logging.DEBUG):
+            self.log_request(status)
+        head = [
+            _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode("latin-1"),
+            b"Server: suno_nb\r\n",
+            _date_header(),
+            b"Content-Type: application/json\r\nContent-Length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+        ]
         for k, v in (extra or {}).items():
-            self.send_header(k, v)
+            head.append(f"{k}: {v}\r\n".encode("latin-1", "strict"))
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+            head.append(b"Connection: close\r\n")
+        head.append(b"\r\n")
+        head.append(body)
+        self.wfile.write(b"".join(head))
 
     def _error(self, status: int, reason: str, extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps({"code": status, "msg": reason}).encode(), extra)
@@ -293,6 +401,41 @@ class _Server(ThreadingHTTPServer):
         log.exception("error while handling a request from %s", client_address[0])
 
 
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved: float | None = None
+
+
+def _lower_switch_interval() -> None:
+    """Lower the GIL switch interval to SWITCH_INTERVAL while a receiver runs."""
+    global _switch_users, _switch_saved
+    if SWITCH_INTERVAL is None:
+        return
+    with _switch_lock:
+        if _switch_users == 0:
+            current = sys.getswitchinterval()
+            if current > SWITCH_INTERVAL:
+                _switch_saved = current
+                sys.setswitchinterval(SWITCH_INTERVAL)
+                log.debug("GIL switch interval %.4f s -> %.4f s", current, SWITCH_INTERVAL)
+            else:
+                _switch_saved = None
+        _switch_users += 1
+
+
+def _restore_switch_interval() -> None:
+    """Put the switch interval back when the last receiver stops (unless changed since)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            return
+        _switch_users -= 1
+        if _switch_users == 0 and _switch_saved is not None:
+            if abs(sys.getswitchinterval() - (SWITCH_INTERVAL or 0.0)) < 1e-9:
+                sys.setswitchinterval(_switch_saved)
+            _switch_saved = None
+
+
 class CallbackServer:
     """The HTTP server thread.  ``start()`` binds, ``stop()`` frees the port; both idempotent."""
 
@@ -321,6 +464,7 @@ class CallbackServer:
         self._lock = threading.Lock()
         self._inflight = 0
         self._idle = threading.Condition()
+        self._switched = False
         self._port: int | None = None
 
     def inflight(self, delta: int) -> None:
@@ -347,6 +491,9 @@ class CallbackServer:
                 daemon=True,
             )
             self._thread.start()
+            if not self._switched and SWITCH_INTERVAL is not None:
+                _lower_switch_interval()
+                self._switched = True
             log.info("receiver listening on %s:%d", self.host, self.port)
 
     @property
@@ -375,6 +522,9 @@ class CallbackServer:
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
+            switched, self._switched = self._switched, False
+        if switched:
+            _restore_switch_interval()
         if server is None:
             return
         server.shutdown()  # never from the serving thread: stop() runs on the caller's

@@ -186,6 +186,11 @@ class Receiver:
     def running(self) -> bool:
         return not self._stopped and self._server.running
 
+    @property
+    def signed(self) -> bool:
+        """True when callbacks must carry a valid webhook signature (``hmac_key`` set)."""
+        return self._processor.signed
+
     # --- tunnel -------------------------------------------------------------------------
 
     def _open_tunnel(self) -> None:
@@ -445,12 +450,18 @@ class Receiver:
 
     def _summary(self) -> dict[str, Any]:
         counts = self.store.counts() if not self.store.closed else {}
+        # The callback path token is a capability: shown masked, read it from rx.url.
+        url = self.url.rsplit("/", 1)[0] + "/…" if self.running else None
+        store = self.store.path
+        if not self.store.memory:
+            rel = os.path.relpath(store)
+            store = rel if not rel.startswith("..") else store
         return {
             "state": "running" if self.running else "stopped",
             "mode": self.mode,
-            "url": self.url if self.running else None,
-            "store": self.store.path,
-            "signed": self._processor.signed,
+            "url": url,
+            "store": store,
+            "signed": self.signed,
             **counts,
         }
 

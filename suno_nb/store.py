@@ -1,10 +1,15 @@
 """The SQLite store: every raw delivery, tasks, and deduplicated result tracks.
 
-One writer thread owns the write connection and commits in groups: each request's work runs
-in its own SAVEPOINT, the group shares one COMMIT (one fsync), and a caller returns only after
-the COMMIT that holds its work succeeded.  That keeps "stored before acknowledged" cheap
-under concurrent deliveries.  Reads use a second connection (WAL lets them run beside the
-writer), except for ``":memory:"`` stores, which have one connection and one lock.
+Writes are committed in groups by one writer at a time (leader/follower group commit): the
+caller that finds no commit in progress becomes the writer and commits, on its own thread,
+every transaction queued so far; callers that arrive meanwhile queue up and the next of them
+leads the next group.  Each transaction's work runs in its own SAVEPOINT (when the group holds
+more than one), the group shares one COMMIT (one fsync), and a caller returns only after the
+COMMIT that holds its work succeeded.  That keeps "stored before acknowledged" cheap under
+concurrent deliveries, without handing each write to another thread and back (two thread
+wake-ups per request, each costing up to a GIL switch interval when the notebook's main
+thread is busy; see docs/performance.md).  Reads use a second connection (WAL lets them run
+beside the writer), except for ``":memory:"`` stores, which have one connection and one lock.
 """
 
 from __future__ import annotations
@@ -12,12 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +173,31 @@ def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
+class _Job:
+    """One ``transact()`` call: its work, and a gate its caller waits on."""
+
+    __slots__ = ("batch", "done", "fn", "gate", "ok", "promoted", "value")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        batch: tuple[Delivery, Callback] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.batch = batch  # a callback to store: may be applied in bulk with its neighbours
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.done = False
+        self.promoted = False  # woken to lead the next group
+        self.ok = False
+        self.value: Any = None
+
+    def finish(self, ok: bool, value: Any) -> None:
+        self.ok, self.value, self.done = ok, value, True
+        if not self.promoted:
+            self.gate.release()
+
+
 class Store:
     """Durable storage for deliveries, tasks and tracks.
 
@@ -194,14 +222,13 @@ class Store:
         # One lock per connection: the memory store shares one connection for both.
         self._wlock = threading.Lock()
         self._rlock = self._wlock if self.memory else threading.Lock()
-        self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future] | None]
-        self._queue = queue.Queue()
+        # The group-commit queue: jobs waiting for a COMMIT, and whether a leader is at work.
+        self._gcond = threading.Condition(threading.Lock())
+        self._pending: list[_Job] = []
+        self._leading = False
+        self._closing = False
         self._version = 0
         self._version_cond = threading.Condition()
-        self._writer = threading.Thread(
-            target=self._write_loop, name="suno_nb-store-writer", daemon=True
-        )
-        self._writer.start()
 
     # --- connection and schema -------------------------------------------------------------
 
@@ -244,77 +271,177 @@ class Store:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
 
         Raises :class:`StoreError` if the work or its COMMIT fails; then nothing of it is
-        stored.
+        stored.  ``fn`` may run on another caller's thread (whichever leads the group).
         """
-        if self._closed:
-            raise StoreError("the store is closed")
-        fut: Future = Future()
-        self._queue.put((fn, fut))
-        return fut.result()
+        return self._submit(_Job(fn))
 
-    def _write_loop(self) -> None:
-        conn = self._wconn
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            stop = False
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                group.append(more)
-            self._commit_group(conn, group)
-            if stop:
-                return
-
-    def _commit_group(self, conn: sqlite3.Connection, group: list) -> None:
-        results: list[tuple[Future, bool, Any]] = []
-        with self._wlock:
+    def _submit(self, job: _Job) -> Any:
+        with self._gcond:
+            if self._closing:
+                raise StoreError("the store is closed")
+            self._pending.append(job)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if not lead:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                for _fn, fut in group:
-                    fut.set_exception(StoreError(f"store write failed: {exc}"))
-                return
-            for fn, fut in group:
-                conn.execute("SAVEPOINT item")
+                job.gate.acquire()  # released when committed, or when it is our turn to lead
+            except BaseException:  # interrupted (KeyboardInterrupt in the main thread)
+                self._abandon(job)
+                raise
+        if not job.done:
+            self._lead()
+        if job.ok:
+            return job.value
+        raise job.value
+
+    def _abandon(self, job: _Job) -> None:
+        """An interrupted caller leaves the queue; if it was due to lead, the next one leads."""
+        with self._gcond:
+            if job in self._pending:
+                self._pending.remove(job)
+            if job.promoted and not job.done:
+                self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Hand the writer role to the oldest waiting job, or stand down (``_gcond`` held)."""
+        if self._pending:
+            nxt = self._pending[0]
+            nxt.promoted = True
+            nxt.gate.release()
+        else:
+            self._leading = False
+            self._gcond.notify_all()
+
+    def _lead(self) -> None:
+        """Commit one group: everything queued so far (up to MAX_GROUP), then pass the lead.
+
+        The leader's own job is the oldest queued one, so it is always in its group.
+        """
+        with self._gcond:
+            group = self._pending[:MAX_GROUP]
+            del self._pending[:MAX_GROUP]
+        try:
+            self._commit_group(self._wconn, group)
+        finally:
+            with self._gcond:
+                self._pass_lead()
+
+    def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+        """Run ``group`` in one transaction, each job in its own SAVEPOINT, one COMMIT.
+
+        Consecutive callback jobs are applied together (:func:`_apply_callbacks`: a fixed
+        handful of statements for the whole run instead of ~6 per callback, each of which
+        lets go of the GIL); if that fails for any reason they are redone one by one, each
+        in its own SAVEPOINT, so one bad job never sinks the others.  Every job of the group
+        is finished (result or error) whatever happens, even if the leading thread is
+        interrupted; a job is reported stored only after its COMMIT.
+        """
+        results: list[tuple[_Job, bool, Any]] = []
+        committed = False
+        try:
+            with self._wlock:
                 try:
-                    value = fn(conn)
-                except Exception as exc:  # one bad item must not sink the group
-                    conn.execute("ROLLBACK TO item")
-                    conn.execute("RELEASE item")
-                    err = (
-                        exc
-                        if isinstance(exc, StoreError)
-                        else StoreError(f"store write failed: {exc}")
-                    )
-                    err.__cause__ = exc
-                    results.append((fut, False, err))
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    err = StoreError(f"store write failed: {exc}")
+                    results = [(job, False, err) for job in group]
+                    return
+                if len(group) == 1:  # one job: the transaction is its savepoint
+                    results.append(self._run_job(conn, group[0], savepoint=False))
+                    if not conn.in_transaction:  # it failed and was rolled back
+                        return
                 else:
-                    conn.execute("RELEASE item")
-                    results.append((fut, True, value))
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                    i = 0
+                    while i < len(group):
+                        j = i
+                        while j < len(group) and group[j].batch is not None:
+                            j += 1
+                        whole = i == 0 and j == len(group)
+                        if j - i >= 2 and self._run_bulk(conn, group[i:j], results, whole):
+                            i = j
+                            continue
+                        for job in group[i : max(j, i + 1)]:
+                            results.append(self._run_job(conn, job, savepoint=True))
+                        i = max(j, i + 1)
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    err = StoreError(f"store commit failed: {exc}")
+                    results = [(job, False, err) for job, _ok, _value in results]
+                    return
+                committed = True
+        except BaseException as exc:
+            # SQLite gave up mid-group (e.g. it rolled the transaction back by itself), or the
+            # leading thread was interrupted: nothing uncommitted may count as stored.
+            if not committed:
                 with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                err = StoreError(f"store write failed: {exc!r}")
+                results = [(job, False, err) for job in group]
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and friends reach the leading caller
+        finally:
+            if committed:
+                with self._version_cond:
+                    self._version += 1
+                    self._version_cond.notify_all()
+            finished = set()
+            for job, ok, value in results:
+                job.finish(ok, value)
+                finished.add(id(job))
+            for job in group:  # interrupted before its result was known
+                if id(job) not in finished:
+                    job.finish(False, StoreError("store write interrupted"))
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: _Job, *, savepoint: bool) -> tuple:
+        """Run one job (in a SAVEPOINT unless it is alone); ``(job, ok, value or error)``."""
+        if savepoint:
+            conn.execute("SAVEPOINT item")
+        try:
+            value = job.fn(conn)
+        except Exception as exc:  # one bad job must not sink the group
+            if savepoint:
+                conn.execute("ROLLBACK TO item")
+                conn.execute("RELEASE item")
+            elif conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = exc if isinstance(exc, StoreError) else StoreError(f"store write failed: {exc}")
+            err.__cause__ = exc
+            return (job, False, err)
+        if savepoint:
+            conn.execute("RELEASE item")
+        return (job, True, value)
+
+    @staticmethod
+    def _run_bulk(conn: sqlite3.Connection, jobs: list[_Job], results: list, whole: bool) -> bool:
+        """Apply a run of callback jobs together; False (nothing applied) if that failed.
+
+        When the run is the ``whole`` group there is nothing else to protect, so no
+        SAVEPOINT: a failure rolls the transaction back and begins a new one.
+        """
+        if not whole:
+            conn.execute("SAVEPOINT bulk")
+        try:
+            outcomes = _apply_callbacks(conn, [job.batch for job in jobs])  # type: ignore[misc]
+        except Exception as exc:
+            if whole:
+                if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                for fut, _ok, _value in results:
-                    fut.set_exception(StoreError(f"store commit failed: {exc}"))
-                return
-        with self._version_cond:
-            self._version += 1
-            self._version_cond.notify_all()
-        for fut, ok, value in results:
-            if ok:
-                fut.set_result(value)
+                conn.execute("BEGIN IMMEDIATE")
             else:
-                fut.set_exception(value)
+                conn.execute("ROLLBACK TO bulk")
+                conn.execute("RELEASE bulk")
+            log.debug("bulk apply failed (%s); storing the group one by one", exc)
+            return False
+        if not whole:
+            conn.execute("RELEASE bulk")
+        results.extend((job, True, outcome) for job, outcome in zip(jobs, outcomes, strict=True))
+        return True
 
     @property
     def version(self) -> int:
@@ -402,7 +529,8 @@ class Store:
 
         Returns only when committed.  A delivery that adds nothing new is ``duplicate``.
         """
-        return self.transact(lambda c: _apply_callback(c, delivery, callback))
+        job = _Job(lambda c: _apply_callback(c, delivery, callback), (delivery, callback))
+        return self._submit(job)
 
     def record_submission(self, sub: Submission) -> None:
         """Record a submitted task (parameters, time, task id) as pending."""
@@ -453,11 +581,12 @@ class Store:
         )
 
     def close(self) -> None:
-        """Finish queued writes, stop the writer and close the connections.  Idempotent."""
-        if self._closed:
-            return
-        self._queue.put(None)
-        self._writer.join(timeout=10)
+        """Finish queued writes, refuse new ones and close the connections.  Idempotent."""
+        with self._gcond:
+            if self._closing:
+                return
+            self._closing = True
+            self._gcond.wait_for(lambda: not self._leading, timeout=10)
         self._closed = True
         for conn in {id(self._wconn): self._wconn, id(self._rconn): self._rconn}.values():
             with contextlib.suppress(sqlite3.Error):
@@ -533,12 +662,8 @@ def _apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outc
         conn, d, "accepted", 200 if d.method == "POST" else None, None, cb.task_id
     )
     now = d.received_at
-    conn.execute(
-        "INSERT OR IGNORE INTO tasks (task_id, state, first_seen_at, updated_at)"
-        " VALUES (?, 'pending', ?, ?)",
-        (cb.task_id, now, now),
-    )
-    before = conn.execute("SELECT state FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()[0]
+    row = conn.execute("SELECT state FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()
+    before = PENDING if row is None else row[0]
     new_ids: list[str] = []
     for t in cb.tracks:
         cur = conn.execute(
@@ -554,7 +679,15 @@ def _apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outc
     # failure, since the audio exists.  Nothing ever downgrades a success.
     after = SUCCEEDED if cb.succeeded else (FAILED if before == PENDING else before)
     changed = after != before
-    if changed:
+    if row is None:
+        # A task first seen in this delivery: one INSERT with its final state (the same row
+        # an INSERT of a pending task followed by the UPDATE below would leave).
+        conn.execute(
+            "INSERT INTO tasks (task_id, state, code, msg, error, callback_type, source,"
+            " first_seen_at, completed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cb.task_id, after, cb.code, cb.msg, cb.error, cb.callback_type, source, now, now, now),
+        )
+    elif changed:
         conn.execute(
             "UPDATE tasks SET state = ?, code = ?, msg = ?, error = ?, callback_type = ?,"
             " source = ?, completed_at = ?, updated_at = ? WHERE task_id = ?",
@@ -564,3 +697,119 @@ def _apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outc
     if verdict == "duplicate":
         conn.execute("UPDATE deliveries SET verdict = 'duplicate' WHERE id = ?", (delivery_id,))
     return Outcome(delivery_id, verdict, cb.task_id, after, tuple(new_ids))
+
+
+_DELIVERY_COLUMNS = (
+    "id, received_at, source, remote_addr, via_tunnel, method, path, headers, body, status,"
+    " verdict, reason, task_id, replay_of"
+)
+_TRACK_COLUMNS = (
+    "task_id, track_id, audio_url, stream_audio_url, image_url, prompt, model_name, title, tags,"
+    " create_time, duration, extra, received_at, source, delivery_id"
+)
+_EXISTING = (
+    "SELECT 0, task_id, state FROM tasks WHERE task_id IN (SELECT value FROM json_each(?1))"
+    " UNION ALL SELECT 1, task_id, track_id FROM tracks"
+    " WHERE task_id IN (SELECT value FROM json_each(?1))"
+    " UNION ALL SELECT 2, coalesce(max(id), 0), NULL FROM deliveries"
+)
+_TASK_UPSERT = (
+    "INSERT INTO tasks (task_id, state, code, msg, error, callback_type, source, first_seen_at,"
+    " completed_at, updated_at) VALUES {values} ON CONFLICT(task_id) DO UPDATE SET"
+    " state = excluded.state, code = excluded.code, msg = excluded.msg, error = excluded.error,"
+    " callback_type = excluded.callback_type, source = excluded.source,"
+    " completed_at = excluded.completed_at, updated_at = excluded.updated_at"
+)
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple | list]) -> None:
+    """Multi-row INSERT: one statement (one step, one GIL release) per chunk of rows."""
+    if not rows:
+        return
+    width = len(rows[0])
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    chunk = max(1, min(256, limit // width))
+    one = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        params = [value for row in part for value in row]
+        conn.execute(sql.format(values=", ".join([one] * len(part))), params)
+
+
+def _apply_callbacks(conn: sqlite3.Connection, items: list[tuple[Delivery, Callback]]) -> list:
+    """:func:`_apply_callback` for several deliveries at once, with the same rows and outcomes.
+
+    Reads what exists (task states, stored track ids, the last delivery id), decides every
+    verdict in Python in arrival order (a repeat within the run is a duplicate, as it would
+    be one by one), then writes with three multi-row statements.  Delivery ids are assigned
+    as SQLite would (max + 1, in order: this connection is the only writer).
+    """
+    task_ids = list(dict.fromkeys(cb.task_id for _d, cb in items))
+    if any("\x00" in t for t in task_ids):
+        raise ValueError("a task id holds NUL; not for json_each")  # one by one instead
+    # One query (each statement step lets go of the GIL): task states, stored track ids, and
+    # the last delivery id.
+    states: dict[str, str] = {}
+    have: set[tuple[str, str]] = set()
+    base = 0
+    for kind, a, b in conn.execute(_EXISTING, (json.dumps(task_ids),)).fetchall():
+        if kind == 0:
+            states[a] = b
+        elif kind == 1:
+            have.add((a, b))
+        else:
+            base = a
+    deliveries: list[tuple] = []
+    tracks: list[tuple] = []
+    tasks: dict[str, list] = {}
+    outcomes: list[Outcome] = []
+    for k, (d, cb) in enumerate(items, 1):
+        delivery_id = base + k
+        source = "poll" if d.source == "poll" else "callback"
+        now = d.received_at
+        exists = cb.task_id in states
+        before = states.get(cb.task_id, PENDING)
+        new_ids: list[str] = []
+        for t in cb.tracks:
+            key = (cb.task_id, t.id)
+            if key not in have:
+                have.add(key)
+                new_ids.append(t.id)
+                tracks.append(_track_values(cb.task_id, t, now, source, delivery_id))
+        after = SUCCEEDED if cb.succeeded else (FAILED if before == PENDING else before)
+        changed = after != before
+        if changed or not exists:
+            states[cb.task_id] = after
+            row = tasks.get(cb.task_id)
+            values = [after, cb.code, cb.msg, cb.error, cb.callback_type, source]
+            if row is None:  # first_seen_at (index 7) only counts for a new task
+                tasks[cb.task_id] = [cb.task_id, *values, now, now, now]
+            else:
+                row[1:7] = values
+                row[8] = row[9] = now
+        verdict = "accepted" if (changed or new_ids) else "duplicate"
+        deliveries.append(
+            (
+                delivery_id,
+                d.received_at,
+                d.source,
+                d.remote_addr,
+                int(d.via_tunnel),
+                d.method,
+                d.path,
+                json.dumps(clean_headers(d.headers)),
+                bytes(d.body),
+                200 if d.method == "POST" else None,
+                verdict,
+                None,
+                cb.task_id,
+                d.replay_of,
+            )
+        )
+        outcomes.append(Outcome(delivery_id, verdict, cb.task_id, after, tuple(new_ids)))
+    _insert_rows(
+        conn, f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {{values}}", deliveries
+    )
+    _insert_rows(conn, f"INSERT INTO tracks ({_TRACK_COLUMNS}) VALUES {{values}}", tracks)
+    _insert_rows(conn, _TASK_UPSERT, list(tasks.values()))
+    return outcomes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,13 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     yield
     session.stop_receiver()
+
+
+def pytest_configure(config):
+    """Keep caches and agent records of this run (nbval kernels included) out of HOME."""
+    scratch = Path(tempfile.mkdtemp(prefix="suno_nb_tests_"))
+    os.environ.setdefault("SUNO_NB_CACHE_DIR", str(scratch / "cache"))
+    os.environ.setdefault("SUNO_NB_STATE_DIR", str(scratch / "state"))
 
 
 def seed_bytes(name: str) -> bytes:

@@ -208,16 +208,16 @@ def test_missing_binary_in_auto_mode_falls_back_to_local_with_the_reason(tmp_pat
 
 
 KERNEL = textwrap.dedent("""
-    import json, sys, time
+    import json, signal, sys, time
     import suno_nb.session as session
+
+    # Like ipykernel: SIGINT interrupts the running cell, never the kernel.
+    signal.signal(signal.SIGINT, lambda *_: print("interrupted", flush=True))
     rx = session.start_receiver(sys.argv[1], tunnel="ngrok", authtoken=sys.argv[2], poll=False,
                                 ngrok_path=sys.argv[3], ngrok_config_path=sys.argv[4])
     print(json.dumps({"url": rx.url, "pid": rx._tunnel.agent_pid}), flush=True)
-    while True:  # a kernel: an interrupted cell raises KeyboardInterrupt, the kernel goes on
-        try:
-            time.sleep(0.1)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
+    while True:
+        time.sleep(0.1)
 """)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -281,7 +282,10 @@ class Sandbox:
         self.retry_backoff = retry_backoff
         self.callback_timeout = callback_timeout
         self.max_attempts = max_attempts
-        self._hmac_key = hmac_key
+        # Like the hosted account's webhook key; the receiver reads the same variable.
+        self._hmac_key = (
+            hmac_key if hmac_key is not None else (os.environ.get("SUNO_WEBHOOK_HMAC_KEY") or None)
+        )
         self.sample_rate = sample_rate
         self._workers = workers
         self._service = Service(
