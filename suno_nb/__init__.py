@@ -36,18 +36,21 @@ from .errors import (
 )
 from .payloads import CALLBACK_CODES, code_table
 from .rules import validate_section
-from .sandbox import Faults, Sandbox
 from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
 
 __version__ = "0.1.0"
 
 
+# Loaded on first use, so `import suno_nb` imports neither numpy's audio stack nor ipywidgets.
+_LAZY = {"Sandbox": ".sandbox", "Faults": ".sandbox", "widgets": ".widgets"}
+
+
 def __getattr__(name: str):
-    # `snb.widgets` without importing ipywidgets at `import suno_nb` time.
-    if name == "widgets":
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(".widgets", __name__)
+        module = importlib.import_module(_LAZY[name], __name__)
+        return module if name == "widgets" else getattr(module, name)
     raise AttributeError(f"module 'suno_nb' has no attribute {name!r}")
 
 

@@ -19,15 +19,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from . import frame as _frame
 from .errors import ReceiverError, SunoNbError, TaskFailedError, TunnelError, WaitTimeout
 from .events import CallbackEvent, Dispatcher, Handler
 from .receiver import MAX_BODY, AllowList, CallbackServer, DeliveryProcessor, Verdict
 from .store import DEFAULT_PATH, TERMINAL_STATES, Delivery, Store, Submission
+
+if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -334,14 +334,20 @@ class Receiver:
 
     def frame(self) -> pd.DataFrame:
         """One row per result track, typed columns (see :mod:`suno_nb.frame`)."""
+        from . import frame as _frame
+
         return _frame.frame(self.store)
 
     def tasks(self) -> pd.DataFrame:
         """One row per task, pending, succeeded or failed."""
+        from . import frame as _frame
+
         return _frame.tasks(self.store)
 
     def deliveries(self) -> pd.DataFrame:
         """Every delivery received, including rejected ones with the reason."""
+        from . import frame as _frame
+
         return _frame.deliveries(self.store)
 
     def download(
