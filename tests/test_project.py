@@ -124,10 +124,8 @@ def test_imports_flow_downward():
 
 
 def test_import_is_light():
-    code = (
-        "import sys, suno_nb; heavy = {'pyngrok', 'ipywidgets', 'matplotlib', 'soundfile', 'pandas', 'numpy'}"
-        "; print(sorted(heavy & set(sys.modules)))"
-    )
+    heavy = {"pyngrok", "ipywidgets", "matplotlib", "soundfile", "pandas", "numpy"}
+    code = f"import sys, suno_nb; print(sorted({heavy!r} & set(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
