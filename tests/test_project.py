@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -150,3 +151,18 @@ def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in commands[1] and "scripts/test.sh" in ci
     assert "python -m suno_nb" in commands[0]
+
+
+def test_readme_main_command_runs_the_quickstart(tmp_path):
+    """README command 1, verbatim, from the repository root (CI runs this in a fresh clone)."""
+    command = _quick_start_commands()[0]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "result table (frame()):" in out
+    assert "executed notebook written to" in out
+    table = out.split("result table (frame()):", 1)[1]
+    assert "callback" in table and "30.0" in table and "45.0" in table
