@@ -10,6 +10,19 @@ from suno_nb import Faults, Sandbox, SunoClient
 from suno_nb.store import Store
 
 
+def _submit(client, song, n: int) -> str:
+    job = client.replace_section(
+        task_id=song.task_id,
+        audio_id=song.audio_id,
+        prompt=f"p{n}",
+        tags="t",
+        title=f"T{n}",
+        infill_start_s=10,
+        infill_end_s=20,
+    )
+    return job.task_id
+
+
 def _acknowledged(sb, task_ids):
     """Task ids whose callback the receiver answered with 200, per the sandbox's own log."""
     log = sb.delivery_frame()
@@ -37,16 +50,7 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path):
         t0 = time.monotonic()
         for n in range(60):  # callbacks spread over ~1.0-4.0 s from now, each sent twice
             sb.inject(Faults(duplicates=1, extra_delay=n * 0.05))
-            job = client.replace_section(
-                task_id=song.task_id,
-                audio_id=song.audio_id,
-                prompt=f"p{n}",
-                tags="t",
-                title=f"T{n}",
-                infill_start_s=10,
-                infill_end_s=20,
-            )
-            task_ids.append(job.task_id)
+            task_ids.append(_submit(client, song, n))
         time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
         session.stop_receiver()  # the kernel dies mid-burst...
         time.sleep(0.7)
@@ -88,16 +92,7 @@ def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path):
                 threading.Timer(
                     0.6, lambda: rx.store.transact(lambda c: c.execute("DROP TRIGGER full"))
                 ).start()
-            job = client.replace_section(
-                task_id=song.task_id,
-                audio_id=song.audio_id,
-                prompt=f"p{n}",
-                tags="t",
-                title=f"T{n}",
-                infill_start_s=10,
-                infill_end_s=20,
-            )
-            task_ids.append(job.task_id)
+            task_ids.append(_submit(client, song, n))
             time.sleep(0.03)
         for task_id in task_ids:
             rx.wait(task_id, timeout=30, progress=False)
