@@ -4,6 +4,7 @@ From the repository root, with the project's virtualenv (Flask and psutil instal
 
     .venv/bin/python -m benchmarks.run --quick      # ~2 minutes: a smoke version
     .venv/bin/python -m benchmarks.run              # ~10 minutes: the numbers in docs/
+    .venv/bin/python -m benchmarks.run --only soak  # ~3 minutes: 10,000 callbacks with faults
 
 ``--baseline DIR`` also benchmarks the suno_nb found in DIR (e.g. a ``git worktree`` of an
 earlier commit) beside the current one, for before/after tables.  Results are printed as
@@ -23,14 +24,17 @@ from typing import Any
 
 from .common import RESULTS_DIR, ROOT, disk_flush_ms, machine, table
 
-PARTS = ("import", "scaling", "latency", "ack")
+PARTS = ("import", "scaling", "latency", "ack", "soak")
+DEFAULT_PARTS = ("import", "scaling", "latency", "ack")  # soak (~3 min) only on request
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short smoke version (~2 min)")
     parser.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all but soak)",
     )
     parser.add_argument("--baseline", type=Path, help="another suno_nb checkout to compare")
     parser.add_argument("--out", type=Path, help="JSON results file (default: results/...)")
@@ -79,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import bench_ack
 
         results["ack"] = bench_ack.run(quick=args.quick, baseline=args.baseline)
+    if "soak" in parts:
+        from . import bench_soak
+
+        results["soak"] = bench_soak.run(quick=args.quick)
 
     results["elapsed_s"] = time.time() - started
     out = args.out

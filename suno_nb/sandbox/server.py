@@ -59,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "suno-sandbox/0.1"
     protocol_version = "HTTP/1.1"  # keep-alive and Range for audio players
     timeout = 30  # idle keep-alive sockets give their thread back
+    # Headers and body go out in separate writes; without TCP_NODELAY each keep-alive answer
+    # waits ~40 ms for the client's delayed ACK (Nagle).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
