@@ -615,23 +615,30 @@ def _insert_delivery(
         "INSERT INTO deliveries (received_at, source, remote_addr, via_tunnel, method, path,"
         " headers, body, status, verdict, reason, task_id, replay_of)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            d.received_at,
-            d.source,
-            d.remote_addr,
-            int(d.via_tunnel),
-            d.method,
-            d.path,
-            json.dumps(clean_headers(d.headers)),
-            bytes(d.body),
-            status,
-            verdict,
-            reason,
-            task_id,
-            d.replay_of,
-        ),
+        _delivery_values(d, verdict, status, reason, task_id),
     )
     return int(cur.lastrowid)
+
+
+def _delivery_values(
+    d: Delivery, verdict: str, status: int | None, reason: str | None, task_id: str | None
+) -> tuple:
+    """One deliveries row (without its id), as stored: secrets dropped from the headers."""
+    return (
+        d.received_at,
+        d.source,
+        d.remote_addr,
+        int(d.via_tunnel),
+        d.method,
+        d.path,
+        json.dumps(clean_headers(d.headers)),
+        bytes(d.body),
+        status,
+        verdict,
+        reason,
+        task_id,
+        d.replay_of,
+    )
 
 
 def _track_values(
@@ -788,24 +795,8 @@ def _apply_callbacks(conn: sqlite3.Connection, items: list[tuple[Delivery, Callb
                 row[1:7] = values
                 row[8] = row[9] = now
         verdict = "accepted" if (changed or new_ids) else "duplicate"
-        deliveries.append(
-            (
-                delivery_id,
-                d.received_at,
-                d.source,
-                d.remote_addr,
-                int(d.via_tunnel),
-                d.method,
-                d.path,
-                json.dumps(clean_headers(d.headers)),
-                bytes(d.body),
-                200 if d.method == "POST" else None,
-                verdict,
-                None,
-                cb.task_id,
-                d.replay_of,
-            )
-        )
+        status = 200 if d.method == "POST" else None
+        deliveries.append((delivery_id, *_delivery_values(d, verdict, status, None, cb.task_id)))
         outcomes.append(Outcome(delivery_id, verdict, cb.task_id, after, tuple(new_ids)))
     _insert_rows(
         conn, f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {{values}}", deliveries
