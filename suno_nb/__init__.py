@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from .client import ReplaceJob, SunoClient
 from .errors import (
     ApiError,
@@ -39,6 +41,11 @@ from .rules import validate_section
 from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
 
 __version__ = "0.1.0"
+
+# The library convention: records go nowhere unless the application configures logging.
+# Without it, WARNINGs from background threads reach stderr through logging's last-resort
+# handler, i.e. the output of whichever cell happens to run.  `rx.log()` keeps them instead.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 # Loaded on first use, so `import suno_nb` imports neither numpy's audio stack nor ipywidgets.

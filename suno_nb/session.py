@@ -124,6 +124,8 @@ class Receiver:
     """A running callback receiver.  Create it with :func:`start_receiver`."""
 
     def __init__(self, config: ReceiverConfig, *, client: Any = None):
+        self.started_at = time.time()  # views default to tasks since then (+ open ones)
+        self._logbook: Any = None
         self.config = config
         self.store = Store(config.store)
         token = self.store.get_meta(TOKEN_META_KEY)
@@ -240,6 +242,7 @@ class Receiver:
             self._poller.wake()
 
     def _start_poller(self) -> None:
+        self._attach_logbook()
         if not self.config.poll:
             return
         from .poller import Poller
@@ -252,6 +255,67 @@ class Receiver:
             grace=self.config.poll_grace,
         )
         self._poller.start()
+
+    # --- the log: records kept for rx.log() and the repr, never printed ------------------
+
+    def _attach_logbook(self) -> None:
+        if self._logbook is not None:
+            return
+        from .logbook import Logbook
+
+        token = self._server.path.rstrip("/").rsplit("/", 1)[-1]
+        self._logbook = Logbook(
+            secrets=(token, self.config.hmac_key, self.config.authtoken)
+        ).attach()
+
+    def _detach_logbook(self) -> None:
+        if self._logbook is not None:
+            self._logbook.detach()
+
+    def log(self, level: str | int = "INFO") -> pd.DataFrame:
+        """Recent suno_nb log records (time, level, logger, message), oldest first.
+
+        Background threads never print into cells; what they log is kept here (the last
+        500 records at ``level`` or above, kept while this receiver runs).
+        """
+        import logging as _logging
+
+        from .logbook import COLUMNS
+
+        number = level if isinstance(level, int) else _logging.getLevelName(str(level).upper())
+        if not isinstance(number, int):
+            raise ValueError(f"level={level!r}: use DEBUG, INFO, WARNING or ERROR")
+        if self._logbook is None:
+            import pandas as _pd
+
+            return _pd.DataFrame({c: [] for c in COLUMNS})
+        return self._logbook.frame(level=number)
+
+    def _warnings(self) -> list[str]:
+        """Plain-words notes for the repr: tasks we gave up on, then recent warnings."""
+        notes: list[str] = []
+        if not self.store.closed:
+            try:
+                rows = self.store.query(
+                    "SELECT state, count(*) AS n FROM tasks WHERE state IN (?, ?) GROUP BY state",
+                    ("unknown", "expired"),
+                )
+            except SunoNbError:
+                rows = []
+            words = {
+                "unknown": "unknown to the service (no longer polled)",
+                "expired": "older than the service keeps results (no longer polled)",
+            }
+            for row in rows:
+                n = int(row["n"])
+                notes.append(f"{n} task{'s' if n != 1 else ''} {words[row['state']]}")
+        if self._logbook is not None:
+            seen: dict[str, int] = {}
+            for entry in self._logbook.warnings(since=self.started_at):
+                seen[entry.message] = seen.get(entry.message, 0) + 1
+            for message, n in list(seen.items())[-5:]:
+                notes.append(message if n == 1 else f"{message} (×{n})")
+        return notes
 
     @property
     def poller(self) -> Any:
@@ -289,13 +353,15 @@ class Receiver:
             )
         )
 
-    def on_callback(self, fn: Handler, remove: bool = False) -> None:
+    def on_callback(self, fn: Handler, remove: bool = False) -> Handler:
         """Call ``fn(event)`` for every new result, after it is stored and acknowledged.
 
-        ``fn`` runs on a background thread; exceptions are logged, not raised.  Pass
+        Usable as a decorator (``@rx.on_callback``): returns ``fn`` unchanged.  ``fn`` runs on
+        a background thread; exceptions are logged (see :meth:`log`), not raised.  Pass
         ``remove=True`` to unregister.  Widgets should update traits, never print.
         """
         self._dispatcher.on(fn, remove=remove)
+        return fn
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every acknowledged delivery's handlers have run."""
@@ -367,7 +433,6 @@ class Receiver:
         task = self.store.task(task_id)
         if task is None or task["state"] not in TERMINAL_STATES:
             return None
-        tracks = self.frame()
         return TaskResult(
             task_id,
             task["state"],
@@ -375,7 +440,7 @@ class Receiver:
             task["msg"],
             task["error"],
             task["source"],
-            tracks[tracks["task_id"] == task_id].reset_index(drop=True),
+            _tracks_frame(task, self.store.tracks_of(task_id)),  # by key, not the whole table
         )
 
     def wait(
@@ -446,6 +511,7 @@ class Receiver:
             self._tunnel = None
         self._server.stop()
         self._dispatcher.stop()
+        self._detach_logbook()
         self.store.close()
         from . import client as _client
 
@@ -483,6 +549,8 @@ class Receiver:
         text = f"<Receiver {' '.join(parts)}>"
         if self.tunnel_note and self.running:
             text += f"\n{self.tunnel_note}"
+        for line in self._warnings():
+            text += f"\n⚠ {line}"
         return text
 
     def _repr_html_(self) -> str:
@@ -497,7 +565,47 @@ class Receiver:
             if self.tunnel_note and self.running
             else ""
         )
+        warned = self._warnings()
+        if warned:
+            items = "".join(f"<li>{html.escape(w)}</li>" for w in warned)
+            note += (
+                "<div style='color:#a60'>Warnings (details: <code>rx.log()</code>)"
+                f"<ul style='margin:2px 0'>{items}</ul></div>"
+            )
         return f"<div><b>suno_nb Receiver</b><table>{rows}</table>{note}</div>"
+
+
+def _tracks_frame(task: dict[str, Any], tracks: list[dict[str, Any]]) -> pd.DataFrame:
+    """One task's tracks with the columns and dtypes of :func:`suno_nb.frame.frame`."""
+    import pandas as pd
+
+    from .frame import FRAME_COLUMNS
+
+    submitted = task.get("submitted_at")
+    rows = [
+        {
+            **{c: tr.get(c) for c in FRAME_COLUMNS},
+            "callback_type": task.get("callback_type"),
+            "code": task.get("code"),
+            "msg": task.get("msg"),
+            "created_at": tr.get("create_time"),
+            "parent_task_id": task.get("parent_task_id"),
+            "audio_id": task.get("audio_id"),
+            "infill_start_s": task.get("infill_start_s"),
+            "infill_end_s": task.get("infill_end_s"),
+            "submitted_at": submitted,
+            "latency_s": None if submitted is None else tr["received_at"] - submitted,
+        }
+        for tr in tracks
+    ]
+    df = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    df["code"] = df["code"].astype("Int64")
+    for col in ("duration", "infill_start_s", "infill_end_s", "latency_s"):
+        df[col] = df[col].astype("float64")
+    df["created_at"] = pd.to_datetime(df["created_at"], format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    for col in ("received_at", "submitted_at"):
+        df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
+    return df
 
 
 # --- module state: one receiver per process -------------------------------------------------
