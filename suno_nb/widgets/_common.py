@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,38 @@ def set_traits(widget: Any, **values: Any) -> None:
     with UPDATE_LOCK, widget.hold_sync():
         for name, value in values.items():
             setattr(widget, name, value)
+
+
+# --- one live widget of a kind per receiver --------------------------------------------------
+
+_LIVE: weakref.WeakKeyDictionary[Any, dict[str, weakref.ref[Any]]] = weakref.WeakKeyDictionary()
+_LIVE_LOCK = threading.Lock()
+
+
+def take_slot(kind: str, rx: Any, widget: Any) -> None:
+    """Make ``widget`` the live ``kind`` widget of ``rx``, closing the previous one.
+
+    Re-running a widget cell must not add a thread and a handler each time: the instance the
+    cell made before is closed (its output is being replaced anyway).
+    """
+    with _LIVE_LOCK:
+        slots = _LIVE.setdefault(rx, {})
+        old = slots.get(kind)
+        slots[kind] = weakref.ref(widget)
+    previous = old() if old is not None else None
+    if previous is not None and previous is not widget:
+        try:
+            previous.close()
+        except Exception:  # closing an old view must never break the new one
+            log.exception("closing the previous %s failed", kind)
+
+
+def free_slot(kind: str, rx: Any, widget: Any) -> None:
+    """Forget ``widget`` as the live ``kind`` widget of ``rx`` (it is being closed)."""
+    with _LIVE_LOCK:
+        slots = _LIVE.get(rx)
+        if slots is not None and slots.get(kind) is not None and slots[kind]() is widget:
+            del slots[kind]
 
 
 IDLE_EXIT_S = 30.0  # a render worker with nothing to do ends after this long
@@ -168,7 +201,14 @@ TD_STYLE = (
 )
 MUTED = "color: #757575;"
 
-STATE_COLORS = {"pending": "#b26a00", "succeeded": "#2e7d32", "failed": "#c62828"}
+STATE_COLORS = {
+    "pending": "#b26a00",
+    "running": "#1565c0",
+    "succeeded": "#2e7d32",
+    "failed": "#c62828",
+    "unknown": "#6d4c41",
+    "expired": "#616161",
+}
 
 
 def badge(state: str) -> str:
