@@ -60,7 +60,13 @@ CALLBACK_CODES: dict[int, CodeInfo] = {
     )
 }
 
-CALLBACK_TYPES = ("complete", "error")
+# Callback stages (``data.callbackType``).  Generation callbacks come in stages: ``text``
+# (lyrics ready), ``first`` (first track ready), then ``complete`` or ``error``; one provider
+# names the failure stage ``failed``.  A stage nobody documented is still accepted and stored.
+INTERIM_STAGES = ("text", "first")
+FINAL_STAGES = ("complete", "error", "failed")
+CALLBACK_TYPES = (*INTERIM_STAGES, *FINAL_STAGES)
+MAX_STAGE = 32  # characters
 
 # record-info ``status`` values.
 PENDING_STATUSES = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")
@@ -131,6 +137,21 @@ class Callback:
     tracks: tuple[Track, ...]
     error: str | None
     raw: dict[str, Any]
+
+    @property
+    def stage(self) -> str:
+        """The stage as sent, lower-cased (``callback_type``)."""
+        return self.callback_type
+
+    @property
+    def final(self) -> bool:
+        """A final stage (complete/error/failed): the task's result."""
+        return self.callback_type in FINAL_STAGES
+
+    @property
+    def known(self) -> bool:
+        """A documented stage (text/first/complete/error/failed)."""
+        return self.callback_type in CALLBACK_TYPES
 
     @property
     def succeeded(self) -> bool:
@@ -282,11 +303,16 @@ def parse_callback(body: bytes | dict[str, Any]) -> Callback:
     if not isinstance(data, dict):
         raise PayloadError("data must be an object")
     callback_type = data.get("callbackType")
-    if callback_type not in CALLBACK_TYPES:
-        raise PayloadError(
-            f"data.callbackType must be one of {', '.join(CALLBACK_TYPES)}, got {callback_type!r}"
-        )
-    task_id = _task_id(data.get("task_id"), "data.task_id")
+    if not isinstance(callback_type, str) or not callback_type.strip():
+        raise PayloadError("data.callbackType must be a non-empty string")
+    if len(callback_type) > MAX_STAGE:
+        raise PayloadError(f"data.callbackType is longer than {MAX_STAGE} characters")
+    callback_type = callback_type.strip().lower()
+    # Music callbacks name the task ``task_id``; lyrics/cover callbacks ``taskId``.
+    if "task_id" in data or "taskId" not in data:
+        task_id = _task_id(data.get("task_id"), "data.task_id")
+    else:
+        task_id = _task_id(data.get("taskId"), "data.taskId")
     items = data.get("data")
     if items is None:
         items = []

@@ -1,0 +1,301 @@
+"""Transaction bodies: the ONE function that applies a callback, and the other writes.
+
+Each runs on the store's writer thread inside the batch's transaction (in its own
+SAVEPOINT), takes the write connection and returns what the caller gets.  Lookups are by
+key; nothing here loads a whole table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+
+from ..payloads import Callback, Track
+from .schema import (
+    FAILED,
+    FINAL_STATES,
+    OPEN_STATES,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    Delivery,
+    Outcome,
+    Submission,
+    clean_headers,
+)
+
+log = logging.getLogger("suno_nb.store")
+
+# Track fields the service may send in stages: a later stage fills in what an earlier one
+# left empty (``first`` often has no ``audio_url`` yet).
+_TRACK_FIELDS = (
+    "audio_url",
+    "stream_audio_url",
+    "image_url",
+    "prompt",
+    "model_name",
+    "title",
+    "tags",
+    "create_time",
+    "duration",
+)
+
+
+def insert_delivery(
+    conn: sqlite3.Connection,
+    d: Delivery,
+    verdict: str,
+    status: int | None,
+    reason: str | None,
+    task_id: str | None,
+) -> int:
+    """One deliveries row, as stored (credential-like headers dropped); returns its id."""
+    cur = conn.execute(
+        "INSERT INTO deliveries (received_at, source, remote_addr, via_tunnel, method, path,"
+        " headers, body, status, verdict, reason, task_id, replay_of)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            d.received_at,
+            d.source,
+            d.remote_addr,
+            int(d.via_tunnel),
+            d.method,
+            d.path,
+            json.dumps(clean_headers(d.headers)),
+            bytes(d.body),
+            status,
+            verdict,
+            reason,
+            task_id,
+            d.replay_of,
+        ),
+    )
+    return int(cur.lastrowid)
+
+
+def trim_rejected(conn: sqlite3.Connection, keep: int) -> int:
+    """Delete the oldest rejected deliveries so that at most ``keep`` remain; return the count."""
+    conn.execute(
+        "DELETE FROM deliveries WHERE verdict = 'rejected' AND id <= coalesce("
+        "(SELECT id FROM deliveries WHERE verdict = 'rejected' ORDER BY id DESC"
+        " LIMIT 1 OFFSET ?), -1)",
+        (keep,),
+    )
+    return int(
+        conn.execute("SELECT count(*) FROM deliveries WHERE verdict = 'rejected'").fetchone()[0]
+    )
+
+
+def decide(before: str | None, cb: Callback) -> str:
+    """The task's state after ``cb``, given its state before (None: first seen).
+
+    The first final result decides; a later success upgrades a failure (the audio exists);
+    nothing downgrades a success; a real result also decides a task we gave up on.  A
+    non-final stage (documented or not) makes an open or given-up task ``running``.
+    """
+    if cb.succeeded:
+        return SUCCEEDED
+    if before in FINAL_STATES:
+        return before  # type: ignore[return-value]
+    return FAILED if cb.final else RUNNING
+
+
+def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outcome:
+    """Store a delivery and what it says about its task and tracks.
+
+    Used for callbacks, poll answers and replays alike.  A delivery that changes nothing
+    (state, stage, tracks) is a ``duplicate``.
+    """
+    source = "poll" if d.source == "poll" else "callback"
+    now = d.received_at
+    delivery_id = insert_delivery(
+        conn, d, "accepted", 200 if d.method == "POST" else None, None, cb.task_id
+    )
+    if not cb.known:
+        log.info("task %s: callback stage %r is not documented; stored", cb.task_id, cb.stage)
+    row = conn.execute("SELECT state, stage FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()
+    before, before_stage = (None, None) if row is None else row
+    after = decide(before, cb)
+    new_ids, updated = _store_tracks(conn, cb, now, source, delivery_id, after == SUCCEEDED)
+    # The stage shown is the latest one that still tells something: none after a final result
+    # unless that result is the one deciding.
+    stage = cb.stage if (before not in FINAL_STATES or after != before) else before_stage
+    changed = after != before or stage != before_stage
+    if row is None:
+        conn.execute(
+            "INSERT INTO tasks (task_id, state, stage, code, msg, error, callback_type, source,"
+            " first_seen_at, completed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cb.task_id,
+                after,
+                stage,
+                cb.code,
+                cb.msg,
+                cb.error,
+                cb.stage,
+                source,
+                now,
+                now if after in FINAL_STATES else None,
+                now,
+            ),
+        )
+    elif changed:
+        final_now = after in FINAL_STATES and after != before
+        conn.execute(
+            "UPDATE tasks SET state = ?, stage = ?, code = ?, msg = ?, error = ?,"
+            " callback_type = ?, source = ?, reason = NULL, unknown_polls = 0,"
+            " completed_at = CASE WHEN ? THEN ? ELSE completed_at END, updated_at = ?"
+            " WHERE task_id = ?",
+            (
+                after,
+                stage,
+                cb.code,
+                cb.msg,
+                cb.error,
+                cb.stage,
+                source,
+                final_now,
+                now,
+                now,
+                cb.task_id,
+            ),
+        )
+    verdict = "accepted" if (changed or new_ids or updated) else "duplicate"
+    if verdict == "duplicate":
+        conn.execute("UPDATE deliveries SET verdict = 'duplicate' WHERE id = ?", (delivery_id,))
+    return Outcome(delivery_id, verdict, cb.task_id, after, tuple(new_ids), cb.stage)
+
+
+def _store_tracks(
+    conn: sqlite3.Connection,
+    cb: Callback,
+    now: float,
+    source: str,
+    delivery_id: int,
+    overwrite: bool,
+) -> tuple[list[str], bool]:
+    """Insert new tracks; fill in (or, for a success, refresh) known ones.  (new ids, updated)."""
+    if not cb.tracks:
+        return [], False
+    existing = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            f"SELECT track_id, {', '.join(_TRACK_FIELDS)}, extra FROM tracks"
+            f" WHERE task_id = ? AND track_id IN ({', '.join('?' * len(cb.tracks))})",
+            (cb.task_id, *(t.id for t in cb.tracks)),
+        )
+    }
+    new_ids: list[str] = []
+    updated = False
+    for t in cb.tracks:
+        values = _track_values(t)
+        if t.id not in existing:
+            if t.id in new_ids:
+                continue  # the same track twice in one body
+            conn.execute(
+                "INSERT INTO tracks (task_id, track_id, "
+                + ", ".join(_TRACK_FIELDS)
+                + ", extra, received_at, source, delivery_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cb.task_id, t.id, *values, now, source, delivery_id),
+            )
+            new_ids.append(t.id)
+            continue
+        old = existing[t.id]
+        merged = tuple(
+            new if _present(new) and (overwrite or not _present(prev)) else prev
+            for prev, new in zip(old[:-1], values[:-1], strict=True)
+        )
+        extra = {**json.loads(old[-1] or "{}"), **t.extra}
+        merged_extra = json.dumps(extra) if extra else None
+        if merged != tuple(old[:-1]) or merged_extra != old[-1]:
+            conn.execute(
+                "UPDATE tracks SET "
+                + ", ".join(f"{name} = ?" for name in _TRACK_FIELDS)
+                + ", extra = ? WHERE task_id = ? AND track_id = ?",
+                (*merged, merged_extra, cb.task_id, t.id),
+            )
+            updated = True
+    return new_ids, updated
+
+
+def _present(value: object) -> bool:
+    return value is not None and value != ""
+
+
+def _track_values(t: Track) -> tuple:
+    return (
+        t.audio_url,
+        t.stream_audio_url,
+        t.image_url,
+        t.prompt,
+        t.model_name,
+        t.title,
+        t.tags,
+        t.create_time,
+        t.duration,
+        json.dumps(t.extra) if t.extra else None,
+    )
+
+
+def record_submission(conn: sqlite3.Connection, sub: Submission) -> None:
+    """A submitted task, pending (or its parameters refreshed if callbacks came first)."""
+    now = time.time()
+    conn.execute(
+        "INSERT INTO tasks (task_id, state, parent_task_id, audio_id, infill_start_s,"
+        " infill_end_s, prompt, tags, title, negative_tags, full_lyrics, params,"
+        " submitted_at, first_seen_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(task_id) DO UPDATE SET parent_task_id = excluded.parent_task_id,"
+        " audio_id = excluded.audio_id, infill_start_s = excluded.infill_start_s,"
+        " infill_end_s = excluded.infill_end_s, prompt = excluded.prompt,"
+        " tags = excluded.tags, title = excluded.title,"
+        " negative_tags = excluded.negative_tags, full_lyrics = excluded.full_lyrics,"
+        " params = excluded.params, submitted_at = excluded.submitted_at,"
+        " updated_at = excluded.updated_at",
+        (
+            sub.task_id,
+            PENDING,
+            sub.parent_task_id,
+            sub.audio_id,
+            sub.infill_start_s,
+            sub.infill_end_s,
+            sub.prompt,
+            sub.tags,
+            sub.title,
+            sub.negative_tags,
+            sub.full_lyrics,
+            json.dumps(dict(sub.params), sort_keys=True),
+            sub.submitted_at,
+            now,
+            now,
+        ),
+    )
+
+
+def note_poll(
+    conn: sqlite3.Connection, task_id: str, service_status: str | None, unknown: bool
+) -> int:
+    """Count a poll; return the consecutive "unknown to the service" answers (0 if known)."""
+    now = time.time()
+    row = conn.execute(
+        "UPDATE tasks SET poll_count = poll_count + 1, last_polled_at = ?,"
+        " service_status = coalesce(?, service_status),"
+        " unknown_polls = CASE WHEN ? THEN unknown_polls + 1 ELSE 0 END, updated_at = ?"
+        " WHERE task_id = ? RETURNING unknown_polls",
+        (now, service_status, bool(unknown), now, task_id),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def give_up(conn: sqlite3.Connection, task_id: str, state: str, reason: str) -> bool:
+    """Mark an open task ``state`` (unknown/expired) with ``reason``; False if not open."""
+    now = time.time()
+    cur = conn.execute(
+        f"UPDATE tasks SET state = ?, reason = ?, completed_at = ?, updated_at = ?"
+        f" WHERE task_id = ? AND state IN ({', '.join('?' * len(OPEN_STATES))})",
+        (state, reason, now, now, task_id, *OPEN_STATES),
+    )
+    return cur.rowcount > 0

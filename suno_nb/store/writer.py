@@ -1,0 +1,167 @@
+"""The store's one writer: a thread that owns the write connection and commits in batches.
+
+Callers hand it a transaction body and get a :class:`~concurrent.futures.Future`.  The
+thread takes whatever is queued (up to :data:`MAX_BATCH`), runs each body in its own
+SAVEPOINT inside one transaction (one bad body fails alone), and COMMITs once (one fsync for
+the batch).  A future is resolved only after the COMMIT that holds its work succeeded; a
+failed COMMIT fails every body of the batch.  No caller ever runs SQL on the write
+connection itself, so there is nothing to hand over and no leader to elect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from ..errors import StoreError
+
+log = logging.getLogger("suno_nb.store")
+
+MAX_BATCH = 256  # most transaction bodies folded into one COMMIT
+
+Work = Callable[[sqlite3.Connection], Any]
+
+
+def as_store_error(exc: BaseException) -> StoreError:
+    """``exc`` as the StoreError a caller sees (the original kept as its cause)."""
+    if isinstance(exc, StoreError):
+        return exc
+    err = StoreError(f"store write failed: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+class Writer:
+    """One daemon thread, one queue, one write connection (used under ``lock``).
+
+    ``check()`` runs before every COMMIT: a non-None answer (a reason) rolls the batch back
+    and fails it with that reason.  ``committed()`` runs after every successful COMMIT.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        lock: threading.Lock,
+        *,
+        check: Callable[[], str | None],
+        committed: Callable[[], None],
+        name: str = "suno_nb-store-writer",
+    ) -> None:
+        self._conn = conn
+        self._lock = lock
+        self._check = check
+        self._committed = committed
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[Work, Future]] = deque()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Work) -> Future:
+        """Queue ``fn(conn)``; the future holds its result once committed (or a StoreError)."""
+        fut: Future = Future()
+        with self._cond:
+            if self._closing:
+                fut.set_exception(StoreError("the store is closed"))
+                return fut
+            self._queue.append((fn, fut))
+            self._cond.notify()
+        return fut
+
+    def on_writer_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Refuse new work, finish what is queued, end the thread; True if it ended."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if not self.on_writer_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return  # closing, and everything queued is done
+                n = min(MAX_BATCH, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never leave a caller waiting, never die
+                err = as_store_error(exc)
+                for _fn, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+
+    def _commit(self, batch: list[tuple[Work, Future]]) -> None:
+        conn = self._conn
+        done: list[tuple[Future, Any]] = []  # ran in the open transaction, not yet committed
+        with self._lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                err = as_store_error(exc)
+                for _fn, fut in batch:
+                    if fut.set_running_or_notify_cancel():
+                        fut.set_exception(err)
+                return
+            for fn, fut in batch:
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except BaseException as exc:
+                    fut.set_exception(as_store_error(exc))
+                    if not self._undo_job():
+                        # SQLite rolled the whole transaction back by itself: the earlier
+                        # bodies of this batch are gone too.
+                        lost = StoreError(f"store write failed: transaction rolled back ({exc})")
+                        for f, _value in done:
+                            f.set_exception(lost)
+                        done = []
+                        conn.execute("BEGIN IMMEDIATE")
+                    continue
+                conn.execute("RELEASE job")
+                done.append((fut, value))
+            problem = self._check()
+            try:
+                if problem is not None:
+                    raise StoreError(problem)
+                conn.execute("COMMIT")
+            except (sqlite3.Error, StoreError) as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                err = as_store_error(exc)
+                for fut, _value in done:
+                    fut.set_exception(err)
+                return
+        if done:
+            self._committed()
+        for fut, value in done:
+            fut.set_result(value)
+
+    def _undo_job(self) -> bool:
+        """Roll back to the job's SAVEPOINT; False if the whole transaction was lost."""
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                return False
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return True
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            return False
