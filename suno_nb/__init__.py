@@ -49,7 +49,12 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 # Loaded on first use, so `import suno_nb` imports neither numpy's audio stack nor ipywidgets.
-_LAZY = {"Sandbox": ".sandbox", "Faults": ".sandbox", "widgets": ".widgets"}
+_LAZY = {
+    "Sandbox": ".sandbox",
+    "Faults": ".sandbox",
+    "widgets": ".widgets",
+    "compare_takes": ".analysis",
+}
 
 
 def __getattr__(name: str):
@@ -95,6 +100,7 @@ __all__ = [
     "WaitTimeout",
     "__version__",
     "code_table",
+    "compare_takes",
     "current_receiver",
     "start_receiver",
     "stop_receiver",

@@ -2,11 +2,13 @@
 and archive a whole result frame to disk.
 
 Floor 1: imports only ``requests``, ``numpy`` and :mod:`suno_nb.errors`; ``soundfile``,
-``pandas`` and ``tqdm`` are imported inside the functions that need them, so importing
-this module (and ``suno_nb``) stays light.
+``platformdirs``, ``pandas`` and ``tqdm`` are imported inside the functions that need them,
+so importing this module (and ``suno_nb``) stays light.
 
->>> path = fetch(track_url)                      # cached under ~/.cache/suno_nb/audio
+>>> path = fetch(track_url)                      # cached under the user cache dir
 >>> samples, sr = decode(path)                   # mono float32
+>>> samples, sr = load(track_url)                # fetch + decode, decoded copy kept in memory
+>>> lows, highs = peaks(track_url)               # compact envelope, cached on disk
 >>> times, lows, highs = waveform(samples, sr)   # 2000-point envelope for plotting
 >>> download_results(rx.frame(), "takes/")       # every track's audio and cover, once
 """
@@ -20,6 +22,8 @@ import logging
 import os
 import re
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +47,8 @@ __all__ = [
     "default_cache_dir",
     "download_results",
     "fetch",
+    "load",
+    "peaks",
     "waveform",
 ]
 
@@ -84,11 +90,15 @@ DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "byt
 
 
 def default_cache_dir() -> Path:
-    """The audio cache directory: ``$SUNO_NB_CACHE_DIR`` or ``~/.cache/suno_nb/audio``."""
+    """The audio cache directory: ``$SUNO_NB_CACHE_DIR``, else the platform's user cache
+    (``platformdirs``: ``~/.cache/suno_nb/audio`` on Linux, ``~/Library/Caches/...`` on
+    macOS, ``%LOCALAPPDATA%\\suno_nb\\Cache\\audio`` on Windows)."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "suno_nb" / "audio"
+    import platformdirs  # lazy: only when the cache is used
+
+    return Path(platformdirs.user_cache_dir("suno_nb", appauthor=False)) / "audio"
 
 
 def _url_key(url: str) -> str:
@@ -255,6 +265,91 @@ def waveform(
     maxs = np.maximum.reduceat(x, starts)
     times = (starts + edges[1:]) / 2.0 / sr
     return times.astype(np.float64), mins.astype(np.float32), maxs.astype(np.float32)
+
+
+# --- decoded and reduced, cached -------------------------------------------------------------
+
+DECODED_CACHE_SAMPLES = 64 * 1024 * 1024  # ~256 MB of float32: a dozen 3-minute songs at 44.1k
+_DECODED_LOCK = threading.Lock()
+_DECODED: OrderedDict[tuple[str, int, int], tuple[np.ndarray, int]] = OrderedDict()
+
+
+def load(
+    source: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    session: requests.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[np.ndarray, int]:
+    """:func:`fetch` (for a URL) and :func:`decode`, keeping decoded samples in memory.
+
+    ``source`` is an ``http(s)`` URL or a local path.  The decoded array is read-only and
+    shared between callers; the memory cache holds at most :data:`DECODED_CACHE_SAMPLES`
+    samples (least recently used dropped first) and is keyed by file, size and mtime.
+    """
+    text = os.fspath(source)
+    if text.startswith(("http://", "https://")):
+        path = fetch(text, cache_dir=cache_dir, session=session, timeout=timeout)
+    else:
+        path = Path(text).expanduser()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise AudioError(f"cannot read audio file {path}: {exc.strerror}") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _DECODED_LOCK:
+        hit = _DECODED.get(key)
+        if hit is not None:
+            _DECODED.move_to_end(key)
+            return hit
+    samples, sr = decode(path)
+    samples.setflags(write=False)
+    with _DECODED_LOCK:
+        _DECODED[key] = (samples, sr)
+        total = sum(x.size for x, _ in _DECODED.values())
+        while total > DECODED_CACHE_SAMPLES and len(_DECODED) > 1:
+            _, (old, _sr) = _DECODED.popitem(last=False)
+            total -= old.size
+    return samples, sr
+
+
+def clear_memory_cache() -> None:
+    """Forget every decoded array kept by :func:`load` (the files stay on disk)."""
+    with _DECODED_LOCK:
+        _DECODED.clear()
+
+
+def peaks(
+    source: str | os.PathLike[str],
+    points: int = 1200,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    session: requests.Session | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Compact waveform of a URL or file: ``(mins, maxs, duration_s)``, ``points`` bins.
+
+    ``mins``/``maxs`` are float32 in [-1, 1] (what a player draws); the result is cached on
+    disk beside the cached audio (``<file>.peaks<points>.npy``, a few kB), so a widget
+    opened again does not decode the track again.
+    """
+    text = os.fspath(source)
+    is_url = text.startswith(("http://", "https://"))
+    path = fetch(text, cache_dir=cache_dir, session=session) if is_url else Path(text)
+    store = path.with_name(f"{path.name}.peaks{int(points)}.npy")
+    if store.is_file() and store.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        with contextlib.suppress(OSError, ValueError):
+            data = np.load(store)
+            return data[0].astype(np.float32), data[1].astype(np.float32), float(data[2, 0])
+    samples, sr = load(path)
+    _, mins, maxs = waveform(samples, sr, points=points)
+    duration = samples.size / sr
+    data = np.vstack([mins, maxs, np.full(mins.size, duration, dtype=np.float32)])
+    with contextlib.suppress(OSError):  # a read-only place is fine: just not cached
+        fd, tmp = tempfile.mkstemp(prefix=f".{store.name}.", suffix=".npy", dir=store.parent)
+        with os.fdopen(fd, "wb") as out:
+            np.save(out, data)
+        os.replace(tmp, store)
+    return mins, maxs, duration
 
 
 # --- archive ------------------------------------------------------------------------------------

@@ -118,8 +118,11 @@ def test_fetch_default_cache_dir_from_env(files, tmp_path, monkeypatch):
     path = audio.fetch(files.url("/song.mp3"))
     assert path.parent == tmp_path / "envcache"
     monkeypatch.delenv(audio.CACHE_ENV)
-    # conftest points HOME at a temporary folder
+    # conftest points HOME at a temporary folder; the platform's user cache dir is under it
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert audio.default_cache_dir() == Path.home() / ".cache" / "suno_nb" / "audio"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert audio.default_cache_dir() == tmp_path / "xdg" / "suno_nb" / "audio"
 
 
 def test_fetch_takes_extension_from_content_type(files, tmp_path):
@@ -169,6 +172,29 @@ def test_decode_path_and_bytes_give_mono_float32(files, tmp_path):
     assert sr2 == sr and again.shape == samples.shape
     stereo, _ = audio.decode(audio.fetch(files.url("/stereo.mp3"), cache_dir=tmp_path))
     assert stereo.ndim == 1 and abs(stereo.size / SR - 1.0) < 0.1
+
+
+def test_load_decodes_once_and_peaks_are_cached_on_disk(files, tmp_path, monkeypatch):
+    url = files.url("/song.mp3")
+    audio.clear_memory_cache()
+    calls = []
+    real = audio.decode
+    monkeypatch.setattr(audio, "decode", lambda src: calls.append(src) or real(src))
+    a, sr = audio.load(url, cache_dir=tmp_path)
+    b, _ = audio.load(url, cache_dir=tmp_path)
+    assert a is b and len(calls) == 1 and not a.flags.writeable
+    assert files.hits["/song.mp3"] == 1
+    mins, maxs, duration = audio.peaks(url, 300, cache_dir=tmp_path)
+    assert mins.shape == maxs.shape == (300,) and mins.dtype == np.float32
+    assert np.all(mins <= maxs) and duration == pytest.approx(a.size / sr, abs=1e-3)
+    stored = list(tmp_path.glob("*.peaks300.npy"))
+    assert len(stored) == 1 and stored[0].stat().st_size < 5000
+    audio.clear_memory_cache()
+    again = audio.peaks(url, 300, cache_dir=tmp_path)
+    assert len(calls) == 1  # read back from disk: nothing decoded again
+    np.testing.assert_array_equal(again[1], maxs)
+    with pytest.raises(audio.AudioError):
+        audio.load(tmp_path / "missing.mp3")
 
 
 def test_decode_rejects_garbage():
@@ -296,6 +322,8 @@ def test_audio_module_imports_stay_light():
         "os",
         "re",
         "tempfile",
+        "threading",
+        "collections",
         "collections.abc",
         "pathlib",
         "typing",

@@ -163,3 +163,37 @@ def test_stable_seed_is_stable() -> None:
     assert synth.stable_seed("a", 1, 2.5) == synth.stable_seed("a", 1, 2.5)
     assert synth.stable_seed("a", 1) != synth.stable_seed("a", 2)
     assert 0 <= synth.stable_seed("x") < 2**31
+
+
+# --- misbehaviour on purpose (Faults(outside_gain_db=..., shift_ms=..., hard_seams=...)) -----
+
+
+def test_outside_gain_scales_only_the_rest_of_the_song(song: np.ndarray) -> None:
+    clean = replace_section(song, 20, 32, 7, SR, base_seed=3)
+    loud = replace_section(song, 20, 32, 7, SR, base_seed=3, outside_gain_db=3.0)
+    i0, i1 = 20 * SR, 32 * SR
+    np.testing.assert_array_equal(loud[i0:i1], clean[i0:i1])
+    ratio = rms(loud[: i0 - 1]) / rms(clean[: i0 - 1])
+    assert 20 * np.log10(ratio) == pytest.approx(3.0, abs=0.05)  # soft clip is not reached
+
+
+def test_shift_delays_the_whole_take_keeping_its_length(song: np.ndarray) -> None:
+    clean = replace_section(song, 20, 32, 7, SR, base_seed=3)
+    late = replace_section(song, 20, 32, 7, SR, base_seed=3, shift_ms=20.0)
+    early = replace_section(song, 20, 32, 7, SR, base_seed=3, shift_ms=-10.0)
+    n = round(0.02 * SR)
+    assert late.size == early.size == song.size
+    assert not late[:n].any()
+    np.testing.assert_array_equal(late[n:], clean[:-n])
+    m = round(0.01 * SR)
+    np.testing.assert_array_equal(early[:-m], clean[m:])
+
+
+def test_hard_seams_cut_without_crossfade(song: np.ndarray) -> None:
+    hard = replace_section(song, 20, 32, 7, SR, base_seed=3, hard_seams=True)
+    soft = replace_section(song, 20, 32, 7, SR, base_seed=3)
+    i0 = 20 * SR
+    np.testing.assert_array_equal(hard[:i0], song[:i0])  # outside still bit for bit
+    # Right after the boundary the crossfade still carries the original; the cut does not.
+    k = round(0.005 * SR)
+    assert rms(soft[i0 : i0 + k] - song[i0 : i0 + k]) < rms(hard[i0 : i0 + k] - song[i0 : i0 + k])

@@ -98,6 +98,11 @@ class Faults:
     wrong_signature: bool = False
     callback_delay: float = 0.0
     extra_delay: float = 0.0
+    # Audio of a replace-section take (see synth.replace_section): the rest of the song comes
+    # back this many dB louder; the take is shifted this many ms later; no seam crossfades.
+    outside_gain_db: float = 0.0
+    shift_ms: float = 0.0
+    hard_seams: bool = False
 
     def __post_init__(self) -> None:
         if self.error_code is not None and self.error_code not in ERROR_CODES:

@@ -117,7 +117,7 @@ class Recipe:
 
     base_seed: int
     duration: float
-    ops: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, variant seed)
+    ops: tuple[tuple[Any, ...], ...] = ()  # (start s, end s, variant seed, *(fault, value))
 
 
 @dataclass(frozen=True)
@@ -266,9 +266,9 @@ class AudioCache:
             if parent is None:
                 x = synth.synthesize_song(recipe.duration, recipe.base_seed, self.sr)
             else:
-                start, end, seed = recipe.ops[-1]
+                start, end, seed, *fx = recipe.ops[-1]  # fx: the task's audio faults, if any
                 x = synth.replace_section(
-                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed
+                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed, **dict(fx)
                 )
             x.setflags(write=False)
             return x
@@ -690,6 +690,11 @@ class Service:
                 return refused
             faults = self._next_faults()
             n = next(self._counter)
+            audio_fx = tuple(
+                (name, getattr(faults, name))
+                for name in ("outside_gain_db", "shift_ms", "hard_seams")
+                if getattr(faults, name)
+            )
 
             def tracks(task_id: str, created: str) -> list[_Track]:
                 out = []
@@ -701,7 +706,7 @@ class Service:
                     recipe = Recipe(
                         source.recipe.base_seed,
                         source.duration,
-                        (*source.recipe.ops, (section.start, section.end, seed)),
+                        (*source.recipe.ops, (section.start, section.end, seed, *audio_fx)),
                     )
                     out.append(
                         _Track(
