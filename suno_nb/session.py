@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ReceiverError, SunoNbError, TaskFailedError, TunnelError, WaitTimeout
 from .events import CallbackEvent, Dispatcher, Handler
 from .receiver import MAX_BODY, AllowList, CallbackServer, DeliveryProcessor, Verdict
+from .server import Limits
 from .store import DEFAULT_PATH, TERMINAL_STATES, Delivery, Store, Submission
 
 if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
@@ -61,8 +62,22 @@ class ReceiverConfig:
     poll_interval: float = 30.0
     poll_grace: float | None = None
     max_body: int = MAX_BODY
-    socket_timeout: float = 10.0
+    socket_timeout: float = 15.0  # the whole-request deadline (headers + body), seconds
     signature_tolerance: float = 300.0
+    max_connections: int = Limits.max_connections
+    max_header_bytes: int = Limits.max_header_bytes
+    keepalive: float = Limits.keepalive_s
+
+    @property
+    def limits(self) -> Limits:
+        """The HTTP server's limits."""
+        return Limits(
+            max_connections=self.max_connections,
+            max_header_bytes=self.max_header_bytes,
+            max_body_bytes=self.max_body,
+            request_deadline_s=self.socket_timeout,
+            keepalive_s=self.keepalive,
+        )
 
 
 @dataclass(frozen=True)
@@ -144,8 +159,7 @@ class Receiver:
             token=token,
             host=config.host,
             port=config.port,
-            max_body=config.max_body,
-            socket_timeout=config.socket_timeout,
+            limits=config.limits,
             on_stored=self._notify,
             tunnel_active=lambda: self._tunnel is not None,
         )
@@ -428,6 +442,23 @@ class Receiver:
 
         return download_results(self.frame(), dest, session=session, progress=progress)
 
+    # --- ratings (the ledger) ------------------------------------------------------------
+
+    def rate(
+        self, track_id: str, stars: int, note: str | None = None, *, task_id: str | None = None
+    ) -> None:
+        """Give a result track 1..5 ``stars`` and an optional ``note``; shows in
+        :meth:`frame` (``rating``, ``note``) and survives restarts (it is in the store).
+
+        ``task_id`` is needed only when the track id occurs in several tasks.
+        """
+        self.store.rate(track_id, stars, note, task_id=task_id)
+
+    def pick(self, track_id: str, *, task_id: str | None = None) -> None:
+        """Mark a result track as the take to keep (``picked`` in :meth:`frame`); one pick
+        per task, so picking another take of the task replaces it."""
+        self.store.pick(track_id, task_id=task_id)
+
     def result(self, task_id: str) -> TaskResult | None:
         """The task's final result, or None while it is pending or unknown."""
         task = self.store.task(task_id)
@@ -637,8 +668,9 @@ def start_receiver(
     poll_grace: float | None = None,
     client: Any = None,
     max_body: int = MAX_BODY,
-    socket_timeout: float = 10.0,
+    socket_timeout: float = 15.0,
     signature_tolerance: float = 300.0,
+    max_connections: int = Limits.max_connections,
 ) -> Receiver:
     """Start (or return the running) callback receiver for this notebook.
 
@@ -675,6 +707,7 @@ def start_receiver(
         max_body=max_body,
         socket_timeout=socket_timeout,
         signature_tolerance=signature_tolerance,
+        max_connections=max_connections,
     )
     with _LOCK:
         old = _CURRENT
