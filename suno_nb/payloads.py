@@ -8,12 +8,14 @@ arrived.  Unknown fields are kept in ``extra``, never rejected: the service adds
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PayloadError
 
 MAX_DEPTH = 32  # far deeper than any documented body; bounds the work per request
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # SQLite's integers; anything beyond is refused
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ FAILED_STATUSES = (
     "SENSITIVE_WORD_ERROR",
 )
 RECORD_STATUSES = (*PENDING_STATUSES, SUCCESS_STATUS, *FAILED_STATUSES)
+STAGE_OF_STATUS = {"TEXT_SUCCESS": "text", "FIRST_SUCCESS": "first"}  # non-final stages
 
 
 def code_table() -> list[dict[str, Any]]:
@@ -187,44 +190,96 @@ class RecordInfo:
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode UTF-8 JSON with a nesting limit; raise :class:`PayloadError` with a reason."""
+    """Decode UTF-8 JSON strictly; raise :class:`PayloadError` with a reason for bad bytes.
+
+    Beyond the JSON grammar this refuses what cannot be stored faithfully or costs too much:
+    integers beyond the signed 64-bit range (SQLite's; a 5000-digit integer is refused by
+    its length before any conversion), numbers that overflow a float (``1e400``), the
+    non-standard ``NaN``/``Infinity`` literals, nesting deeper than :data:`MAX_DEPTH`, and
+    strings holding a lone UTF-16 surrogate (``"\\ud800"``): those are rejected (400), not
+    replaced with U+FFFD, because the stored raw body must mean what the parsed rows say.
+    Nothing but PayloadError ever escapes.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
-    _check_depth(text)
     try:
-        return json.loads(text)
+        doc = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except PayloadError:
+        raise
     except json.JSONDecodeError as exc:
         raise PayloadError(
             f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
-    except RecursionError:  # pragma: no cover - _check_depth prevents it
+    except RecursionError:
         raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise PayloadError(f"body is not acceptable JSON: {type(exc).__name__}") from None
+    _check_values(doc)
+    return doc
 
 
-def _check_depth(text: str) -> None:
-    """Reject nesting deeper than MAX_DEPTH before json.loads recurses into it."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _parse_int(text: str) -> int:
+    # Length first: int() of thousands of digits is slow (and limited) in CPython.
+    if len(text.lstrip("-")) > len(str(INT_MAX)):
+        raise PayloadError(f"integer {_short(text)} is out of range (beyond +/-2**63)")
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise PayloadError(f"integer {text} is out of range (beyond +/-2**63)")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise PayloadError(f"number {_short(text)} is out of range (overflows a float)")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise PayloadError(f"{name} is not a JSON number (NaN and Infinity are not allowed)")
+
+
+def _check_values(doc: Any) -> None:
+    """Nesting depth and lone surrogates, in one pass over the decoded document."""
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "body")]
+    while stack:
+        obj, depth, where = stack.pop()
+        if isinstance(obj, str):
+            _check_text(obj, where)
+            continue
+        if not isinstance(obj, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                _check_text(key, f"a key of {where}")
+                stack.append((value, depth + 1, f"{where}.{_short(key)}"))
+        else:
+            stack.extend((value, depth + 1, f"{where}[{i}]") for i, value in enumerate(obj))
+
+
+def _check_text(text: str, where: str) -> None:
+    if text.isascii():
         return
-    depth = 0
-    in_str = escaped = False
-    for ch in text:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PayloadError(
+            f"{where} holds a lone UTF-16 surrogate (\\u{ord(text[exc.start]):04x}),"
+            " which is not valid Unicode"
+        ) from None
 
 
 def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
@@ -379,10 +434,24 @@ def parse_record_info(data: Any) -> RecordInfo:
 
 
 def callback_from_record(info: RecordInfo) -> Callback:
-    """Express a terminal record-info as the callback the service would have sent.
+    """Express a record-info answer as the callback the service would have sent.
 
     The poller stores results through the same path as callbacks; this is the bridge.
+    ``SUCCESS`` → ``complete``; a failed status → ``error``; ``TEXT_SUCCESS`` and
+    ``FIRST_SUCCESS`` → the non-final ``text`` and ``first`` stages (with whatever tracks
+    are ready).  ``PENDING`` (or an unknown status) has nothing to store: ValueError.
     """
+    stage = STAGE_OF_STATUS.get(info.status)
+    if stage is not None:
+        return Callback(
+            code=200,
+            msg=f"{info.status.lower()}",
+            callback_type=stage,
+            task_id=info.task_id,
+            tracks=info.tracks,
+            error=None,
+            raw=info.raw,
+        )
     if info.done:
         return Callback(
             code=200,
@@ -405,4 +474,4 @@ def callback_from_record(info: RecordInfo) -> Callback:
             error=f"{info.status}: {message}",
             raw=info.raw,
         )
-    raise ValueError(f"record-info status {info.status!r} is not terminal")
+    raise ValueError(f"record-info status {info.status!r} has no result to store")
