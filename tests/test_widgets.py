@@ -75,6 +75,8 @@ def _form(client, rx, made, **kw) -> SubmitForm:
 def _fill(form: SubmitForm, song, section=(20.0, 32.0)) -> None:
     form.task_id.value = song.task_id
     form.audio_id.value = song.audio_id
+    assert form.wait_idle(20)  # the original is looked up on a worker thread
+    form.full_lyrics.value = "[Verse] Harbour lights\n[Bridge] The tide turns, the lights go on"
     form.prompt.value = "[Bridge] The tide turns, the lights go on"
     form.tags.value = "indie pop, brass"
     form.title.value = "Harbour Lights (new bridge)"
@@ -165,6 +167,7 @@ def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
     form = _form(client, wrx, made)
     _fill(form, song, section=(20.0, 32.5))
     form.submit.click()
+    assert form.wait_idle(20)  # sent from a worker thread
     job = form.last_job
     assert job is not None and job.infill_start_s == 20.0 and job.infill_end_s == 32.5
     assert job.callback_url == wrx.url
@@ -174,9 +177,11 @@ def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
     assert row["state"] == "pending" and row["parent_task_id"] == song.task_id
     assert row["audio_id"] == song.audio_id and row["title"] == "Harbour Lights (new bridge)"
     assert job.task_id in form.status.value and "Submitted" in form.status.value
-    # a second click right away (a double click) does not create a second paid task
+    assert wrx.store.task(job.task_id)["full_lyrics"].startswith("[Verse] Harbour lights")
+    # a second click with the same settings does not create a second paid task
     form.submit.click()
-    assert len(wrx.tasks()) == 1
+    assert form.wait_idle(20)
+    assert len(wrx.tasks()) == 1 and "Not sent again" in form.status.value
     result = wrx.wait(job.task_id, timeout=20, progress=False)
     assert result.ok and len(result.tracks) == 2
 
@@ -186,6 +191,7 @@ def test_service_error_shows_in_the_form_without_raising(client, wrx, sb, song, 
     _fill(form, song)
     sb.credits = 1  # a replace costs 5
     form.submit.click()  # must not raise
+    assert form.wait_idle(20)
     assert "code 429" in form.status.value and "Insufficient credits" in form.status.value
     assert "Traceback" not in form.status.value
     assert form.last_job is None and len(wrx.tasks()) == 0
@@ -199,13 +205,16 @@ def test_unreachable_service_shows_in_the_form(wrx, song, made):
     s.close()
     dead = SunoClient(base_url=f"http://127.0.0.1:{port}", api_key="k", get_retries=0)
     form = _form(dead, wrx, made, task_id=song.task_id, audio_id=song.audio_id)
+    assert form.wait_idle(20)
     # the lookup failed: shown as a warning, the section is still checked without it
     assert "could not look up" in form.original_info.value
     assert form.original.duration is None
     form.prompt.value, form.tags.value, form.title.value = "p", "t", "T"
+    form.full_lyrics.value = "la la"
     form.section.value = (10.0, 20.0)
     assert not form.submit.disabled
     form.submit.click()
+    assert form.wait_idle(20)
     assert "No answer from the service" in form.status.value
     assert "Connection refused" in form.status.value
 
@@ -234,6 +243,7 @@ def test_known_tracks_fill_the_ids_and_the_waveform_is_drawn(client, wrx, song, 
     # typing other ids clears the pick
     form.task_id.value = song.task_id
     form.audio_id.value = song.audio_id
+    assert form.wait_idle(20)
     assert form.known.value == "" and form.original.origin == "service"
 
 

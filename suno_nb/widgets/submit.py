@@ -1,22 +1,27 @@
 """The submit form: pick an original, choose the section on its waveform, submit.
 
-Validation is live and uses the same rules as the client (:mod:`suno_nb.rules`): while any
-rule is broken the Submit button is disabled and the reason (field and limit) is shown.
-Service errors are shown in the form, never as tracebacks.
+Validation is live and uses the same rules as the client (:mod:`suno_nb.rules`), all section
+checks through :meth:`SubmitForm.check_section`: while any rule is broken the Submit button
+is disabled and the reason (field and limit) is shown.  Service errors are shown in the form,
+never as tracebacks.  Every network call (looking an original up, fetching its audio for the
+waveform, the submit itself) runs on a worker thread, never on the kernel's thread or the
+receiver's dispatcher.  A click queued behind a running cell says so on the page and is never
+sent twice.  The Known track list holds this session's tracks; "history" adds earlier ones.
+Re-running the cell closes the previous form of the same receiver.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..errors import ApiError, NetworkError, SectionValidationError, SunoNbError
+from ..errors import ApiError, NetworkError, SectionValidationError
 from ..rules import MAX_SECTION_FRACTION, MAX_SECTION_S, MIN_SECTION_S, validate_section
 from ..rules import validate_text as _validate_text
+from ._button import QueuedButton
 from ._common import (
     BOX_STYLE,
     MUTED,
@@ -25,11 +30,19 @@ from ._common import (
     QuietMixin,
     esc,
     fmt_clock,
+    free_slot,
     log,
     note,
     set_traits,
-    short_id,
-    text,
+    take_slot,
+)
+from ._original import (
+    PLACEHOLDER,
+    Original,
+    TrackCache,
+    known_options,
+    resolve_local,
+    resolve_remote,
 )
 from ._plot import Envelope, envelope_for, waveform_png
 
@@ -38,25 +51,11 @@ if TYPE_CHECKING:
     from ..events import CallbackEvent
     from ..session import Receiver
 
-__all__ = ["SubmitForm", "submit_form"]
+__all__ = ["Original", "SubmitForm", "submit_form"]
 
 UNKNOWN_DURATION_MAX = 480.0  # slider range when the original's length is unknown
-DOUBLE_CLICK_GUARD_S = 2.0  # identical re-submits this soon after one are ignored
-PLACEHOLDER = "— type the ids below, or pick a known track —"
 _DESC = {"description_width": "110px"}
 _WIDE = widgets.Layout(width="98%")
-
-
-@dataclass(frozen=True)
-class Original:
-    """The track whose section is replaced."""
-
-    task_id: str
-    audio_id: str
-    duration: float | None = None
-    audio_url: str | None = None
-    title: str | None = None
-    origin: str = "typed"  # frame | service | typed
 
 
 def _reason(exc: SectionValidationError) -> str:
@@ -72,10 +71,12 @@ class SubmitForm(QuietMixin, widgets.VBox):
     """A form that submits a replace-section task through ``client`` with ``rx`` as receiver.
 
     Attributes tests and power users may drive: ``known`` (Dropdown of known tracks),
-    ``task_id`` / ``audio_id`` (Text), ``section`` (FloatRangeSlider, seconds), ``prompt``,
-    ``tags``, ``title``, ``negative_tags``, ``full_lyrics``, ``submit`` (Button), ``status``
-    (HTML), ``waveform`` (Image).  ``reason`` is the current validation failure (or "") and
-    ``last_job`` the last :class:`~suno_nb.client.ReplaceJob` submitted.
+    ``history`` (ToggleButton: also earlier sessions' tracks), ``task_id`` / ``audio_id``
+    (Text), ``section`` (FloatRangeSlider, seconds), ``prompt``, ``tags``, ``title``,
+    ``negative_tags``, ``full_lyrics`` (required), ``submit`` (a button with ``click()``),
+    ``status`` (HTML), ``waveform`` (Image).  ``reason`` is the current validation failure (or
+    "") and ``last_job`` the last :class:`~suno_nb.client.ReplaceJob` submitted.  Work done
+    on worker threads (lookup, waveform, submit) can be awaited with :meth:`wait_idle`.
     """
 
     def __init__(
@@ -88,20 +89,28 @@ class SubmitForm(QuietMixin, widgets.VBox):
         prompt: str = "",
         tags: str = "",
         title: str = "",
+        full_lyrics: str = "",
         section: tuple[float, float] | None = None,
         show_waveform: bool = True,
+        history: bool = False,
     ) -> None:
         self._client = client
         self._rx = rx
         self._original: Original | None = None
+        self._looking: tuple[str, str] | None = None
         self._lookup_error: str | None = None
         self._lookup_fatal = False
         self._cache: dict[tuple[str, str], Original] = {}
+        self._tracks = TrackCache()
+        self._wanted_section = section
         self._busy = False
         self._last_fp: tuple[Any, ...] | None = None
-        self._last_done = 0.0
         self._show_waveform = show_waveform
-        self._worker = LatestWorker("suno_nb-submit-render")
+        self._worker = LatestWorker("suno_nb-submit-render")  # waveform pictures
+        self._lookup = LatestWorker("suno_nb-submit-lookup")  # the original, on the service
+        self._sender = LatestWorker("suno_nb-submit-send")  # the submit request
+        self._lister = LatestWorker("suno_nb-submit-known")  # the Known track list
+        self._workers = (self._worker, self._lookup, self._sender, self._lister)
         self._known_lock = threading.Lock()
         self.reason = ""
         self.last_job: Any = None
@@ -116,7 +125,7 @@ class SubmitForm(QuietMixin, widgets.VBox):
             value="",
             description="Known track",
             style=_DESC,
-            layout=widgets.Layout(width="80%"),
+            layout=widgets.Layout(width="70%"),
         )
         self.refresh_button = widgets.Button(
             description="",
@@ -124,22 +133,15 @@ class SubmitForm(QuietMixin, widgets.VBox):
             tooltip="reload known tracks",
             layout=widgets.Layout(width="40px"),
         )
-        self.task_id = widgets.Text(
-            value=task_id or "",
-            description="Task id",
-            placeholder="parent task id of the original",
-            continuous_update=False,
-            style=_DESC,
-            layout=widgets.Layout(width="49%"),
+        self.history = widgets.ToggleButton(
+            value=bool(history),
+            description="history",
+            icon="history",
+            tooltip="also offer tracks from before this receiver started",
+            layout=widgets.Layout(width="100px"),
         )
-        self.audio_id = widgets.Text(
-            value=audio_id or "",
-            description="Audio id",
-            placeholder="id of the track to change",
-            continuous_update=False,
-            style=_DESC,
-            layout=widgets.Layout(width="49%"),
-        )
+        self.task_id = self._text("Task id", task_id or "", "parent task id of the original")
+        self.audio_id = self._text("Audio id", audio_id or "", "id of the track to change")
         self.original_info = widgets.HTML()
         self.waveform = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.section = widgets.FloatRangeSlider(
@@ -183,16 +185,15 @@ class SubmitForm(QuietMixin, widgets.VBox):
             layout=_WIDE,
         )
         self.full_lyrics = widgets.Textarea(
+            value=full_lyrics,
             description="Full lyrics",
-            placeholder="optional: the complete lyrics after the change",
+            placeholder="required: the complete lyrics of the song with the new section in place",
             style=_DESC,
             layout=widgets.Layout(width="98%", height="60px"),
         )
         self.validation = widgets.HTML()
-        self.submit = widgets.Button(
+        self.submit = QueuedButton(
             description="Submit",
-            button_style="primary",
-            icon="upload",
             disabled=True,
             tooltip="send the replace-section request (spends credits)",
         )
@@ -201,7 +202,7 @@ class SubmitForm(QuietMixin, widgets.VBox):
         super().__init__(
             children=[
                 self.header,
-                widgets.HBox([self.known, self.refresh_button]),
+                widgets.HBox([self.known, self.refresh_button, self.history]),
                 widgets.HBox([self.task_id, self.audio_id]),
                 self.original_info,
                 self.waveform,
@@ -212,7 +213,7 @@ class SubmitForm(QuietMixin, widgets.VBox):
                 self.negative_tags,
                 self.full_lyrics,
                 self.validation,
-                widgets.HBox([self.submit]),
+                self.submit,
                 self.status,
             ],
             layout=widgets.Layout(max_width="940px"),
@@ -220,12 +221,14 @@ class SubmitForm(QuietMixin, widgets.VBox):
 
         self.known.observe(self._on_known, names="value")
         self.refresh_button.on_click(lambda _b: self.refresh_known())
+        self.history.observe(lambda _c: self.refresh_known(), names="value")
         self.task_id.observe(self._on_ids, names="value")
         self.audio_id.observe(self._on_ids, names="value")
         self.section.observe(self._on_section, names="value")
         for w in (self.prompt, self.tags, self.title, self.negative_tags, self.full_lyrics):
             w.observe(lambda _c: self._revalidate(), names="value")
         self.submit.on_click(self._on_submit)
+        take_slot("submit_form", rx, self)
         rx.on_callback(self._on_event)
 
         self.refresh_known()
@@ -233,10 +236,18 @@ class SubmitForm(QuietMixin, widgets.VBox):
             self.load_original()
         else:
             self._update_original_view()
-        if section is not None and self._original is not None:
-            with UPDATE_LOCK:
-                self.section.value = section
         self._revalidate()
+
+    @staticmethod
+    def _text(description: str, value: str, placeholder: str) -> widgets.Text:
+        return widgets.Text(
+            value=value,
+            description=description,
+            placeholder=placeholder,
+            continuous_update=False,
+            style=_DESC,
+            layout=widgets.Layout(width="49%"),
+        )
 
     # --- display ---------------------------------------------------------------------------
 
@@ -244,11 +255,13 @@ class SubmitForm(QuietMixin, widgets.VBox):
         return "SubmitForm(replace a section)"
 
     def close(self) -> None:
-        """Stop listening to the receiver and close the widgets."""
+        """Stop listening to the receiver, end the worker threads and close the widgets."""
         try:
             self._rx.on_callback(self._on_event, remove=True)
         finally:
-            self._worker.stop()
+            for worker in self._workers:
+                worker.stop()
+            free_slot("submit_form", self._rx, self)
             super().close()
 
     @property
@@ -261,48 +274,26 @@ class SubmitForm(QuietMixin, widgets.VBox):
         return not self.reason
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until the waveform picture is drawn (for tests and scripts)."""
-        return self._worker.wait_idle(timeout)
+        """Wait until lookups, waveform pictures and a submit in progress are done."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for worker in self._workers:
+                if not worker.wait_idle(max(0.0, deadline - time.monotonic())):
+                    return False
+            if all(w.wait_idle(0) for w in self._workers):  # none re-queued another's work
+                return True
 
-    # --- known tracks ---------------------------------------------------------------------
-
-    def _known_options(self) -> list[tuple[str, Any]]:
-        options: list[tuple[str, Any]] = [(PLACEHOLDER, "")]
-        seen: set[tuple[str, str]] = set()
-        try:
-            frame = self._rx.frame()
-            tasks = self._rx.tasks()
-        except Exception as exc:  # a stopped receiver: keep what we have
-            log.debug("known tracks unavailable: %s", exc)
-            return options
-        for row in frame.itertuples(index=False):
-            key = (str(row.task_id), str(row.track_id))
-            if key in seen:
-                continue
-            seen.add(key)
-            label = (
-                f"{text(row.title, 'untitled')} · {fmt_clock(row.duration)} · "
-                f"task {short_id(row.task_id)} / audio {short_id(row.track_id)}"
-            )
-            options.append((label, key))
-        for row in tasks.itertuples(index=False):
-            if not text(row.parent_task_id) or not text(row.audio_id):
-                continue
-            key = (str(row.parent_task_id), str(row.audio_id))
-            if key in seen:
-                continue
-            seen.add(key)
-            label = (
-                f"original of “{text(row.title, 'untitled')}” · "
-                f"task {short_id(key[0])} / audio {short_id(key[1])}"
-            )
-            options.append((label, key))
-        return options
+    # --- known tracks (this session's, by key) -----------------------------------------------
 
     def refresh_known(self) -> None:
         """Reload the Known track list from the receiver (keeps the current choice)."""
+        since = 0.0 if self.history.value else self._rx.started_at
         with self._known_lock:
-            options = self._known_options()
+            try:
+                options = known_options(self._rx.store, since, self._tracks)
+            except Exception as exc:  # a stopped receiver: keep what we have
+                log.debug("known tracks unavailable: %s", exc)
+                return
             with UPDATE_LOCK:
                 if tuple(options) == tuple(self.known.options):
                     return
@@ -312,9 +303,9 @@ class SubmitForm(QuietMixin, widgets.VBox):
                     values = [v for _, v in options]
                     self.known.value = current if current in values else ""
 
-    def _on_event(self, event: CallbackEvent) -> None:
-        # dispatcher thread: new tracks may have landed
-        self.refresh_known()
+    def _on_event(self, _event: CallbackEvent) -> None:
+        # dispatcher thread: only queue the work, debounced; the list reads on its own thread
+        self._lister.submit(self.refresh_known, delay=0.1)
 
     def _on_known(self, change: dict[str, Any]) -> None:
         if self._is_quiet() or not change["new"]:
@@ -336,97 +327,82 @@ class SubmitForm(QuietMixin, widgets.VBox):
 
     # --- the original ---------------------------------------------------------------------
 
-    def _resolve(self, task_id: str, audio_id: str) -> Original:
-        """Find the original's duration and URL: the receiver's frame, else the service."""
-        key = (task_id, audio_id)
-        if key in self._cache:
-            return self._cache[key]
-        self._lookup_error, self._lookup_fatal = None, False
-        try:
-            frame = self._rx.frame()
-            hit = frame[(frame["task_id"] == task_id) & (frame["track_id"] == audio_id)]
-        except Exception:
-            hit = None
-        if hit is not None and len(hit):
-            row = hit.iloc[0]
-            dur = row["duration"]
-            found = Original(
-                task_id,
-                audio_id,
-                None if dur != dur else float(dur),
-                text(row["audio_url"]) or text(row["stream_audio_url"]) or None,
-                text(row["title"]) or None,
-                "frame",
-            )
-            self._cache[key] = found
-            return found
-        try:
-            info = self._client.get_details(task_id)
-        except (ApiError, NetworkError, SunoNbError) as exc:
-            self._lookup_error = f"could not look up task {task_id}: {exc}"
-            return Original(task_id, audio_id)
-        except Exception as exc:  # never a traceback in the form
-            log.exception("looking up task %s failed", task_id)
-            self._lookup_error = f"could not look up task {task_id}: {type(exc).__name__}: {exc}"
-            return Original(task_id, audio_id)
-        for track in info.tracks:
-            if track.id == audio_id:
-                found = Original(
-                    task_id,
-                    audio_id,
-                    track.duration,
-                    track.audio_url or track.stream_audio_url,
-                    track.title,
-                    "service",
-                )
-                self._cache[key] = found
-                return found
-        ids = ", ".join(t.id for t in info.tracks) or f"none yet (status {info.status})"
-        self._lookup_error = (
-            f"audio_id: {audio_id} is not a track of task {task_id} (its tracks: {ids})"
-        )
-        self._lookup_fatal = True
-        return Original(task_id, audio_id)
-
     def load_original(self) -> Original | None:
-        """Look up the typed/picked original and reset the section slider to its length."""
-        task_id, audio_id = self.task_id.value.strip(), self.audio_id.value.strip()
-        if not task_id or not audio_id:
-            self._original = None
-            self._lookup_error, self._lookup_fatal = None, False
-            self._update_original_view()
-            self._revalidate()
-            return None
-        previous = self._original
+        """Find the typed/picked original: at once from this receiver's store, else on the
+        service from a worker thread (:meth:`wait_idle` waits for it).  Returns what is known
+        now."""
+        ids = (self.task_id.value.strip(), self.audio_id.value.strip())
         self._lookup_error, self._lookup_fatal = None, False
-        original = self._resolve(task_id, audio_id)
-        self._original = original
-        if previous is None or (previous.task_id, previous.audio_id, previous.duration) != (
-            original.task_id,
-            original.audio_id,
-            original.duration,
+        if not ids[0] or not ids[1]:
+            self._looking = None
+            self._apply_original(None)
+            return None
+        found = self._cache.get(ids) or resolve_local(self._rx.store, *ids)
+        if found is not None:
+            self._cache[ids] = found
+            self._looking = None
+            self._apply_original(found)
+            return found
+        self._looking = ids
+        with UPDATE_LOCK:
+            self.section.disabled = True
+        self._update_original_view()
+        self._revalidate()
+        self._lookup.submit(lambda: self._finish_lookup(ids))
+        return self._original
+
+    def _finish_lookup(self, ids: tuple[str, str]) -> None:
+        """Worker thread: ask the service, then show the answer if the ids still match."""
+        original, problem, fatal = resolve_remote(self._client, *ids)
+        if self._looking != ids:
+            return  # other ids were typed meanwhile
+        if problem is None:
+            self._cache[ids] = original
+        self._looking = None
+        self._lookup_error, self._lookup_fatal = problem, fatal
+        self._apply_original(original)
+
+    def _apply_original(self, original: Original | None) -> None:
+        previous, self._original = self._original, original
+        if original is not None and (
+            previous is None
+            or (previous.task_id, previous.audio_id, previous.duration)
+            != (original.task_id, original.audio_id, original.duration)
         ):
             self._reset_section(original.duration)
         self._update_original_view()
         self._revalidate()
         self._schedule_waveform(delay=0.0)
-        return original
+
+    def _limits(self) -> tuple[float, float | None, float]:
+        """(shortest, longest, largest fraction of the original) of the section rules."""
+        rules = self._section_rules()
+        if rules is None:
+            return MIN_SECTION_S, MAX_SECTION_S, MAX_SECTION_FRACTION
+        return rules.min_s, rules.max_s, rules.max_fraction
 
     def _reset_section(self, duration: float | None) -> None:
+        shortest, longest, fraction = self._limits()
         top = float(duration) if duration else UNKNOWN_DURATION_MAX
-        length = min(15.0, MAX_SECTION_S, top * MAX_SECTION_FRACTION)
-        length = max(length, MIN_SECTION_S)
+        length = min(15.0, longest or 15.0, top * fraction)
+        length = max(length, shortest)
         start = round(max(0.0, min(top * 0.25, top - length)), 2)
         end = round(min(top, start + length), 2)
+        wanted, self._wanted_section = self._wanted_section, None
         with UPDATE_LOCK, self.section.hold_trait_notifications():
             self.section.min = 0.0
             self.section.max = round(top, 2)
-            self.section.value = (start, end)
+            self.section.value = wanted if wanted is not None else (start, end)
             self.section.disabled = False
 
     def _update_original_view(self) -> None:
         o = self._original
-        if o is None:
+        if self._looking is not None:
+            html = note(
+                f"Looking up task <code>{esc(self._looking[0])}</code> on the service…",
+                kind="info",
+            )
+        elif o is None:
             html = note(
                 "Pick a known track, or type the original's <b>task id</b> and <b>audio id</b>.",
                 kind="info",
@@ -485,11 +461,15 @@ class SubmitForm(QuietMixin, widgets.VBox):
             try:
                 fn()
             except Exception as exc:
-                log.warning("waveform of the original unavailable: %s", exc)
+                # said in the form, where the user looks; the log keeps it at INFO
+                log.info("waveform of the original unavailable: %s", exc)
                 set_traits(
                     self.section_info,
                     value=self._section_html()
-                    + note(esc(f"waveform unavailable: {exc}"), kind="warn"),
+                    + note(
+                        esc(f"The original's audio cannot be fetched, so no waveform: {exc}"),
+                        kind="warn",
+                    ),
                 )
 
         return run
@@ -499,31 +479,49 @@ class SubmitForm(QuietMixin, widgets.VBox):
             return ""
         start, end = self.section.value
         dur = self._original.duration
+        shortest, longest, fraction = self._limits()
         share = f" · {100 * (end - start) / dur:.0f} % of the original" if dur else ""
+        span = f"{shortest:g}–{longest:g} s" if longest else f"at least {shortest:g} s"
         return (
             f"<div style='{BOX_STYLE}'>Section <b>{fmt_clock(start)} → {fmt_clock(end)}</b> · "
-            f"{end - start:.2f} s{share} <span style='{MUTED}'>(rules: {MIN_SECTION_S:g}–"
-            f"{MAX_SECTION_S:g} s, at most 50 % of the original)</span></div>"
+            f"{end - start:.2f} s{share} <span style='{MUTED}'>(rules: {span}, at most "
+            f"{100 * fraction:g} % of the original)</span></div>"
         )
 
     # --- validation ---------------------------------------------------------------------------
+
+    def _section_rules(self) -> Any:
+        """The provider's section rules when the client knows its provider, else None
+        (:func:`~suno_nb.rules.validate_section`'s defaults)."""
+        return getattr(getattr(self._client, "provider", None), "section", None)
+
+    def check_section(self, start: float, end: float, duration: float | None) -> None:
+        """Check a section: the ONE place the form applies section rules (raises
+        :class:`~suno_nb.errors.SectionValidationError` naming the field and limit)."""
+        rules = self._section_rules()
+        if rules is None:
+            validate_section(start, end, duration)
+        else:
+            validate_section(start, end, duration, section=rules)  # type: ignore[call-arg]
 
     def _check(self) -> str:
         """The first broken rule as ``field: message (limit)``, or "" when all pass."""
         try:
             _validate_text("task_id", self.task_id.value, required=True)
             _validate_text("audio_id", self.audio_id.value, required=True)
+            if self._looking is not None:
+                return "task_id: looking up the original on the service… (limit: its answer)"
             if self._lookup_fatal and self._lookup_error:
                 return self._lookup_error
             if self._original is None:
                 return "task_id: load the original first (limit: a known track)"
             start, end = self.section.value
-            validate_section(start, end, self._original.duration)
+            self.check_section(start, end, self._original.duration)
             _validate_text("prompt", self.prompt.value, required=True)
             _validate_text("tags", self.tags.value, required=True)
             _validate_text("title", self.title.value, required=True)
             _validate_text("negative_tags", self.negative_tags.value, required=False)
-            _validate_text("full_lyrics", self.full_lyrics.value, required=False)
+            _validate_text("full_lyrics", self.full_lyrics.value, required=True)
         except SectionValidationError as exc:
             return _reason(exc)
         return ""
@@ -546,10 +544,6 @@ class SubmitForm(QuietMixin, widgets.VBox):
     def _params(self) -> dict[str, Any]:
         assert self._original is not None
         start, end = self.section.value
-        optional = {
-            "negative_tags": self.negative_tags.value.strip() or None,
-            "full_lyrics": self.full_lyrics.value.strip() or None,
-        }
         return {
             "task_id": self.task_id.value.strip(),
             "audio_id": self.audio_id.value.strip(),
@@ -558,31 +552,44 @@ class SubmitForm(QuietMixin, widgets.VBox):
             "title": self.title.value,
             "infill_start_s": round(float(start), 2),
             "infill_end_s": round(float(end), 2),
-            **optional,
+            "negative_tags": self.negative_tags.value.strip() or None,
+            "full_lyrics": self.full_lyrics.value,
         }
 
     def _on_submit(self, _button: Any = None) -> None:
+        """Kernel thread (a click): check, then send from a worker; never twice."""
         if self._busy:
-            return
+            return  # a click while the previous one is being sent
         if not self._revalidate():
             set_traits(self.status, value=note("Not sent — " + esc(self.reason), kind="error"))
             return
         params = self._params()
         fingerprint = tuple(sorted(params.items()))
-        if (
-            fingerprint == self._last_fp
-            and time.monotonic() - self._last_done < DOUBLE_CLICK_GUARD_S
-        ):
+        if fingerprint == self._last_fp and self.last_job is not None:
             log.info("ignored a second click on Submit with identical settings")
+            set_traits(
+                self.status,
+                value=note(
+                    f"Not sent again: these exact settings were already submitted as task "
+                    f"<code>{esc(self.last_job.task_id)}</code>. Change something to submit "
+                    "another (each submit spends credits).",
+                    kind="warn",
+                ),
+            )
             return
         self._busy = True
         set_traits(self.submit, disabled=True, description="Submitting…")
         set_traits(self.status, value=note("Submitting…", kind="info"))
+        duration = self._original.duration if self._original else None
+        self._sender.submit(lambda: self._send(params, fingerprint, duration))
+
+    def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
+        """Worker thread: the request itself, then its outcome in the form."""
         try:
             job = self._client.replace_section(
                 **params,
                 callback_url=self._rx.url,
-                original_duration=self._original.duration if self._original else None,
+                original_duration=duration,
                 receiver=self._rx,
             )
         except SectionValidationError as exc:
@@ -606,7 +613,6 @@ class SubmitForm(QuietMixin, widgets.VBox):
             )
         finally:
             self._busy = False
-            self._last_done = time.monotonic()
         set_traits(self.status, value=html)
         set_traits(self.submit, description="Submit")
         self._revalidate()
@@ -616,6 +622,8 @@ def submit_form(client: SunoClient, rx: Receiver, **kwargs: Any) -> SubmitForm:
     """A form to submit replace-section tasks with ``client``, callbacks to ``rx``.
 
     Keyword arguments go to :class:`SubmitForm` (``task_id=``, ``audio_id=`` preload an
-    original; ``prompt=``, ``tags=``, ``title=``, ``section=(start, end)`` prefill).
+    original; ``prompt=``, ``tags=``, ``title=``, ``full_lyrics=``, ``section=(start, end)``
+    prefill; ``history=True`` offers earlier sessions' tracks).  Re-running the cell closes
+    the previous form of ``rx``.
     """
     return SubmitForm(client, rx, **kwargs)
