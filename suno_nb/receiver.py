@@ -1,98 +1,45 @@
-"""The callback HTTP server: limits, verification, durable store, then the acknowledgement.
+"""The callback receiver: a minimal ASGI app on :class:`~suno_nb.server.ServerThread`.
 
-Per request, in order: path (404) and method (405); size limit (413); content type (415);
-JSON (400); callback schema (400); optional HMAC signature (401); optional IP allow-list
-(403); then the raw delivery and its rows are stored in ONE transaction and only then the
-sender gets ``200 {"code": 200, "msg": "success"}``.  A failed store answers 503 so the
-sender retries: nothing acknowledged is ever lost.  Handlers are told after the ack.
+Per request, in order: path (404) and method (405); body size (413, by the server);
+content type (415); JSON (400); callback schema (400); optional HMAC signature bound to the
+body (401); optional IP allow-list (403).  Then the raw delivery and its rows are committed
+by the store's single writer and only then the sender gets ``200 {"code": 200, "msg":
+"success"}``.  A failed store answers 503 so the sender retries: nothing acknowledged is
+ever lost.  Every request that reaches the receiver leaves a row in ``deliveries`` (rejected
+ones with their reason; the store keeps the newest N of those).  Handlers are told after
+the ack, on the dispatcher's thread.  The callback path token never appears in a stored row
+or a log line: paths are masked.
 """
 
 from __future__ import annotations
 
-import email.parser
+import asyncio
+import contextlib
 import hmac
-import http.client
 import ipaddress
 import json
 import logging
-import re
-import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from .errors import PayloadError, SignatureError, StoreError
 from .payloads import Callback, parse_callback
-from .signing import verify
+from .server import Limits, ProtocolError, ServerThread, send_json
+from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureMemory, verify
 from .store import Delivery, Outcome, Store
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = Limits.max_body_bytes
 ACK = json.dumps({"code": 200, "msg": "success"}).encode()
 CALLBACK_PREFIX = "/callback/"
+MASKED_PATH = CALLBACK_PREFIX + "…"
 FORWARDED_FOR = "X-Forwarded-For"
-
-# While a receiver runs, the interpreter's GIL switch interval is lowered to this (seconds;
-# None leaves it alone).  A request needs the GIL several times (socket wake-up, each SQLite
-# step, the answer); when the notebook's main thread is busy in Python code, each of those
-# can wait a whole switch interval (default 5 ms): p99 was 160 ms with 16 senders at 5 ms,
-# 27 ms at 0.5 ms.  The interval only matters while two threads want the GIL at once: an
-# idle receiver costs the notebook nothing, and two CPU-bound threads lost no measurable
-# throughput at 0.5 ms.  Restored when the last receiver stops.  See docs/performance.md.
-SWITCH_INTERVAL: float | None = 0.0005
-
-_MAXLINE = 65536  # http.client's limits on one header line and on the number of headers
-_MAXHEADERS = 100
-_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what email's parser takes as a name
-_STATUS_LINES = {
-    int(st): f"HTTP/1.1 {st.value} {st.phrase}\r\n".encode("latin-1") for st in HTTPStatus
-}
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _date_header() -> bytes:
-    """The ``Date`` header line for now, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    cached = _date_cache
-    if cached[0] != now:
-        cached = (now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode("latin-1"))
-        _date_cache = cached
-    return cached[1]
-
-
-def _parse_headers(fp) -> http.client.HTTPMessage:
-    """``http.client.parse_headers`` without the email parser for plain ``Name: value`` lines.
-
-    Same limits and exceptions; the same :class:`http.client.HTTPMessage` (built with
-    ``set_raw``, as the parser does).  Anything unusual (folded lines, names the email parser
-    would not take, stray CRs) goes through the stdlib parser on the very same bytes.
-    """
-    lines: list[bytes] = []
-    while True:
-        line = fp.readline(_MAXLINE + 1)
-        if len(line) > _MAXLINE:
-            raise http.client.LineTooLong("header line")
-        lines.append(line)
-        if len(lines) > _MAXHEADERS:
-            raise http.client.HTTPException(f"got more than {_MAXHEADERS} headers")
-        if line in (b"\r\n", b"\n", b""):
-            break
-    msg = http.client.HTTPMessage()
-    for raw in lines[:-1]:
-        text = raw.decode("iso-8859-1").rstrip("\r\n")
-        name, colon, value = text.partition(":")
-        if not colon or "\r" in text or not _HEADER_NAME.fullmatch(name):
-            hstring = b"".join(lines).decode("iso-8859-1")
-            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(hstring)
-        msg.set_raw(name, value.lstrip(" \t"))
-    return msg
+STORE_FAILED = "the receiver could not store the callback; retry later"
 
 
 @dataclass(frozen=True)
@@ -130,6 +77,14 @@ class AllowList:
         return f"AllowList({[str(n) for n in self.networks]})"
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
 class DeliveryProcessor:
     """Judges and stores one delivery.  Shared by the HTTP path and ``replay()``."""
 
@@ -145,39 +100,31 @@ class DeliveryProcessor:
         self._hmac_key = hmac_key
         self.allow_list = allow_list
         self.signature_tolerance = signature_tolerance
+        self.signatures = SignatureMemory(signature_tolerance)
 
     @property
     def signed(self) -> bool:
         return self._hmac_key is not None
 
-    def reject(
-        self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
-    ) -> Verdict:
-        try:
-            self.store.record_rejection(delivery, status, reason, task_id)
-        except StoreError:
-            log.exception("could not record a rejected delivery (%s)", reason)
-        log.info("rejected delivery from %s: %d %s", delivery.remote_addr, status, reason)
-        return Verdict(status, reason)
-
-    def process(
+    def judge(
         self,
         delivery: Delivery,
         *,
         check_content_type: bool = True,
         signature_now: float | None = None,
-    ) -> Verdict:
-        """Verify ``delivery`` and store it; return the HTTP answer to give."""
+    ) -> Callback | tuple[int, str, str | None]:
+        """The parsed callback to store, or ``(status, reason, task_id)`` to reject."""
         if check_content_type:
             ctype = _header(delivery.headers, "Content-Type") or ""
             if ctype.split(";", 1)[0].strip().lower() != "application/json":
-                return self.reject(
-                    delivery, 415, f"Content-Type must be application/json, got {ctype!r}"
-                )
+                return 415, f"Content-Type must be application/json, got {ctype[:100]!r}", None
         try:
             callback = parse_callback(delivery.body)
         except PayloadError as exc:
-            return self.reject(delivery, 400, exc.reason)
+            return 400, exc.reason, None
+        except Exception as exc:  # bad input never becomes a 5xx
+            log.warning("body could not be parsed: %s", type(exc).__name__)
+            return 400, f"body could not be parsed ({type(exc).__name__})", None
         if self._hmac_key is not None:
             try:
                 verify(
@@ -188,256 +135,103 @@ class DeliveryProcessor:
                     tolerance=self.signature_tolerance,
                 )
             except SignatureError as exc:
-                return self.reject(
-                    delivery, 401, f"signature check failed: {exc.reason}", callback.task_id
-                )
-        if self.allow_list is not None and not self.allow_list.allows(delivery.remote_addr):
-            return self.reject(
-                delivery,
-                403,
-                f"client address {delivery.remote_addr} is not in the allow-list",
-                callback.task_id,
+                return 401, f"signature check failed: {exc.reason}", callback.task_id
+            signature = (
+                f"{_header(delivery.headers, TIMESTAMP_HEADER)}:"
+                + (_header(delivery.headers, SIGNATURE_HEADER) or "").strip()
             )
+            if not self.signatures.check(signature, delivery.body, signature_now):
+                return 401, "signature reused with a different body", callback.task_id
+        if self.allow_list is not None and not self.allow_list.allows(delivery.remote_addr):
+            address = delivery.remote_addr
+            return 403, f"client address {address} is not in the allow-list", callback.task_id
+        return callback
+
+    def process(
+        self,
+        delivery: Delivery,
+        *,
+        check_content_type: bool = True,
+        signature_now: float | None = None,
+    ) -> Verdict:
+        """Verify ``delivery`` and store it, blocking; return the HTTP answer to give."""
+        judged = self.judge(
+            delivery, check_content_type=check_content_type, signature_now=signature_now
+        )
+        if isinstance(judged, tuple):
+            return self.reject(delivery, *judged)
         try:
-            outcome = self.store.record_callback(delivery, callback)
+            outcome = self.store.record_callback(delivery, judged)
         except StoreError as exc:
             log.error("store write failed; answering 503 so the sender retries: %s", exc)
-            return Verdict(503, "the receiver could not store the callback; retry later")
-        return Verdict(200, None, outcome, callback)
+            return Verdict(503, STORE_FAILED)
+        return Verdict(200, None, outcome, judged)
 
-
-def _header(headers, name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the sender reuses its connection
-    server: _Server
-    server_version = "suno_nb"
-    sys_version = ""
-
-    def setup(self) -> None:
-        self.timeout = self.server.owner.socket_timeout  # a stalled client times out
-        super().setup()
-        # Small JSON answers: send them now rather than waiting for Nagle.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args) -> None:
-        if log.isEnabledFor(logging.DEBUG):  # no formatting per request unless it is shown
-            log.debug("%s - %s", self.address_string(), format % args)
-
-    def parse_request(self) -> bool:
-        """The stdlib's ``parse_request``, faster for the plain ``HTTP/1.x`` request line.
-
-        Anything else (HTTP/0.9, odd versions, bad syntax) goes to the stdlib's own
-        ``parse_request``, which sends its usual error answers.
-        """
-        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = requestline.split()
-        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
-            return super().parse_request()
-        self.requestline = requestline
-        self.command, path, self.request_version = words
-        self.close_connection = words[2] == "HTTP/1.0"
-        if path.startswith("//"):  # as the stdlib does (gh-87389)
-            path = "/" + path.lstrip("/")
-        self.path = path
+    async def process_async(self, delivery: Delivery) -> Verdict:
+        """:meth:`process` for the event loop: the store's writer commits, the loop waits."""
+        judged = self.judge(delivery)
+        if isinstance(judged, tuple):
+            status, reason, task_id = judged
+            await _settle(self.submit_rejection(delivery, status, reason, task_id))
+            return Verdict(status, reason)
         try:
-            self.headers = _parse_headers(self.rfile)
-        except http.client.LineTooLong as err:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
-            return False
-        except http.client.HTTPException as err:
-            self.send_error(
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err)
-            )
-            return False
-        conntype = self.headers.get("Connection", "").lower()
-        if conntype == "close":
-            self.close_connection = True
-        elif conntype == "keep-alive":
-            self.close_connection = False
-        expect = self.headers.get("Expect", "")
-        if expect.lower() == "100-continue" and self.request_version >= "HTTP/1.1":
-            return self.handle_expect_100()
-        return True
+            outcome = await asyncio.wrap_future(self.store.submit_callback(delivery, judged))
+        except StoreError as exc:
+            log.error("store write failed; answering 503 so the sender retries: %s", exc)
+            return Verdict(503, STORE_FAILED)
+        return Verdict(200, None, outcome, judged)
 
-    def _send(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
-        """The whole answer, status line to body, in ONE write (one ``sendall``)."""
-        if log.isEnabledFor(logging.DEBUG):
-            self.log_request(status)
-        head = [
-            _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode("latin-1"),
-            b"Server: suno_nb\r\n",
-            _date_header(),
-            b"Content-Type: application/json\r\nContent-Length: ",
-            str(len(body)).encode(),
-            b"\r\n",
-        ]
-        for k, v in (extra or {}).items():
-            head.append(f"{k}: {v}\r\n".encode("latin-1", "strict"))
-        if self.close_connection:
-            head.append(b"Connection: close\r\n")
-        head.append(b"\r\n")
-        head.append(body)
-        self.wfile.write(b"".join(head))
-
-    def _error(self, status: int, reason: str, extra: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps({"code": status, "msg": reason}).encode(), extra)
-
-    def _path_ok(self) -> bool:
-        path = self.path.split("?", 1)[0]
-        expected = self.server.owner.path
-        return hmac.compare_digest(path.encode("utf-8", "replace"), expected.encode())
-
-    def _not_post(self) -> None:
-        self.close_connection = True  # any body is left unread
-        if self._path_ok():
-            self._error(405, "method not allowed; callbacks are POSTed", {"Allow": "POST"})
-        else:
-            self._error(404, "not found")
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_post
-
-    def do_POST(self) -> None:
-        owner = self.server.owner
-        if not self._path_ok():
-            self.close_connection = True
-            self._error(404, "not found")
-            return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self.close_connection = True
-            self._error(411, "Content-Length is required")
-            return
+    def submit_rejection(
+        self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
+    ) -> Future[int] | None:
+        """Queue the rejected delivery's row (non-blocking); None if the store refused."""
+        log.info("rejected delivery from %s: %d %s", delivery.remote_addr, status, reason)
         try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            self._error(400, "Content-Length is not a valid number")
-            return
-        if length > owner.max_body:
-            self.close_connection = True
-            owner.processor.reject(
-                self._delivery(b""),
-                413,
-                f"body of {length} bytes exceeds the {owner.max_body} byte limit",
-            )
-            self._error(413, f"body exceeds the {owner.max_body} byte limit")
-            return
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            log.info("closing a stalled connection from %s", self.client_address[0])
-            self.close_connection = True
-            return
-        if len(body) < length:  # the client hung up mid-body
-            self.close_connection = True
-            return
-        verdict = owner.processor.process(self._delivery(body))
-        if verdict.outcome is None:
-            self._send(verdict.status, verdict.body)
-            return
-        # Counted from storage until the handlers are queued, so flush() cannot slip
-        # between the ack and the dispatch.
-        owner.inflight(+1)
-        try:
-            self._send(verdict.status, verdict.body)
-        finally:
-            owner.stored(verdict)
-            owner.inflight(-1)
+            future = self.store.submit_rejection(delivery, status, reason, task_id)
+        except StoreError as exc:
+            log.warning("could not record a rejected delivery (%s): %s", reason, exc)
+            return None
+        future.add_done_callback(_log_failed_rejection)
+        return future
 
-    def _delivery(self, body: bytes) -> Delivery:
-        owner = self.server.owner
-        peer = self.client_address[0]
-        forwarded = self.headers.get(FORWARDED_FOR)
-        via_tunnel = bool(forwarded) and owner.tunnel_active() and _is_loopback(peer)
-        # The rightmost X-Forwarded-For entry is the one the tunnel agent added.
-        remote = forwarded.split(",")[-1].strip() if via_tunnel else peer
-        return Delivery(
-            body=body,
-            source="callback",
-            remote_addr=remote,
-            via_tunnel=via_tunnel,
-            method=self.command,
-            path=CALLBACK_PREFIX + "…",
-            headers=dict(self.headers.items()),
-            received_at=time.time(),
-        )
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except TimeoutError:
-            self.close_connection = True
-        except ConnectionError:
-            self.close_connection = True
+    def reject(
+        self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
+    ) -> Verdict:
+        """Record a rejection (waiting for its row) and return the answer."""
+        future = self.submit_rejection(delivery, status, reason, task_id)
+        if future is not None:
+            with contextlib.suppress(StoreError):  # logged by the done callback
+                future.result()
+        return Verdict(status, reason)
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+def _log_failed_rejection(future: Future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("could not record a rejected delivery: %s", exc)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 1024  # a deep backlog: no connection waits for a SYN retry
-
-    def __init__(self, address, owner: CallbackServer):
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request, client_address) -> None:
-        log.exception("error while handling a request from %s", client_address[0])
+async def _settle(future: Future | None) -> None:
+    """Wait for a row to be committed (so that it is visible once the sender has the answer)."""
+    if future is not None:
+        with contextlib.suppress(StoreError):  # logged by the done callback
+            await asyncio.wrap_future(future)
 
 
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved: float | None = None
-
-
-def _lower_switch_interval() -> None:
-    """Lower the GIL switch interval to SWITCH_INTERVAL while a receiver runs."""
-    global _switch_users, _switch_saved
-    if SWITCH_INTERVAL is None:
-        return
-    with _switch_lock:
-        if _switch_users == 0:
-            current = sys.getswitchinterval()
-            if current > SWITCH_INTERVAL:
-                _switch_saved = current
-                sys.setswitchinterval(SWITCH_INTERVAL)
-                log.debug("GIL switch interval %.4f s -> %.4f s", current, SWITCH_INTERVAL)
-            else:
-                _switch_saved = None
-        _switch_users += 1
-
-
-def _restore_switch_interval() -> None:
-    """Put the switch interval back when the last receiver stops (unless changed since)."""
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            return
-        _switch_users -= 1
-        if _switch_users == 0 and _switch_saved is not None:
-            if abs(sys.getswitchinterval() - (SWITCH_INTERVAL or 0.0)) < 1e-9:
-                sys.setswitchinterval(_switch_saved)
-            _switch_saved = None
+def mask_path(path: str | None, token: str) -> str | None:
+    """A request path as it may be stored or logged: never the token, nor a near miss."""
+    if path is None:
+        return None
+    path = path.split("?", 1)[0]
+    if token and token in path:
+        path = path.replace(token, "…")
+    if path.startswith(CALLBACK_PREFIX):
+        return MASKED_PATH
+    return path[:200]
 
 
 class CallbackServer:
-    """The HTTP server thread.  ``start()`` binds, ``stop()`` frees the port; both idempotent."""
+    """The receiver's ASGI app and the server thread that runs it."""
 
     def __init__(
         self,
@@ -446,89 +240,173 @@ class CallbackServer:
         token: str,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_body: int = MAX_BODY,
-        socket_timeout: float = 10.0,
+        limits: Limits | None = None,
         on_stored: Callable[[Verdict], None] | None = None,
         tunnel_active: Callable[[], bool] = lambda: False,
     ):
         self.processor = processor
         self.path = CALLBACK_PREFIX + token
+        self._token = token
+        self._path_bytes = self.path.encode()
         self.host = host
-        self.max_body = max_body
-        self.socket_timeout = socket_timeout
+        self.limits = limits = limits or Limits()
         self._on_stored = on_stored
         self.tunnel_active = tunnel_active
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._inflight = 0
         self._idle = threading.Condition()
-        self._switched = False
-        self._port: int | None = None
+        self.http = ServerThread(
+            self,
+            host=host,
+            port=port,
+            name="suno_nb-receiver",
+            limits=limits,
+            on_protocol_error=self._protocol_error,
+        )
 
-    def inflight(self, delta: int) -> None:
-        with self._idle:
-            self._inflight += delta
-            if self._inflight == 0:
-                self._idle.notify_all()
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> CallbackServer:
+        self.http.start()
+        log.info("receiver listening on %s:%d", self.host, self.http.port)
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, free the port.  Idempotent."""
+        if self.http.running:
+            self.http.stop()
+            log.info("receiver stopped")
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    @property
+    def running(self) -> bool:
+        return self.http.running
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self.http.thread
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no stored delivery is between its ack and its dispatch."""
         with self._idle:
             return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
-    def start(self) -> None:
-        with self._lock:
-            if self._server is not None:
-                return
-            self._server = _Server((self.host, self._requested_port), self)
-            self._port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.2},
-                name=f"suno_nb-receiver-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-            if not self._switched and SWITCH_INTERVAL is not None:
-                _lower_switch_interval()
-                self._switched = True
-            log.info("receiver listening on %s:%d", self.host, self.port)
+    def _count(self, delta: int) -> None:
+        with self._idle:
+            self._inflight += delta
+            if self._inflight == 0:
+                self._idle.notify_all()
 
-    @property
-    def port(self) -> int:
-        """The bound port (the last one, once stopped)."""
-        if self._port is None:
-            raise RuntimeError("the server has not been started")
-        return self._port
+    # --- the ASGI app -------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").title()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        delivery = self._delivery(scope, headers, b"")
+        path_ok = hmac.compare_digest(scope.get("raw_path") or b"", self._path_bytes)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s from %s", method, delivery.path, delivery.remote_addr)
+        if not path_ok:
+            await self._answer_rejected(send, delivery, 404, "not found")
+            return
+        if method != "POST":
+            reason = "method not allowed; callbacks are POSTed"
+            await self._answer_rejected(send, delivery, 405, reason, allow=True)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-body (or the server cut it off): no answer
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        delivery = self._delivery(scope, headers, bytes(body))
+        verdict = await self.processor.process_async(delivery)
+        if verdict.outcome is None:
+            await send_json(send, verdict.status, verdict.reason or "")
+            return
+        # Counted from storage until the handlers are queued, so that flush() cannot slip
+        # between the ack and the dispatch.
+        self._count(+1)
+        try:
+            await send_json(send, 200, "success")
+        finally:
+            self._stored(verdict)
+            self._count(-1)
 
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
+    async def _answer_rejected(
+        self, send: Any, delivery: Delivery, status: int, reason: str, *, allow: bool = False
+    ) -> None:
+        await _settle(self.processor.submit_rejection(delivery, status, reason))
+        body = json.dumps({"code": status, "msg": reason}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),  # a body may be left unread
+        ]
+        if allow:
+            headers.append((b"allow", b"POST"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    def stored(self, verdict: Verdict) -> None:
+    def _stored(self, verdict: Verdict) -> None:
         if self._on_stored is not None:
             try:
-                self._on_stored(verdict)
+                self._on_stored(verdict)  # queues the event: handlers run on their thread
             except Exception:
                 log.exception("notification after a stored delivery failed")
 
-    def stop(self) -> None:
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-            switched, self._switched = self._switched, False
-        if switched:
-            _restore_switch_interval()
-        if server is None:
-            return
-        server.shutdown()  # never from the serving thread: stop() runs on the caller's
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        log.info("receiver stopped")
+    def _delivery(self, scope: dict, headers: dict[str, str], body: bytes) -> Delivery:
+        client = scope.get("client")
+        peer = client[0] if client else None
+        path = (scope.get("raw_path") or b"").decode("latin-1")
+        return self._make_delivery(peer, scope["method"], path, headers, body)
+
+    def _make_delivery(
+        self,
+        peer: str | None,
+        method: str | None,
+        path: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Delivery:
+        forwarded = _header(headers, FORWARDED_FOR)
+        via_tunnel = bool(forwarded) and self.tunnel_active() and _is_loopback(peer)
+        # The rightmost X-Forwarded-For entry is the one the tunnel agent added.
+        remote = forwarded.split(",")[-1].strip() if via_tunnel and forwarded else peer
+        return Delivery(
+            body=body,
+            source="callback",
+            remote_addr=remote,
+            via_tunnel=via_tunnel,
+            method=method,
+            path=mask_path(path, self._token),
+            headers=dict(headers),
+            received_at=time.time(),
+        )
+
+    def _protocol_error(self, error: ProtocolError) -> Future[int] | None:
+        """A request the server answered itself (bad framing, too large, too slow): a row."""
+        headers: dict[str, str] = {}
+        for name, value in error.headers:
+            key = name.title()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        delivery = self._make_delivery(error.client, error.method, error.path, headers, b"")
+        # The server answers once this row is committed, as for the app's own rejections.
+        return self.processor.submit_rejection(delivery, error.status, error.reason)
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

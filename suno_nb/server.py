@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -76,7 +77,7 @@ class StrictProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines, size limits and JSON errors."""
 
     limits: Limits = Limits()
-    report: Callable[[ProtocolError], None] | None = None
+    report: Callable[[ProtocolError], Future | None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -146,15 +147,37 @@ class StrictProtocol(HttpToolsProtocol):
     # --- answering errors -----------------------------------------------------------------
 
     def _reject(self, status: int, msg: str, *, quiet: bool = False) -> None:
-        """Answer ``status`` as JSON, close the connection, report it (unless quiet)."""
+        """Stop reading, report (unless quiet), answer ``status`` as JSON and close.
+
+        If the report returns a future (the receiver's row being committed), the answer
+        waits for it, as an answer from the app would."""
         if self._answered or self.transport.is_closing():
             return
         self._answered = True
         self._cancel_deadline()
+        self.transport.pause_reading()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app, if waiting for the body, sees a disconnect
             cycle.message_event.set()
+        waiter = None if quiet or self.report is None else self._report(status, msg)
+        if waiter is None:
+            self._send_error(status, msg)
+            return
+        pending = asyncio.wrap_future(waiter, loop=self.loop)
+        timer = self.loop.call_later(5.0, pending.cancel)  # never hold an answer forever
+
+        def answer(done: asyncio.Future) -> None:
+            timer.cancel()
+            if not done.cancelled():
+                done.exception()  # retrieved: the reporter logs its own failures
+            self._send_error(status, msg)
+
+        pending.add_done_callback(answer)
+
+    def _send_error(self, status: int, msg: str) -> None:
+        if self.transport.is_closing():
+            return
         body = json_answer(status, msg)
         head = [STATUS_LINE[status]]
         head += [n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers]
@@ -162,10 +185,8 @@ class StrictProtocol(HttpToolsProtocol):
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
         self.transport.close()
-        if not quiet and self.report is not None:
-            self._report(status, msg)
 
-    def _report(self, status: int, msg: str) -> None:
+    def _report(self, status: int, msg: str) -> Future | None:
         scope = self.scope or {}
         headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in (self.headers or ()))
         method = scope.get("method")
@@ -183,9 +204,11 @@ class StrictProtocol(HttpToolsProtocol):
             headers=headers,
         )
         try:
-            self.report(error)  # type: ignore[misc]
+            waiter = self.report(error)  # type: ignore[misc]
         except Exception:
             log.exception("on_protocol_error raised")
+            return None
+        return waiter if isinstance(waiter, Future) else None
 
     def send_400_response(self, msg: str) -> None:
         self._reject(400, msg)
@@ -301,7 +324,7 @@ class ServerThread:
         port: int = 0,
         name: str = "suno_nb-http",
         limits: Limits = Limits(),
-        on_protocol_error: Callable[[ProtocolError], None] | None = None,
+        on_protocol_error: Callable[[ProtocolError], Future | None] | None = None,
     ):
         self.app = app
         self.host = host
@@ -405,9 +428,10 @@ class ServerThread:
         config.load()
         return config
 
-    def _report(self, error: ProtocolError) -> None:
+    def _report(self, error: ProtocolError) -> Future | None:
         if self.on_protocol_error is not None:
-            self.on_protocol_error(error)
+            return self.on_protocol_error(error)
+        return None
 
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()

@@ -2,8 +2,9 @@
 
 Per the reference: ``X-Webhook-Timestamp`` is Unix seconds and ``X-Webhook-Signature`` is
 ``base64(HMAC-SHA256(key, task_id + "." + timestamp))``.  The signature does not cover the
-body: it proves origin and freshness, not body integrity.  The sandbox signs, the receiver
-verifies.
+body: it proves origin and freshness, not body integrity, so :class:`SignatureMemory` binds
+each signature to the first body it came with while it is fresh.  The sandbox signs, the
+receiver verifies.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from .errors import SignatureError
@@ -19,6 +23,9 @@ from .errors import SignatureError
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 DEFAULT_TOLERANCE_S = 300
+# A sane Unix time in seconds: ASCII digits only (no sign, "_", spaces or other scripts'
+# digits that int() would take), at most 11 of them (year 5138).
+_TIMESTAMP = re.compile(r"[0-9]{1,11}")
 
 
 def _key_bytes(key: str | bytes) -> bytes:
@@ -70,17 +77,19 @@ def verify(
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
     if raw_sig is None:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    try:
-        ts = int(raw_ts.strip())
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer Unix time") from None
+    if not _TIMESTAMP.fullmatch(raw_ts.strip()):
+        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer Unix time in seconds")
+    ts = int(raw_ts.strip())
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance:
         raise SignatureError(
             f"{TIMESTAMP_HEADER} is {abs(current - ts):.0f} s away from now; the tolerance "
             f"is {tolerance:g} s (stale or replayed callback, or a skewed clock)"
         )
-    expected = sign(key, task_id, ts)
+    try:
+        expected = sign(key, task_id, ts)
+    except UnicodeEncodeError:  # a lone surrogate: no sender could have signed it
+        raise SignatureError("task_id cannot be encoded as UTF-8") from None
     if not hmac.compare_digest(
         expected.encode("ascii"), raw_sig.strip().encode("ascii", "replace")
     ):
@@ -89,3 +98,33 @@ def verify(
             "key (wrong key, or the body's task_id differs from the one signed)"
         )
     return ts
+
+
+class SignatureMemory:
+    """Which body each signature came with, while the signature is inside its window.
+
+    The webhook signature covers ``task_id.timestamp``, not the body: without this, a
+    captured signature could carry any body for the same task until it goes stale.
+    """
+
+    def __init__(self, tolerance: float, capacity: int = 100_000):
+        self.tolerance = tolerance
+        self.capacity = capacity
+        self._seen: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, signature: str, body: bytes, now: float | None = None) -> bool:
+        """Remember ``body`` for ``signature``; False if it came before with another body."""
+        now = time.time() if now is None else now
+        digest = hashlib.sha256(body).digest()
+        with self._lock:
+            while self._seen:  # forget signatures that are stale anyway
+                oldest_sig, (_, at) = next(iter(self._seen.items()))
+                if now - at <= 2 * self.tolerance and len(self._seen) < self.capacity:
+                    break
+                del self._seen[oldest_sig]
+            known = self._seen.get(signature)
+            if known is not None:
+                return hmac.compare_digest(known[0], digest)
+            self._seen[signature] = (digest, now)
+            return True
