@@ -44,9 +44,53 @@ LOCAL_ONLY_HINT = (
 )
 
 
+MASK = "…"
+
+
+class _SecretStr(str):
+    """A secret that works as its string, but whose repr and deep copies (so
+    ``dataclasses.asdict``) show only a mask."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(MASK)
+
+    def __deepcopy__(self, memo: dict) -> str:
+        return MASK
+
+    def __reduce__(self) -> tuple:
+        return (str, (MASK,))
+
+
+class _SecretBytes(bytes):
+    """:class:`_SecretStr` for a key given as bytes."""
+
+    def __repr__(self) -> str:
+        return repr(MASK)
+
+    def __deepcopy__(self, memo: dict) -> str:
+        return MASK
+
+    def __reduce__(self) -> tuple:
+        return (str, (MASK,))
+
+
+def _conceal(value: str | bytes | None) -> str | bytes | None:
+    if isinstance(value, str):
+        return value if isinstance(value, _SecretStr) else _SecretStr(value)
+    if isinstance(value, bytes):
+        return value if isinstance(value, _SecretBytes) else _SecretBytes(value)
+    return value
+
+
 @dataclass(frozen=True)
 class ReceiverConfig:
-    """Everything that decides whether a re-run may reuse the running receiver."""
+    """Everything that decides whether a re-run may reuse the running receiver.
+
+    ``hmac_key`` and ``authtoken`` are kept as concealed strings: they work as usual, but
+    ``repr(config)`` and ``dataclasses.asdict(config)`` show only a mask.
+    """
 
     store: str
     host: str = "127.0.0.1"
@@ -67,6 +111,10 @@ class ReceiverConfig:
     max_connections: int = Limits.max_connections
     max_header_bytes: int = Limits.max_header_bytes
     keepalive: float = Limits.keepalive_s
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hmac_key", _conceal(self.hmac_key))
+        object.__setattr__(self, "authtoken", _conceal(self.authtoken))
 
     @property
     def limits(self) -> Limits:
@@ -559,6 +607,9 @@ class Receiver:
         if not self.store.memory:
             rel = os.path.relpath(store)
             store = rel if not rel.startswith("..") else store
+        problem = None if self.store.closed else self.store.problem
+        if problem:  # e.g. the file was deleted: every callback is answered 503 until restart
+            store = f"{store} UNAVAILABLE: {problem}; callbacks get 503 until restarted"
         return {
             "state": "running" if self.running else "stopped",
             "mode": self.mode,
