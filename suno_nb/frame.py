@@ -36,11 +36,16 @@ FRAME_COLUMNS = [
     "infill_end_s",
     "submitted_at",
     "latency_s",
+    "rating",
+    "note",
+    "picked",
 ]
 
 TASK_COLUMNS = [
     "task_id",
     "state",
+    "stage",
+    "reason",
     "code",
     "msg",
     "error",
@@ -85,13 +90,16 @@ _FRAME_SQL = """
 SELECT tr.task_id, tr.track_id, t.callback_type, t.code, t.msg, tr.title, tr.tags, tr.prompt,
        tr.model_name, tr.duration, tr.audio_url, tr.stream_audio_url, tr.image_url,
        tr.create_time AS created_at, tr.received_at, tr.source, t.parent_task_id, t.audio_id,
-       t.infill_start_s, t.infill_end_s, t.submitted_at
+       t.infill_start_s, t.infill_end_s, t.submitted_at, r.stars AS rating, r.note,
+       coalesce(r.picked, 0) AS picked
 FROM tracks tr JOIN tasks t ON t.task_id = tr.task_id
+LEFT JOIN ratings r ON r.task_id = tr.task_id AND r.track_id = tr.track_id
 ORDER BY tr.rowid
 """
 
 _TASKS_SQL = """
-SELECT t.task_id, t.state, t.code, t.msg, t.error, t.callback_type, t.source, t.service_status,
+SELECT t.task_id, t.state, t.stage, t.reason, t.code, t.msg, t.error, t.callback_type, t.source,
+       t.service_status,
        coalesce(t.title, (SELECT tr.title FROM tracks tr WHERE tr.task_id = t.task_id
                           ORDER BY tr.rowid LIMIT 1)) AS title,
        t.parent_task_id, t.audio_id, t.infill_start_s, t.infill_end_s,
@@ -119,7 +127,11 @@ def _read(store: Store, sql: str) -> pd.DataFrame:
 
 
 def frame(store: Store) -> pd.DataFrame:
-    """One row per result track (deduplicated on ``(task_id, track_id)``)."""
+    """One row per result track (deduplicated on ``(task_id, track_id)``).
+
+    ``rating`` (1..5, or missing), ``note`` and ``picked`` come from the ledger
+    (:meth:`Store.rate`, :meth:`Store.pick`).
+    """
     df = _read(store, _FRAME_SQL)
     df["code"] = df["code"].astype("Int64")
     for col in ("duration", "infill_start_s", "infill_end_s"):
@@ -129,11 +141,18 @@ def frame(store: Store) -> pd.DataFrame:
     df["received_at"] = _utc(df["received_at"])
     df["submitted_at"] = _utc(df["submitted_at"])
     df["latency_s"] = latency.astype("float64")
+    df["rating"] = df["rating"].astype("Int64")
+    df["note"] = df["note"].astype("object").where(df["note"].notna(), None)
+    df["picked"] = df["picked"].fillna(0).astype(bool)
     return df[FRAME_COLUMNS]
 
 
 def tasks(store: Store) -> pd.DataFrame:
-    """One row per task, pending, succeeded or failed, with code, message and error text."""
+    """One row per task with its state, stage, code, message and error text.
+
+    ``state``: pending, running (a non-final stage arrived; ``stage`` says which),
+    succeeded, failed, or unknown/expired (we gave up; ``reason`` says why).
+    """
     df = _read(store, _TASKS_SQL)
     df["code"] = df["code"].astype("Int64")
     for col in ("infill_start_s", "infill_end_s"):

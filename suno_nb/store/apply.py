@@ -205,10 +205,12 @@ def _store_tracks(
             continue
         old = existing[t.id]
         merged = tuple(
-            new if _present(new) and (overwrite or not _present(prev)) else prev
-            for prev, new in zip(old[:-1], values[:-1], strict=True)
+            _merge(prev, new, overwrite) for prev, new in zip(old[:-1], values[:-1], strict=True)
         )
-        extra = {**json.loads(old[-1] or "{}"), **t.extra}
+        extra = json.loads(old[-1] or "{}")
+        for key, value in t.extra.items():
+            if key in extra or _merge(None, value, overwrite) is not None:
+                extra[key] = _merge(extra.get(key), value, overwrite)
         merged_extra = json.dumps(extra) if extra else None
         if merged != tuple(old[:-1]) or merged_extra != old[-1]:
             conn.execute(
@@ -221,8 +223,11 @@ def _store_tracks(
     return new_ids, updated
 
 
-def _present(value: object) -> bool:
-    return value is not None and value != ""
+def _merge(prev: object, new: object, overwrite: bool) -> object:
+    """A later stage fills in what is missing; only a success replaces what is there."""
+    if new is None or new == "":
+        return prev
+    return new if overwrite or prev is None or prev == "" else prev
 
 
 def _track_values(t: Track) -> tuple:
