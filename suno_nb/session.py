@@ -216,7 +216,17 @@ class Receiver:
         self._client = client
         self._poller: Any = None
         self._stopped = False
-        self._server.start()
+        self._start_or_release()
+
+    def _start_or_release(self) -> None:
+        """Start serving; if that fails (port taken, ...) close what the constructor opened
+        (dispatcher, store) before the error propagates: a failed Receiver leaks nothing."""
+        try:
+            self._server.start()
+        except BaseException:
+            self._dispatcher.stop()
+            self.store.close()
+            raise
 
     # --- addresses ----------------------------------------------------------------------
 

@@ -368,3 +368,30 @@ def test_full_lyrics_are_required(mrx, client, song):
         assert form.valid and not form.submit.disabled
     finally:
         form.close()
+
+
+def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path, monkeypatch):
+    import socket
+
+    from suno_nb import session
+    from suno_nb.errors import ReceiverError
+
+    opened: list[Store] = []
+
+    class Recording(Store):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(session, "Store", Recording)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        with pytest.raises(ReceiverError):
+            start_receiver(tmp_path / "b.sqlite3", tunnel=None, poll=False, port=port)
+    finally:
+        busy.close()
+    assert len(opened) == 1 and opened[0].closed
+    assert session.current_receiver() is None
