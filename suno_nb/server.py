@@ -37,6 +37,8 @@ from uvicorn.server import ServerState
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+LINGER_S = 2.0  # after an error answer, how long unread input is still drained
+LINGER_BYTES = 4 * 1024 * 1024  # and how much of it
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class StrictProtocol(HttpToolsProtocol):
         self._answered = False
         self._since = time.monotonic()
         self._body_bytes = 0
+        self._dropped = 0
 
     # --- connection -------------------------------------------------------------------
 
@@ -105,13 +108,20 @@ class StrictProtocol(HttpToolsProtocol):
                 default=None,
             )
             if victim is not None:
-                victim._reject(503, "connection closed: too many open connections", quiet=True)
+                victim._shed()
             else:
                 self._reject(503, "too many open connections; retry later", quiet=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
+
+    def _shed(self) -> None:
+        """Close this (stalled or idle) connection to make room for a newcomer."""
+        if self._answered:
+            self.transport.abort()
+        else:
+            self._reject(503, "closed: too many open connections", quiet=True, linger=False)
 
     def _sheddable(self) -> bool:
         """Stalled or idle: no request waiting for the app's answer."""
@@ -146,7 +156,7 @@ class StrictProtocol(HttpToolsProtocol):
 
     # --- answering errors -----------------------------------------------------------------
 
-    def _reject(self, status: int, msg: str, *, quiet: bool = False) -> None:
+    def _reject(self, status: int, msg: str, *, quiet: bool = False, linger: bool = True) -> None:
         """Stop reading, report (unless quiet), answer ``status`` as JSON and close.
 
         If the report returns a future (the receiver's row being committed), the answer
@@ -162,7 +172,7 @@ class StrictProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         waiter = None if quiet or self.report is None else self._report(status, msg)
         if waiter is None:
-            self._send_error(status, msg)
+            self._send_error(status, msg, linger=linger)
             return
         pending = asyncio.wrap_future(waiter, loop=self.loop)
         timer = self.loop.call_later(5.0, pending.cancel)  # never hold an answer forever
@@ -175,7 +185,7 @@ class StrictProtocol(HttpToolsProtocol):
 
         pending.add_done_callback(answer)
 
-    def _send_error(self, status: int, msg: str) -> None:
+    def _send_error(self, status: int, msg: str, *, linger: bool = True) -> None:
         if self.transport.is_closing():
             return
         body = json_answer(status, msg)
@@ -184,7 +194,15 @@ class StrictProtocol(HttpToolsProtocol):
         head.append(b"content-type: application/json\r\nconnection: close\r\n")
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        if linger and self.transport.can_write_eof():
+            # A lingering close: FIN after the answer, then read and drop what the client
+            # still sends for a moment.  Closing with unread data sends an RST, which can
+            # destroy the answer before the client reads it (a 413 mid-upload).
+            self.transport.write_eof()
+            self.transport.resume_reading()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
     def _report(self, status: int, msg: str) -> Future | None:
         scope = self.scope or {}
@@ -216,7 +234,10 @@ class StrictProtocol(HttpToolsProtocol):
     # --- parsing ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._answered:
+        if self._answered:  # lingering after an error answer: drop, up to a bound
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
             return
         self._unset_keepalive_if_required()
         if self._in_head:
@@ -476,6 +497,8 @@ class ServerThread:
     async def _close_connections(self, state: ServerState, loop: Any) -> None:
         for conn in list(state.connections):
             conn.shutdown()  # idle: closed now; answering: closed after its answer
+            if conn._answered:
+                conn.transport.close()  # answered an error, lingering
             cycle = conn.cycle
             if cycle is not None and cycle.more_body and not cycle.response_complete:
                 conn.transport.close()  # still receiving the request: drop it
