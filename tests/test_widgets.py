@@ -6,7 +6,7 @@ bounded loops on the widgets' own values.
 
 from __future__ import annotations
 
-import base64
+import json
 import re
 import socket
 import time
@@ -17,7 +17,15 @@ import pytest
 from suno_nb import Faults, Sandbox, SunoClient
 from suno_nb.audio import decode
 from suno_nb.session import start_receiver, stop_receiver
-from suno_nb.widgets import Audition, SubmitForm, Tracker, audition, submit_form, tracker
+from suno_nb.widgets import (
+    Audition,
+    SubmitForm,
+    Tracker,
+    audition,
+    fragment_url,
+    submit_form,
+    tracker,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,20 +119,22 @@ def test_entry_points_display_something_sensible_with_an_empty_receiver(client, 
     # stable plain-text reprs: what nbval compares for a displayed widget
     assert repr(form) == "SubmitForm(replace a section)"
     assert repr(tr) == "Tracker(filter='all')"
-    assert repr(au) == "Audition(context=3 s)"
-    for w in (form, tr, au):
+    assert repr(au) == "Audition(nothing to show yet)"
+    for w in (form, tr):
         bundle = w._repr_mimebundle_()
         assert bundle["text/plain"] == repr(w)
         assert "application/vnd.jupyter.widget-view+json" in bundle
+    data, _metadata = au._repr_mimebundle_()  # anywidget: (data, metadata)
+    assert data["text/plain"] == repr(au)
+    assert "application/vnd.jupyter.widget-view+json" in data and "image/png" not in data
     assert form.submit.disabled
     assert "task_id" in form.reason and "non-empty" in form.reason
     assert "Pick a known track" in form.original_info.value
     assert form.known.options == (("— type the ids below, or pick a known track —", ""),)
     assert form.section.disabled and form.waveform.layout.display == "none"
     assert "No tasks yet" in tr.html.value
-    assert "Nothing to audition yet" in au.players.value
-    assert au.task_id is None and au.waveform.layout.display == "none"
-    assert au.picker.layout.display == "none"
+    assert "Nothing to audition yet" in au.message
+    assert au.task_id == "" and au.lanes == [] and au.tasks == []
 
 
 # --- submit form ----------------------------------------------------------------------------------
@@ -310,59 +320,122 @@ def test_tracker_filter(client, wrx, sb, song, made):
 # --- audition -------------------------------------------------------------------------------------
 
 
-def test_audition_renders_players_fragments_and_waveform(client, wrx, song, made):
+def _sent(au) -> list[tuple[dict, list[bytes]]]:
+    """Capture what the widget sends to the browser (custom messages with buffers)."""
+    out: list[tuple[dict, list[bytes]]] = []
+    au.send = lambda content, buffers=None: out.append((content, list(buffers or [])))
+    return out
+
+
+def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, song, made):
     job = _replace(client, song, 20.0, 32.0)
     wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
-    au = audition(wrx)  # default: the newest succeeded replace task
+    au = audition(wrx)  # default: the newest succeeded replace task of this session
     made.append(au)
-    assert au.task_id == job.task_id
-    html = au.players.value
+    assert au.task_id == job.task_id and au.section == [20.0, 32.0]
+    assert [lane["label"] for lane in au.lanes] == ["Original", "Take 1", "Take 2"]
     takes = wrx.frame()
-    urls = [song.audio_url, *takes["audio_url"]]
-    assert len(urls) == 3
-    players = re.findall(r"<audio ([^>]*)>", html)
-    assert len(players) == 6  # whole track + section, for the original and 2 takes
-    assert all("controls" in p and "preload='none'" in p for p in players)
-    srcs = [re.search(r"src='([^']+)'", p).group(1) for p in players]
-    for url in urls:
-        assert url in srcs
-        assert f"{url}#t=17.00,35.00" in srcs  # 20-32 s with 3 s of context each side
-    assert "data:" not in html  # streamed from the URLs, not embedded
-    assert "Original" in html and "Take 1" in html and "Take 2" in html
-    assert "Harbour Lights" in html and "0:20.00–0:32.00 (12.00 s)" in html
-    assert song.task_id in html and job.task_id in html
-    assert "chirp-v3-5" in html and "jazz" in html and "1:00.00" in html
-    assert au.wait_idle(30)
-    assert au.waveform.value[:8] == PNG_MAGIC and au.waveform.layout.display == ""
-    assert len(au.waveform.value) < 400_000
+    assert [lane["track_id"] for lane in au.lanes] == [song.audio_id, *takes["track_id"]]
+    for lane in au.lanes:
+        assert lane["bytes"] and lane["url"] == "" and lane["error"] is None  # loopback
+        assert len(lane["peaks"]) == 800 and 0 <= min(lane["peaks"]) <= max(lane["peaks"]) <= 255
+        assert abs(lane["duration"] - 60.0) < 0.2 and lane["lufs"] is not None
+    for lane in au.lanes[1:]:
+        m = lane["metrics"]
+        assert m["outside_diff_db"] < -40 and abs(m["offset_ms"]) <= 2
+    assert au.lanes[0]["metrics"] is None
+    assert repr(au) == "Audition('Take' 0:20.00–0:32.00 (12.00 s): original + 2 takes)"
+    data, _ = au._repr_mimebundle_()
+    assert data["text/plain"] == repr(au) and data["image/png"][:8] == PNG_MAGIC
+    # the synced state (what a notebook could save) is small and holds no audio
+    state = json.dumps(au.get_state(), default=str)
+    assert len(state) < 60_000 and "data:audio" not in state and "base64" not in state
+    assert "katspaugh" not in state  # the player library is sent on request, not saved
+    sent = _sent(au)
+    au._on_msg(au, {"type": "libs"}, [])
+    (content, buffers), *_ = sent
+    assert content == {"type": "libs"} and len(buffers) == 2  # vendored, not from a CDN
+    assert b"wavesurfer.js 7." in buffers[0] and b"regions" in buffers[1]
+    assert all(b"export{" in b for b in buffers)
 
 
-def test_audition_picker_and_context(client, wrx, song, made):
-    first = _replace(client, song, 10.0, 20.0, title="First")
-    wrx.wait(first.task_id, timeout=20, progress=False)
-    second = _replace(client, song, 40.0, 58.5, title="Second")
-    wrx.wait(second.task_id, timeout=20, progress=False)
-    au = audition(wrx, first.task_id, context=5)
+def test_audition_sends_audio_bytes_and_keeps_working_after_the_sandbox_stops(
+    client, wrx, sb, song, made
+):
+    job = _replace(client, song, 20.0, 32.0)
+    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    au = audition(wrx, job.task_id)
     made.append(au)
-    assert au.task_id == first.task_id
-    assert [v for _, v in au.picker.options] == [second.task_id, first.task_id]
-    assert au.picker.layout.display == ""
-    assert "#t=5.00,25.00" in au.players.value
-    au.picker.value = second.task_id
-    assert au.task_id == second.task_id
-    assert "#t=35.00,60.00" in au.players.value  # clamped to the track's end
-    assert "Second" in au.players.value
-    assert au.wait_idle(30) and au.waveform.value[:8] == PNG_MAGIC
+    sent = _sent(au)
+    sb.stop()  # the audio is in the cache now: the players must not depend on the sandbox
+    for lane in au.lanes:
+        au._on_msg(au, {"type": "audio", "key": lane["key"]}, [])
+    assert [c["type"] for c, _ in sent] == ["audio"] * 3
+    for (content, buffers), lane in zip(sent, au.lanes, strict=True):
+        assert content["key"] == lane["key"] and content["mime"] == "audio/mpeg"
+        samples, sr = decode(bytes(buffers[0]))
+        assert abs(samples.size / sr - 60.0) < 0.5
+    # a track that cannot be fetched says so in plain words
+    au._sources["take1"] = sb.url + "/gone.mp3"
+    au._on_msg(au, {"type": "audio", "key": "take1"}, [])
+    content, buffers = sent[-1]
+    assert content["type"] == "audio_error" and buffers == []
+    assert "cannot be fetched" in content["message"] and "stopped" in content["message"]
+
+
+def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, tmp_path):
+    job = _replace(client, song, 20.0, 32.0)
+    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    au = audition(wrx)
+    made.append(au)
+    take1, take2 = (lane["track_id"] for lane in au.lanes[1:])
+    au._on_msg(au, {"type": "note", "track_id": take1, "note": "horns!"}, [])
+    assert "saved with the stars" in au.feedback
+    au._on_msg(au, {"type": "rate", "track_id": take1, "stars": 4}, [])
+    au._on_msg(au, {"type": "rate", "track_id": take2, "stars": 2}, [])
+    au._on_msg(au, {"type": "pick", "track_id": take2, "picked": True}, [])
+    au._on_msg(au, {"type": "pick", "track_id": take1, "picked": True}, [])  # one pick per task
+    assert au.ratings[take1] == {"stars": 4, "note": "horns!", "picked": True}
+    assert au.ratings[take2] == {"stars": 2, "note": "", "picked": False}
+    au._on_msg(au, {"type": "rate", "track_id": take1, "stars": 7}, [])
+    assert "stars" in au.feedback and "1" in au.feedback and "5" in au.feedback
+    assert au.ratings[take1]["stars"] == 4
+    frame = wrx.frame().set_index("track_id")
+    if "rating" in frame.columns:  # the store's frame() columns (helper "store")
+        assert frame.loc[take1, "rating"] == 4 and bool(frame.loc[take1, "picked"])
+    # the ledger survives reopening the store
+    path = wrx.store.path
+    stop_receiver()
+    again = start_receiver(path, tunnel=None, poll=False)
+    rows = {r["track_id"]: r for r in again.store.ratings(job.task_id)}
+    assert rows[take1]["stars"] == 4 and rows[take1]["note"] == "horns!" and rows[take1]["picked"]
+    assert rows[take2]["stars"] == 2 and not rows[take2]["picked"]
+
+
+def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made):
+    first = _replace(client, song, 10.0, 20.0, title="First")
+    second = _replace(client, song, 40.0, 58.5, title="Second")
+    for job in (first, second):
+        wrx.wait(job.task_id, timeout=20, progress=False)
+    au = audition(wrx, task_ids=[first.task_id, second.task_id], preroll=1.5)
+    made.append(au)
+    assert [t["task_id"] for t in au.tasks] == [first.task_id, second.task_id]
+    assert au.task_id == first.task_id and au.section == [10.0, 20.0] and au.preroll == 1.5
+    assert "1 of 2 tasks" in repr(au)
+    au.task_id = second.task_id  # what the picker (or its ▶ button) does in the browser
+    assert au.section == [40.0, 58.5] and au.heading["title"] == "Second"
+    assert [lane["label"] for lane in au.lanes] == ["Original", "Take 1", "Take 2"]
+    with pytest.raises(ValueError, match="preroll"):
+        audition(wrx, preroll=-1)
 
 
 def test_audition_of_a_pending_task_shows_it_when_it_lands(client, wrx, song, made):
     job = _replace(client, song)
     au = audition(wrx, job.task_id)
     made.append(au)
-    assert "not finished yet" in au.players.value and au.task_id is None
-    until(lambda: au.task_id == job.task_id, what="audition to pick up the result")
-    until(lambda: "<audio" in au.players.value, what="players")
-    assert au.wait_idle(30) and au.waveform.value[:8] == PNG_MAGIC
+    assert "shows here when its result lands" in au.message and au.lanes == []
+    until(lambda: len(au.lanes) == 3, what="audition to pick up the result")
+    assert au.task_id == job.task_id and au.message == ""
 
 
 def test_audition_of_a_failed_task_says_why(client, wrx, sb, song, made):
@@ -371,22 +444,12 @@ def test_audition_of_a_failed_task_says_why(client, wrx, sb, song, made):
     wrx.wait(job.task_id, timeout=20, progress=False)
     au = audition(wrx, job.task_id)
     made.append(au)
-    assert "failed" in au.players.value and "531" in au.players.value
-    assert "<audio" not in au.players.value
+    assert "failed" in au.message and "531" in au.message and au.lanes == []
 
 
-def test_audition_embed_puts_the_audio_itself_in_the_page(client, wrx, song, made):
-    job = _replace(client, song, 20.0, 32.0)
-    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
-    au = audition(wrx, embed=True, show_waveform=False)
-    made.append(au)
-    srcs = re.findall(r"<audio [^>]*src='([^']+)'", au.players.value)
-    assert len(srcs) == 6
-    assert all(s.startswith("data:audio/mpeg;base64,") for s in srcs)
-    assert sum(s.endswith("#t=17.00,35.00") for s in srcs) == 3
-    samples, sr = decode(base64.b64decode(srcs[0].split(",", 1)[1]))
-    assert abs(samples.size / sr - song.duration) < 0.5
-    assert au.waveform.layout.display == "none"  # show_waveform=False
+def test_fragment_url_is_kept_for_links():
+    assert fragment_url("http://x/a.mp3#old", 20, 32, 3, 60) == "http://x/a.mp3#t=17.00,35.00"
+    assert fragment_url("http://x/a.mp3", 50, 58, 5, 60) == "http://x/a.mp3#t=45.00,60.00"
 
 
 def test_render_worker_runs_only_the_latest_job_and_survives_errors():

@@ -1,54 +1,55 @@
-"""Audition: original vs replacement, side by side, with the section marked.
+"""Audition: an A/B player for the takes of replace-section tasks (an ``anywidget``).
 
-Players are plain HTML5 ``<audio controls preload="none">`` elements that stream from the
-service's URLs (nothing is downloaded into the notebook unless ``embed=True``).  Each track
-gets a whole-track player and a "section ± N s" player whose source carries a media
-fragment (``url#t=start-N,end+N``), so the browser plays just the replaced part with some
-context around it.  Waveforms are drawn in the background into a small PNG.
+Original and takes share one time axis with the section marked; one transport plays one
+track at a time and switches between them at the same position (buttons, keys 1-9), loops
+the section with pre-roll, seeks on click, and can match the tracks' loudness.  Each take
+shows its metrics (:func:`suno_nb.analysis.compare_takes`) and takes stars, a pick and a note
+(written to the receiver's store: ``rx.rate`` / ``rx.pick``).
+
+The browser code is ``static/audition.js``; wavesurfer.js 7 is vendored beside it and sent
+by the kernel when a view asks (nothing from a CDN, nothing big in the saved widget state).
+Audio of loopback/sandbox URLs and of anything in the cache is sent through the widget
+channel as message buffers when a view asks for it, so players keep working after the
+sandbox stops and on remote kernels; public URLs are streamed by the browser.  No audio is
+in a synced trait, so none is saved into the notebook.  Front ends without a widget manager
+show a PNG of the waveforms and a text summary instead.
 """
 
 from __future__ import annotations
 
-import base64
 import mimetypes
-import threading
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
 
 from ..errors import SunoNbError
-from ._common import (
-    BOX_STYLE,
-    MUTED,
-    TABLE_STYLE,
-    TD_STYLE,
-    TH_STYLE,
-    UPDATE_LOCK,
-    LatestWorker,
-    QuietMixin,
-    badge,
-    esc,
-    fmt_clock,
-    fmt_range,
-    log,
-    note,
-    short_id,
-    text,
-)
-from ._plot import ORIGINAL_COLOR, TAKE_COLORS, Envelope, envelope_for, waveform_png
+from . import _lanes
+from ._common import UPDATE_LOCK, LatestWorker, fmt_range, log, short_id
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..events import CallbackEvent
     from ..session import Receiver
 
 __all__ = ["Audition", "audition", "fragment_url"]
 
+STATIC = Path(__file__).parent / "static"
 EMPTY_MESSAGE = (
     "Nothing to audition yet: no replace-section task has succeeded in this receiver. "
     "Submit one; it shows here when its result lands."
 )
+
+
+#: wavesurfer.js 7.12.12 (npm), vendored unchanged but for a license line; see wavesurfer.LICENSE.
+LIBRARIES = ("wavesurfer.esm.js", "wavesurfer.regions.esm.js")
+
+
+@lru_cache(maxsize=1)
+def _libraries() -> list[bytes]:
+    """The vendored player code, sent to a page once when its first view asks."""
+    return [(STATIC / name).read_bytes() for name in LIBRARIES]
 
 
 def fragment_url(
@@ -64,371 +65,228 @@ def fragment_url(
     return f"{base}#t={a:.2f},{b:.2f}"
 
 
-class Audition(QuietMixin, widgets.VBox):
-    """Original vs replacement tracks of a finished replace-section task.
+class Audition(anywidget.AnyWidget):
+    """Original vs takes of a finished replace-section task, in one player.
 
-    ``picker`` (Dropdown) chooses among the receiver's succeeded tasks (newest first; hidden
-    when there is only one); ``players`` (HTML) holds the audio players and metadata;
-    ``waveform`` (Image) the waveforms with the section shaded.  :meth:`show` switches task,
-    :meth:`refresh` reloads the list, :meth:`wait_idle` waits for the waveform picture.
-    New results are picked up by themselves (``rx.on_callback``).
+    ``task_id`` (synced) is the task shown; ``tasks`` the picker's choices (a batch when
+    ``task_ids`` was given, else this session's finished replace tasks, newest first).
+    ``ratings`` mirrors the store's ledger for the shown task.  ``preroll``, ``loop`` and
+    ``level_match`` are the transport's settings.  New results are picked up by themselves.
     """
+
+    _esm = STATIC / "audition.js"
+    _css = STATIC / "audition.css"
+
+    task_id = traitlets.Unicode("").tag(sync=True)
+    tasks = traitlets.List().tag(sync=True)
+    heading = traitlets.Dict().tag(sync=True)
+    section = traitlets.List().tag(sync=True)
+    lanes = traitlets.List().tag(sync=True)
+    ratings = traitlets.Dict().tag(sync=True)
+    message = traitlets.Unicode("").tag(sync=True)
+    feedback = traitlets.Unicode("").tag(sync=True)
+    preroll = traitlets.Float(2.0).tag(sync=True)
+    loop = traitlets.Bool(False).tag(sync=True)
+    level_match = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
         self,
         rx: Receiver,
         task_id: str | None = None,
         *,
-        client: Any = None,
-        context: float = 3.0,
-        embed: bool = False,
-        show_waveform: bool = True,
+        task_ids: list[str] | None = None,
+        preroll: float = 2.0,
     ) -> None:
-        if context < 0:
-            raise ValueError(f"context must be >= 0 s, got {context!r}")
+        if preroll < 0:
+            raise ValueError(f"preroll must be >= 0 s, got {preroll!r}")
+        super().__init__(preroll=float(preroll))
         self._rx = rx
-        self._client = client
-        self.context = float(context)
-        self.embed = bool(embed)
-        self._show_waveform = show_waveform
-        self._wanted = task_id
-        self._current: str | None = None
-        self._parents: dict[str, dict[str, dict[str, Any]]] = {}
-        self._worker = LatestWorker("suno_nb-audition-render")
-        self._lock = threading.RLock()  # one refresh/show at a time, whatever the thread
-        self.picker = widgets.Dropdown(
-            options=[],
-            description="Task",
-            style={"description_width": "50px"},
-            layout=widgets.Layout(width="98%", display="none"),
-        )
-        self.players = widgets.HTML()
-        self.waveform = widgets.Image(format="png", layout=widgets.Layout(display="none"))
-        super().__init__(
-            children=[self.picker, self.players, self.waveform],
-            layout=widgets.Layout(max_width="1100px"),
-        )
-        self.picker.observe(self._on_pick, names="value")
+        self._batch = [str(t) for t in task_ids] if task_ids else None
+        self._wanted = task_id or (self._batch[0] if self._batch else None)
+        self._sources: dict[str, str] = {}
+        self._notes: dict[str, str] = {}  # notes typed before any stars were given
+        self._worker = LatestWorker("suno_nb-audition")
+        self.on_msg(self._on_msg)
+        self.observe(self._on_task, names="task_id")
         rx.on_callback(self._on_event)
         self.refresh()
 
     def __repr__(self) -> str:
-        return f"Audition(context={self.context:g} s)"
+        if not self.lanes:
+            return "Audition(nothing to show yet)"
+        takes = sum(1 for lane in self.lanes if lane["kind"] == "take")
+        has_original = any(lane["kind"] == "original" for lane in self.lanes)
+        what = ("original + " if has_original else "") + f"{takes} take{'s' * (takes != 1)}"
+        sec = fmt_range(*self.section) if len(self.section) == 2 else "—"
+        batch = f", 1 of {len(self.tasks)} tasks" if len(self.tasks) > 1 else ""
+        return f"Audition({self.heading.get('title', '')!r} {sec}: {what}{batch})"
 
-    @property
-    def task_id(self) -> str | None:
-        """The task shown now, or None."""
-        return self._current
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until the waveform picture of the shown task is drawn."""
-        return self._worker.wait_idle(timeout)
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, plus a PNG and text for front ends without a widget manager."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if data is None:
+            return bundle
+        data["text/plain"] = repr(self)
+        try:
+            png = _lanes.fallback_png(self.lanes, self.section)
+        except Exception as exc:  # a picture is a nicety: never fail the display for it
+            log.debug("audition: no static picture: %s", exc)
+            png = None
+        if png is not None:
+            data["image/png"] = png
+        return bundle
 
     def close(self) -> None:
-        """Stop listening to the receiver and close the widgets."""
+        """Stop listening to the receiver and close the widget."""
+        rx, worker = getattr(self, "_rx", None), getattr(self, "_worker", None)
         try:
-            self._rx.on_callback(self._on_event, remove=True)
+            if rx is not None:
+                rx.on_callback(self._on_event, remove=True)
         finally:
-            self._worker.stop()
+            if worker is not None:
+                worker.stop()
             super().close()
 
-    # --- task list ---------------------------------------------------------------------------
-
-    def _choices(self, tasks: pd.DataFrame) -> list[tuple[str, str]]:
-        done = tasks[(tasks["state"] == "succeeded") & (tasks["tracks"] > 0)]
-        replaced = done[done["parent_task_id"].notna() & (done["parent_task_id"] != "")]
-        chosen = replaced if len(replaced) else done
-        out = []
-        for row in chosen.iloc[::-1].itertuples(index=False):
-            label = (
-                f"{text(row.title, 'untitled')} · "
-                f"{fmt_range(row.infill_start_s, row.infill_end_s)} · task {short_id(row.task_id)}"
-            )
-            out.append((label, str(row.task_id)))
-        return out
+    # --- which task ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Reload the task list; show the wanted task, else keep the current one, else the
         newest finished one."""
-        with self._lock:
-            self._refresh()
-
-    def _refresh(self) -> None:
         try:
-            tasks = self._rx.tasks()
-        except Exception as exc:
+            options = _lanes.choices(self._rx, self._batch)
+        except SunoNbError as exc:
             log.debug("audition: tasks unavailable: %s", exc)
             return
-        options = self._choices(tasks)
-        values = [v for _, v in options]
-        if self._wanted is not None:
-            if self._wanted in values:
-                target: str | None = self._wanted
-                self._wanted = None
-            else:
-                target = None  # the wanted task is not finished: blank picker, a note below
-        elif self._current in values:
-            target = self._current
-        else:
-            target = values[0] if values else None
-        with UPDATE_LOCK, self._quietly():
-            if tuple(options) != tuple(self.picker.options):
-                self.picker.options = options
-            self.picker.value = target
-            self.picker.layout.display = "" if len(options) > 1 else "none"
-        wanted = self._wanted
-        if wanted is not None:
-            self._show_not_ready(wanted, tasks)
-        elif target is None:
-            self._current = None
-            with UPDATE_LOCK:
-                self.players.value = note(esc(EMPTY_MESSAGE), kind="info")
-                self.waveform.layout.display = "none"
-        elif target != self._current:
+        ids = [o["task_id"] for o in options]
+        target = self._wanted or (self.task_id if self.task_id in ids else None)
+        target = target or (ids[0] if ids else None)
+        with UPDATE_LOCK:
+            if options != self.tasks:
+                self.tasks = options
+        if target is None:
+            self._set(heading={}, section=[], lanes=[], message=EMPTY_MESSAGE)
+        elif target != self.task_id or not self.lanes:
             self.show(target)
 
-    def _on_pick(self, change: dict[str, Any]) -> None:
-        if self._is_quiet() or change["new"] is None:
+    def show(self, task_id: str) -> None:
+        """Show ``task_id`` (fetches its audio into the cache and measures its takes)."""
+        data = _lanes.build(self._rx, task_id)
+        self._wanted = task_id if not data["lanes"] else None
+        self._sources = data.pop("sources")
+        with UPDATE_LOCK, self.hold_trait_notifications():
+            self._showing = True
+            try:
+                self.task_id = task_id
+            finally:
+                self._showing = False
+        self._set(**data, ratings=self._ratings(task_id), feedback="")
+
+    def _set(self, **values: Any) -> None:
+        with UPDATE_LOCK, self.hold_sync():
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    def _on_task(self, change: dict[str, Any]) -> None:
+        # the picker in the browser changed task_id (kernel thread)
+        if getattr(self, "_showing", False) or not change["new"]:
             return
         self.show(change["new"])
 
     def _on_event(self, event: CallbackEvent) -> None:
-        # dispatcher thread: a result was stored
-        if self._wanted == event.task_id or self._current is None or event.state == "succeeded":
-            self.refresh()
+        # dispatcher thread: reload in the background, the newest event wins
+        if event.state == "succeeded" or event.task_id == self._wanted:
+            self._worker.submit(self.refresh, delay=0.2)
 
-    def _show_not_ready(self, task_id: str, tasks: pd.DataFrame) -> None:
-        row = tasks[tasks["task_id"] == task_id]
-        if not len(row):
-            html = note(
-                f"Task <code>{esc(task_id)}</code> is not known to this receiver.", kind="warn"
-            )
-        else:
-            r = row.iloc[0]
-            state = str(r["state"])
-            if state == "failed":
-                why = " · ".join(
-                    p for p in (text(r["code"]), text(r["error"]) or text(r["msg"])) if p
-                )
-                html = note(
-                    f"{badge(state)} Task <code>{esc(task_id)}</code> failed: {esc(why)}",
-                    kind="error",
-                )
-            else:
-                html = note(
-                    f"{badge(state)} Task <code>{esc(task_id)}</code> is not finished yet; "
-                    "it shows here as soon as its result lands.",
-                    kind="info",
-                )
-        with UPDATE_LOCK:
-            self.players.value = html
-            self.waveform.layout.display = "none"
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until background refreshes (after callbacks) are done."""
+        return self._worker.wait_idle(timeout)
 
-    # --- rendering -----------------------------------------------------------------------------
+    # --- messages from the browser (kernel thread) ---------------------------------------------
 
-    def _parent_tracks(self, parent_task_id: str, frame: pd.DataFrame) -> dict[str, dict]:
-        """The parent task's tracks by id: from the receiver's frame, else the service."""
-        if parent_task_id in self._parents:
-            return self._parents[parent_task_id]
-        rows = frame[frame["task_id"] == parent_task_id]
-        if len(rows):
-            found = {str(r["track_id"]): dict(r) for _, r in rows.iterrows()}
-            self._parents[parent_task_id] = found
-            return found
-        client = self._client if self._client is not None else getattr(self._rx, "client", None)
-        if client is None:
-            return {}
+    def _on_msg(self, _widget: Any, content: dict[str, Any], buffers: list[Any]) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
         try:
-            info = client.get_details(parent_task_id)
-        except SunoNbError as exc:
-            log.warning("could not look up the original task %s: %s", parent_task_id, exc)
-            return {}
-        found = {
-            t.id: {
-                "track_id": t.id,
-                "title": t.title,
-                "tags": t.tags,
-                "duration": t.duration,
-                "model_name": t.model_name,
-                "audio_url": t.audio_url,
-                "stream_audio_url": t.stream_audio_url,
-                "image_url": t.image_url,
-                "task_id": parent_task_id,
-            }
-            for t in info.tracks
-        }
-        self._parents[parent_task_id] = found
-        return found
+            if kind == "libs":
+                self.send({"type": "libs"}, buffers=_libraries())
+            elif kind == "audio":
+                self._send_audio(str(content.get("key")))
+            elif kind in ("rate", "note", "pick"):
+                self._rate(kind, content)
+        except Exception as exc:  # a message from the page must never kill the widget
+            log.warning("audition: %s message failed: %s", kind, exc)
+            self.feedback = f"Could not do that: {exc}"
 
-    def _src(self, url: str) -> str:
-        if not self.embed:
-            return url
+    def _send_audio(self, key: str) -> None:
+        url = self._sources.get(key)
+        label = next((lane["label"] for lane in self.lanes if lane["key"] == key), key)
+        if not url:
+            self.send({"type": "audio_error", "key": key, "message": f"{label}: no audio URL."})
+            return
         from .. import audio
 
-        path = audio.fetch(url)
-        mime = mimetypes.guess_type(path.name)[0] or "audio/mpeg"
-        return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-    def _player_row(
-        self, label: str, color: str, track: dict[str, Any], section: tuple[float, float] | None
-    ) -> str:
-        url = text(track.get("audio_url")) or text(track.get("stream_audio_url"))
-        duration = track.get("duration")
-        dur = None if duration is None or duration != duration else float(duration)
-        if url:
-            src = self._src(url)
-            whole = (
-                f"<audio controls preload='none' src='{esc(src)}' style='width: 260px;'></audio>"
-            )
-            if section is not None:
-                frag = fragment_url(src, section[0], section[1], self.context, dur)
-                part = (
-                    f"<audio class='suno-nb-section' controls preload='none' src='{esc(frag)}' "
-                    f"style='width: 260px;'></audio>"
-                    f"<div style='{MUTED} font-size: 11px;'>{esc(frag.rsplit('#', 1)[1])} · "
-                    f"<a href='{esc(frag if not self.embed else url)}' target='_blank' "
-                    "rel='noopener'>open</a></div>"
-                )
-            else:
-                part = f"<span style='{MUTED}'>—</span>"
-            download = f" · <a href='{esc(url)}' target='_blank' rel='noopener' download>mp3</a>"
-        else:
-            whole = part = f"<span style='{MUTED}'>no audio URL</span>"
-            download = ""
-        meta = " · ".join(
-            p
-            for p in (
-                fmt_clock(dur) if dur else "",
-                text(track.get("model_name")),
-                text(track.get("tags")),
-            )
-            if p
-        )
-        return (
-            "<tr>"
-            f"<td style='{TD_STYLE} border-left: 4px solid {color};'><b>{esc(label)}</b><br>"
-            f"<span style='font-size: 12px;'>{esc(text(track.get('title'), 'untitled'))}"
-            "</span></td>"
-            f"<td style='{TD_STYLE}'>{whole}</td>"
-            f"<td style='{TD_STYLE}'>{part}</td>"
-            f"<td style='{TD_STYLE} font-size: 12px;'>{esc(meta)}<br><span style='{MUTED}'>"
-            f"id <code title='{esc(text(track.get('track_id')))}'>"
-            f"{esc(short_id(track.get('track_id'), 12))}</code>{download}</span></td>"
-            "</tr>"
-        )
-
-    def show(self, task_id: str) -> None:
-        """Show ``task_id``'s original and result tracks (waveform drawn in the background)."""
-        with self._lock:
-            self._show(task_id)
-
-    def _show(self, task_id: str) -> None:
         try:
-            tasks = self._rx.tasks()
-            frame = self._rx.frame()
-        except Exception as exc:
-            log.debug("audition: receiver unavailable: %s", exc)
+            path = audio.fetch(url)  # from the cache: no request when the file is there
+        except SunoNbError as exc:
+            message = _lanes.plain_error(label.lower(), exc)
+            self.send({"type": "audio_error", "key": key, "message": message})
             return
-        row = tasks[tasks["task_id"] == task_id]
-        if not len(row) or row.iloc[0]["state"] != "succeeded":
-            self._wanted = task_id
-            self._show_not_ready(task_id, tasks)
-            return
-        self._wanted = None
-        self._current = task_id
-        t = row.iloc[0]
-        takes = frame[frame["task_id"] == task_id]
-        start, end = t["infill_start_s"], t["infill_end_s"]
-        section = None if start != start or end != end else (float(start), float(end))
-        parent_id, audio_id = text(t["parent_task_id"]), text(t["audio_id"])
-        original = self._parent_tracks(parent_id, frame).get(audio_id) if parent_id else None
+        mime = mimetypes.guess_type(path.name)[0] or "audio/mpeg"
+        self.send({"type": "audio", "key": key, "mime": mime}, buffers=[path.read_bytes()])
 
-        rows_html = []
-        plots: list[tuple[str, str, str, float | None]] = []  # label, color, url, duration
-        if original is not None:
-            rows_html.append(self._player_row("Original", ORIGINAL_COLOR, original, section))
-            url = text(original.get("audio_url")) or text(original.get("stream_audio_url"))
-            if url:
-                plots.append(("original", ORIGINAL_COLOR, url, original.get("duration")))
-        elif parent_id:
-            rows_html.append(
-                f"<tr><td style='{TD_STYLE}' colspan='4'>"
-                + note(
-                    f"Original track <code>{esc(audio_id)}</code> of task "
-                    f"<code>{esc(parent_id)}</code> is unknown here; pass "
-                    "<code>client=</code> to look it up.",
-                    kind="warn",
-                )
-                + "</td></tr>"
-            )
-        for i, (_, take) in enumerate(takes.iterrows(), start=1):
-            color = TAKE_COLORS[(i - 1) % len(TAKE_COLORS)]
-            rows_html.append(self._player_row(f"Take {i}", color, dict(take), section))
-            url = text(take["audio_url"]) or text(take["stream_audio_url"])
-            if url:
-                plots.append((f"take {i}", color, url, take["duration"]))
+    def _rate(self, kind: str, content: dict[str, Any]) -> None:
+        track_id = str(content.get("track_id") or "")
+        task_id = self.task_id
+        current = self.ratings.get(track_id, {})
+        if kind == "rate":
+            note = self._notes.pop(track_id, None)
+            self._rx.rate(track_id, int(content.get("stars", 0)), note, task_id=task_id)
+            self.feedback = f"Rated take {short_id(track_id)}: {int(content['stars'])} ★"
+        elif kind == "note":
+            note = str(content.get("note") or "")
+            if current.get("stars"):
+                self._rx.rate(track_id, int(current["stars"]), note, task_id=task_id)
+                self.feedback = "Note saved."
+            else:
+                self._notes[track_id] = note
+                self.feedback = "Note kept: it is saved with the stars you give this take."
+        elif content.get("picked", True):
+            self._rx.pick(track_id, task_id=task_id)
+            self.feedback = f"Keeping take {short_id(track_id)}."
+        else:
+            self._rx.store.unpick(task_id)
+            self.feedback = "No take kept for this task."
+        self.ratings = self._ratings(task_id)
 
-        heads = ["", "Whole track", f"Section ± {self.context:g} s", "Details"]
-        head = "".join(f"<th style='{TH_STYLE}'>{h}</th>" for h in heads)
-        prompt = text(t["prompt"])
-        prompt_html = (
-            f"<div style='{MUTED} font-style: italic; white-space: pre-wrap; margin: 2px 0 6px;'>"
-            f"{esc(prompt[:300] + ('…' if len(prompt) > 300 else ''))}</div>"
-            if prompt
-            else ""
-        )
-        tags = text(t["tags"])
-        html = (
-            f"<div style='{BOX_STYLE}' class='suno-nb-audition' data-task-id='{esc(task_id)}'>"
-            f"<div style='font-size: 14px;'><b>{esc(text(t['title'], 'untitled'))}</b>"
-            f"{' · ' + esc(tags) if tags else ''}</div>"
-            f"<div>replaced section <b>{esc(fmt_range(start, end))}</b> "
-            f"<span style='{MUTED}'>· task <code>{esc(task_id)}</code>"
-            f"{' · from task <code>' + esc(parent_id) + '</code>' if parent_id else ''}"
-            "</span></div>"
-            f"{prompt_html}"
-            f"<table style='{TABLE_STYLE}'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows_html)}</tbody></table></div>"
-        )
-        with UPDATE_LOCK:
-            self.players.value = html
-            if not plots:
-                self.waveform.layout.display = "none"
-        if plots and self._show_waveform:
-            self._worker.submit(lambda: self._draw(task_id, plots, section))
-
-    def _draw(
-        self,
-        task_id: str,
-        plots: list[tuple[str, str, str, float | None]],
-        section: tuple[float, float] | None,
-    ) -> None:
-        envelopes = []
-        for label, color, url, duration in plots:
-            try:
-                env = envelope_for(url, label, color)
-            except SunoNbError as exc:
-                log.warning("waveform of %s unavailable: %s", label, exc)
-                continue
-            if duration and duration == duration:
-                env = Envelope(env.label, env.times, env.mins, env.maxs, float(duration), color)
-            envelopes.append(env)
-        if not envelopes:
-            return
-        png = waveform_png(envelopes, section=section, context=self.context if section else None)
-        with UPDATE_LOCK:
-            if self._current != task_id:
-                return  # another task was picked meanwhile
-            self.waveform.value = png
-            self.waveform.layout.display = ""
+    def _ratings(self, task_id: str) -> dict[str, dict[str, Any]]:
+        store = getattr(self._rx, "store", None)
+        if store is None or not hasattr(store, "ratings"):
+            return {}
+        try:
+            rows = store.ratings(task_id)
+        except SunoNbError:
+            return {}
+        return {
+            str(r["track_id"]): {
+                "stars": r.get("stars"),
+                "note": r.get("note") or "",
+                "picked": bool(r.get("picked")),
+            }
+            for r in rows
+        }
 
 
-def audition(rx: Receiver, task_id: str | None = None, **kwargs: Any) -> Audition:
-    """Listen to a finished replace-section task: original vs each result track.
+def audition(
+    rx: Receiver,
+    task_id: str | None = None,
+    *,
+    task_ids: list[str] | None = None,
+    preroll: float = 2.0,
+) -> Audition:
+    """Listen to replace-section takes against their original, A/B, at the same position.
 
-    ``task_id`` defaults to the newest succeeded replace task (a picker lists the others).
-    Keyword arguments go to :class:`Audition`: ``client=`` (to look up an original that the
-    receiver has not seen; default ``rx.client``), ``context=3.0`` seconds around the
-    section, ``embed=False`` (True puts the audio itself into the notebook).
+    ``task_id`` defaults to the newest finished replace task of this session (a picker
+    lists the others); ``task_ids`` makes a batch view that steps through those tasks in
+    order.  ``preroll`` is the seconds played before (and after) the section when looping.
     """
-    return Audition(rx, task_id, **kwargs)
+    return Audition(rx, task_id, task_ids=task_ids, preroll=preroll)

@@ -1,0 +1,220 @@
+"""What the audition shows, computed in Python: which tasks, and per track a "lane".
+
+A lane is a small dict the browser draws: label, colour, duration, compact peaks (0..255),
+the take's metrics (:func:`suno_nb.analysis.compare_takes`) and how its audio reaches the
+browser: ``bytes`` (sent over the widget channel: loopback/sandbox URLs and anything already
+in the cache) or ``url`` (a public URL the browser streams itself).  No audio is in a lane.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .. import analysis, audio
+from ..errors import SunoNbError
+from ._common import fmt_range, short_id, text
+from ._plot import ORIGINAL_COLOR, TAKE_COLORS, Envelope, waveform_png
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PEAK_POINTS = 800  # bars per lane: enough for a 1200 px wide waveform, ~3 kB as JSON
+
+
+def is_local(url: str) -> bool:
+    """True for URLs a browser elsewhere could not reach: loopback, private, link-local."""
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def in_cache(url: str) -> bool:
+    """True when ``url`` is already in the audio cache (no request is made)."""
+    allowed = (*audio.AUDIO_EXTENSIONS, ".bin")
+    return audio._existing(audio.default_cache_dir(), audio._url_key(url), allowed) is not None
+
+
+def plain_error(what: str, exc: Exception) -> str:
+    """An audio failure in words a musician understands (no tokens: URLs lose their query)."""
+    detail = str(exc)
+    if "Connection" in detail or "refused" in detail.lower():
+        why = "the server did not answer (has the sandbox or the service stopped?)"
+    elif "404" in detail or "410" in detail:
+        why = "the file is gone (results are kept 14 days)"
+    else:
+        why = detail
+    return f"The audio of the {what} cannot be fetched: {why}."
+
+
+def choices(rx: Any, task_ids: list[str] | None) -> list[dict[str, str]]:
+    """The tasks to offer: ``task_ids`` in that order, else this session's succeeded replace
+    tasks (since ``rx.started_at``; all of them when there are none), newest first."""
+    tasks = rx.tasks()
+    if task_ids:
+        rows = tasks.set_index("task_id", drop=False)
+        chosen = [rows.loc[t] for t in task_ids if t in rows.index]
+        missing = [t for t in task_ids if t not in rows.index]
+        out = [_choice(r) for r in chosen]
+        out += [{"task_id": t, "label": f"task {short_id(t)} (unknown here)"} for t in missing]
+        return out
+    done = tasks[
+        (tasks["state"] == "succeeded")
+        & (tasks["tracks"] > 0)
+        & tasks["parent_task_id"].notna()
+        & (tasks["parent_task_id"] != "")
+    ]
+    since = getattr(rx, "started_at", None)
+    if since is not None and len(done):
+        import pandas as pd
+
+        t0 = pd.Timestamp(since, unit="s", tz="UTC")
+        seen = done["first_seen_at"].fillna(done["submitted_at"])
+        recent = done[(seen >= t0) | (done["submitted_at"] >= t0)]
+        done = recent if len(recent) else done
+    return [_choice(r) for _, r in done.iloc[::-1].iterrows()]
+
+
+def _choice(row: pd.Series) -> dict[str, str]:
+    label = (
+        f"{text(row['title'], 'untitled')} · "
+        f"{fmt_range(row['infill_start_s'], row['infill_end_s'])} · {text(row['state'])}"
+    )
+    return {"task_id": str(row["task_id"]), "label": label}
+
+
+def _peaks(url: str) -> tuple[list[int], float | None]:
+    mins, maxs, duration = audio.peaks(url, PEAK_POINTS)
+    level = np.maximum(np.abs(mins), np.abs(maxs))
+    return np.clip(np.round(level * 255), 0, 255).astype(int).tolist(), duration
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _lane(
+    key: str, label: str, kind: str, color: str, track: dict[str, Any], metrics: dict | None
+) -> tuple[dict[str, Any], str]:
+    """A lane and its audio URL (kept in Python for the "audio" message)."""
+    url = text(track.get("audio_url")) or text(track.get("stream_audio_url"))
+    lane: dict[str, Any] = {
+        "key": key,
+        "label": label,
+        "kind": kind,
+        "color": color,
+        "track_id": text(track.get("track_id")),
+        "title": text(track.get("title")),
+        "duration": _finite(track.get("duration")) or 0.0,
+        "peaks": [],
+        "url": "",
+        "bytes": False,
+        "error": None,
+        "metrics": metrics,
+        "offset_s": (_finite(metrics.get("offset_ms")) or 0.0) / 1000 if metrics else 0.0,
+        "lufs": None,
+    }
+    if not url:
+        lane["error"] = f"The {label.lower()} has no audio URL."
+        return lane, url
+    local = is_local(url)
+    if local or in_cache(url):
+        try:
+            lane["peaks"], duration = _peaks(url)  # fetches into the cache if needed
+            lane["duration"] = duration or lane["duration"]
+            lane["bytes"] = True
+        except SunoNbError as exc:
+            lane["error"] = plain_error(label.lower(), exc)
+    else:
+        lane["url"] = url  # public: the browser streams it
+    return lane, url
+
+
+def build(rx: Any, task_id: str) -> dict[str, Any]:
+    """Heading, section, lanes and sources (lane key -> URL) of a task, or a message."""
+    tasks = rx.tasks()
+    row = tasks[tasks["task_id"] == task_id]
+    empty: dict[str, Any] = {"heading": {}, "section": [], "lanes": [], "sources": {}}
+    if not len(row):
+        return {**empty, "message": f"Task {task_id} is not known to this receiver."}
+    task = dict(row.iloc[0])
+    state = text(task["state"])
+    if state != "succeeded":
+        if state == "failed":
+            why = " · ".join(
+                p for p in (text(task["code"]), text(task["error"]) or text(task["msg"])) if p
+            )
+            return {**empty, "message": f"Task {short_id(task_id)} failed: {why}"}
+        return {
+            **empty,
+            "message": f"Task {short_id(task_id)} is {state}; it shows here when its result lands.",
+        }
+    start, end = _finite(task["infill_start_s"]), _finite(task["infill_end_s"])
+    frame = rx.frame()
+    try:
+        original = analysis.original_track(rx, task, frame)
+        lookup_error = None if original else "The original track is not known to this receiver."
+    except SunoNbError as exc:
+        original, lookup_error = None, plain_error("original", exc)
+    metrics: dict[str, dict] = {}
+    if start is not None and end is not None and original is not None:
+        table = analysis.compare_takes(rx, task_id, progress=False)
+        for r in table.to_dict("records"):
+            metrics[r["track_id"]] = {k: _finite(r[k]) for k in analysis.METRICS}
+    lanes, sources = [], {}
+    if original is not None:
+        lane, url = _lane("original", "Original", "original", ORIGINAL_COLOR, original, None)
+        lanes.append(lane)
+        sources[lane["key"]] = url
+    takes = frame[frame["task_id"] == task_id]
+    for i, (_, take) in enumerate(takes.iterrows(), start=1):
+        m = metrics.get(str(take["track_id"]))
+        color = TAKE_COLORS[(i - 1) % len(TAKE_COLORS)]
+        lane, url = _lane(f"take{i}", f"Take {i}", "take", color, dict(take), m)
+        lanes.append(lane)
+        sources[lane["key"]] = url
+    for lane in lanes:
+        m = next((x for x in metrics.values() if x), None)
+        if lane["kind"] == "original" and m:
+            lane["lufs"] = m.get("original_section_lufs")
+        elif lane["metrics"]:
+            lane["lufs"] = lane["metrics"].get("section_lufs")
+    heading = {
+        "title": text(task["title"], "untitled"),
+        "detail": f"replaced {fmt_range(start, end)} · task {short_id(task_id)}",
+    }
+    return {
+        "heading": heading,
+        "section": [start, end] if start is not None and end is not None else [],
+        "lanes": lanes,
+        "sources": sources,
+        "message": lookup_error or "",
+    }
+
+
+def fallback_png(lanes: list[dict[str, Any]], section: list[float]) -> bytes | None:
+    """The lanes as one static picture (for front ends without a widget manager)."""
+    rows = []
+    for lane in lanes:
+        if not lane["peaks"]:
+            continue
+        level = np.asarray(lane["peaks"], dtype=np.float32) / 255
+        times = np.linspace(0, lane["duration"], level.size)
+        rows.append(Envelope(lane["label"], times, -level, level, lane["duration"], lane["color"]))
+    if not rows:
+        return None
+    sec = (section[0], section[1]) if len(section) == 2 else None
+    return waveform_png(rows, section=sec, row_px=60)
