@@ -33,6 +33,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = Path(__file__).parent / "browser" / "widgets_demo.ipynb"
+AUDITION_NOTEBOOK = Path(__file__).parent / "browser" / "audition_demo.ipynb"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -230,8 +231,8 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
     )
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
-    # every cell ran: the last one's audition players are in the page
-    page.wait_for_selector(".suno-nb-audition audio", state="attached", timeout=45_000)
+    # every cell ran: the last one's audition lanes are in the page
+    page.wait_for_selector(".snb-audition .snb-lane", state="attached", timeout=45_000)
     page.wait_for_function(
         "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
         " === 'idle' && ![...document.querySelectorAll('.jp-InputPrompt')]"
@@ -243,7 +244,7 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
     state = json.loads((lab.root / "browser_state.json").read_text())
     pending, done = state["pending_task_id"], state["done_task_id"]
 
-    # --- the tracker: pending row, then a callback POSTed with no cell running ---------------
+    # --- the tracker: pending row, then a callback POSTed with no cell running -----
     tracker_box = page.locator(".widget-vbox", has=page.locator("table.suno-nb-tracker")).last
     page.wait_for_selector(f"tr[data-task-id='{pending}'][data-state='pending']")
     page.wait_for_selector(f"tr[data-task-id='{done}'][data-state='succeeded']")
@@ -265,40 +266,22 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
     assert "2 succeeded" in tracker_box.inner_text()
     _shot(tracker_box, "tracker-after.png")
 
-    # --- the audition: players streaming from the URLs, with media fragments -------------------
-    audition_box = page.locator(".widget-vbox", has=page.locator(".suno-nb-audition")).last
-    srcs = page.eval_on_selector_all(
-        ".suno-nb-audition audio", "els => els.map(e => [e.getAttribute('src'), e.preload])"
-    )
-    assert len(srcs) == 6, srcs  # original + 2 takes, whole track and section each
-    assert all(preload == "none" for _, preload in srcs)
-    urls = [state["original"]["audio_url"], *state["takes"]]
-    for url in urls:
-        assert [url, "none"] in srcs
-        assert [f"{url}#t=17.00,35.00", "none"] in srcs
-    # one section player really streams: metadata loads from the sandbox, in the browser
-    page.evaluate(
-        "() => { const a = document.querySelector('.suno-nb-audition audio.suno-nb-section');"
-        " a.preload = 'metadata'; a.load(); }"
-    )
-    duration = page.wait_for_function(
-        "() => { const a = document.querySelector('.suno-nb-audition audio.suno-nb-section');"
-        " return a.readyState >= 1 && a.duration > 0 ? a.duration : false; }",
-        timeout=15_000,
-    ).json_value()
-    assert abs(duration - 60.0) < 1.0
+    # --- the audition (tested in depth by test_audition_plays_switches_seeks_and_rates) -----
+    audition_box = page.locator(".snb-audition").last
+    page.wait_for_selector(".snb-audition .snb-lane[data-ready='true']", timeout=30_000)
+    assert audition_box.locator(".snb-lane").count() == 3  # original + 2 takes
 
-    # --- waveform pictures decoded (form + audition) ----------------------------------------------
+    # --- waveform picture decoded (the form's) -----
     page.wait_for_function(
         "() => { const imgs = [...document.querySelectorAll('img.widget-image')]"
         ".filter(i => i.getAttribute('src'));"
-        " return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        " return imgs.length >= 1 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
         timeout=20_000,
     )
     widths = page.eval_on_selector_all(
         "img.widget-image", "els => els.filter(i => i.getAttribute('src')).map(i => i.naturalWidth)"
     )
-    assert len(widths) >= 2 and min(widths) >= 800, widths
+    assert len(widths) >= 1 and min(widths) >= 800, widths
 
     form_box = page.locator(".widget-vbox", has=page.locator("text=Replace a section")).last
     assert "Ready to submit" in form_box.inner_text()
@@ -316,3 +299,157 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
 
     assert live_update_s < 5, f"the tracker took {live_update_s:.1f} s to show the callback"
     assert time.monotonic() - started < 60
+
+
+# --- the audition: A/B player in a real browser -----------------------------------------------
+
+# Run code in the notebook's kernel from the page (as a cell would), return its printed text.
+KERNEL_EXEC = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, store_history: false });
+  let out = "";
+  future.onIOPub = (msg) => {
+    const c = msg.content;
+    if (msg.header.msg_type === "stream") out += c.text;
+    if (msg.header.msg_type === "error") out += `${c.ename}: ${c.evalue}`;
+  };
+  await future.done;
+  return out;
+}"""
+# Current time, paused flag and error of each lane's <audio> element.
+MEDIA_STATE = (
+    "() => [...document.querySelectorAll('.snb-audition .snb-lane audio.snb-media')]"
+    ".map(a => ({t: a.currentTime, paused: a.paused, error: a.error && a.error.code}))"
+)
+
+
+@pytest.fixture
+def audition_lab(tmp_path) -> Iterator[Lab]:
+    _require_chromium()
+    root = tmp_path / "nb"
+    root.mkdir()
+    shutil.copy(AUDITION_NOTEBOOK, root / AUDITION_NOTEBOOK.name)  # never the original
+    server = Lab(root, tmp_path)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def audio_page(audition_lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            pg = context.new_page()
+            pg.set_default_timeout(30_000)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _position(page) -> float:
+    return float(page.get_attribute(".snb-audition", "data-position") or 0)
+
+
+def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
+    lab, page = audition_lab, audio_page
+    page.goto(f"{lab.url}/lab/tree/{AUDITION_NOTEBOOK.name}?token={lab.token}&reset")
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session"
+        " && w.sessionContext.session.kernel; return !!k && k.status === 'idle'; }",
+        timeout=45_000,
+    )
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_selector(".snb-audition .snb-lane", state="attached", timeout=60_000)
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+        " === 'idle' && ![...document.querySelectorAll('.jp-InputPrompt')]"
+        ".some(p => p.textContent.includes('*'))",
+        timeout=60_000,
+    )
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0, errors.all_inner_texts()
+    state = json.loads((lab.root / "audition_state.json").read_text())
+    # The sandbox has stopped: the browser cannot fetch the audio from it any more ...
+    with _direct() as http, pytest.raises(requests.ConnectionError):
+        http.get(state["song_url"], timeout=5)
+    # ... and yet every lane has its audio (sent by the kernel from its cache).
+    page.wait_for_function(
+        "() => document.querySelectorAll(\".snb-lane[data-ready='true']\").length === 3",
+        timeout=30_000,
+    )
+    root = page.locator(".snb-audition")
+    assert root.locator(".snb-lane[data-error]").count() == 0
+    assert "offset" in root.inner_text() and "loudness" in root.inner_text()
+    _shot(root, "audition-light.png")
+
+    # --- play, then "2": take 1 at the same position -----
+    root.locator(".snb-play").click()
+    page.wait_for_function(
+        "() => parseFloat(document.querySelector('.snb-audition').dataset.position) > 1.5",
+        timeout=15_000,
+    )
+    page.keyboard.press("2")
+    media = page.evaluate(MEDIA_STATE)
+    assert page.get_attribute(".snb-audition", "data-active") == "1"
+    assert media[0]["paused"] and not media[1]["paused"] and media[2]["paused"]  # exclusive
+    # the original stopped where take 1 started; take 1 has played on only since the key
+    switched_at, take_now = media[0]["t"], media[1]["t"]
+    assert -0.1 <= take_now - switched_at <= 0.1 + 0.25, media
+    page.wait_for_timeout(500)
+    media = page.evaluate(MEDIA_STATE)
+    assert media[1]["t"] > switched_at + 0.2 and media[1]["error"] is None  # still playing
+
+    # --- a click on a waveform seeks there (and makes that lane the one playing) -----
+    wave = root.locator(".snb-lane").nth(2).locator(".snb-wave")
+    box = wave.bounding_box()
+    assert box is not None
+    wave.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
+    page.wait_for_timeout(300)
+    assert page.get_attribute(".snb-audition", "data-active") == "2"
+    media = page.evaluate(MEDIA_STATE)
+    assert abs(media[2]["t"] - 45.0) < 1.5, media  # 75 % of 60 s
+    assert abs(_position(page) - 45.0) < 1.5
+    assert media[2]["error"] is None and not media[2]["paused"]
+
+    # --- loop the section with pre-roll -----
+    root.locator("input.snb-loop").check()
+    page.wait_for_timeout(400)
+    assert 18.0 - 0.1 <= _position(page) <= 34.0, _position(page)  # 20-32 s ± 2 s pre-roll
+    root.locator(".snb-play").click()  # pause
+    assert page.get_attribute(".snb-audition", "data-playing") == "false"
+
+    # --- a star click lands in the ledger: rx.frame() in the kernel -----
+    take1 = state["takes"][0]
+    root.locator(".snb-lane").nth(1).locator(".snb-star[data-stars='4']").click()
+    page.wait_for_selector(".snb-lane[data-stars='4']", timeout=10_000)
+    code = (
+        "f = rx.frame().set_index('track_id')\n"
+        f"print(int(f.loc['{take1}', 'rating']) if 'rating' in f.columns else "
+        f"'no rating column', [r['stars'] for r in rx.store.ratings('{state['task_id']}')])"
+    )
+    out = page.evaluate(KERNEL_EXEC, code)
+    assert out.strip() == "4 [4]", out
+
+    # --- dark theme: the player follows JupyterLab's theme -----
+    page.evaluate(
+        "window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    page.wait_for_timeout(500)
+    background = page.evaluate(
+        "() => getComputedStyle(document.querySelector('.snb-audition')).backgroundColor"
+    )
+    rgb = [int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3]]
+    assert sum(rgb) / 3 < 90, background  # dark, not a white block
+    _shot(root, "audition-dark.png")

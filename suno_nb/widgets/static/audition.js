@@ -345,8 +345,13 @@ async function render({ model, el }) {
 
       const regions = Regions.create();
       const peaks = info.peaks && info.peaks.length ? [Float32Array.from(info.peaks, (v) => v / 255)] : undefined;
+      // Our own <audio> element, in the page (hidden): one per lane, so the transport can
+      // switch between them without reloading anything.
+      const media = h("audio", { class: "snb-media", preload: "auto" });
+      row.append(media);
       lane.ws = WaveSurfer.create({
         container: wave,
+        media,
         height: 56,
         waveColor,
         progressColor: info.color,
