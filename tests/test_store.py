@@ -494,3 +494,23 @@ def test_dispatcher_stop_from_a_handler_does_not_deadlock():
     d.dispatch(_event())
     assert done.wait(30)
     assert d.dispatch(_event()) is False
+
+
+def test_the_writer_thread_starts_on_demand_and_ends_when_idle(tmp_path, monkeypatch):
+    from suno_nb.store import writer
+
+    monkeypatch.setattr(writer, "IDLE_EXIT_S", 0.2)
+    store = Store(tmp_path / "idle.sqlite3")
+    try:
+        store.task("x")
+        assert not store._writer.running  # a store that is only read holds no thread
+        store.record_callback(Delivery(body=b"x"), _cb("one"))
+        thread = store._writer._thread
+        assert thread is not None and thread.name == "suno_nb-store-writer"
+        thread.join(30)
+        assert not thread.is_alive() and not store._writer.running  # ended when idle
+        assert store.record_callback(Delivery(body=b"x"), _cb("two")).verdict == "accepted"
+        assert store._writer.running
+    finally:
+        store.close()
+    assert not store._writer.running

@@ -121,7 +121,7 @@ class Store:
             raise
         self._wconn, self._rconn = wconn, rconn
         # One lock per connection: the memory store shares one connection for both.
-        self._wlock = threading.Lock()
+        self._wlock = threading.RLock()  # re-entrant: a body may read a memory store
         self._rlock = self._wlock if self.memory else threading.Lock()
         self._writer = Writer(wconn, self._wlock, check=self._guard.problem, committed=self._bump)
 

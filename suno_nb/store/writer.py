@@ -24,6 +24,7 @@ from ..errors import StoreError
 log = logging.getLogger("suno_nb.store")
 
 MAX_BATCH = 256  # most transaction bodies folded into one COMMIT
+IDLE_EXIT_S = 30.0  # the writer thread ends after this long without work
 
 Work = Callable[[sqlite3.Connection], Any]
 
@@ -57,11 +58,13 @@ class Writer:
         self._lock = lock
         self._check = check
         self._committed = committed
+        self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[tuple[Work, Future]] = deque()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        # Started on the first write and ended after IDLE_EXIT_S without work (restarted by
+        # the next write), so a store that is only read, or never closed, holds no thread.
+        self._thread: threading.Thread | None = None
 
     def submit(self, fn: Work) -> Future:
         """Queue ``fn(conn)``; the future holds its result once committed (or a StoreError)."""
@@ -71,26 +74,40 @@ class Writer:
                 fut.set_exception(StoreError("the store is closed"))
                 return fut
             self._queue.append((fn, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
             self._cond.notify()
         return fut
 
     def on_writer_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
+    @property
+    def running(self) -> bool:
+        """True while the writer thread exists (it ends when idle or closed)."""
+        return self._thread is not None
+
     def close(self, timeout: float = 30.0) -> bool:
         """Refuse new work, finish what is queued, end the thread; True if it ended."""
         with self._cond:
             self._closing = True
+            thread = self._thread
             self._cond.notify()
-        if not self.on_writer_thread():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if thread is None:
+            return True
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+        return not thread.is_alive()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
+                if not self._cond.wait_for(lambda: self._queue or self._closing, IDLE_EXIT_S):
+                    self._thread = None  # idle: the next submit starts a new thread
+                    return
                 if not self._queue:
+                    self._thread = None
                     return  # closing, and everything queued is done
                 n = min(MAX_BATCH, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
