@@ -69,7 +69,7 @@ const METRIC_TIPS = {
 function fmtNum(v, digits, unit, signed = true) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
   if (!Number.isFinite(v)) return v < 0 ? `−∞ ${unit}` : `∞ ${unit}`;
-  const s = v.toFixed(digits).replace("-", "−");
+  const s = (Math.abs(v) < 0.5 * Math.pow(10, -digits) ? 0 : v).toFixed(digits).replace("-", "−");
   return `${signed && v > 0 ? "+" : ""}${s} ${unit}`;
 }
 
@@ -118,7 +118,6 @@ async function render({ model, el }) {
   const st = { lanes: [], active: 0, playing: false, position: 0, urls: [], raf: 0 };
   const header = h("div", { class: "snb-header" });
   const transport = h("div", { class: "snb-transport" });
-  const ruler = h("div", { class: "snb-ruler" });
   const body = h("div", { class: "snb-lanes" });
   const footer = h("div", { class: "snb-footer" });
   root.append(header, transport, body, footer);
@@ -401,11 +400,24 @@ async function render({ model, el }) {
         showLaneError(lane, "No audio URL for this track.");
       }
     });
+    if (infos.length) body.prepend(rulerRow(maxDurationOf(infos)));
     st.active = Math.min(st.active, Math.max(0, st.lanes.length - 1));
     markActive();
     applyVolumes();
     showRatings();
     setPosition(0);
+  }
+
+  function rulerRow(total) {
+    // One shared time axis: ticks every 5/10/15/30/60 s, whichever gives about ten.
+    const step = [5, 10, 15, 30, 60, 120].find((x) => total / x <= 12) || 300;
+    const ticks = h("div", { class: "snb-ruler" });
+    for (let t = 0; t <= total + 1e-6; t += step) {
+      const tick = h("span", { class: "snb-tick", text: clock(t).replace(/\.0$/, "") });
+      tick.style.left = `${(100 * t) / total}%`;
+      ticks.append(tick);
+    }
+    return h("div", { class: "snb-rulerrow" }, h("div"), ticks, h("div"));
   }
 
   function maxDurationOf(infos) {
@@ -477,6 +489,13 @@ async function render({ model, el }) {
     e.stopPropagation(); // keep JupyterLab's notebook shortcuts out of it
   });
   root.addEventListener("mousedown", () => root.focus({ preventScroll: true }));
+  // Canvas colours cannot use CSS variables: re-read them when JupyterLab switches theme.
+  const recolor = () => {
+    const wave = cssVar(root, "--jp-ui-font-color3", "#9e9e9e");
+    for (const lane of st.lanes) if (lane.ws) lane.ws.setOptions({ waveColor: wave });
+  };
+  const themeWatch = new MutationObserver(() => requestAnimationFrame(recolor));
+  themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
   const onOtherPlay = (e) => { if (e.detail !== id && st.playing) pause(); };
   document.addEventListener(PLAY_EVENT, onOtherPlay);
   const onMsg = (msg, buffers) => { if (msg && (msg.type === "audio" || msg.type === "audio_error")) onAudio(msg, buffers); };
@@ -497,6 +516,7 @@ async function render({ model, el }) {
 
   return () => {
     destroyLanes();
+    themeWatch.disconnect();
     document.removeEventListener(PLAY_EVENT, onOtherPlay);
     model.off("msg:custom", onMsg);
   };
