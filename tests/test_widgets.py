@@ -119,7 +119,7 @@ def test_entry_points_display_something_sensible_with_an_empty_receiver(client, 
     # stable plain-text reprs: what nbval compares for a displayed widget
     assert repr(form) == "SubmitForm(replace a section)"
     assert repr(tr) == "Tracker(filter='all')"
-    assert repr(au) == "Audition(nothing to show yet)"
+    assert repr(au) == "Audition(context=3 s)"
     for w in (form, tr):
         bundle = w._repr_mimebundle_()
         assert bundle["text/plain"] == repr(w)
@@ -344,7 +344,8 @@ def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, son
         m = lane["metrics"]
         assert m["outside_diff_db"] < -40 and abs(m["offset_ms"]) <= 2
     assert au.lanes[0]["metrics"] is None
-    assert repr(au) == "Audition('Take' 0:20.00–0:32.00 (12.00 s): original + 2 takes)"
+    assert repr(au) == "Audition(context=3 s)"
+    assert au.summary() == "'Take' 0:20.00–0:32.00 (12.00 s): original + 2 takes"
     data, _ = au._repr_mimebundle_()
     assert data["text/plain"] == repr(au) and data["image/png"][:8] == PNG_MAGIC
     # the synced state (what a notebook could save) is small and holds no audio
@@ -417,16 +418,16 @@ def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made):
     second = _replace(client, song, 40.0, 58.5, title="Second")
     for job in (first, second):
         wrx.wait(job.task_id, timeout=20, progress=False)
-    au = audition(wrx, task_ids=[first.task_id, second.task_id], preroll=1.5)
+    au = audition(wrx, task_ids=[first.task_id, second.task_id], context=1.5)
     made.append(au)
     assert [t["task_id"] for t in au.tasks] == [first.task_id, second.task_id]
     assert au.task_id == first.task_id and au.section == [10.0, 20.0] and au.preroll == 1.5
-    assert "1 of 2 tasks" in repr(au)
+    assert "(1 of 2 tasks)" in au.summary() and repr(au) == "Audition(context=1.5 s)"
     au.task_id = second.task_id  # what the picker (or its ▶ button) does in the browser
     assert au.section == [40.0, 58.5] and au.heading["title"] == "Second"
     assert [lane["label"] for lane in au.lanes] == ["Original", "Take 1", "Take 2"]
-    with pytest.raises(ValueError, match="preroll"):
-        audition(wrx, preroll=-1)
+    with pytest.raises(ValueError, match="context"):
+        audition(wrx, context=-1)
 
 
 def test_audition_of_a_pending_task_shows_it_when_it_lands(client, wrx, song, made):

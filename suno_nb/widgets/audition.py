@@ -85,7 +85,7 @@ class Audition(anywidget.AnyWidget):
     ratings = traitlets.Dict().tag(sync=True)
     message = traitlets.Unicode("").tag(sync=True)
     feedback = traitlets.Unicode("").tag(sync=True)
-    preroll = traitlets.Float(2.0).tag(sync=True)
+    preroll = traitlets.Float(3.0).tag(sync=True)
     loop = traitlets.Bool(False).tag(sync=True)
     level_match = traitlets.Bool(False).tag(sync=True)
 
@@ -95,11 +95,11 @@ class Audition(anywidget.AnyWidget):
         task_id: str | None = None,
         *,
         task_ids: list[str] | None = None,
-        preroll: float = 2.0,
+        context: float = 3.0,
     ) -> None:
-        if preroll < 0:
-            raise ValueError(f"preroll must be >= 0 s, got {preroll!r}")
-        super().__init__(preroll=float(preroll))
+        if context < 0:
+            raise ValueError(f"context must be >= 0 s, got {context!r}")
+        super().__init__(preroll=float(context))
         self._rx = rx
         self._batch = [str(t) for t in task_ids] if task_ids else None
         self._wanted = task_id or (self._batch[0] if self._batch else None)
@@ -112,14 +112,19 @@ class Audition(anywidget.AnyWidget):
         self.refresh()
 
     def __repr__(self) -> str:
+        # Stable (no ids, no numbers measured): nbval compares it in saved notebooks.
+        return f"Audition(context={self.preroll:g} s)"
+
+    def summary(self) -> str:
+        """One line on what is shown: title, section, original and takes."""
         if not self.lanes:
-            return "Audition(nothing to show yet)"
+            return self.message or "nothing to show yet"
         takes = sum(1 for lane in self.lanes if lane["kind"] == "take")
         has_original = any(lane["kind"] == "original" for lane in self.lanes)
         what = ("original + " if has_original else "") + f"{takes} take{'s' * (takes != 1)}"
         sec = fmt_range(*self.section) if len(self.section) == 2 else "—"
-        batch = f", 1 of {len(self.tasks)} tasks" if len(self.tasks) > 1 else ""
-        return f"Audition({self.heading.get('title', '')!r} {sec}: {what}{batch})"
+        batch = f" (1 of {len(self.tasks)} tasks)" if len(self.tasks) > 1 else ""
+        return f"{self.heading.get('title', '')!r} {sec}: {what}{batch}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget view, plus a PNG and text for front ends without a widget manager."""
@@ -127,7 +132,7 @@ class Audition(anywidget.AnyWidget):
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if data is None:
             return bundle
-        data["text/plain"] = repr(self)
+        data["text/plain"] = repr(self)  # without a widget manager the PNG is shown instead
         try:
             png = _lanes.fallback_png(self.lanes, self.section)
         except Exception as exc:  # a picture is a nicety: never fail the display for it
@@ -281,12 +286,13 @@ def audition(
     task_id: str | None = None,
     *,
     task_ids: list[str] | None = None,
-    preroll: float = 2.0,
+    context: float = 3.0,
 ) -> Audition:
     """Listen to replace-section takes against their original, A/B, at the same position.
 
     ``task_id`` defaults to the newest finished replace task of this session (a picker
     lists the others); ``task_ids`` makes a batch view that steps through those tasks in
-    order.  ``preroll`` is the seconds played before (and after) the section when looping.
+    order.  ``context`` is the seconds of pre-roll (and post-roll) when looping the section;
+    the player can change it.
     """
-    return Audition(rx, task_id, task_ids=task_ids, preroll=preroll)
+    return Audition(rx, task_id, task_ids=task_ids, context=context)
