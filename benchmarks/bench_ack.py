@@ -4,9 +4,11 @@ For each number of concurrent keep-alive senders N and each state of the receivi
 process's main thread (idle, or busy in a pure-Python loop like a notebook cell), both
 receivers are measured in the same run, one after the other, each in a fresh process (and
 suno_nb on a fresh store file on disk, ``synchronous=FULL``).  The load comes from separate
-processes (:mod:`benchmarks.load`).  Also: a run where every task is sent 1–3 times (the
-store must hold each task once and every delivery), a burst of simultaneous new connections
-(listen backlog), and a sweep of the GIL switch interval with the main thread busy.
+processes (:mod:`benchmarks.load`).  The headline (issue 11): 16 keep-alive senders with
+30 % of the sends repeats of earlier callbacks, every distinct callback stored exactly once,
+and one sender while the main thread is busy (the interpreter's switch interval untouched).
+Also: a run where every task is sent 1–3 times, and a burst of simultaneous new connections
+(listen backlog).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Measure:
     senders: int
     busy: bool
     dup_max: int = 1
+    dup_fraction: float = 0.0
     latencies: list[np.ndarray] = field(default_factory=list)
     ok: int = 0
     wall_s: float = 0.0
@@ -48,6 +51,7 @@ class Measure:
     stored_ok: bool | None = None
     main_speed: list[float] = field(default_factory=list)  # busy loop: under load / alone
     cpu_us: list[float] = field(default_factory=list)  # receiving process CPU per request
+    switch_interval: float | None = None  # sys.getswitchinterval() in the receiving process
 
     @property
     def lat(self) -> np.ndarray:
@@ -79,6 +83,7 @@ class Measure:
             "stored_ok": self.stored_ok,
             "main_speed": float(np.mean(self.main_speed)) if self.main_speed else None,
             "cpu_us_per_request": float(np.mean(self.cpu_us)) if self.cpu_us else None,
+            "switch_interval": self.switch_interval,
         }
 
 
@@ -89,8 +94,6 @@ def measure_once(
     workdir: Path,
     duration: float,
     suno_root: Path | None = None,
-    switch_interval: float | None = None,
-    receiver_switch: bool = True,
 ) -> None:
     """Start a fresh receiving process, load it, add what was seen to ``m``."""
     run = next(_run_ids)
@@ -100,8 +103,6 @@ def measure_once(
         store_path=store,
         busy=m.busy,
         suno_root=suno_root,
-        switch_interval=switch_interval,
-        receiver_switch=receiver_switch,
     ) as sp:
         if m.busy:  # the busy loop's speed with nothing else going on
             sp.mark()
@@ -112,6 +113,7 @@ def measure_once(
             senders=m.senders,
             duration=duration,
             dup_max=m.dup_max,
+            dup_fraction=m.dup_fraction,
             prefix=f"r{run}-{int(time.time())}-",
             on_start=sp.mark,
         )
@@ -130,6 +132,7 @@ def measure_once(
     m.reconnects += res.reconnects
     m.acked_total += res.acked_total
     m.acked_tasks += res.acked_tasks
+    m.switch_interval = report.get("switch_interval_running")
     counts = report.get("counts")
     if counts is not None:
         for k, v in counts.items():
@@ -155,15 +158,34 @@ def run(
     *,
     quick: bool = False,
     baseline: Path | None = None,
-    senders: tuple[int, ...] = (1, 4, 16, 64),
+    senders: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """The whole acknowledgement benchmark; prints tables, returns the numbers."""
     duration = 1.5 if quick else 5.0
     repeats = 1 if quick else 2
+    senders = senders or ((16,) if quick else (1, 16, 64))
     workdir = Path(tempfile.mkdtemp(prefix="suno-bench-", dir=ROOT / "benchmarks"))
     out: dict[str, Any] = {"duration_s": duration, "repeats": repeats, "matrix": [], "extra": {}}
     try:
         receivers = _receivers(baseline)
+
+        # The headline: 16 keep-alive senders, 30 % duplicates, idle main thread; and one
+        # sender with the main thread busy.  Repeats alternate the order of the receivers.
+        head: dict[tuple[str, str], Measure] = {}
+        for rep in range(repeats):
+            order = receivers if rep % 2 == 0 else receivers[::-1]
+            for label, kind, root in order:
+                for case, m_new in (
+                    ("dup30", lambda lb: Measure(lb, 16, False, dup_fraction=0.3)),
+                    ("busy1", lambda lb: Measure(lb, 1, True)),
+                ):
+                    m = head.setdefault((case, label), m_new(label))
+                    measure_once(m, kind=kind, workdir=workdir, duration=duration, suno_root=root)
+                    _progress(m)
+        out["extra"]["headline"] = {f"{c}/{lb}": m.summary() for (c, lb), m in head.items()}
+        print(_headline_table(head, [r[0] for r in receivers]))
+        print()
+
         results: dict[tuple[str, int, bool], Measure] = {}
         for busy in (False, True):
             for n in senders:
@@ -205,27 +227,6 @@ def run(
             }
         out["extra"]["burst"] = bursts
         print(_burst_table(bursts, 128 if quick else 512))
-        print()
-
-        # The GIL switch interval, main thread busy: receiver_switch=False, the interval set
-        # by the harness before the receiver starts.
-        sweep = []
-        intervals = (0.005, 0.001) if quick else (0.005, 0.002, 0.001, 0.0005, 0.0002)
-        for n in (1, 16) if not quick else (16,):
-            for si in intervals:
-                m = Measure(f"switch {si * 1000:g} ms", n, True)
-                measure_once(
-                    m,
-                    kind=SUNO,
-                    workdir=workdir,
-                    duration=duration,
-                    switch_interval=si,
-                    receiver_switch=False,
-                )
-                _progress(m)
-                sweep.append({"switch_interval": si, **m.summary()})
-        out["extra"]["switch_sweep"] = sweep
-        print(_sweep_table(sweep))
         print()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -353,21 +354,47 @@ def _burst_table(bursts: dict[str, dict[str, Any]], conns: int) -> str:
     )
 
 
-def _sweep_table(sweep: list[dict[str, Any]]) -> str:
-    rows = [
+def _headline_table(head: dict[tuple[str, str], Measure], labels: list[str]) -> str:
+    flask = FLASK if FLASK in labels else labels[1]
+    rows = []
+    for case, title in (
+        ("dup30", "16 keep-alive senders, 30 % duplicates, main thread idle"),
+        ("busy1", "1 sender, main thread busy in a Python loop"),
+    ):
+        f = head[(case, flask)]
+        for label in labels:
+            m = head[(case, label)]
+            s = m.stats()
+            stored = m.stored
+            rows.append(
+                [
+                    title,
+                    label,
+                    m.throughput,
+                    f"{ratio(m.throughput, f.throughput):.2f}×",
+                    s["p50"],
+                    s["p99"],
+                    f"{ratio(s['p99'], f.stats()['p99']):.2f}",
+                    s["max"],
+                    f"{stored.get('tasks', '—')} / {m.acked_tasks}",
+                    "—" if m.stored_ok is None else ("yes" if m.stored_ok else "NO"),
+                    "—" if m.switch_interval is None else f"{m.switch_interval * 1000:g} ms",
+                ]
+            )
+    return "### Headline (issue 11): ratios against Flask in the same run\n\n" + table(
         [
-            f"{s['switch_interval'] * 1000:g}",
-            s["senders"],
-            s["throughput"],
-            s["p50_ms"],
-            s["p99_ms"],
-            s["max_ms"],
-            fmt(s["main_speed"], 2) if s["main_speed"] is not None else "—",
-        ]
-        for s in sweep
-    ]
-    return "### GIL switch interval, main thread busy (suno_nb)\n\n" + table(
-        ["interval ms", "N", "req/s", "p50 ms", "p99 ms", "max ms", "main-thread speed kept"],
+            "load",
+            "receiver",
+            "req/s",
+            "tput ÷ Flask",
+            "p50 ms",
+            "p99 ms",
+            "p99 ÷ Flask",
+            "max ms",
+            "tasks stored / distinct acked",
+            "acked⇒stored, once",
+            "switch interval",
+        ],
         rows,
         digits=2,
     )

@@ -104,22 +104,28 @@ def _parse(buf: bytes) -> tuple[int, int, bool] | None:
 
 
 class _Tasks:
-    """Task ids to send: all distinct, or each repeated 1..dup_max times, interleaved."""
+    """Task ids to send: all distinct, or each repeated 1..dup_max times, interleaved, or
+    (``dup_fraction``) that fraction of sends a repeat of a recently sent task."""
 
-    def __init__(self, prefix: str, dup_max: int, seed: int) -> None:
+    def __init__(self, prefix: str, dup_max: int, seed: int, dup_fraction: float = 0.0) -> None:
         self.prefix = prefix
         self.dup_max = dup_max
+        self.dup_fraction = dup_fraction
         self.rng = random.Random(seed)
         self.n = 0
         self.later: deque[str] = deque()
+        self.recent: deque[str] = deque(maxlen=1000)
         self.distinct: set[str] = set()
 
     def next(self) -> str:
+        if self.dup_fraction and self.recent and self.rng.random() < self.dup_fraction:
+            return self.rng.choice(self.recent)
         if self.later and self.rng.random() < 0.5:
             return self.later.popleft()
         self.n += 1
         task = f"{self.prefix}{self.n:08d}"
         self.distinct.add(task)
+        self.recent.append(task)
         if self.dup_max > 1:
             self.later.extend([task] * (self.rng.randint(1, self.dup_max) - 1))
         return task
@@ -137,13 +143,14 @@ def _worker(
     request_timeout: float,
     barrier: Any,
     out: Any,
+    dup_fraction: float = 0.0,
 ) -> None:
     """One load process: ``lanes_n`` keep-alive lanes in one selectors loop."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path
     maker = BodyMaker()
-    tasks = _Tasks(f"{prefix}p{index:02d}-", dup_max, seed=index)
+    tasks = _Tasks(f"{prefix}p{index:02d}-", dup_max, seed=index, dup_fraction=dup_fraction)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         "User-Agent: suno-nb-bench\r\nContent-Length: "
@@ -301,6 +308,7 @@ def run_load(
     warmup: int = 3,
     request_timeout: float = 10.0,
     on_start: Any = None,
+    dup_fraction: float = 0.0,
 ) -> LoadResult:
     """Drive ``url`` with ``senders`` keep-alive closed-loop senders from ``procs`` processes.
 
@@ -328,6 +336,7 @@ def run_load(
                 request_timeout,
                 barrier,
                 out,
+                dup_fraction,
             ),
             name=f"bench-load-{i}",
             daemon=True,

@@ -5,6 +5,7 @@ From the repository root, with the project's virtualenv (Flask and psutil instal
     .venv/bin/python -m benchmarks.run --quick      # ~2 minutes: a smoke version
     .venv/bin/python -m benchmarks.run              # ~10 minutes: the numbers in docs/
     .venv/bin/python -m benchmarks.run --only soak  # ~3 minutes: 10,000 callbacks with faults
+    .venv/bin/python -m benchmarks.run --only compare  # ~2 minutes: compare_takes, 20 takes
 
 ``--baseline DIR`` also benchmarks the suno_nb found in DIR (e.g. a ``git worktree`` of an
 earlier commit) beside the current one, for before/after tables.  Results are printed as
@@ -24,8 +25,8 @@ from typing import Any
 
 from .common import RESULTS_DIR, ROOT, disk_flush_ms, machine, table
 
-PARTS = ("import", "scaling", "latency", "ack", "soak")
-DEFAULT_PARTS = ("import", "scaling", "latency", "ack")  # soak (~3 min) only on request
+PARTS = ("import", "scaling", "latency", "http", "ack", "stall", "soak", "compare")
+DEFAULT_PARTS = ("import", "scaling", "latency", "http", "ack", "stall")  # soak: on request
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,10 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         from . import bench_ack
 
         results["ack"] = bench_ack.run(quick=args.quick, baseline=args.baseline)
+    if "http" in parts:
+        from . import bench_http
+
+        results["http"] = bench_http.run(quick=args.quick)
+    if "stall" in parts:
+        from . import bench_stall
+
+        results["stall"] = bench_stall.run(quick=args.quick)
     if "soak" in parts:
         from . import bench_soak
 
         results["soak"] = bench_soak.run(quick=args.quick)
+    if "compare" in parts:
+        from . import bench_compare
+
+        results["compare"] = bench_compare.run(quick=args.quick)
 
     results["elapsed_s"] = time.time() - started
     out = args.out

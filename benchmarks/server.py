@@ -100,8 +100,6 @@ def _child(
     kind: str,
     store_path: str | None,
     busy: bool,
-    switch_interval: float | None,
-    receiver_switch: bool,
     store_sync: str,
     suno_root: str | None,
     probe: str | None,
@@ -112,15 +110,9 @@ def _child(
         sys.path.insert(0, suno_root)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Flask's start-up banner goes to stdout; keep the tables clean
-    if switch_interval is not None:
-        sys.setswitchinterval(switch_interval)
     rx: Any = None
     extra: dict[str, Any] = {}
     if kind == SUNO:
-        import suno_nb.receiver as receiver_mod
-
-        if not receiver_switch and hasattr(receiver_mod, "SWITCH_INTERVAL"):
-            receiver_mod.SWITCH_INTERVAL = None  # measure the receiver without its GIL tweak
         if store_sync != "FULL":  # an experiment only: what the fsync costs
             import suno_nb.store as store_mod
 
@@ -132,7 +124,8 @@ def _child(
         url = rx.url
         if probe:
             _install_probe(rx, extra, probe)
-        if os.environ.get("SUNO_BENCH_GROUPS"):  # diagnostics: time every commit group
+        if os.environ.get("SUNO_BENCH_GROUPS") and hasattr(rx.store, "_commit_group"):
+            # diagnostics (the group-commit store before issue 11): time every commit group
             groups: list[tuple[float, int]] = []
             extra["groups"] = groups
             inner = rx.store._commit_group
@@ -210,9 +203,8 @@ def _child(
 class ServerProcess:
     """A receiving process; use as a context manager.
 
-    ``kind`` is ``"suno_nb"`` or ``"flask"``; ``busy`` keeps the main thread in a CPU loop;
-    ``switch_interval`` sets ``sys.setswitchinterval`` before the receiver starts;
-    ``receiver_switch=False`` disables suno_nb's own switch-interval setting (to measure it);
+    ``kind`` is ``"suno_nb"`` or ``"flask"``; ``busy`` keeps the main thread in a CPU loop
+    (the interpreter's switch interval is never changed: the report says what it was);
     ``store_sync`` other than ``"FULL"`` is an experiment (what the fsync costs), never a
     headline number; ``suno_root`` imports suno_nb from another checkout (a baseline);
     ``probe`` (``"handler"`` or ``"frame"``) records when each task reaches a handler or
@@ -226,8 +218,6 @@ class ServerProcess:
         *,
         store_path: str | Path | None = None,
         busy: bool = False,
-        switch_interval: float | None = None,
-        receiver_switch: bool = True,
         store_sync: str = "FULL",
         suno_root: str | Path | None = None,
         probe: str | None = None,
@@ -238,8 +228,6 @@ class ServerProcess:
             kind,
             str(store_path) if store_path is not None else None,
             busy,
-            switch_interval,
-            receiver_switch,
             store_sync,
             str(suno_root) if suno_root is not None else None,
             probe,
