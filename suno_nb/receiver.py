@@ -29,7 +29,7 @@ from typing import Any
 from .errors import PayloadError, SignatureError, StoreError
 from .payloads import Callback, parse_callback
 from .server import Limits, ProtocolError, ServerThread, send_json
-from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureMemory, verify
+from .signing import SIGNATURE_HEADER, SignatureMemory, header, signature_key, verify
 from .store import Delivery, Outcome, Store
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,6 @@ class AllowList:
         return f"AllowList({[str(n) for n in self.networks]})"
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value
-
-
 class DeliveryProcessor:
     """Judges and stores one delivery.  Shared by the HTTP path and ``replay()``."""
 
@@ -101,6 +93,30 @@ class DeliveryProcessor:
         self.allow_list = allow_list
         self.signature_tolerance = signature_tolerance
         self.signatures = SignatureMemory(signature_tolerance)
+        if hmac_key is not None:
+            self._remember_recent()
+
+    def _remember_recent(self) -> None:
+        """Bind the signatures stored in the last window to their bodies (a restart in the
+        middle of a replay attempt must not forget them)."""
+        since = time.time() - 2 * self.signature_tolerance
+        try:
+            rows = self.store.query(
+                "SELECT headers, body, received_at FROM deliveries "
+                "WHERE received_at >= ? AND verdict != 'rejected' ORDER BY id",
+                (since,),
+            )
+        except StoreError as exc:
+            log.warning("could not read recent signatures: %s", exc)
+            return
+        for row in rows:
+            try:
+                headers = json.loads(row["headers"] or "{}")
+            except ValueError:
+                continue
+            if header(headers, SIGNATURE_HEADER):
+                key = signature_key(headers)
+                self.signatures.check(key, bytes(row["body"] or b""), row["received_at"])
 
     @property
     def signed(self) -> bool:
@@ -115,7 +131,7 @@ class DeliveryProcessor:
     ) -> Callback | tuple[int, str, str | None]:
         """The parsed callback to store, or ``(status, reason, task_id)`` to reject."""
         if check_content_type:
-            ctype = _header(delivery.headers, "Content-Type") or ""
+            ctype = header(delivery.headers, "Content-Type") or ""
             if ctype.split(";", 1)[0].strip().lower() != "application/json":
                 return 415, f"Content-Type must be application/json, got {ctype[:100]!r}", None
         try:
@@ -136,10 +152,7 @@ class DeliveryProcessor:
                 )
             except SignatureError as exc:
                 return 401, f"signature check failed: {exc.reason}", callback.task_id
-            signature = (
-                f"{_header(delivery.headers, TIMESTAMP_HEADER)}:"
-                + (_header(delivery.headers, SIGNATURE_HEADER) or "").strip()
-            )
+            signature = signature_key(delivery.headers)
             if not self.signatures.check(signature, delivery.body, signature_now):
                 return 401, "signature reused with a different body", callback.task_id
         if self.allow_list is not None and not self.allow_list.allows(delivery.remote_addr):
@@ -304,14 +317,11 @@ class CallbackServer:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        method = scope["method"]
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").title()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        delivery = self._delivery(scope, headers, b"")
-        path_ok = hmac.compare_digest(scope.get("raw_path") or b"", self._path_bytes)
+        method, client = scope["method"], scope.get("client")
+        peer, path = client[0] if client else None, scope["raw_path"].decode("latin-1")
+        headers = _joined((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
+        delivery = self._make_delivery(peer, method, path, headers, b"")
+        path_ok = hmac.compare_digest(scope["raw_path"], self._path_bytes)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s from %s", method, delivery.path, delivery.remote_addr)
         if not path_ok:
@@ -329,7 +339,7 @@ class CallbackServer:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        delivery = self._delivery(scope, headers, bytes(body))
+        delivery = self._make_delivery(peer, method, path, headers, bytes(body))
         verdict = await self.processor.process_async(delivery)
         if verdict.outcome is None:
             await send_json(send, verdict.status, verdict.reason or "")
@@ -347,16 +357,8 @@ class CallbackServer:
         self, send: Any, delivery: Delivery, status: int, reason: str, *, allow: bool = False
     ) -> None:
         await _settle(self.processor.submit_rejection(delivery, status, reason))
-        body = json.dumps({"code": status, "msg": reason}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),  # a body may be left unread
-        ]
-        if allow:
-            headers.append((b"allow", b"POST"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        extra = [(b"allow", b"POST")] if allow else []
+        await send_json(send, status, reason, close=True, extra=extra)  # a body may be unread
 
     def _stored(self, verdict: Verdict) -> None:
         if self._on_stored is not None:
@@ -364,12 +366,6 @@ class CallbackServer:
                 self._on_stored(verdict)  # queues the event: handlers run on their thread
             except Exception:
                 log.exception("notification after a stored delivery failed")
-
-    def _delivery(self, scope: dict, headers: dict[str, str], body: bytes) -> Delivery:
-        client = scope.get("client")
-        peer = client[0] if client else None
-        path = (scope.get("raw_path") or b"").decode("latin-1")
-        return self._make_delivery(peer, scope["method"], path, headers, body)
 
     def _make_delivery(
         self,
@@ -379,7 +375,7 @@ class CallbackServer:
         headers: Mapping[str, str],
         body: bytes,
     ) -> Delivery:
-        forwarded = _header(headers, FORWARDED_FOR)
+        forwarded = header(headers, FORWARDED_FOR)
         via_tunnel = bool(forwarded) and self.tunnel_active() and _is_loopback(peer)
         # The rightmost X-Forwarded-For entry is the one the tunnel agent added.
         remote = forwarded.split(",")[-1].strip() if via_tunnel and forwarded else peer
@@ -396,13 +392,19 @@ class CallbackServer:
 
     def _protocol_error(self, error: ProtocolError) -> Future[int] | None:
         """A request the server answered itself (bad framing, too large, too slow): a row."""
-        headers: dict[str, str] = {}
-        for name, value in error.headers:
-            key = name.title()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        headers = _joined(error.headers)
         delivery = self._make_delivery(error.client, error.method, error.path, headers, b"")
         # The server answers once this row is committed, as for the app's own rejections.
         return self.processor.submit_rejection(delivery, error.status, error.reason)
+
+
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header pairs as a dict (names title-cased; repeated headers joined with ", ")."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.title()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -1,17 +1,11 @@
 """A strict HTTP/1.1 server (uvicorn + httptools) on one background thread.
 
-:class:`ServerThread` runs any ASGI 3 app on its own asyncio event loop in one daemon
-thread: it never touches the caller's (or a Jupyter kernel's) event loop, signal handlers or
-logging configuration.  The protocol is uvicorn's httptools protocol (llhttp parses every
-byte: no hand-written parsing or framing here), subclassed only to add what uvicorn lacks:
-
-- a whole-request deadline (request line, headers and body) and a header size limit;
-- a body size limit (``Content-Length`` checked up front, chunked bodies counted);
-- ``Transfer-Encoding`` other than plain ``chunked`` refused, protocol upgrades refused;
-- a connection cap that sheds the oldest stalled or idle connection before a newcomer;
-- every error answered as JSON ``{"code": N, "msg": "..."}`` and reported to
-  ``on_protocol_error``; uvicorn's own loggers are never used (errors go to
-  ``suno_nb.server``, which only has the package's ``NullHandler``).
+:class:`ServerThread` runs any ASGI 3 app on its own event loop in one daemon thread, never
+touching the caller's loop, signal handlers or logging configuration.  llhttp parses every
+byte; uvicorn's httptools protocol is subclassed only for what uvicorn lacks: a whole-request
+deadline, header/body limits, plain ``chunked`` only, a connection cap that sheds stalled
+connections, JSON error answers reported to ``on_protocol_error``, and no uvicorn logger.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -205,22 +199,14 @@ class StrictProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _report(self, status: int, msg: str) -> Future | None:
-        scope = self.scope or {}
-        headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in (self.headers or ()))
-        method = scope.get("method")
-        if method is None and self.parser is not None:
-            try:
-                method = self.parser.get_method().decode("ascii", "replace")
-            except httptools.HttpParserError:
-                method = None
-        error = ProtocolError(
-            status=status,
-            reason=msg,
-            client=self.client[0] if self.client else None,
-            method=method,
-            path=self.url.decode("latin-1") if getattr(self, "url", None) else None,
-            headers=headers,
-        )
+        method = (self.scope or {}).get("method")
+        with contextlib.suppress(httptools.HttpParserError, AttributeError):
+            method = method or self.parser.get_method().decode("ascii", "replace")
+        url = getattr(self, "url", None)
+        pairs = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers or ())
+        client = self.client[0] if self.client else None
+        path = url.decode("latin-1") if url else None
+        error = ProtocolError(status, msg, client, method, path, pairs)
         try:
             waiter = self.report(error)  # type: ignore[misc]
         except Exception:
@@ -302,10 +288,12 @@ class StrictProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-async def send_json(send: Any, status: int, msg: str, *, close: bool = False) -> None:
+async def send_json(
+    send: Any, status: int, msg: str, *, close: bool = False, extra: list | None = None
+) -> None:
     """Send a whole ``{"code", "msg"}`` answer through an ASGI ``send``."""
     body = json_answer(status, msg)
-    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body))]
+    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(extra or ())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -435,7 +423,7 @@ class ServerThread:
             http=type(
                 "Protocol",
                 (StrictProtocol,),
-                {"limits": self.limits, "report": staticmethod(self._report)},
+                {"limits": self.limits, "report": staticmethod(self.on_protocol_error)},
             ),
             ws="none",
             lifespan="off",
@@ -448,11 +436,6 @@ class ServerThread:
         )
         config.load()
         return config
-
-    def _report(self, error: ProtocolError) -> Future | None:
-        if self.on_protocol_error is not None:
-            return self.on_protocol_error(error)
-        return None
 
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -482,9 +465,8 @@ class ServerThread:
                 config=config, server_state=state, app_state={}, _loop=loop
             )
 
-        self._tick(state)
         server = await loop.create_server(protocol, sock=sock, backlog=1024)
-        ticker = loop.create_task(self._ticker(state))
+        ticker = loop.create_task(_date_ticker(state))
         ready.set()
         try:
             await self._stopping.wait()
@@ -512,18 +494,17 @@ class ServerThread:
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
 
-    def _tick(self, state: ServerState) -> None:
-        date = formatdate(time.time(), usegmt=True).encode()
-        state.default_headers = [(b"date", date), (b"server", b"suno_nb")]
-
-    async def _ticker(self, state: ServerState) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self._tick(state)
-
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self._port is not None else "unbound"
         return f"<ServerThread {self.name} {where} {'running' if self.running else 'stopped'}>"
+
+
+async def _date_ticker(state: ServerState) -> None:
+    """The ``Date`` header every answer carries, formatted once a second."""
+    while True:
+        date = formatdate(time.time(), usegmt=True).encode()
+        state.default_headers = [(b"date", date), (b"server", b"suno_nb")]
+        await asyncio.sleep(1.0)
 
 
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:

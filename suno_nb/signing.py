@@ -47,9 +47,9 @@ def signature_headers(
     return {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(key, task_id, ts)}
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # Header lookup is case-insensitive on the wire; http.server's message object already
-    # is, a plain dict is not.
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]``, the name compared case-insensitively."""
+    # Header names are case-insensitive on the wire; a plain dict's lookup is not.
     value = headers.get(name)
     if value is None:
         lowered = name.lower()
@@ -71,8 +71,8 @@ def verify(
     header, a malformed timestamp, a timestamp outside ``tolerance`` seconds, or a
     signature that does not match (wrong key, or a body whose task_id was changed).
     """
-    raw_ts = _header(headers, TIMESTAMP_HEADER)
-    raw_sig = _header(headers, SIGNATURE_HEADER)
+    raw_ts = header(headers, TIMESTAMP_HEADER)
+    raw_sig = header(headers, SIGNATURE_HEADER)
     if raw_ts is None:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
     if raw_sig is None:
@@ -98,6 +98,12 @@ def verify(
             "key (wrong key, or the body's task_id differs from the one signed)"
         )
     return ts
+
+
+def signature_key(headers: Mapping[str, str]) -> str:
+    """What identifies one signature: its timestamp and signature headers."""
+    timestamp = (header(headers, TIMESTAMP_HEADER) or "").strip()
+    return f"{timestamp}:{(header(headers, SIGNATURE_HEADER) or '').strip()}"
 
 
 class SignatureMemory:

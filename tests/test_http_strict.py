@@ -612,3 +612,18 @@ def test_config_asdict_and_repr_expose_no_secret(tmp_path):
     for text in (repr(rx.config), str(dataclasses.asdict(rx.config)), repr(rx)):
         assert KEY not in text and "ngrok-tok-123456" not in text
     assert rx.config.hmac_key == KEY  # still usable as the key
+
+
+def test_signature_memory_survives_a_restart(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    rx = session.start_receiver(path, tunnel=None, poll=False, hmac_key=KEY)
+    failure = seed_bytes("seed_failure_error.json")
+    task = _task_of(failure)
+    headers = signature_headers(KEY, task)
+    assert post(rx.url, failure, headers).status_code == 200
+    session.stop_receiver()
+    rx = session.start_receiver(path, tunnel=None, poll=False, hmac_key=KEY)  # a new kernel
+    forged = SEED.replace(_task_of(SEED).encode(), task.encode())
+    r = post(rx.url, forged, headers)
+    assert (r.status_code, r.json()["msg"]) == (401, "signature reused with a different body")
+    assert rx.frame().empty
