@@ -145,13 +145,19 @@ class TaskResult:
         return self.state == "succeeded"
 
     def raise_for_failure(self) -> TaskResult:
-        """Raise :class:`TaskFailedError` if the task failed; return self otherwise."""
-        if self.state == "failed":
+        """Raise :class:`TaskFailedError` unless the task succeeded (failed, or given up as
+        unknown/expired: ``error`` then holds the reason); return self otherwise."""
+        if not self.ok:
             raise TaskFailedError(self.task_id, self.code, self.error or self.msg)
         return self
 
     def __repr__(self) -> str:
-        detail = f"{len(self.tracks)} track(s)" if self.ok else f"code {self.code}: {self.msg}"
+        if self.ok:
+            detail = f"{len(self.tracks)} track(s)"
+        elif self.code is None and self.error:
+            detail = self.error  # given up by the poller: the reason
+        else:
+            detail = f"code {self.code}: {self.msg}"
         return f"TaskResult({self.task_id!r}, {self.state}, {detail}, via {self.source})"
 
     def _repr_html_(self) -> str:
@@ -518,7 +524,11 @@ class Receiver:
         self.store.pick(track_id, task_id=task_id)
 
     def result(self, task_id: str) -> TaskResult | None:
-        """The task's final result, or None while it is pending or unknown."""
+        """The task's final result, or None while it is open or not in the store.
+
+        A task the poller gave up on (``unknown`` to the service, or ``expired``) is final
+        too; its ``error`` says why.
+        """
         task = self.store.task(task_id)
         if task is None or task["state"] not in TERMINAL_STATES:
             return None
@@ -527,7 +537,7 @@ class Receiver:
             task["state"],
             task["code"],
             task["msg"],
-            task["error"],
+            task["error"] or task.get("reason"),
             task["source"],
             _tracks_frame(task, self.store.tracks_of(task_id)),  # by key, not the whole table
         )

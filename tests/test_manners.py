@@ -395,3 +395,17 @@ def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path, monkeypatch):
         busy.close()
     assert len(opened) == 1 and opened[0].closed
     assert session.current_receiver() is None
+
+
+def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx):
+    from suno_nb.errors import TaskFailedError
+
+    timer = threading.Timer(
+        0.3, mrx.store.give_up, ("old-open", "unknown", "the service did not know this task")
+    )
+    timer.start()
+    result = mrx.wait("old-open", timeout=20, progress=False)
+    assert result.state == "unknown" and not result.ok
+    assert "did not know this task" in repr(result)
+    with pytest.raises(TaskFailedError, match="did not know this task"):
+        mrx.wait("old-open", timeout=5, progress=False, raise_on_failure=True)
