@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SunoNbError
-from ._common import fmt_clock, log, short_id, text
+from ._common import BOX_STYLE, MUTED, esc, fmt_clock, log, note, short_id, text
 
 PLACEHOLDER = "— type the ids below, or pick a known track —"
 
@@ -119,3 +119,28 @@ def resolve_remote(client: Any, task_id: str, audio_id: str) -> tuple[Original, 
     ids = ", ".join(t.id for t in info.tracks) or f"none yet (status {info.status})"
     problem = f"audio_id: {audio_id} is not a track of task {task_id} (its tracks: {ids})"
     return Original(task_id, audio_id), problem, True
+
+
+def original_html(
+    o: Original | None, looking: tuple[str, str] | None, problem: str | None, fatal: bool
+) -> str:
+    """What the form says about its original: being looked up, missing, or found (with
+    the lookup's problem, if any)."""
+    if looking is not None:
+        return note(f"Looking up task <code>{esc(looking[0])}</code> on the service…")
+    if o is None:
+        return note(
+            "Pick a known track, or type the original's <b>task id</b> and <b>audio id</b>."
+        )
+    where = {"frame": "from this receiver", "service": "looked up", "typed": "typed"}
+    dur = fmt_clock(o.duration) if o.duration else "unknown length"
+    html = (
+        f"<div style='{BOX_STYLE}'>Original: <b>{esc(o.title or 'untitled')}</b> · "
+        f"{esc(dur)} <span style='{MUTED}'>· {where.get(o.origin, '')}</span><br>"
+        f"<span style='{MUTED} font-size: 12px;'>task <code>{esc(o.task_id)}</code> · "
+        f"audio <code>{esc(o.audio_id)}</code></span></div>"
+    )
+    if problem:
+        extra = "" if fatal else " The 50 % and end-of-track rules will be checked by the service."
+        html += note(esc(problem) + esc(extra), kind="error" if fatal else "warn")
+    return html

@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..errors import ApiError, NetworkError, SectionValidationError
-from ..rules import MAX_SECTION_FRACTION, MAX_SECTION_S, MIN_SECTION_S, validate_section
-from ..rules import validate_text as _validate_text
 from ._button import QueuedButton
 from ._common import (
     BOX_STYLE,
@@ -29,7 +26,6 @@ from ._common import (
     LatestWorker,
     QuietMixin,
     esc,
-    fmt_clock,
     free_slot,
     log,
     note,
@@ -41,10 +37,12 @@ from ._original import (
     Original,
     TrackCache,
     known_options,
+    original_html,
     resolve_local,
     resolve_remote,
 )
 from ._plot import Envelope, envelope_for, waveform_png
+from ._submit_checks import SubmitChecks
 
 if TYPE_CHECKING:
     from ..client import SunoClient
@@ -58,16 +56,30 @@ _DESC = {"description_width": "110px"}
 _WIDE = widgets.Layout(width="98%")
 
 
-def _reason(exc: SectionValidationError) -> str:
-    """``field: message (limit: x)`` — what the user must change and to what."""
-    limit = exc.limit
-    if limit is None or isinstance(limit, (list, tuple)):
-        return str(exc)
-    shown = f"{limit:g} s" if isinstance(limit, float) else str(limit)
-    return f"{exc} (limit: {shown})"
+def _field(
+    kind: Any,
+    description: str,
+    value: str,
+    placeholder: str,
+    height: str | None = None,
+    *,
+    width: str | None = None,
+    ids: bool = False,
+) -> Any:
+    """A labelled text field: half width, or full width with ``height`` (a text area)."""
+    layout = widgets.Layout(width=width or ("98%" if height else "49%"), height=height)
+    extra = {"continuous_update": False} if ids else {}  # look ids up once typed, not per key
+    return kind(
+        value=value,
+        description=description,
+        placeholder=placeholder,
+        style=_DESC,
+        layout=layout,
+        **extra,
+    )
 
 
-class SubmitForm(QuietMixin, widgets.VBox):
+class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
     """A form that submits a replace-section task through ``client`` with ``rx`` as receiver.
 
     Attributes tests and power users may drive: ``known`` (Dropdown of known tracks),
@@ -140,8 +152,12 @@ class SubmitForm(QuietMixin, widgets.VBox):
             tooltip="also offer tracks from before this receiver started",
             layout=widgets.Layout(width="100px"),
         )
-        self.task_id = self._text("Task id", task_id or "", "parent task id of the original")
-        self.audio_id = self._text("Audio id", audio_id or "", "id of the track to change")
+        self.task_id = _field(
+            widgets.Text, "Task id", task_id or "", "parent task id of the original", ids=True
+        )
+        self.audio_id = _field(
+            widgets.Text, "Audio id", audio_id or "", "id of the track to change", ids=True
+        )
         self.original_info = widgets.HTML()
         self.waveform = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.section = widgets.FloatRangeSlider(
@@ -157,39 +173,20 @@ class SubmitForm(QuietMixin, widgets.VBox):
             layout=_WIDE,
         )
         self.section_info = widgets.HTML()
-        self.prompt = widgets.Textarea(
-            value=prompt,
-            description="Prompt",
-            placeholder="lyrics or description of the new section",
-            style=_DESC,
-            layout=widgets.Layout(width="98%", height="70px"),
+        self.prompt = _field(
+            widgets.Textarea, "Prompt", prompt, "lyrics or description of the new section", "70px"
         )
-        self.tags = widgets.Text(
-            value=tags,
-            description="Tags",
-            placeholder="style tags, e.g. jazz, brass",
-            style=_DESC,
-            layout=widgets.Layout(width="49%"),
+        self.tags = _field(widgets.Text, "Tags", tags, "style tags, e.g. jazz, brass")
+        self.title = _field(widgets.Text, "Title", title, "title of the result")
+        self.negative_tags = _field(
+            widgets.Text, "Negative tags", "", "optional: styles to avoid", width="98%"
         )
-        self.title = widgets.Text(
-            value=title,
-            description="Title",
-            placeholder="title of the result",
-            style=_DESC,
-            layout=widgets.Layout(width="49%"),
-        )
-        self.negative_tags = widgets.Text(
-            description="Negative tags",
-            placeholder="optional: styles to avoid",
-            style=_DESC,
-            layout=_WIDE,
-        )
-        self.full_lyrics = widgets.Textarea(
-            value=full_lyrics,
-            description="Full lyrics",
-            placeholder="required: the complete lyrics of the song with the new section in place",
-            style=_DESC,
-            layout=widgets.Layout(width="98%", height="60px"),
+        self.full_lyrics = _field(
+            widgets.Textarea,
+            "Full lyrics",
+            full_lyrics,
+            "required: the complete lyrics of the song with the new section in place",
+            "60px",
         )
         self.validation = widgets.HTML()
         self.submit = QueuedButton(
@@ -237,17 +234,6 @@ class SubmitForm(QuietMixin, widgets.VBox):
         else:
             self._update_original_view()
         self._revalidate()
-
-    @staticmethod
-    def _text(description: str, value: str, placeholder: str) -> widgets.Text:
-        return widgets.Text(
-            value=value,
-            description=description,
-            placeholder=placeholder,
-            continuous_update=False,
-            style=_DESC,
-            layout=widgets.Layout(width="49%"),
-        )
 
     # --- display ---------------------------------------------------------------------------
 
@@ -374,13 +360,6 @@ class SubmitForm(QuietMixin, widgets.VBox):
         self._revalidate()
         self._schedule_waveform(delay=0.0)
 
-    def _limits(self) -> tuple[float, float | None, float]:
-        """(shortest, longest, largest fraction of the original) of the section rules."""
-        rules = self._section_rules()
-        if rules is None:
-            return MIN_SECTION_S, MAX_SECTION_S, MAX_SECTION_FRACTION
-        return rules.min_s, rules.max_s, rules.max_fraction
-
     def _reset_section(self, duration: float | None) -> None:
         shortest, longest, fraction = self._limits()
         top = float(duration) if duration else UNKNOWN_DURATION_MAX
@@ -396,34 +375,7 @@ class SubmitForm(QuietMixin, widgets.VBox):
             self.section.disabled = False
 
     def _update_original_view(self) -> None:
-        o = self._original
-        if self._looking is not None:
-            html = note(
-                f"Looking up task <code>{esc(self._looking[0])}</code> on the service…",
-                kind="info",
-            )
-        elif o is None:
-            html = note(
-                "Pick a known track, or type the original's <b>task id</b> and <b>audio id</b>.",
-                kind="info",
-            )
-        else:
-            where = {"frame": "from this receiver", "service": "looked up", "typed": "typed"}
-            dur = fmt_clock(o.duration) if o.duration else "unknown length"
-            html = (
-                f"<div style='{BOX_STYLE}'>Original: <b>{esc(o.title or 'untitled')}</b> · "
-                f"{esc(dur)} <span style='{MUTED}'>· {where.get(o.origin, '')}</span><br>"
-                f"<span style='{MUTED} font-size: 12px;'>task <code>{esc(o.task_id)}</code> · "
-                f"audio <code>{esc(o.audio_id)}</code></span></div>"
-            )
-            if self._lookup_error:
-                kind = "error" if self._lookup_fatal else "warn"
-                extra = (
-                    ""
-                    if self._lookup_fatal
-                    else " The 50 % and end-of-track rules will be checked by the service."
-                )
-                html += note(esc(self._lookup_error) + esc(extra), kind=kind)
+        html = original_html(self._original, self._looking, self._lookup_error, self._lookup_fatal)
         set_traits(self.original_info, value=html)
 
     # --- section and waveform ---------------------------------------------------------------
@@ -473,149 +425,6 @@ class SubmitForm(QuietMixin, widgets.VBox):
                 )
 
         return run
-
-    def _section_html(self) -> str:
-        if self._original is None:
-            return ""
-        start, end = self.section.value
-        dur = self._original.duration
-        shortest, longest, fraction = self._limits()
-        share = f" · {100 * (end - start) / dur:.0f} % of the original" if dur else ""
-        span = f"{shortest:g}–{longest:g} s" if longest else f"at least {shortest:g} s"
-        return (
-            f"<div style='{BOX_STYLE}'>Section <b>{fmt_clock(start)} → {fmt_clock(end)}</b> · "
-            f"{end - start:.2f} s{share} <span style='{MUTED}'>(rules: {span}, at most "
-            f"{100 * fraction:g} % of the original)</span></div>"
-        )
-
-    # --- validation ---------------------------------------------------------------------------
-
-    def _section_rules(self) -> Any:
-        """The provider's section rules when the client knows its provider, else None
-        (:func:`~suno_nb.rules.validate_section`'s defaults)."""
-        return getattr(getattr(self._client, "provider", None), "section", None)
-
-    def check_section(self, start: float, end: float, duration: float | None) -> None:
-        """Check a section: the ONE place the form applies section rules (raises
-        :class:`~suno_nb.errors.SectionValidationError` naming the field and limit)."""
-        rules = self._section_rules()
-        if rules is None:
-            validate_section(start, end, duration)
-        else:
-            validate_section(start, end, duration, section=rules)  # type: ignore[call-arg]
-
-    def _check(self) -> str:
-        """The first broken rule as ``field: message (limit)``, or "" when all pass."""
-        try:
-            _validate_text("task_id", self.task_id.value, required=True)
-            _validate_text("audio_id", self.audio_id.value, required=True)
-            if self._looking is not None:
-                return "task_id: looking up the original on the service… (limit: its answer)"
-            if self._lookup_fatal and self._lookup_error:
-                return self._lookup_error
-            if self._original is None:
-                return "task_id: load the original first (limit: a known track)"
-            start, end = self.section.value
-            self.check_section(start, end, self._original.duration)
-            _validate_text("prompt", self.prompt.value, required=True)
-            _validate_text("tags", self.tags.value, required=True)
-            _validate_text("title", self.title.value, required=True)
-            _validate_text("negative_tags", self.negative_tags.value, required=False)
-            _validate_text("full_lyrics", self.full_lyrics.value, required=True)
-        except SectionValidationError as exc:
-            return _reason(exc)
-        return ""
-
-    def _revalidate(self) -> bool:
-        reason = self._check()
-        self.reason = reason
-        if reason:
-            html = note("⚠ Not ready — " + esc(reason), kind="warn")
-        else:
-            html = note("✓ Ready to submit.", kind="ok")
-        with UPDATE_LOCK:
-            self.validation.value = html
-            self.section_info.value = self._section_html()
-            self.submit.disabled = bool(reason) or self._busy
-        return not reason
-
-    # --- submit -------------------------------------------------------------------------------
-
-    def _params(self) -> dict[str, Any]:
-        assert self._original is not None
-        start, end = self.section.value
-        return {
-            "task_id": self.task_id.value.strip(),
-            "audio_id": self.audio_id.value.strip(),
-            "prompt": self.prompt.value,
-            "tags": self.tags.value,
-            "title": self.title.value,
-            "infill_start_s": round(float(start), 2),
-            "infill_end_s": round(float(end), 2),
-            "negative_tags": self.negative_tags.value.strip() or None,
-            "full_lyrics": self.full_lyrics.value,
-        }
-
-    def _on_submit(self, _button: Any = None) -> None:
-        """Kernel thread (a click): check, then send from a worker; never twice."""
-        if self._busy:
-            return  # a click while the previous one is being sent
-        if not self._revalidate():
-            set_traits(self.status, value=note("Not sent — " + esc(self.reason), kind="error"))
-            return
-        params = self._params()
-        fingerprint = tuple(sorted(params.items()))
-        if fingerprint == self._last_fp and self.last_job is not None:
-            log.info("ignored a second click on Submit with identical settings")
-            set_traits(
-                self.status,
-                value=note(
-                    f"Not sent again: these exact settings were already submitted as task "
-                    f"<code>{esc(self.last_job.task_id)}</code>. Change something to submit "
-                    "another (each submit spends credits).",
-                    kind="warn",
-                ),
-            )
-            return
-        self._busy = True
-        set_traits(self.submit, disabled=True, description="Submitting…")
-        set_traits(self.status, value=note("Submitting…", kind="info"))
-        duration = self._original.duration if self._original else None
-        self._sender.submit(lambda: self._send(params, fingerprint, duration))
-
-    def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
-        """Worker thread: the request itself, then its outcome in the form."""
-        try:
-            job = self._client.replace_section(
-                **params,
-                callback_url=self._rx.url,
-                original_duration=duration,
-                receiver=self._rx,
-            )
-        except SectionValidationError as exc:
-            html = note("Not sent — " + esc(_reason(exc)), kind="error")
-        except ApiError as exc:
-            code = f"code {exc.code}: " if exc.code is not None else ""
-            html = note(f"The service refused — {esc(code + exc.message)}", kind="error")
-        except NetworkError as exc:
-            html = note(f"No answer from the service — {esc(str(exc))}", kind="error")
-        except Exception as exc:  # never a traceback in the form
-            log.exception("submit failed")
-            html = note(f"Submit failed — {esc(type(exc).__name__)}: {esc(str(exc))}", kind="error")
-        else:
-            self.last_job = job
-            self._last_fp = fingerprint
-            html = note(
-                f"✓ Submitted: task <code>{esc(job.task_id)}</code> · section "
-                f"{fmt_clock(job.infill_start_s)} → {fmt_clock(job.infill_end_s)}. "
-                "The tracker follows it; the callback lands in this receiver.",
-                kind="ok",
-            )
-        finally:
-            self._busy = False
-        set_traits(self.status, value=html)
-        set_traits(self.submit, description="Submit")
-        self._revalidate()
 
 
 def submit_form(client: SunoClient, rx: Receiver, **kwargs: Any) -> SubmitForm:

@@ -1,0 +1,207 @@
+"""The submit form's checks and its submit: live validation and sending, never twice.
+
+A mixin of :class:`~suno_nb.widgets.submit.SubmitForm` (kept apart to keep modules small).
+Every section check goes through :meth:`SubmitChecks.check_section`, which applies the
+client's provider rules when the client knows its provider (``client.provider.section``),
+else :func:`~suno_nb.rules.validate_section`'s defaults.  The submit request runs on the
+form's sender thread; a click while one is under way, or a second click with exactly the
+settings already submitted, sends nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ApiError, NetworkError, SectionValidationError
+from ..rules import MAX_SECTION_FRACTION, MAX_SECTION_S, MIN_SECTION_S, validate_section
+from ..rules import validate_text as _validate_text
+from ._common import BOX_STYLE, MUTED, UPDATE_LOCK, esc, fmt_clock, log, note, set_traits
+
+
+def _reason(exc: SectionValidationError) -> str:
+    """``field: message (limit: x)`` — what the user must change and to what."""
+    limit = exc.limit
+    if limit is None or isinstance(limit, (list, tuple)):
+        return str(exc)
+    shown = f"{limit:g} s" if isinstance(limit, float) else str(limit)
+    return f"{exc} (limit: {shown})"
+
+
+class SubmitChecks:
+    """Validation and submit for :class:`SubmitForm` (which owns the widgets and state:
+    ``_client``, ``_rx``, ``_original``, ``_looking``, ``_lookup_error``/``_lookup_fatal``,
+    ``_busy``, ``_last_fp``, ``_sender``, ``reason``, ``last_job``, and the fields)."""
+
+    _client: Any
+    _rx: Any
+    _original: Any
+    _looking: tuple[str, str] | None
+    _lookup_error: str | None
+    _lookup_fatal: bool
+    _busy: bool
+    _last_fp: tuple[Any, ...] | None
+    _sender: Any
+    reason: str
+    last_job: Any
+    task_id: Any
+    audio_id: Any
+    section: Any
+    prompt: Any
+    tags: Any
+    title: Any
+    negative_tags: Any
+    full_lyrics: Any
+    validation: Any
+    section_info: Any
+    submit: Any
+    status: Any
+
+    def _limits(self) -> tuple[float, float | None, float]:
+        """(shortest, longest, largest fraction of the original) of the section rules."""
+        rules = self._section_rules()
+        if rules is None:
+            return MIN_SECTION_S, MAX_SECTION_S, MAX_SECTION_FRACTION
+        return rules.min_s, rules.max_s, rules.max_fraction
+
+    def _section_html(self) -> str:
+        if self._original is None:
+            return ""
+        start, end = self.section.value
+        dur = self._original.duration
+        shortest, longest, fraction = self._limits()
+        share = f" · {100 * (end - start) / dur:.0f} % of the original" if dur else ""
+        span = f"{shortest:g}–{longest:g} s" if longest else f"at least {shortest:g} s"
+        return (
+            f"<div style='{BOX_STYLE}'>Section <b>{fmt_clock(start)} → {fmt_clock(end)}</b> · "
+            f"{end - start:.2f} s{share} <span style='{MUTED}'>(rules: {span}, at most "
+            f"{100 * fraction:g} % of the original)</span></div>"
+        )
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _section_rules(self) -> Any:
+        """The provider's section rules when the client knows its provider, else None
+        (:func:`~suno_nb.rules.validate_section`'s defaults)."""
+        return getattr(getattr(self._client, "provider", None), "section", None)
+
+    def check_section(self, start: float, end: float, duration: float | None) -> None:
+        """Check a section: the ONE place the form applies section rules (raises
+        :class:`~suno_nb.errors.SectionValidationError` naming the field and limit)."""
+        rules = self._section_rules()
+        if rules is None:
+            validate_section(start, end, duration)
+        else:
+            validate_section(start, end, duration, section=rules)  # type: ignore[call-arg]
+
+    def _check(self) -> str:
+        """The first broken rule as ``field: message (limit)``, or "" when all pass."""
+        try:
+            _validate_text("task_id", self.task_id.value, required=True)
+            _validate_text("audio_id", self.audio_id.value, required=True)
+            if self._looking is not None:
+                return "task_id: looking up the original on the service… (limit: its answer)"
+            if self._lookup_fatal and self._lookup_error:
+                return self._lookup_error
+            if self._original is None:
+                return "task_id: load the original first (limit: a known track)"
+            start, end = self.section.value
+            self.check_section(start, end, self._original.duration)
+            _validate_text("prompt", self.prompt.value, required=True)
+            _validate_text("tags", self.tags.value, required=True)
+            _validate_text("title", self.title.value, required=True)
+            _validate_text("negative_tags", self.negative_tags.value, required=False)
+            _validate_text("full_lyrics", self.full_lyrics.value, required=True)
+        except SectionValidationError as exc:
+            return _reason(exc)
+        return ""
+
+    def _revalidate(self) -> bool:
+        reason = self._check()
+        self.reason = reason
+        if reason:
+            html = note("⚠ Not ready — " + esc(reason), kind="warn")
+        else:
+            html = note("✓ Ready to submit.", kind="ok")
+        with UPDATE_LOCK:
+            self.validation.value = html
+            self.section_info.value = self._section_html()
+            self.submit.disabled = bool(reason) or self._busy
+        return not reason
+
+    # --- submit -------------------------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        assert self._original is not None
+        start, end = self.section.value
+        return {
+            "task_id": self.task_id.value.strip(),
+            "audio_id": self.audio_id.value.strip(),
+            "prompt": self.prompt.value,
+            "tags": self.tags.value,
+            "title": self.title.value,
+            "infill_start_s": round(float(start), 2),
+            "infill_end_s": round(float(end), 2),
+            "negative_tags": self.negative_tags.value.strip() or None,
+            "full_lyrics": self.full_lyrics.value,
+        }
+
+    def _on_submit(self, _button: Any = None) -> None:
+        """Kernel thread (a click): check, then send from a worker; never twice."""
+        if self._busy:
+            return  # a click while the previous one is being sent
+        if not self._revalidate():
+            set_traits(self.status, value=note("Not sent — " + esc(self.reason), kind="error"))
+            return
+        params = self._params()
+        fingerprint = tuple(sorted(params.items()))
+        if fingerprint == self._last_fp and self.last_job is not None:
+            log.info("ignored a second click on Submit with identical settings")
+            set_traits(
+                self.status,
+                value=note(
+                    f"Not sent again: these exact settings were already submitted as task "
+                    f"<code>{esc(self.last_job.task_id)}</code>. Change something to submit "
+                    "another (each submit spends credits).",
+                    kind="warn",
+                ),
+            )
+            return
+        self._busy = True
+        set_traits(self.submit, disabled=True, description="Submitting…")
+        set_traits(self.status, value=note("Submitting…", kind="info"))
+        duration = self._original.duration if self._original else None
+        self._sender.submit(lambda: self._send(params, fingerprint, duration))
+
+    def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
+        """Worker thread: the request itself, then its outcome in the form."""
+        try:
+            job = self._client.replace_section(
+                **params,
+                callback_url=self._rx.url,
+                original_duration=duration,
+                receiver=self._rx,
+            )
+        except SectionValidationError as exc:
+            html = note("Not sent — " + esc(_reason(exc)), kind="error")
+        except ApiError as exc:
+            code = f"code {exc.code}: " if exc.code is not None else ""
+            html = note(f"The service refused — {esc(code + exc.message)}", kind="error")
+        except NetworkError as exc:
+            html = note(f"No answer from the service — {esc(str(exc))}", kind="error")
+        except Exception as exc:  # never a traceback in the form
+            log.exception("submit failed")
+            html = note(f"Submit failed — {esc(type(exc).__name__)}: {esc(str(exc))}", kind="error")
+        else:
+            self.last_job = job
+            self._last_fp = fingerprint
+            html = note(
+                f"✓ Submitted: task <code>{esc(job.task_id)}</code> · section "
+                f"{fmt_clock(job.infill_start_s)} → {fmt_clock(job.infill_end_s)}. "
+                "The tracker follows it; the callback lands in this receiver.",
+                kind="ok",
+            )
+        finally:
+            self._busy = False
+        set_traits(self.status, value=html)
+        set_traits(self.submit, description="Submit")
+        self._revalidate()
