@@ -476,6 +476,12 @@ class Receiver:
 
     # --- tables ---------------------------------------------------------------------------
 
+    def session_tasks(self, *, history: bool = False) -> list[dict[str, Any]]:
+        """This session's task rows, oldest first, read by key: tasks submitted or first seen
+        since :attr:`started_at` plus any still open (however old).  ``history=True``: every
+        task in the store.  The widgets' default scope."""
+        return self.store.tasks_since(0.0 if history else self.started_at, include_open=True)
+
     def frame(self) -> pd.DataFrame:
         """One row per result track, typed columns (see :mod:`suno_nb.frame`)."""
         from . import frame as _frame

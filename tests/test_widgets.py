@@ -184,7 +184,8 @@ def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
     tasks = wrx.tasks()
     assert tasks["task_id"].tolist() == [job.task_id]
     row = tasks.iloc[0]
-    assert row["state"] == "pending" and row["parent_task_id"] == song.task_id
+    # pending, or already done when the sandbox (0.5 s) beat this line on a loaded machine
+    assert row["state"] in ("pending", "succeeded") and row["parent_task_id"] == song.task_id
     assert row["audio_id"] == song.audio_id and row["title"] == "Harbour Lights (new bridge)"
     assert job.task_id in form.status.value and "Submitted" in form.status.value
     assert wrx.store.task(job.task_id)["full_lyrics"].startswith("[Verse] Harbour lights")

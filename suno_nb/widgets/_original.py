@@ -42,12 +42,13 @@ class TrackCache:
         return hit[1]
 
 
-def known_options(store: Any, since: float, cache: TrackCache) -> list[tuple[str, Any]]:
-    """Dropdown options: the result tracks of tasks since ``since`` (+ open ones), then the
-    originals those tasks replaced a section of."""
+def known_options(
+    store: Any, rows: list[dict[str, Any]], cache: TrackCache
+) -> list[tuple[str, Any]]:
+    """Dropdown options: the result tracks of the task ``rows`` (``rx.session_tasks()``), then
+    the originals those tasks replaced a section of."""
     options: list[tuple[str, Any]] = [(PLACEHOLDER, "")]
     seen: set[tuple[str, str]] = set()
-    rows = store.tasks_since(since, include_open=True)
     for row in rows:
         for tr in cache.tracks(store, row):
             key = (str(tr["task_id"]), str(tr["track_id"]))

@@ -273,10 +273,10 @@ class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
 
     def refresh_known(self) -> None:
         """Reload the Known track list from the receiver (keeps the current choice)."""
-        since = 0.0 if self.history.value else self._rx.started_at
         with self._known_lock:
             try:
-                options = known_options(self._rx.store, since, self._tracks)
+                rows = self._rx.session_tasks(history=self.history.value)
+                options = known_options(self._rx.store, rows, self._tracks)
             except Exception as exc:  # a stopped receiver: keep what we have
                 log.debug("known tracks unavailable: %s", exc)
                 return

@@ -238,8 +238,7 @@ class Tracker(widgets.VBox):
 
     def _reload(self) -> None:
         store = self._rx.store
-        since = 0.0 if self.history.value else self._rx.started_at
-        rows = store.tasks_since(since, include_open=True)
+        rows = self._rx.session_tasks(history=self.history.value)
         self.reads += 1
         self._hidden = 0 if self.history.value else max(0, store.counts()["tasks"] - len(rows))
         for row in rows[-self._max_rows :]:
