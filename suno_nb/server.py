@@ -65,6 +65,13 @@ def json_answer(status: int, msg: str) -> bytes:
     return json.dumps({"code": status, "msg": msg}).encode()
 
 
+class _Config(Config):
+    """uvicorn's Config without its logging set-up (it names a TRACE level globally)."""
+
+    def configure_logging(self) -> None:
+        pass
+
+
 class _Stop(Exception):
     """Raised inside a parser callback after the request was answered: stop parsing."""
 
@@ -418,7 +425,7 @@ class ServerThread:
     # --- the thread ---------------------------------------------------------------------
 
     def _config(self) -> Config:
-        config = Config(
+        config = _Config(
             _guard(self.app),
             http=type(
                 "Protocol",

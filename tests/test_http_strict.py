@@ -627,3 +627,34 @@ def test_signature_memory_survives_a_restart(tmp_path):
     r = post(rx.url, forged, headers)
     assert (r.status_code, r.json()["msg"]) == (401, "signature reused with a different body")
     assert rx.frame().empty
+
+
+def test_no_process_wide_settings_change(tmp_path):
+    import signal
+    import sys
+
+    def snapshot():
+        names = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+        loggers = [
+            (
+                logging.getLogger(n).level,
+                list(logging.getLogger(n).handlers),
+                logging.getLogger(n).propagate,
+            )
+            for n in names
+        ]
+        return (
+            sys.getswitchinterval(),
+            signal.getsignal(signal.SIGINT),
+            signal.getsignal(signal.SIGTERM),
+            logging.getLevelName(5),
+            loggers,
+        )
+
+    before = snapshot()
+    rx = session.start_receiver(tmp_path / "p.sqlite3", tunnel=None, poll=False)
+    post(rx.url, SEED)
+    exchange(rx.port, b"garbage\r\n\r\n")
+    assert snapshot() == before
+    session.stop_receiver()
+    assert snapshot() == before
