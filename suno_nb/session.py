@@ -759,6 +759,9 @@ def start_receiver(
       requires it; ``None`` never opens one.
     - ``poll``: run the polling fallback (record-info every ``poll_interval`` s for tasks
       whose callback has not come, after ``poll_grace`` s); ``client`` is used to poll.
+    - Limits of the HTTP server: ``max_body`` bytes per body (413), ``socket_timeout`` s for
+      the whole request, headers and body (408), ``max_connections`` open at once (past it
+      the oldest stalled or idle connection is closed to make room).
 
     Re-running with the same arguments returns the running receiver; different arguments
     replace it cleanly.
