@@ -514,3 +514,23 @@ def test_the_writer_thread_starts_on_demand_and_ends_when_idle(tmp_path, monkeyp
     finally:
         store.close()
     assert not store._writer.running
+
+
+def test_a_rejection_with_lone_surrogates_is_still_recorded():
+    store = Store(":memory:")
+    try:
+        row_id = store.record_rejection(
+            Delivery(body=b"x", path="/callback/\ud800", headers={"X-Odd": "\udc00"}),
+            400,
+            "bad \ud800",
+            task_id="\udbff",
+        )
+        row = store.delivery(row_id)
+        assert (row["path"], row["reason"], row["task_id"]) == (
+            "/callback/\ufffd",
+            "bad \ufffd",
+            "\ufffd",
+        )
+        assert json.loads(row["headers"]) == {"X-Odd": "\udc00"}  # kept as a JSON escape
+    finally:
+        store.close()

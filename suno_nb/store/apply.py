@@ -51,7 +51,11 @@ def insert_delivery(
     reason: str | None,
     task_id: str | None,
 ) -> int:
-    """One deliveries row, as stored (credential-like headers dropped); returns its id."""
+    """One deliveries row, as stored (credential-like headers dropped); returns its id.
+
+    Text fields that came from the wire (path, method, reason, task id) are stored with any
+    lone surrogate replaced by U+FFFD: a rejection must never fail to be recorded.
+    """
     cur = conn.execute(
         "INSERT INTO deliveries (received_at, source, remote_addr, via_tunnel, method, path,"
         " headers, body, status, verdict, reason, task_id, replay_of)"
@@ -59,20 +63,27 @@ def insert_delivery(
         (
             d.received_at,
             d.source,
-            d.remote_addr,
+            _text(d.remote_addr),
             int(d.via_tunnel),
-            d.method,
-            d.path,
+            _text(d.method),
+            _text(d.path),
             json.dumps(clean_headers(d.headers)),
             bytes(d.body),
             status,
             verdict,
-            reason,
-            task_id,
+            _text(reason),
+            _text(task_id),
             d.replay_of,
         ),
     )
     return int(cur.lastrowid)
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as valid Unicode (lone surrogates → U+FFFD); SQLite stores UTF-8."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def trim_rejected(conn: sqlite3.Connection, keep: int) -> int:
