@@ -54,7 +54,7 @@ METRICS = (
 )
 COLUMNS = [
     "task_id",
-    "take",
+    "take_no",
     "track_id",
     "original_track_id",
     "start_s",
@@ -272,7 +272,7 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
             jobs.append(
                 {
                     "task_id": task_id,
-                    "take": i,
+                    "take_no": i,
                     "track_id": str(take["track_id"]),
                     "original_track_id": _text(task.get("audio_id")),
                     "start_s": float(start),
@@ -324,7 +324,7 @@ def compare_takes(
     ``progress``) and decoded once per process.  A take whose audio cannot be had gets NaN
     metrics and the reason in ``error``.
 
-    Columns: ``task_id, take, track_id, original_track_id, start_s, end_s``, then
+    Columns: ``task_id, take_no (1, 2, ...), track_id, original_track_id, start_s, end_s``, then
     ``offset_ms, outside_gain_db, outside_diff_db, seam_start_db, seam_end_db, section_lufs,
     original_section_lufs, duration_delta_s`` (see :mod:`suno_nb.analysis` for what each
     means), then ``error``.
@@ -372,5 +372,5 @@ def compare_takes(
             continue
         row.update(measure(original, take, sr, job["start_s"], job["end_s"]))
     out = pd.DataFrame(rows, columns=COLUMNS)
-    out["take"] = out["take"].astype("int64")
+    out["take_no"] = out["take_no"].astype("int64")
     return out

@@ -77,7 +77,7 @@ def test_one_row_per_take_with_every_metric(world):
     t = world["table"]
     assert list(t.columns[-len(METRICS) - 1 : -1]) == list(METRICS)
     assert len(t) == 8 and t.error.isna().all()
-    assert sorted(t["take"].unique()) == [1, 2]
+    assert sorted(t["take_no"].unique()) == [1, 2]
     assert (t.original_track_id == world["song"].audio_id).all()
     assert (t.start_s == SECTION[0]).all() and (t.end_s == SECTION[1]).all()
     assert np.isfinite(t[list(METRICS)].to_numpy(dtype=float)).all()
