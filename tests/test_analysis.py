@@ -117,9 +117,11 @@ def test_shift_is_recovered_and_undone_before_the_other_measures(world):
 def test_hard_seams_score_worse_than_crossfaded_ones(world):
     clean, hard = rows(world, "clean"), rows(world, "hard")
     seams = ["seam_start_db", "seam_end_db"]
-    assert hard[seams].to_numpy().mean() > clean[seams].to_numpy().mean() + 1.0
-    assert hard[seams].max(axis=1).min() > clean[seams].max(axis=1).max() - 0.5
-    assert (clean[seams].abs() < 2.5).all().all()  # crossfaded: about as smooth as the original
+    worst_hard, worst_clean = hard[seams].max(axis=1), clean[seams].max(axis=1)  # per take
+    # On 16 seeds (MP3, 22.05 kHz) the worst seam of a crossfaded take was -0.0..2.0 dB
+    # (mean 0.8) and of a hard-cut one 3.0..8.6 dB (mean 5.6).
+    assert worst_hard.mean() > worst_clean.mean() + 1.5, (worst_hard, worst_clean)
+    assert (clean[seams].abs() < 3.5).all().all()  # crossfaded: about as smooth as the original
 
 
 def test_hard_seams_on_many_seeds_without_mp3():
