@@ -163,10 +163,12 @@ class Writer:
                 for fut, _value in done:
                     fut.set_exception(err)
                 return
-        if done:
-            self._committed()
+        # Callers first, then the version watchers: whoever waits for its own write (the
+        # receiver, before it queues the event) is not overtaken by a reader woken here.
         for fut, value in done:
             fut.set_result(value)
+        if done:
+            self._committed()
 
     def _undo_job(self) -> bool:
         """Roll back to the job's SAVEPOINT; False if the whole transaction was lost."""
