@@ -190,3 +190,12 @@ def test_receiver_accepts_the_whole_family_over_http(rx, capfd):
     stored = tasks.query("SELECT verdict FROM deliveries WHERE task_id = 'm9'")
     assert stored == [{"verdict": "accepted"}]
     assert "mystery_stage" not in capfd.readouterr().err
+
+
+def test_a_body_with_thousands_of_items_is_stored_in_chunks(store):
+    many = [{"id": f"t{i}"} for i in range(5000)]
+    out = record(store, body("first", "big", items=many))
+    assert len(out.new_track_ids) == 5000
+    more = record(store, body("complete", "big", items=[*many, {"id": "last"}, {"id": "t1"}]))
+    assert more.new_track_ids == ("last",) and more.state == SUCCEEDED
+    assert store.counts()["tracks"] == 5001

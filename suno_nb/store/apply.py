@@ -27,6 +27,7 @@ from .schema import (
 )
 
 log = logging.getLogger("suno_nb.store")
+_CHUNK = 64  # rows per multi-row statement: 64 x 15 values stays far below SQLite's limit
 
 # Track fields the service may send in stages: a later stage fills in what an earlier one
 # left empty (``first`` often has no ``audio_url`` yet).
@@ -129,7 +130,9 @@ def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outco
     row = conn.execute("SELECT state, stage FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()
     before, before_stage = (None, None) if row is None else row
     after = decide(before, cb)
-    new_ids, updated = _store_tracks(conn, cb, now, source, delivery_id, after == SUCCEEDED)
+    new_ids, updated = _store_tracks(
+        conn, cb, now, source, delivery_id, overwrite=after == SUCCEEDED, known=row is not None
+    )
     # The stage shown is the latest one that still tells something: none after a final result
     # unless that result is the one deciding.
     stage = cb.stage if (before not in FINAL_STATES or after != before) else before_stage
@@ -185,53 +188,72 @@ def _store_tracks(
     now: float,
     source: str,
     delivery_id: int,
+    *,
     overwrite: bool,
+    known: bool,
 ) -> tuple[list[str], bool]:
-    """Insert new tracks; fill in (or, for a success, refresh) known ones.  (new ids, updated)."""
+    """Insert new tracks; fill in (or, for a success, refresh) known ones.  (new ids, updated).
+
+    ``known``: the task existed before this delivery (a new task has no tracks to look up).
+    """
     if not cb.tracks:
         return [], False
-    existing = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            f"SELECT track_id, {', '.join(_TRACK_FIELDS)}, extra FROM tracks"
-            f" WHERE task_id = ? AND track_id IN ({', '.join('?' * len(cb.tracks))})",
-            (cb.task_id, *(t.id for t in cb.tracks)),
-        )
-    }
-    new_ids: list[str] = []
+    existing: dict[str, tuple] = {}
+    if known:
+        ids = list(dict.fromkeys(t.id for t in cb.tracks))
+        for part in _chunks(ids, _CHUNK):
+            marks = ", ".join("?" * len(part))
+            for r in conn.execute(
+                f"SELECT track_id, {', '.join(_TRACK_FIELDS)}, extra FROM tracks"
+                f" WHERE task_id = ? AND track_id IN ({marks})",
+                (cb.task_id, *part),
+            ):
+                existing[r[0]] = r[1:]
+    fresh: dict[str, tuple] = {}
     updated = False
     for t in cb.tracks:
         values = _track_values(t)
+        if t.id in fresh:
+            continue  # the same track twice in one body: the first counts
         if t.id not in existing:
-            if t.id in new_ids:
-                continue  # the same track twice in one body
-            conn.execute(
-                "INSERT INTO tracks (task_id, track_id, "
-                + ", ".join(_TRACK_FIELDS)
-                + ", extra, received_at, source, delivery_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (cb.task_id, t.id, *values, now, source, delivery_id),
-            )
-            new_ids.append(t.id)
-            continue
-        old = existing[t.id]
-        merged = tuple(
-            _merge(prev, new, overwrite) for prev, new in zip(old[:-1], values[:-1], strict=True)
-        )
-        extra = json.loads(old[-1] or "{}")
-        for key, value in t.extra.items():
-            if key in extra or _merge(None, value, overwrite) is not None:
-                extra[key] = _merge(extra.get(key), value, overwrite)
-        merged_extra = json.dumps(extra) if extra else None
-        if merged != tuple(old[:-1]) or merged_extra != old[-1]:
-            conn.execute(
-                "UPDATE tracks SET "
-                + ", ".join(f"{name} = ?" for name in _TRACK_FIELDS)
-                + ", extra = ? WHERE task_id = ? AND track_id = ?",
-                (*merged, merged_extra, cb.task_id, t.id),
-            )
+            fresh[t.id] = (cb.task_id, t.id, *values, now, source, delivery_id)
+        elif _update_track(conn, cb.task_id, t, existing[t.id], values, overwrite):
             updated = True
-    return new_ids, updated
+    row = "(" + ", ".join("?" * (len(_TRACK_FIELDS) + 6)) + ")"
+    for part in _chunks(list(fresh.values()), _CHUNK):  # one statement for up to _CHUNK tracks
+        conn.execute(
+            f"INSERT INTO tracks (task_id, track_id, {', '.join(_TRACK_FIELDS)}, extra,"
+            f" received_at, source, delivery_id) VALUES {', '.join([row] * len(part))}",
+            [v for values in part for v in values],
+        )
+    return list(fresh), updated
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _update_track(
+    conn: sqlite3.Connection, task_id: str, t: Track, old: tuple, values: tuple, overwrite: bool
+) -> bool:
+    """Merge a later stage's data into a stored track; True if anything changed."""
+    merged = tuple(
+        _merge(prev, new, overwrite) for prev, new in zip(old[:-1], values[:-1], strict=True)
+    )
+    extra = json.loads(old[-1] or "{}")
+    for key, value in t.extra.items():
+        if key in extra or _merge(None, value, overwrite) is not None:
+            extra[key] = _merge(extra.get(key), value, overwrite)
+    merged_extra = json.dumps(extra) if extra else None
+    if merged == tuple(old[:-1]) and merged_extra == old[-1]:
+        return False
+    conn.execute(
+        "UPDATE tracks SET "
+        + ", ".join(f"{name} = ?" for name in _TRACK_FIELDS)
+        + ", extra = ? WHERE task_id = ? AND track_id = ?",
+        (*merged, merged_extra, task_id, t.id),
+    )
+    return True
 
 
 def _merge(prev: object, new: object, overwrite: bool) -> object:
