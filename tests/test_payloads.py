@@ -107,20 +107,20 @@ def _check(body: bytes) -> None:
     json.dumps(cb.raw, allow_nan=False).encode("utf-8")
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_only_ever_raise_payload_error(body):
     _check(body)
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_JSON)
 def test_random_json_only_ever_raises_payload_error(doc):
     _check(_encode(doc))
     _check(_encode({"code": 200, "msg": "m", "data": doc}))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stage=st.text(max_size=40),
     task=st.one_of(st.text(max_size=8), st.integers(), st.none()),
