@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -18,16 +17,7 @@ from suno_nb.store import Store, Submission
 from suno_nb.widgets import submit_form, tracker
 from suno_nb.widgets._button import QUEUED_TEXT, QueuedButton
 from suno_nb.widgets.tracker import render_tasks
-
-
-def until(check: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+from tests.test_widgets import until
 
 
 def _ours() -> list[str]:
@@ -323,18 +313,14 @@ def test_queued_button_acknowledges_each_click_once():
     button.close()
 
 
+def _form(client, rx, song, **kw):
+    """A form on ``song`` with every field filled but what ``kw`` overrides."""
+    fields = {"prompt": "p", "tags": "t", "title": "T", "full_lyrics": "la la"}
+    return submit_form(client, rx, task_id=song.task_id, audio_id=song.audio_id, **{**fields, **kw})
+
+
 def test_a_click_while_submitting_sends_nothing_more(mrx, client, song):
-    form = submit_form(
-        client,
-        mrx,
-        task_id=song.task_id,
-        audio_id=song.audio_id,
-        prompt="p",
-        tags="t",
-        title="T",
-        full_lyrics="la la",
-        section=(20.0, 32.0),
-    )
+    form = _form(client, mrx, song, section=(20.0, 32.0))
     try:
         assert form.wait_idle(20) and form.valid
         form._busy = True  # a request under way
@@ -352,15 +338,7 @@ def test_a_click_while_submitting_sends_nothing_more(mrx, client, song):
 
 
 def test_full_lyrics_are_required(mrx, client, song):
-    form = submit_form(
-        client,
-        mrx,
-        task_id=song.task_id,
-        audio_id=song.audio_id,
-        prompt="p",
-        tags="t",
-        title="T",
-    )
+    form = _form(client, mrx, song, full_lyrics="")
     try:
         assert form.wait_idle(20)
         assert form.reason.startswith("full_lyrics:") and form.submit.disabled

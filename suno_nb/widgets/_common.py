@@ -65,6 +65,20 @@ def free_slot(kind: str, rx: Any, widget: Any) -> None:
             del slots[kind]
 
 
+def history_toggle(value: bool, what: str) -> Any:
+    """The one-click "history" ToggleButton of the session-scoped views: off shows this
+    session's tasks (``rx.session_tasks()``), on adds ``what`` from before."""
+    import ipywidgets as widgets
+
+    return widgets.ToggleButton(
+        value=bool(value),
+        description="history",
+        icon="history",
+        tooltip=f"also {what} from before this receiver started",
+        layout=widgets.Layout(width="100px"),
+    )
+
+
 IDLE_EXIT_S = 30.0  # a render worker with nothing to do ends after this long
 
 

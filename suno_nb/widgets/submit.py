@@ -27,6 +27,7 @@ from ._common import (
     QuietMixin,
     esc,
     free_slot,
+    history_toggle,
     log,
     note,
     set_traits,
@@ -145,13 +146,7 @@ class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
             tooltip="reload known tracks",
             layout=widgets.Layout(width="40px"),
         )
-        self.history = widgets.ToggleButton(
-            value=bool(history),
-            description="history",
-            icon="history",
-            tooltip="also offer tracks from before this receiver started",
-            layout=widgets.Layout(width="100px"),
-        )
+        self.history = history_toggle(history, "offer tracks")
         self.task_id = _field(
             widgets.Text, "Task id", task_id or "", "parent task id of the original", ids=True
         )

@@ -31,6 +31,7 @@ from ._common import (
     fmt_elapsed,
     fmt_range,
     free_slot,
+    history_toggle,
     log,
     note,
     short_id,
@@ -190,13 +191,7 @@ class Tracker(widgets.VBox):
             tooltips=["every task", "still open", "succeeded", "failed or given up"],
             style={"button_width": "90px"},
         )
-        self.history = widgets.ToggleButton(
-            value=bool(history),
-            description="history",
-            icon="history",
-            tooltip="also show tasks from before this receiver started",
-            layout=widgets.Layout(width="100px"),
-        )
+        self.history = history_toggle(history, "show tasks")
         self.html = widgets.HTML()
         self.status = widgets.HTML()
         super().__init__(
