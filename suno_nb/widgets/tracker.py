@@ -179,7 +179,7 @@ class Tracker(widgets.VBox):
         self._tick = min(float(tick), 1.0)
         self._max_rows = int(max_rows)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # read + draw as one: an older draw never wins
         self._rows: list[dict[str, Any]] = []
         self._tracks: dict[str, tuple[Any, int, str | None]] = {}
         self._hidden = 0
@@ -261,6 +261,10 @@ class Tracker(widgets.VBox):
             return self._render()
 
     def _render(self) -> str:
+        with self._lock:
+            return self._draw()
+
+    def _draw(self) -> str:
         running = self._rx.running
         html = render_tasks(
             self._rows,
