@@ -387,3 +387,22 @@ def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx):
     assert "did not know this task" in repr(result)
     with pytest.raises(TaskFailedError, match="did not know this task"):
         mrx.wait("old-open", timeout=5, progress=False, raise_on_failure=True)
+
+
+def test_a_failed_lookup_typed_again_leaves_the_section_usable(mrx, song):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    dead = SunoClient(base_url=f"http://127.0.0.1:{port}", api_key="k", get_retries=0)
+    form = _form(dead, mrx, song)
+    try:
+        assert form.wait_idle(20) and "could not look up" in form.original_info.value
+        assert not form.section.disabled
+        form.load_original()  # the same ids again (e.g. the refresh button, a re-typed id)
+        assert form.wait_idle(20)
+        assert not form.section.disabled and form.valid
+    finally:
+        form.close()

@@ -351,6 +351,9 @@ class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
             != (original.task_id, original.audio_id, original.duration)
         ):
             self._reset_section(original.duration)
+        if original is not None:  # a lookup disabled it; the same original keeps its range
+            with UPDATE_LOCK:
+                self.section.disabled = False
         self._update_original_view()
         self._revalidate()
         self._schedule_waveform(delay=0.0)
