@@ -271,7 +271,7 @@ class CallbackServer:
             self,
             host=host,
             port=port,
-            name="suno_nb-receiver",
+            name="suno_nb-receiver-{port}",
             limits=limits,
             on_protocol_error=self._protocol_error,
         )

@@ -397,8 +397,9 @@ class ServerThread:
                 raise
             self._port = sock.getsockname()[1]
             ready = threading.Event()
+            name = self.name.replace("{port}", str(self._port))  # e.g. "suno_nb-receiver-{port}"
             self._thread = threading.Thread(
-                target=self._run, args=(sock, ready), name=self.name, daemon=True
+                target=self._run, args=(sock, ready), name=name, daemon=True
             )
             self._thread.start()
             ready.wait()
