@@ -133,7 +133,9 @@ def test_a_real_result_decides_a_task_we_gave_up_on(store):
         store.give_up(task, UNKNOWN, "unknown to the service after 3 polls")
         assert store.task(task)["state"] == UNKNOWN
         assert record(store, raw).state == expected
-        assert store.task(task)["reason"] is None
+        task_row = store.task(task)
+        assert task_row["reason"] is None and task_row["unknown_polls"] == 0
+        assert (task_row["completed_at"] is None) == (expected == RUNNING)
 
 
 def test_task_id_in_camel_case(store):

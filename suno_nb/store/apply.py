@@ -137,32 +137,22 @@ def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outco
     # unless that result is the one deciding.
     stage = cb.stage if (before not in FINAL_STATES or after != before) else before_stage
     changed = after != before or stage != before_stage
-    if row is None:
-        conn.execute(
-            "INSERT INTO tasks (task_id, state, stage, code, msg, error, callback_type, source,"
-            " first_seen_at, completed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                cb.task_id,
-                after,
-                stage,
-                cb.code,
-                cb.msg,
-                cb.error,
-                cb.stage,
-                source,
-                now,
-                now if after in FINAL_STATES else None,
-                now,
-            ),
-        )
-    elif changed:
+    if row is None or changed:
+        # A task seen for the first time, or one this delivery moves: one UPSERT.  A result
+        # (or a stage) from the service clears a give-up's reason and the unknown count.
         final_now = after in FINAL_STATES and after != before
         conn.execute(
-            "UPDATE tasks SET state = ?, stage = ?, code = ?, msg = ?, error = ?,"
-            " callback_type = ?, source = ?, reason = NULL, unknown_polls = 0,"
-            " completed_at = CASE WHEN ? THEN ? ELSE completed_at END, updated_at = ?"
-            " WHERE task_id = ?",
+            "INSERT INTO tasks (task_id, state, stage, code, msg, error, callback_type, source,"
+            " first_seen_at, completed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(task_id) DO UPDATE SET state = excluded.state,"
+            " stage = excluded.stage, code = excluded.code, msg = excluded.msg,"
+            " error = excluded.error, callback_type = excluded.callback_type,"
+            " source = excluded.source, reason = NULL, unknown_polls = 0,"
+            " completed_at = CASE WHEN excluded.state IN ('pending', 'running') THEN NULL"
+            " ELSE coalesce(excluded.completed_at, completed_at) END,"
+            " updated_at = excluded.updated_at",
             (
+                cb.task_id,
                 after,
                 stage,
                 cb.code,
@@ -170,10 +160,9 @@ def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outco
                 cb.error,
                 cb.stage,
                 source,
-                final_now,
                 now,
+                now if final_now else None,
                 now,
-                cb.task_id,
             ),
         )
     verdict = "accepted" if (changed or new_ids or updated) else "duplicate"
