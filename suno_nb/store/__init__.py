@@ -109,15 +109,12 @@ class Store:
                 "SELECT count(*) FROM deliveries WHERE verdict = 'rejected'"
             ).fetchone()[0]
             self._guard = FileGuard(None if self.memory else self.path)
-        except (sqlite3.Error, OSError) as exc:
+        except BaseException as exc:  # release what was opened, then say why
             for conn in (rconn, wconn):
                 if conn is not None:
                     conn.close()
-            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
-        except BaseException:
-            for conn in (rconn, wconn):
-                if conn is not None:
-                    conn.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
             raise
         self._wconn, self._rconn = wconn, rconn
         # One lock per connection: the memory store shares one connection for both.
@@ -177,7 +174,8 @@ class Store:
         """Queue ``fn(conn)`` for the writer; the future resolves once its COMMIT succeeded.
 
         The future raises :class:`StoreError` if the work or its COMMIT failed (then nothing
-        of it is stored).  ``fn`` runs on the writer thread, in its own SAVEPOINT.
+        of it is stored).  ``fn`` runs on the writer thread (in its own SAVEPOINT when
+        batched with others), so it must not wait for another store write.
         """
         if self._writer.on_writer_thread():
             raise StoreError("a store transaction cannot wait for another one")
