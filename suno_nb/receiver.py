@@ -320,17 +320,8 @@ class CallbackServer:
         method, client = scope["method"], scope.get("client")
         peer, path = client[0] if client else None, scope["raw_path"].decode("latin-1")
         headers = _joined((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
-        delivery = self._make_delivery(peer, method, path, headers, b"")
-        path_ok = hmac.compare_digest(scope["raw_path"], self._path_bytes)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s from %s", method, delivery.path, delivery.remote_addr)
-        if not path_ok:
-            await self._answer_rejected(send, delivery, 404, "not found")
-            return
-        if method != "POST":
-            reason = "method not allowed; callbacks are POSTed"
-            await self._answer_rejected(send, delivery, 405, reason, allow=True)
-            return
+        # The whole body first (the server bounds its size and time), even for a 404: an
+        # answer before it, then a close, would reset the connection under the sender.
         body = bytearray()
         while True:
             message = await receive()
@@ -339,6 +330,16 @@ class CallbackServer:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        delivery = self._make_delivery(peer, method, path, headers, b"")  # no junk bodies kept
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s from %s", method, delivery.path, delivery.remote_addr)
+        if not hmac.compare_digest(scope["raw_path"], self._path_bytes):
+            await self._answer_rejected(send, delivery, 404, "not found")
+            return
+        if method != "POST":
+            reason = "method not allowed; callbacks are POSTed"
+            await self._answer_rejected(send, delivery, 405, reason, allow=True)
+            return
         delivery = self._make_delivery(peer, method, path, headers, bytes(body))
         verdict = await self.processor.process_async(delivery)
         if verdict.outcome is None:
@@ -357,8 +358,9 @@ class CallbackServer:
         self, send: Any, delivery: Delivery, status: int, reason: str, *, allow: bool = False
     ) -> None:
         await _settle(self.processor.submit_rejection(delivery, status, reason))
-        extra = [(b"allow", b"POST")] if allow else []
-        await send_json(send, status, reason, close=True, extra=extra)  # a body may be unread
+        # No "Connection: close": the server drops a body left unread (up to its limits), so
+        # closing now could reset the connection before the sender reads this answer.
+        await send_json(send, status, reason, extra=[(b"allow", b"POST")] if allow else [])
 
     def _stored(self, verdict: Verdict) -> None:
         if self._on_stored is not None:

@@ -168,6 +168,11 @@ class StrictProtocol(HttpToolsProtocol):
         self._cancel_deadline()
         self.transport.pause_reading()
         cycle = self.cycle
+        if cycle is not None and not self._in_head and cycle.response_started:
+            # The app already answered this request (e.g. 404 before reading the body): no
+            # second answer, just stop reading the rest.
+            self._send_error(status, msg, linger=linger, answer=False)
+            return
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app, if waiting for the body, sees a disconnect
             cycle.message_event.set()
@@ -186,15 +191,18 @@ class StrictProtocol(HttpToolsProtocol):
 
         pending.add_done_callback(answer)
 
-    def _send_error(self, status: int, msg: str, *, linger: bool = True) -> None:
+    def _send_error(
+        self, status: int, msg: str, *, linger: bool = True, answer: bool = True
+    ) -> None:
         if self.transport.is_closing():
             return
-        body = json_answer(status, msg)
-        head = [STATUS_LINE[status]]
-        head += [n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers]
-        head.append(b"content-type: application/json\r\nconnection: close\r\n")
-        head.append(b"content-length: %d\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
+        if answer:
+            body = json_answer(status, msg)
+            head = [STATUS_LINE[status]]
+            head += [n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers]
+            head.append(b"content-type: application/json\r\nconnection: close\r\n")
+            head.append(b"content-length: %d\r\n\r\n" % len(body))
+            self.transport.write(b"".join(head) + body)
         if linger and self.transport.can_write_eof():
             # A lingering close: FIN after the answer, then read and drop what the client
             # still sends for a moment.  Closing with unread data sends an RST, which can

@@ -658,3 +658,21 @@ def test_no_process_wide_settings_change(tmp_path):
     assert snapshot() == before
     session.stop_receiver()
     assert snapshot() == before
+
+
+def test_wrong_path_answers_survive_large_bodies(srx):
+    big = b"x" * (900 * 1024)
+    with requests.Session() as s:
+        r = s.post(srx.url + "nope", data=big, timeout=10)
+        assert r.status_code == 404  # not reset by the body the app never read
+        assert post(srx.url, SEED, session_=s).status_code == 200  # same connection, still fine
+    # Chunked, so the length is unknown until the body is read.
+    huge = chunked("POST", _target(srx) + "x", b"y" * (3 * 1024 * 1024))
+    with socket.create_connection(("127.0.0.1", srx.port), timeout=10) as conn:
+        with contextlib.suppress(OSError):
+            conn.sendall(huge)
+        got = b""
+        with contextlib.suppress(OSError):
+            got = read_until_close(conn)
+    assert [a[0] for a in answers(got)] == [413]  # one answer, read before the reset
+    assert [r["status"] for r in _rows(srx)] == [404, 200, 413]
