@@ -428,7 +428,8 @@ class ServerThread:
             return
         with contextlib.suppress(RuntimeError):  # the loop may have ended already
             loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout)
+        if thread is not threading.current_thread():  # from the app itself: no self-join
+            thread.join(timeout)
         log.debug("%s stopped", self.name)
 
     # --- the thread ---------------------------------------------------------------------
