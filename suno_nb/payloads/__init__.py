@@ -5,96 +5,52 @@ Callbacks use snake_case track fields (``audio_url``), record-info uses camelCas
 arrived.  Unknown fields are kept in ``extra``, never rejected: the service adds fields.
 """
 
-from __future__ import annotations
-
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PayloadError
-
-MAX_DEPTH = 32  # far deeper than any documented body; bounds the work per request
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # SQLite's integers; anything beyond is refused
-
-
-@dataclass(frozen=True)
-class CodeInfo:
-    """One row of the callback status-code table."""
-
-    code: int
-    meaning: str
-    meaning_zh: str
-    success: bool
-    retryable: bool
-
-
-# The seeds' table, English (000) and the Chinese page's own words (002).
-CALLBACK_CODES: dict[int, CodeInfo] = {
-    c.code: c
-    for c in (
-        CodeInfo(
-            200, "Success - Task completed successfully", "成功 - 请求已成功处理", True, False
-        ),
-        CodeInfo(
-            400,
-            "Validation error - Parameter validation failed",
-            "验证错误 - 参数验证失败",
-            False,
-            False,
-        ),
-        CodeInfo(408, "Timeout - Request timeout", "超出限制 - 超时", False, True),
-        CodeInfo(
-            500,
-            "Server error - Unexpected error occurred",
-            "服务器错误 - 处理请求时发生意外错误",
-            False,
-            True,
-        ),
-        CodeInfo(501, "Audio generation failed", "音频生成失败", False, True),
-        CodeInfo(
-            531,
-            "Server error - Generation failed, credits refunded",
-            "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试",
-            False,
-            True,
-        ),
-    )
-}
-
-# Callback stages (``data.callbackType``).  Generation callbacks come in stages: ``text``
-# (lyrics ready), ``first`` (first track ready), then ``complete`` or ``error``; one provider
-# names the failure stage ``failed``.  A stage nobody documented is still accepted and stored.
-INTERIM_STAGES = ("text", "first")
-FINAL_STAGES = ("complete", "error", "failed")
-CALLBACK_TYPES = (*INTERIM_STAGES, *FINAL_STAGES)
-MAX_STAGE = 32  # characters
-
-# record-info ``status`` values.
-PENDING_STATUSES = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")
-SUCCESS_STATUS = "SUCCESS"
-FAILED_STATUSES = (
-    "CREATE_TASK_FAILED",
-    "GENERATE_AUDIO_FAILED",
-    "CALLBACK_EXCEPTION",
-    "SENSITIVE_WORD_ERROR",
+from ..errors import PayloadError
+from .codes import (
+    CALLBACK_CODES,
+    CALLBACK_TYPES,
+    FAILED_STATUSES,
+    FINAL_STAGES,
+    INTERIM_STAGES,
+    MAX_STAGE,
+    PENDING_STATUSES,
+    RECORD_STATUSES,
+    STAGE_OF_STATUS,
+    SUCCESS_STATUS,
+    CodeInfo,
+    code_table,
 )
-RECORD_STATUSES = (*PENDING_STATUSES, SUCCESS_STATUS, *FAILED_STATUSES)
-STAGE_OF_STATUS = {"TEXT_SUCCESS": "text", "FIRST_SUCCESS": "first"}  # non-final stages
+from .strict_json import INT_MAX, INT_MIN, MAX_DEPTH, decode_json
 
-
-def code_table() -> list[dict[str, Any]]:
-    """The status-code table as records (``pandas.DataFrame(code_table())`` shows it)."""
-    return [
-        {
-            "code": c.code,
-            "meaning": c.meaning,
-            "meaning_zh": c.meaning_zh,
-            "success": c.success,
-            "retryable": c.retryable,
-        }
-        for c in CALLBACK_CODES.values()
-    ]
+__all__ = [
+    "CALLBACK_CODES",
+    "CALLBACK_TYPES",
+    "FAILED_STATUSES",
+    "FINAL_STAGES",
+    "INTERIM_STAGES",
+    "INT_MAX",
+    "INT_MIN",
+    "MAX_DEPTH",
+    "MAX_STAGE",
+    "PENDING_STATUSES",
+    "RECORD_STATUSES",
+    "STAGE_OF_STATUS",
+    "SUCCESS_STATUS",
+    "Callback",
+    "CodeInfo",
+    "PayloadError",
+    "RecordInfo",
+    "Track",
+    "callback_from_record",
+    "code_table",
+    "decode_json",
+    "parse_callback",
+    "parse_record_info",
+]
 
 
 # Track field name in callbacks -> in record-info.  The row shape uses the callback names
@@ -187,99 +143,6 @@ class RecordInfo:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def decode_json(body: bytes) -> Any:
-    """Decode UTF-8 JSON strictly; raise :class:`PayloadError` with a reason for bad bytes.
-
-    Beyond the JSON grammar this refuses what cannot be stored faithfully or costs too much:
-    integers beyond the signed 64-bit range (SQLite's; a 5000-digit integer is refused by
-    its length before any conversion), numbers that overflow a float (``1e400``), the
-    non-standard ``NaN``/``Infinity`` literals, nesting deeper than :data:`MAX_DEPTH`, and
-    strings holding a lone UTF-16 surrogate (``"\\ud800"``): those are rejected (400), not
-    replaced with U+FFFD, because the stored raw body must mean what the parsed rows say.
-    Nothing but PayloadError ever escapes.
-    """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        doc = json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
-    except PayloadError:
-        raise
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
-        raise PayloadError(f"body is not acceptable JSON: {type(exc).__name__}") from None
-    _check_values(doc)
-    return doc
-
-
-def _short(text: str, limit: int = 24) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def _parse_int(text: str) -> int:
-    # Length first: int() of thousands of digits is slow (and limited) in CPython.
-    if len(text.lstrip("-")) > len(str(INT_MAX)):
-        raise PayloadError(f"integer {_short(text)} is out of range (beyond +/-2**63)")
-    value = int(text)
-    if not INT_MIN <= value <= INT_MAX:
-        raise PayloadError(f"integer {text} is out of range (beyond +/-2**63)")
-    return value
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise PayloadError(f"number {_short(text)} is out of range (overflows a float)")
-    return value
-
-
-def _parse_constant(name: str) -> Any:
-    raise PayloadError(f"{name} is not a JSON number (NaN and Infinity are not allowed)")
-
-
-def _check_values(doc: Any) -> None:
-    """Nesting depth and lone surrogates, in one pass over the decoded document."""
-    stack: list[tuple[Any, int, str]] = [(doc, 1, "body")]
-    while stack:
-        obj, depth, where = stack.pop()
-        if isinstance(obj, str):
-            _check_text(obj, where)
-            continue
-        if not isinstance(obj, (dict, list)):
-            continue
-        if depth > MAX_DEPTH:
-            raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                _check_text(key, f"a key of {where}")
-                stack.append((value, depth + 1, f"{where}.{_short(key)}"))
-        else:
-            stack.extend((value, depth + 1, f"{where}[{i}]") for i, value in enumerate(obj))
-
-
-def _check_text(text: str, where: str) -> None:
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise PayloadError(
-            f"{where} holds a lone UTF-16 surrogate (\\u{ord(text[exc.start]):04x}),"
-            " which is not valid Unicode"
-        ) from None
 
 
 def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
