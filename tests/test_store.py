@@ -534,3 +534,10 @@ def test_a_rejection_with_lone_surrogates_is_still_recorded():
         assert json.loads(row["headers"]) == {"X-Odd": "\udc00"}  # kept as a JSON escape
     finally:
         store.close()
+
+
+def test_reads_may_nest(store):
+    store.record_callback(Delivery(body=b"x"), _cb())
+    with store.reading() as conn:
+        assert store.task("t1")["state"] == SUCCEEDED  # a query inside a reading block
+        assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == 2

@@ -119,7 +119,7 @@ class Store:
         self._wconn, self._rconn = wconn, rconn
         # One lock per connection: the memory store shares one connection for both.
         self._wlock = threading.RLock()  # re-entrant: a body may read a memory store
-        self._rlock = self._wlock if self.memory else threading.Lock()
+        self._rlock = self._wlock if self.memory else threading.RLock()
         self._writer = Writer(wconn, self._wlock, check=self._guard.problem, committed=self._bump)
 
     # --- connection and schema -------------------------------------------------------------
