@@ -401,6 +401,17 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     assert abs(_position(page) - 45.0) < 1.5
     assert media[2]["error"] is None and not media[2]["paused"]
 
+    # --- level-matched: the louder sections are turned down, the quietest plays at 1 -----
+    root.locator("input.snb-level").check()
+    volumes = page.eval_on_selector_all(
+        ".snb-lane audio.snb-media", "els => els.map(a => a.volume)"
+    )
+    assert max(volumes) == 1.0 and all(0.3 < v <= 1.0 for v in volumes), volumes
+    root.locator("input.snb-level").uncheck()
+    assert page.eval_on_selector_all(
+        ".snb-lane audio.snb-media", "els => els.map(a => a.volume)"
+    ) == [1.0, 1.0, 1.0]
+
     # --- loop the section with pre-roll -----
     root.locator("input.snb-loop").check()
     page.wait_for_timeout(400)
@@ -432,3 +443,15 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     rgb = [int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3]]
     assert sum(rgb) / 3 < 90, background  # dark, not a white block
     _shot(root, "audition-dark.png")
+
+    # --- saved from the browser, the notebook stays small and holds no audio -----
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function(
+        "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=15_000
+    )
+    saved = (lab.root / AUDITION_NOTEBOOK.name).read_text()
+    assert len(saved.encode()) < 1_000_000
+    assert "audio/mpeg" not in saved and "data:audio" not in saved
+    nb = json.loads(saved)
+    state = json.dumps(nb["metadata"].get("widgets", {}))
+    assert len(state) < 200_000 and "katspaugh" not in state  # no vendored player code either

@@ -449,6 +449,24 @@ def test_audition_of_a_failed_task_says_why(client, wrx, sb, song, made):
     assert "failed" in au.message and "531" in au.message and au.lanes == []
 
 
+def test_audition_streams_public_urls_and_sends_bytes_for_local_ones(monkeypatch):
+    from suno_nb.widgets import _lanes
+
+    assert _lanes.is_local("http://127.0.0.1:8000/a.mp3") and _lanes.is_local("http://localhost/a")
+    assert _lanes.is_local("http://192.168.1.20/a.mp3") and _lanes.is_local("http://[::1]:80/a")
+    assert not _lanes.is_local("https://cdn1.suno.ai/abc.mp3")
+    fetched: list[str] = []
+    monkeypatch.setattr(_lanes, "_peaks", lambda url: fetched.append(url) or ([1, 2], 60.0))
+    track = {"track_id": "t1", "audio_url": "https://cdn1.suno.ai/t1.mp3", "duration": 60.0}
+    lane, url = _lanes._lane("take1", "Take 1", "take", "#000", track, None)
+    assert lane["url"] == url == track["audio_url"] and not lane["bytes"] and fetched == []
+    local = {**track, "audio_url": "http://127.0.0.1:9/t1.mp3"}
+    lane, _ = _lanes._lane("take1", "Take 1", "take", "#000", local, None)
+    assert lane["bytes"] and lane["url"] == "" and lane["peaks"] == [1, 2]
+    lane, _ = _lanes._lane("take1", "Take 1", "take", "#000", {"track_id": "t"}, None)
+    assert lane["error"] == "Take 1 has no audio URL."
+
+
 def test_fragment_url_is_kept_for_links():
     assert fragment_url("http://x/a.mp3#old", 20, 32, 3, 60) == "http://x/a.mp3#t=17.00,35.00"
     assert fragment_url("http://x/a.mp3", 50, 58, 5, 60) == "http://x/a.mp3#t=45.00,60.00"

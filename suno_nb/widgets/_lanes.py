@@ -53,7 +53,12 @@ def plain_error(what: str, exc: Exception) -> str:
         why = "the file is gone (results are kept 14 days)"
     else:
         why = detail
-    return f"The audio of the {what} cannot be fetched: {why}."
+    return f"The audio of {what} cannot be fetched: {why}."
+
+
+def what(label: str) -> str:
+    """``"the original"`` / ``"take 2"``: a lane's label inside a sentence."""
+    return "the original" if label == "Original" else label.lower()
 
 
 def choices(rx: Any, task_ids: list[str] | None) -> list[dict[str, str]]:
@@ -128,7 +133,7 @@ def _lane(
         "lufs": None,
     }
     if not url:
-        lane["error"] = f"The {label.lower()} has no audio URL."
+        lane["error"] = f"{label} has no audio URL."
         return lane, url
     local = is_local(url)
     if local or in_cache(url):
@@ -137,7 +142,7 @@ def _lane(
             lane["duration"] = duration or lane["duration"]
             lane["bytes"] = True
         except SunoNbError as exc:
-            lane["error"] = plain_error(label.lower(), exc)
+            lane["error"] = plain_error(what(label), exc)
     else:
         lane["url"] = url  # public: the browser streams it
     return lane, url
@@ -168,7 +173,7 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
         original = analysis.original_track(rx, task, frame)
         lookup_error = None if original else "The original track is not known to this receiver."
     except SunoNbError as exc:
-        original, lookup_error = None, plain_error("original", exc)
+        original, lookup_error = None, plain_error("the original", exc)
     metrics: dict[str, dict] = {}
     if start is not None and end is not None and original is not None:
         table = analysis.compare_takes(rx, task_id, progress=False)

@@ -233,7 +233,7 @@ class Audition(anywidget.AnyWidget):
         try:
             path = audio.fetch(url)  # from the cache: no request when the file is there
         except SunoNbError as exc:
-            message = _lanes.plain_error(label.lower(), exc)
+            message = _lanes.plain_error(_lanes.what(label), exc)
             self.send({"type": "audio_error", "key": key, "message": message})
             return
         mime = mimetypes.guess_type(path.name)[0] or "audio/mpeg"
