@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .contract import API_FIELDS, Provider, SectionRules, get_provider
 from .errors import SectionValidationError
@@ -164,3 +165,72 @@ def missing_required(field: str, provider: Provider, endpoint: str) -> SectionVa
         limit="required",
         value=None,
     )
+
+
+def check_url(field: str, url: object) -> str | None:
+    """An optional http(s) URL argument, stripped (None when not given)."""
+    text = validate_text(field, url, required=False)
+    if text is None:
+        return None
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SectionValidationError(field, "must be an http(s) URL", limit="http(s) URL")
+    return text.strip()
+
+
+def pick_model(model: object, provider: Provider) -> str:
+    """``model`` if the provider offers it, else an error listing the models."""
+    if not isinstance(model, str) or model not in provider.models:
+        raise SectionValidationError(
+            "model",
+            f"must be one of {', '.join(provider.models)} on {provider.name}, got {model!r}",
+            limit=provider.models,
+            value=model,
+        )
+    return model
+
+
+def replace_mode(
+    task_id: object, audio_id: object, upload_url: object, model: object, provider: Provider
+) -> dict[str, str]:
+    """The request fields naming the original, for exactly one of the two modes:
+    ``taskId`` + ``audioId`` (a track the service made) or ``uploadUrl`` + ``model``."""
+    mode1 = task_id is not None or audio_id is not None
+    mode2 = upload_url is not None or model is not None
+    if mode1 and mode2:
+        raise SectionValidationError(
+            "upload_url" if upload_url is not None else "model",
+            "give either task_id + audio_id (a track the service made) or upload_url + "
+            "model (your own audio), not both",
+            limit="exactly one mode",
+        )
+    if mode2:
+        url = check_url("upload_url", upload_url)
+        if url is None:
+            raise SectionValidationError(
+                "upload_url", "is required with model= (your own audio)", limit="required"
+            )
+        return {"uploadUrl": url, "model": pick_model(model, provider)}
+    if not mode1:
+        raise SectionValidationError(
+            "task_id",
+            "name the original: task_id + audio_id (a track the service made) or "
+            "upload_url + model (your own audio)",
+            limit="exactly one mode",
+        )
+    ids = {}
+    for field, value in (("task_id", task_id), ("audio_id", audio_id)):
+        text = validate_text(field, value, required=True, provider=provider)
+        ids[API_FIELDS[field]] = text or ""
+    return ids
+
+
+def original_duration_s(value: object) -> float | None:
+    """``original_duration`` as seconds (None when not given)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SectionValidationError(
+            "original_duration", f"must be a number of seconds, got {value!r}", value=value
+        )
+    return float(value)
