@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -18,90 +19,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..contract import Provider
 from ..errors import SectionValidationError
 from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
-from ..rules import validate_section, validate_text
+from ..rules import validate_section
 from . import synth
 from .delivery import CallbackSender, Scheduler, public_url
 from .faults import Failure, Faults
+from .validate import (
+    GENERATE,
+    REPLACE,
+    Rejected,
+    Reply,
+    code_of,
+    fail,
+    invalid,
+    ok,
+    parse_generate,
+    parse_replace,
+)
 
-Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
-
-MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5")
+LEGACY_MODELS = ("V3_5",)  # create_song() still accepts it; requests follow the contract
 SUCCESS_MSG = "All generated successfully."
-MAX_SONG_S = 480.0
-_GENERATE_PROMPT_LIMIT = 500  # non-custom mode, as documented for /generate
-_STYLE_LIMIT = 1000
-
-# snake_case names used by suno_nb.rules -> the API's field names, for service messages.
-_CAMEL = {
-    "task_id": "taskId",
-    "audio_id": "audioId",
-    "infill_start_s": "infillStartS",
-    "infill_end_s": "infillEndS",
-    "negative_tags": "negativeTags",
-    "full_lyrics": "fullLyrics",
+# Stage callbacks of /generate (generate-music-callbacks): text, then first, then complete.
+STAGE_MSG = {
+    "text": "Text generation completed successfully.",
+    "first": "First track generation completed successfully.",
 }
-
-
-def _camelize(text: str) -> str:
-    for snake, camel in _CAMEL.items():
-        text = text.replace(snake, camel)
-    return text
-
-
-def _ok(data: Any) -> Reply:
-    return 200, {"code": 200, "msg": "success", "data": data}
-
-
-def _fail(code: int, msg: str) -> Reply:
-    # The hosted API answers HTTP 200 and puts the error in the JSON ``code``.
-    return 200, {"code": code, "msg": msg}
-
-
-def _invalid(exc: SectionValidationError) -> Reply:
-    # A length limit is "prompt too long" (413) in this API family; the rest is 400.
-    code = 413 if isinstance(exc.limit, int) and "characters long" in str(exc) else 400
-    return _fail(code, _camelize(str(exc)))
-
-
-class _Rejected(Exception):
-    def __init__(self, reply: Reply):
-        self.reply = reply
-
-
-def _text(
-    body: dict[str, Any], name: str, *, required: bool, rule: str | None = None
-) -> str | None:
-    """Validate one string field with suno_nb.rules; ``rule`` is its snake_case rule name."""
-    try:
-        return validate_text(rule or name, body.get(name), required=required)
-    except SectionValidationError as exc:
-        raise _Rejected(_invalid(exc)) from None
-
-
-def _callback_url(body: dict[str, Any]) -> str | None:
-    value = body.get("callBackUrl")
-    if value is None or value == "":
-        return None
-    try:
-        parts = urlsplit(value) if isinstance(value, str) else None
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Rejected(_fail(400, "callBackUrl: must be an http:// or https:// URL"))
-    return value
-
-
-def _bool(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise _Rejected(_fail(400, f"{name}: must be true or false, got {value!r}"))
-    return value
+MAX_SONG_S = 480.0
+STANDIN_S = 150.0  # length of the stand-in for an uploadUrl the sandbox does not serve
+_OWN_FILE = re.compile(r"^/(?:files|stream)/([0-9a-fA-F-]{8,64})(?:\.mp3)?$")
 
 
 # --- records ------------------------------------------------------------------------------
@@ -219,6 +169,7 @@ class _Task:
     tracks: list[_Track] = field(default_factory=list)
     state: str = "pending"  # pending | success | failed
     failure: Failure | None = None
+    staged: bool = False  # /generate: text and first callbacks before complete
 
 
 # --- audio cache --------------------------------------------------------------------------
@@ -312,7 +263,9 @@ class Service:
         cost_generate: float,
         cost_replace: float,
         faults: Faults | None,
+        provider: Provider,
     ) -> None:
+        self.provider = provider
         self.lock = threading.RLock()
         self.base_url = ""
         self.scheduler: Scheduler | None = None
@@ -402,10 +355,30 @@ class Service:
             return task.tracks[:1]  # as the status says: the first track is done
         return []
 
-    def callback_body(self, task: _Task, *, error_form: str = "error") -> dict[str, Any]:
-        """The seeds' success body, or a failure body in ``error_form``."""
+    def _items(self, task: _Task, tracks: list[_Track]) -> list[dict[str, Any]]:
+        items = [self._song_track(t).callback_item() for t in tracks]
+        if task.staged:
+            # /generate's items also name the source files (generate-music-callbacks).
+            for item in items:
+                for name in ("audio_url", "stream_audio_url", "image_url"):
+                    item[f"source_{name}"] = item[name]
+        return items
+
+    def callback_body(
+        self, task: _Task, *, error_form: str = "error", stage: str = "complete"
+    ) -> dict[str, Any]:
+        """The seeds' success body (or a ``text``/``first`` stage of a staged task), or a
+        failure body in ``error_form``."""
+        if stage in STAGE_MSG:
+            tracks = task.tracks[:1] if stage == "first" else []
+            data = {
+                "callbackType": stage,
+                "task_id": task.task_id,
+                "data": self._items(task, tracks),
+            }
+            return {"code": 200, "msg": STAGE_MSG[stage], "data": data}
         if task.failure is None:
-            items = [self._song_track(t).callback_item() for t in task.tracks]
+            items = self._items(task, task.tracks)
             return {
                 "code": 200,
                 "msg": SUCCESS_MSG,
@@ -418,6 +391,18 @@ class Service:
         else:
             data["error"] = f.error
         return {"code": f.code, "msg": f.msg, "data": data}
+
+    def _send_stage(self, task_id: str, stage: str) -> None:
+        """An intermediate callback of a /generate task that is on its way to success."""
+        with self.lock:
+            task = self._tasks[task_id]
+            faults = task.faults
+            if task.state != "pending" or faults.fails or faults.drop:
+                return
+            body = self.callback_body(task, stage=stage)
+            url = task.callback_url
+        if url and self.sender is not None:
+            self.sender.send(url, body, wrong_signature=faults.wrong_signature)
 
     def record_data(self, task_id: str) -> dict[str, Any] | None:
         """The ``data`` object of record-info for ``task_id``, or None if unknown."""
@@ -442,15 +427,15 @@ class Service:
         """``GET /api/v1/generate/record-info?taskId=``."""
         task_id = task_id.strip()
         if not task_id:
-            return _fail(400, "taskId: is required")
+            return fail(400, "taskId: is required")
         data = self.record_data(task_id)
         if data is None:
-            return _fail(404, f"taskId: no task {task_id!r} was found for this account")
-        return _ok(data)
+            return fail(404, f"taskId: no task {task_id!r} was found for this account")
+        return ok(data)
 
     def credit(self) -> Reply:
         """``GET /api/v1/generate/credit``: the remaining credits as ``data``."""
-        return _ok(self.credit_value())
+        return ok(self.credit_value())
 
     def tasks(self) -> list[dict[str, Any]]:
         """One summary row per task, oldest first."""
@@ -504,10 +489,11 @@ class Service:
             self._tracks[t.id] = t
         return task
 
-    def _charge(self, cost: float) -> Reply | None:
+    def _charge(self, cost: float, endpoint: str) -> Reply | None:
         if self.credits + 1e-9 < cost:
-            return _fail(
-                429,
+            # 402 on replace-section, 429 on the other endpoints: the endpoint's table says.
+            return fail(
+                code_of(self.provider, endpoint, "credits", 429),
                 f"Insufficient credits: {self.credits:g} left and this task costs {cost:g}. "
                 "Please top up to continue.",
             )
@@ -519,16 +505,52 @@ class Service:
             c = round(self.credits, 2)
         return int(c) if float(c).is_integer() else c
 
+    def _new_tracks(
+        self,
+        *,
+        n: int,
+        prompt: str,
+        title: str,
+        tags: str,
+        model_name: str,
+        durations: list[float],
+        salt: Any,
+    ) -> Callable[[str, str], list[_Track]]:
+        def tracks(task_id: str, created: str) -> list[_Track]:
+            return [
+                _Track(
+                    id=str(uuid.uuid4()),
+                    task_id=task_id,
+                    index=i,
+                    prompt=prompt,
+                    model_name=model_name,
+                    title=title,
+                    tags=tags,
+                    create_time=created,
+                    duration=d,
+                    recipe=Recipe(synth.stable_seed(self.seed, title, *salt, n, i), d),
+                )
+                for i, d in enumerate(durations)
+            ]
+
+        return tracks
+
     def create_song(
         self, *, duration: float, title: str, tags: str, prompt: str, model: str
     ) -> Song:
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
             raise TypeError(f"duration must be a number of seconds, got {duration!r}")
-        if not 12.0 <= duration <= MAX_SONG_S:
-            # 12 s: the smallest original that has a valid 6 s (= 50 %) section.
-            raise ValueError(f"duration must be between 12 and {MAX_SONG_S:g} s, got {duration}")
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        rules = self.provider.section
+        shortest = rules.min_s / rules.max_fraction  # the smallest original with a valid section
+        if not shortest <= duration <= MAX_SONG_S:
+            raise ValueError(
+                f"duration must be between {shortest:g} and {MAX_SONG_S:g} s (a "
+                f"{rules.min_s:g} s section may cover at most {rules.max_fraction:.0%}), "
+                f"got {duration}"
+            )
+        models = LEGACY_MODELS + self.provider.models
+        if model not in models:
+            raise ValueError(f"model must be one of {', '.join(models)}, got {model!r}")
         duration = round(float(duration), 2)
         param = {
             "prompt": prompt,
@@ -540,24 +562,6 @@ class Service:
         }
         with self.lock:
             n = next(self._counter)
-
-            def tracks(task_id: str, created: str) -> list[_Track]:
-                return [
-                    _Track(
-                        id=str(uuid.uuid4()),
-                        task_id=task_id,
-                        index=i,
-                        prompt=prompt,
-                        model_name=_model_name(model),
-                        title=title,
-                        tags=tags,
-                        create_time=created,
-                        duration=duration,
-                        recipe=Recipe(synth.stable_seed(self.seed, title, n, i), duration),
-                    )
-                    for i in range(self.tracks_per_task)
-                ]
-
             task = self._new_task(
                 kind="GENERATE",
                 param=param,
@@ -565,130 +569,97 @@ class Service:
                 callback_url=None,
                 cost=0.0,
                 faults=Faults(),
-                tracks=tracks,
+                tracks=self._new_tracks(
+                    n=n,
+                    prompt=prompt,
+                    title=title,
+                    tags=tags,
+                    model_name=_model_name(model),
+                    durations=[duration] * self.tracks_per_task,
+                    salt=(),
+                ),
                 finished=True,
             )
             return Song(task.task_id, [self._song_track(t) for t in task.tracks])
 
     def generate(self, body: Any) -> Reply:
-        """``POST /api/v1/generate``."""
-        if not isinstance(body, dict):
-            return _fail(400, "request body must be a JSON object")
+        """``POST /api/v1/generate``: staged callbacks text -> first -> complete."""
         try:
-            custom = _bool(body, "customMode")
-            instrumental = _bool(body, "instrumental")
-            model = body.get("model") or "V3_5"
-            if model not in MODELS:
-                return _fail(400, f"model: must be one of {', '.join(MODELS)}, got {model!r}")
-            callback_url = _callback_url(body)
-            if custom:
-                style = _text(body, "style", required=True)
-                title = _text(body, "title", required=True)
-                prompt = _text(body, "prompt", required=not instrumental) or ""
-                if style and len(style) > _STYLE_LIMIT:
-                    return _fail(
-                        413, f"style: is {len(style)} characters long; the limit is {_STYLE_LIMIT}"
-                    )
-            else:
-                prompt = _text(body, "prompt", required=True) or ""
-                if len(prompt) > _GENERATE_PROMPT_LIMIT:
-                    return _fail(
-                        413,
-                        f"prompt: is {len(prompt)} characters long; the limit "
-                        f"is {_GENERATE_PROMPT_LIMIT} when customMode is false",
-                    )
-                style = "pop"
-                title = " ".join(prompt.split()[:5]).title()[:80] or "Untitled"
-        except _Rejected as rej:
+            req = parse_generate(self.provider, body)
+        except Rejected as rej:
             return rej.reply
         with self.lock:
-            refused = self._charge(self.cost_generate)
+            refused = self._charge(self.cost_generate, GENERATE)
             if refused:
                 return refused
             faults = self._next_faults()
+            if faults.reply_code is not None:
+                self.credits += self.cost_generate
+                return self._fault_reply(faults, GENERATE)
             n = next(self._counter)
-
-            def tracks(task_id: str, created: str) -> list[_Track]:
-                out = []
-                for i in range(self.tracks_per_task):
-                    duration = round(self._rng.uniform(100.0, 160.0), 2)
-                    out.append(
-                        _Track(
-                            id=str(uuid.uuid4()),
-                            task_id=task_id,
-                            index=i,
-                            prompt=prompt,
-                            model_name=_model_name(model),
-                            title=title or "",
-                            tags=style or "",
-                            create_time=created,
-                            duration=duration,
-                            recipe=Recipe(
-                                synth.stable_seed(self.seed, title, prompt, n, i), duration
-                            ),
-                        )
-                    )
-                return out
-
+            durations = [
+                round(self._rng.uniform(100.0, 160.0), 2) for _ in range(self.tracks_per_task)
+            ]
             task = self._new_task(
                 kind="GENERATE",
                 param=dict(body),
                 parent_music_id="",
-                callback_url=callback_url,
+                callback_url=req.callback_url,
                 cost=self.cost_generate,
                 faults=faults,
-                tracks=tracks,
+                tracks=self._new_tracks(
+                    n=n,
+                    prompt=req.prompt,
+                    title=req.title,
+                    tags=req.style,
+                    model_name=_model_name(req.model),
+                    durations=durations,
+                    salt=(req.prompt,),
+                ),
             )
-        self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
-        return _ok({"taskId": task.task_id})
+            task.staged = True
+        span = task.ready_at - time.monotonic()
+        # The stages land where record-info moves to TEXT_SUCCESS and FIRST_SUCCESS.
+        for stage, at in (("text", 1 / 3), ("first", 2 / 3)):
+            if self.scheduler is not None:
+                self.scheduler.call_later(
+                    max(0.0, span * at), lambda st=stage: self._send_stage(task.task_id, st)
+                )
+        self._schedule_completion(task.task_id, span)
+        return ok({"taskId": task.task_id})
+
+    def _fault_reply(self, faults: Faults, endpoint: str) -> Reply:
+        code = faults.reply_code
+        assert code is not None
+        info = self.provider.code(endpoint, code) or self.provider.code("record-info", code)
+        return fail(code, faults.error_message or (info.meaning if info else f"error {code}"))
 
     def replace_section(self, body: Any) -> Reply:
         """``POST /api/v1/generate/replace-section``: the service's own validation first."""
-        if not isinstance(body, dict):
-            return _fail(400, "request body must be a JSON object")
         try:
-            parent_id = _text(body, "taskId", rule="task_id", required=True)
-            audio_id = _text(body, "audioId", rule="audio_id", required=True)
-            prompt = _text(body, "prompt", required=True)
-            tags = _text(body, "tags", required=True)
-            title = _text(body, "title", required=True)
-            _text(body, "negativeTags", rule="negative_tags", required=False)
-            _text(body, "fullLyrics", rule="full_lyrics", required=False)
-            callback_url = _callback_url(body)
-            start, end = body.get("infillStartS"), body.get("infillEndS")
-            validate_section(start, end)  # the rules that need no parent
-        except _Rejected as rej:
+            req = parse_replace(self.provider, body)
+        except Rejected as rej:
             return rej.reply
-        except SectionValidationError as exc:
-            return _invalid(exc)
-        assert parent_id and audio_id and prompt and tags and title
         with self.lock:
-            parent = self._tasks.get(parent_id)
-            if parent is None:
-                return _fail(404, f"taskId: no task {parent_id!r} was found for this account")
-            status = self._status(parent, time.monotonic())
-            if status != SUCCESS_STATUS:
-                return _fail(
-                    400,
-                    f"taskId: task {parent_id!r} has status {status}; only a "
-                    "task with status SUCCESS can have a section replaced",
-                )
-            source = next((t for t in parent.tracks if t.id == audio_id), None)
-            if source is None:
-                ids = ", ".join(t.id for t in parent.tracks)
-                return _fail(
-                    400,
-                    f"audioId: {audio_id!r} is not a track of task "
-                    f"{parent_id!r} (its tracks: {ids})",
-                )
+            if req.task_id is not None:
+                source = self._parent_track(req.task_id, req.audio_id or "")
+            else:
+                source = self._uploaded(req.upload_url or "", req.model or "")
+            if isinstance(source, tuple):
+                return source
             try:
-                section = validate_section(start, end, source.duration)
+                section = validate_section(
+                    req.start, req.end, source.duration, section=self.provider.section
+                )
             except SectionValidationError as exc:
-                return _invalid(exc)
-            refused = self._charge(self.cost_replace)
+                return invalid(self.provider, REPLACE, exc).reply
+            refused = self._charge(self.cost_replace, REPLACE)
             if refused:
                 return refused
             faults = self._next_faults()
+            if faults.reply_code is not None:
+                self.credits += self.cost_replace
+                return self._fault_reply(faults, REPLACE)
             n = next(self._counter)
 
             def tracks(task_id: str, created: str) -> list[_Track]:
@@ -696,7 +667,14 @@ class Service:
                 for i in range(self.tracks_per_task):
                     # Each result track is its own variant, derived from the request.
                     seed = synth.stable_seed(
-                        self.seed, source.recipe, prompt, tags, section.start, section.end, n, i
+                        self.seed,
+                        source.recipe,
+                        req.prompt,
+                        req.tags,
+                        section.start,
+                        section.end,
+                        n,
+                        i,
                     )
                     recipe = Recipe(
                         source.recipe.base_seed,
@@ -708,10 +686,10 @@ class Service:
                             id=str(uuid.uuid4()),
                             task_id=task_id,
                             index=i,
-                            prompt=prompt,
+                            prompt=req.prompt,
                             model_name=source.model_name,
-                            title=title,
-                            tags=tags,
+                            title=req.title,
+                            tags=req.tags,
                             create_time=created,
                             duration=source.duration,
                             recipe=recipe,
@@ -722,14 +700,57 @@ class Service:
             task = self._new_task(
                 kind="REPLACE_SECTION",
                 param=dict(body),
-                parent_music_id=audio_id,
-                callback_url=callback_url,
+                parent_music_id=source.id,
+                callback_url=req.callback_url,
                 cost=self.cost_replace,
                 faults=faults,
                 tracks=tracks,
             )
         self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
-        return _ok({"taskId": task.task_id})
+        return ok({"taskId": task.task_id})
+
+    def _parent_track(self, parent_id: str, audio_id: str) -> _Track | Reply:
+        """Mode 1: the track ``audio_id`` of the finished task ``parent_id``."""
+        validation = code_of(self.provider, REPLACE, "validation", 400)
+        parent = self._tasks.get(parent_id)
+        if parent is None:
+            return fail(404, f"taskId: no task {parent_id!r} was found for this account")
+        status = self._status(parent, time.monotonic())
+        if status != SUCCESS_STATUS:
+            return fail(
+                validation,
+                f"taskId: task {parent_id!r} has status {status}; only a "
+                "task with status SUCCESS can have a section replaced",
+            )
+        source = next((t for t in parent.tracks if t.id == audio_id), None)
+        if source is None:
+            ids = ", ".join(t.id for t in parent.tracks)
+            return fail(
+                validation,
+                f"audioId: {audio_id!r} is not a track of task {parent_id!r} (its tracks: {ids})",
+            )
+        return source
+
+    def _uploaded(self, url: str, model: str) -> _Track:
+        """Mode 2: the audio at ``url``.  Nothing is fetched: a URL this sandbox serves is
+        its own track; any other URL gets a deterministic synthesized stand-in."""
+        m = _OWN_FILE.match(url[len(self.base_url) :]) if url.startswith(self.base_url) else None
+        own = self._tracks.get(m.group(1)) if m else None
+        if own is not None:
+            return own
+        seed = synth.stable_seed(self.seed, "upload", url)
+        return _Track(
+            id=f"upload-{seed:x}",
+            task_id="",
+            index=0,
+            prompt="",
+            model_name=_model_name(model),
+            title="Uploaded audio",
+            tags="",
+            create_time="",
+            duration=STANDIN_S,
+            recipe=Recipe(seed, STANDIN_S),
+        )
 
     # -- results -----------------------------------------------------------------------
 
