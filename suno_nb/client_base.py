@@ -41,7 +41,6 @@ from .errors import (
     SunoNbError,
 )
 from .payloads import decode_json
-from .store import Submission
 
 log = logging.getLogger("suno_nb.client")
 
@@ -67,7 +66,7 @@ class ReceiverLike(Protocol):
     @property
     def url(self) -> str: ...
 
-    def record_submission(self, submission: Submission) -> None: ...
+    def record_submission(self, submission: Any) -> None: ...  # a store.Submission
 
 
 _default_lock = threading.Lock()

@@ -14,9 +14,8 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +27,8 @@ from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
 from ..rules import validate_section
 from . import synth
 from .delivery import CallbackSender, Scheduler, public_url
-from .faults import Failure, Faults
+from .faults import Faults
+from .records import AudioCache, Recipe, Song, SongTrack, TaskRecord, TrackRecord
 from .validate import (
     GENERATE,
     REPLACE,
@@ -52,198 +52,6 @@ STAGE_MSG = {
 MAX_SONG_S = 480.0
 STANDIN_S = 150.0  # length of the stand-in for an uploadUrl the sandbox does not serve
 _OWN_FILE = re.compile(r"^/(?:files|stream)/([0-9a-fA-F-]{8,64})(?:\.mp3)?$")
-
-
-# --- records ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a track's audio is made: a synthesized song plus replacements, in order.
-
-    Audio is a pure function of the recipe, so it is rendered lazily and can be dropped
-    from the cache and rebuilt at any time.
-    """
-
-    base_seed: int
-    duration: float
-    ops: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, variant seed)
-
-
-@dataclass(frozen=True)
-class SongTrack:
-    """One track as the API describes it (callback field names, Python attribute style)."""
-
-    id: str
-    audio_url: str
-    stream_audio_url: str
-    image_url: str
-    prompt: str
-    model_name: str
-    title: str
-    tags: str
-    create_time: str
-    duration: float
-
-    def callback_item(self) -> dict[str, Any]:
-        """The track as a callback's ``data.data[i]`` (snake_case, seed order)."""
-        return {
-            "id": self.id,
-            "audio_url": self.audio_url,
-            "stream_audio_url": self.stream_audio_url,
-            "image_url": self.image_url,
-            "prompt": self.prompt,
-            "model_name": self.model_name,
-            "title": self.title,
-            "tags": self.tags,
-            "createTime": self.create_time,
-            "duration": self.duration,
-        }
-
-    def record_item(self) -> dict[str, Any]:
-        """The track as record-info's ``response.sunoData[i]`` (camelCase)."""
-        return {
-            "id": self.id,
-            "audioUrl": self.audio_url,
-            "streamAudioUrl": self.stream_audio_url,
-            "imageUrl": self.image_url,
-            "prompt": self.prompt,
-            "modelName": self.model_name,
-            "title": self.title,
-            "tags": self.tags,
-            "createTime": self.create_time,
-            "duration": self.duration,
-        }
-
-
-@dataclass(frozen=True)
-class Song:
-    """A finished original made by :meth:`Sandbox.create_song`."""
-
-    task_id: str
-    tracks: list[SongTrack]
-
-    @property
-    def audio_id(self) -> str:
-        """The first track's id: what a replace-section request names as ``audioId``."""
-        return self.tracks[0].id
-
-    @property
-    def duration(self) -> float:
-        return self.tracks[0].duration
-
-    @property
-    def audio_url(self) -> str:
-        return self.tracks[0].audio_url
-
-    @property
-    def title(self) -> str:
-        return self.tracks[0].title
-
-
-@dataclass
-class _Track:
-    id: str
-    task_id: str
-    index: int
-    prompt: str
-    model_name: str
-    title: str
-    tags: str
-    create_time: str
-    duration: float
-    recipe: Recipe
-
-
-@dataclass
-class _Task:
-    task_id: str
-    kind: str  # record-info "type"
-    param: dict[str, Any]
-    parent_music_id: str
-    callback_url: str | None
-    cost: float
-    created: float  # monotonic
-    ready_at: float  # monotonic
-    faults: Faults
-    tracks: list[_Track] = field(default_factory=list)
-    state: str = "pending"  # pending | success | failed
-    failure: Failure | None = None
-    staged: bool = False  # /generate: text and first callbacks before complete
-
-
-# --- audio cache --------------------------------------------------------------------------
-
-
-class AudioCache:
-    """Rendered samples and encoded bytes per recipe, LRU-bounded, rendered once at a time."""
-
-    def __init__(self, sr: int, *, max_samples: int = 4, max_encoded: int = 64) -> None:
-        self.sr = sr
-        self._lock = threading.Lock()
-        self._render_lock = threading.Lock()  # one render at a time: bounded CPU and memory
-        self._samples: OrderedDict[Recipe, np.ndarray] = OrderedDict()
-        self._mp3: OrderedDict[Recipe, bytes] = OrderedDict()
-        self._covers: OrderedDict[int, bytes] = OrderedDict()
-        self._limits = {"samples": max_samples, "mp3": max_encoded, "covers": max_encoded}
-
-    def _get(self, name: str, cache: OrderedDict, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-        with self._render_lock:
-            with self._lock:
-                if key in cache:  # rendered by another thread meanwhile
-                    return cache[key]
-            value = make()
-        with self._lock:
-            cache[key] = value
-            while len(cache) > self._limits[name]:
-                cache.popitem(last=False)
-        return value
-
-    def samples(self, recipe: Recipe) -> np.ndarray:
-        """Float32 mono samples (read-only) of ``recipe``."""
-        cached = self._lookup(self._samples, recipe)
-        if cached is not None:
-            return cached
-        if recipe.ops:
-            parent = self.samples(Recipe(recipe.base_seed, recipe.duration, recipe.ops[:-1]))
-        else:
-            parent = None
-
-        def make() -> np.ndarray:
-            if parent is None:
-                x = synth.synthesize_song(recipe.duration, recipe.base_seed, self.sr)
-            else:
-                start, end, seed = recipe.ops[-1]
-                x = synth.replace_section(
-                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed
-                )
-            x.setflags(write=False)
-            return x
-
-        return self._get("samples", self._samples, recipe, make)
-
-    def mp3(self, recipe: Recipe) -> bytes:
-        """MP3 bytes of ``recipe``."""
-        cached = self._lookup(self._mp3, recipe)
-        if cached is not None:
-            return cached
-        x = self.samples(recipe)
-        return self._get("mp3", self._mp3, recipe, lambda: synth.encode_mp3(x, self.sr))
-
-    def cover(self, seed: int) -> bytes:
-        """PNG cover bytes for ``seed``."""
-        return self._get("covers", self._covers, seed, lambda: synth.cover_png(seed))
-
-    def _lookup(self, cache: OrderedDict, key: Any) -> Any:
-        with self._lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-        return None
 
 
 # --- the service --------------------------------------------------------------------------
@@ -280,8 +88,8 @@ class Service:
         self.audio = AudioCache(sample_rate)
         self._rng = random.Random(seed)
         self._counter = itertools.count()
-        self._tasks: dict[str, _Task] = {}
-        self._tracks: dict[str, _Track] = {}
+        self._tasks: dict[str, TaskRecord] = {}
+        self._tracks: dict[str, TrackRecord] = {}
         self._injected: deque[list[Any]] = deque()  # [Faults, remaining count]
 
     # -- faults ------------------------------------------------------------------------
@@ -323,7 +131,7 @@ class Service:
 
     # -- urls and bodies ---------------------------------------------------------------
 
-    def _song_track(self, track: _Track) -> SongTrack:
+    def _song_track(self, track: TrackRecord) -> SongTrack:
         base = self.base_url
         return SongTrack(
             id=track.id,
@@ -338,7 +146,7 @@ class Service:
             duration=track.duration,
         )
 
-    def _status(self, task: _Task, now: float) -> str:
+    def _status(self, task: TaskRecord, now: float) -> str:
         if task.state == "success":
             return SUCCESS_STATUS
         if task.state == "failed":
@@ -348,14 +156,14 @@ class Service:
         frac = 1.0 if span <= 0 else (now - task.created) / span
         return PENDING_STATUSES[min(2, max(0, int(frac * 3)))]
 
-    def _visible_tracks(self, task: _Task, status: str) -> list[_Track]:
+    def _visible_tracks(self, task: TaskRecord, status: str) -> list[TrackRecord]:
         if status == SUCCESS_STATUS:
             return task.tracks
         if status == "FIRST_SUCCESS":
             return task.tracks[:1]  # as the status says: the first track is done
         return []
 
-    def _items(self, task: _Task, tracks: list[_Track]) -> list[dict[str, Any]]:
+    def _items(self, task: TaskRecord, tracks: list[TrackRecord]) -> list[dict[str, Any]]:
         items = [self._song_track(t).callback_item() for t in tracks]
         if task.staged:
             # /generate's items also name the source files (generate-music-callbacks).
@@ -365,7 +173,7 @@ class Service:
         return items
 
     def callback_body(
-        self, task: _Task, *, error_form: str = "error", stage: str = "complete"
+        self, task: TaskRecord, *, error_form: str = "error", stage: str = "complete"
     ) -> dict[str, Any]:
         """The seeds' success body (or a ``text``/``first`` stage of a staged task), or a
         failure body in ``error_form``."""
@@ -465,13 +273,13 @@ class Service:
         callback_url: str | None,
         cost: float,
         faults: Faults,
-        tracks: Callable[[str, str], list[_Track]],
+        tracks: Callable[[str, str], list[TrackRecord]],
         finished: bool = False,
-    ) -> _Task:
+    ) -> TaskRecord:
         now = time.monotonic()
         task_id = uuid.uuid4().hex  # unique across sandboxes in one process
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        task = _Task(
+        task = TaskRecord(
             task_id=task_id,
             kind=kind,
             param=param,
@@ -515,10 +323,10 @@ class Service:
         model_name: str,
         durations: list[float],
         salt: Any,
-    ) -> Callable[[str, str], list[_Track]]:
-        def tracks(task_id: str, created: str) -> list[_Track]:
+    ) -> Callable[[str, str], list[TrackRecord]]:
+        def tracks(task_id: str, created: str) -> list[TrackRecord]:
             return [
-                _Track(
+                TrackRecord(
                     id=str(uuid.uuid4()),
                     task_id=task_id,
                     index=i,
@@ -662,7 +470,7 @@ class Service:
                 return self._fault_reply(faults, REPLACE)
             n = next(self._counter)
 
-            def tracks(task_id: str, created: str) -> list[_Track]:
+            def tracks(task_id: str, created: str) -> list[TrackRecord]:
                 out = []
                 for i in range(self.tracks_per_task):
                     # Each result track is its own variant, derived from the request.
@@ -682,7 +490,7 @@ class Service:
                         (*source.recipe.ops, (section.start, section.end, seed)),
                     )
                     out.append(
-                        _Track(
+                        TrackRecord(
                             id=str(uuid.uuid4()),
                             task_id=task_id,
                             index=i,
@@ -709,7 +517,7 @@ class Service:
         self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
         return ok({"taskId": task.task_id})
 
-    def _parent_track(self, parent_id: str, audio_id: str) -> _Track | Reply:
+    def _parent_track(self, parent_id: str, audio_id: str) -> TrackRecord | Reply:
         """Mode 1: the track ``audio_id`` of the finished task ``parent_id``."""
         validation = code_of(self.provider, REPLACE, "validation", 400)
         parent = self._tasks.get(parent_id)
@@ -731,7 +539,7 @@ class Service:
             )
         return source
 
-    def _uploaded(self, url: str, model: str) -> _Track:
+    def _uploaded(self, url: str, model: str) -> TrackRecord:
         """Mode 2: the audio at ``url``.  Nothing is fetched: a URL this sandbox serves is
         its own track; any other URL gets a deterministic synthesized stand-in."""
         m = _OWN_FILE.match(url[len(self.base_url) :]) if url.startswith(self.base_url) else None
@@ -739,7 +547,7 @@ class Service:
         if own is not None:
             return own
         seed = synth.stable_seed(self.seed, "upload", url)
-        return _Track(
+        return TrackRecord(
             id=f"upload-{seed:x}",
             task_id="",
             index=0,
@@ -789,7 +597,7 @@ class Service:
 
     # -- files -------------------------------------------------------------------------
 
-    def _published(self, audio_id: str) -> _Track | None:
+    def _published(self, audio_id: str) -> TrackRecord | None:
         with self.lock:
             track = self._tracks.get(audio_id)
             if track is None:
