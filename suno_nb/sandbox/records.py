@@ -27,7 +27,7 @@ class Recipe:
 
     base_seed: int
     duration: float
-    ops: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, variant seed)
+    ops: tuple[tuple[Any, ...], ...] = ()  # (start s, end s, variant seed, *(fault, value))
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,9 @@ class AudioCache:
             if parent is None:
                 x = synth.synthesize_song(recipe.duration, recipe.base_seed, self.sr)
             else:
-                start, end, seed = recipe.ops[-1]
+                start, end, seed, *fx = recipe.ops[-1]  # fx: the task's audio faults, if any
                 x = synth.replace_section(
-                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed
+                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed, **dict(fx)
                 )
             x.setflags(write=False)
             return x

@@ -469,6 +469,12 @@ class Service:
                 self.credits += self.cost_replace
                 return self._fault_reply(faults, REPLACE)
             n = next(self._counter)
+            # The audition's audio faults (Faults fields appended on branch i11).
+            audio_fx = tuple(
+                (name, getattr(faults, name, None))
+                for name in ("outside_gain_db", "shift_ms", "hard_seams")
+                if getattr(faults, name, None)
+            )
 
             def tracks(task_id: str, created: str) -> list[TrackRecord]:
                 out = []
@@ -487,7 +493,7 @@ class Service:
                     recipe = Recipe(
                         source.recipe.base_seed,
                         source.duration,
-                        (*source.recipe.ops, (section.start, section.end, seed)),
+                        (*source.recipe.ops, (section.start, section.end, seed, *audio_fx)),
                     )
                     out.append(
                         TrackRecord(
