@@ -140,6 +140,7 @@ CHECKED = [
     "suno_nb/client_errors.py",
     "suno_nb/sandbox/validate.py",
     "suno_nb/sandbox/service.py",
+    "suno_nb/sandbox/submit.py",
     "suno_nb/widgets/submit.py",
 ]
 
