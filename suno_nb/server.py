@@ -1,17 +1,11 @@
 """A strict HTTP/1.1 server (uvicorn + httptools) on one background thread.
 
-:class:`ServerThread` runs any ASGI 3 app on its own asyncio event loop in one daemon
-thread: it never touches the caller's (or a Jupyter kernel's) event loop, signal handlers or
-logging configuration.  The protocol is uvicorn's httptools protocol (llhttp parses every
-byte: no hand-written parsing or framing here), subclassed only to add what uvicorn lacks:
-
-- a whole-request deadline (request line, headers and body) and a header size limit;
-- a body size limit (``Content-Length`` checked up front, chunked bodies counted);
-- ``Transfer-Encoding`` other than plain ``chunked`` refused, protocol upgrades refused;
-- a connection cap that sheds the oldest stalled or idle connection before a newcomer;
-- every error answered as JSON ``{"code": N, "msg": "..."}`` and reported to
-  ``on_protocol_error``; uvicorn's own loggers are never used (errors go to
-  ``suno_nb.server``, which only has the package's ``NullHandler``).
+:class:`ServerThread` runs any ASGI 3 app on its own event loop in one daemon thread, never
+touching the caller's loop, signal handlers or logging configuration.  llhttp parses every
+byte; uvicorn's httptools protocol is subclassed only for what uvicorn lacks: a whole-request
+deadline, header/body limits, plain ``chunked`` only, a connection cap that sheds stalled
+connections, JSON error answers reported to ``on_protocol_error``, and no uvicorn logger.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -36,6 +31,8 @@ from uvicorn.server import ServerState
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+LINGER_S = 2.0  # after an error answer, how long unread input is still drained
+LINGER_BYTES = 4 * 1024 * 1024  # and how much of it
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,13 @@ def json_answer(status: int, msg: str) -> bytes:
     return json.dumps({"code": status, "msg": msg}).encode()
 
 
+class _Config(Config):
+    """uvicorn's Config without its logging set-up (it names a TRACE level globally)."""
+
+    def configure_logging(self) -> None:
+        pass
+
+
 class _Stop(Exception):
     """Raised inside a parser callback after the request was answered: stop parsing."""
 
@@ -76,7 +80,7 @@ class StrictProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines, size limits and JSON errors."""
 
     limits: Limits = Limits()
-    report: Callable[[ProtocolError], None] | None = None
+    report: Callable[[ProtocolError], Future | None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -88,6 +92,7 @@ class StrictProtocol(HttpToolsProtocol):
         self._answered = False
         self._since = time.monotonic()
         self._body_bytes = 0
+        self._dropped = 0
 
     # --- connection -------------------------------------------------------------------
 
@@ -104,13 +109,20 @@ class StrictProtocol(HttpToolsProtocol):
                 default=None,
             )
             if victim is not None:
-                victim._reject(503, "connection closed: too many open connections", quiet=True)
+                victim._shed()
             else:
                 self._reject(503, "too many open connections; retry later", quiet=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
+
+    def _shed(self) -> None:
+        """Close this (stalled or idle) connection to make room for a newcomer."""
+        if self._answered:
+            self.transport.abort()
+        else:
+            self._reject(503, "closed: too many open connections", quiet=True, linger=False)
 
     def _sheddable(self) -> bool:
         """Stalled or idle: no request waiting for the app's answer."""
@@ -145,47 +157,69 @@ class StrictProtocol(HttpToolsProtocol):
 
     # --- answering errors -----------------------------------------------------------------
 
-    def _reject(self, status: int, msg: str, *, quiet: bool = False) -> None:
-        """Answer ``status`` as JSON, close the connection, report it (unless quiet)."""
+    def _reject(self, status: int, msg: str, *, quiet: bool = False, linger: bool = True) -> None:
+        """Stop reading, report (unless quiet), answer ``status`` as JSON and close.
+
+        If the report returns a future (the receiver's row being committed), the answer
+        waits for it, as an answer from the app would."""
         if self._answered or self.transport.is_closing():
             return
         self._answered = True
         self._cancel_deadline()
+        self.transport.pause_reading()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app, if waiting for the body, sees a disconnect
             cycle.message_event.set()
+        waiter = None if quiet or self.report is None else self._report(status, msg)
+        if waiter is None:
+            self._send_error(status, msg, linger=linger)
+            return
+        pending = asyncio.wrap_future(waiter, loop=self.loop)
+        timer = self.loop.call_later(5.0, pending.cancel)  # never hold an answer forever
+
+        def answer(done: asyncio.Future) -> None:
+            timer.cancel()
+            if not done.cancelled():
+                done.exception()  # retrieved: the reporter logs its own failures
+            self._send_error(status, msg)
+
+        pending.add_done_callback(answer)
+
+    def _send_error(self, status: int, msg: str, *, linger: bool = True) -> None:
+        if self.transport.is_closing():
+            return
         body = json_answer(status, msg)
         head = [STATUS_LINE[status]]
         head += [n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers]
         head.append(b"content-type: application/json\r\nconnection: close\r\n")
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
-        if not quiet and self.report is not None:
-            self._report(status, msg)
+        if linger and self.transport.can_write_eof():
+            # A lingering close: FIN after the answer, then read and drop what the client
+            # still sends for a moment.  Closing with unread data sends an RST, which can
+            # destroy the answer before the client reads it (a 413 mid-upload).
+            self.transport.write_eof()
+            self.transport.resume_reading()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
-    def _report(self, status: int, msg: str) -> None:
-        scope = self.scope or {}
-        headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in (self.headers or ()))
-        method = scope.get("method")
-        if method is None and self.parser is not None:
-            try:
-                method = self.parser.get_method().decode("ascii", "replace")
-            except httptools.HttpParserError:
-                method = None
-        error = ProtocolError(
-            status=status,
-            reason=msg,
-            client=self.client[0] if self.client else None,
-            method=method,
-            path=self.url.decode("latin-1") if getattr(self, "url", None) else None,
-            headers=headers,
-        )
+    def _report(self, status: int, msg: str) -> Future | None:
+        method = (self.scope or {}).get("method")
+        with contextlib.suppress(httptools.HttpParserError, AttributeError):
+            method = method or self.parser.get_method().decode("ascii", "replace")
+        url = getattr(self, "url", None)
+        pairs = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers or ())
+        client = self.client[0] if self.client else None
+        path = url.decode("latin-1") if url else None
+        error = ProtocolError(status, msg, client, method, path, pairs)
         try:
-            self.report(error)  # type: ignore[misc]
+            waiter = self.report(error)  # type: ignore[misc]
         except Exception:
             log.exception("on_protocol_error raised")
+            return None
+        return waiter if isinstance(waiter, Future) else None
 
     def send_400_response(self, msg: str) -> None:
         self._reject(400, msg)
@@ -193,7 +227,10 @@ class StrictProtocol(HttpToolsProtocol):
     # --- parsing ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._answered:
+        if self._answered:  # lingering after an error answer: drop, up to a bound
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
             return
         self._unset_keepalive_if_required()
         if self._in_head:
@@ -258,10 +295,12 @@ class StrictProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-async def send_json(send: Any, status: int, msg: str, *, close: bool = False) -> None:
+async def send_json(
+    send: Any, status: int, msg: str, *, close: bool = False, extra: list | None = None
+) -> None:
     """Send a whole ``{"code", "msg"}`` answer through an ASGI ``send``."""
     body = json_answer(status, msg)
-    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body))]
+    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(extra or ())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -301,7 +340,7 @@ class ServerThread:
         port: int = 0,
         name: str = "suno_nb-http",
         limits: Limits = Limits(),
-        on_protocol_error: Callable[[ProtocolError], None] | None = None,
+        on_protocol_error: Callable[[ProtocolError], Future | None] | None = None,
     ):
         self.app = app
         self.host = host
@@ -386,12 +425,12 @@ class ServerThread:
     # --- the thread ---------------------------------------------------------------------
 
     def _config(self) -> Config:
-        config = Config(
+        config = _Config(
             _guard(self.app),
             http=type(
                 "Protocol",
                 (StrictProtocol,),
-                {"limits": self.limits, "report": staticmethod(self._report)},
+                {"limits": self.limits, "report": staticmethod(self.on_protocol_error)},
             ),
             ws="none",
             lifespan="off",
@@ -404,10 +443,6 @@ class ServerThread:
         )
         config.load()
         return config
-
-    def _report(self, error: ProtocolError) -> None:
-        if self.on_protocol_error is not None:
-            self.on_protocol_error(error)
 
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -437,9 +472,8 @@ class ServerThread:
                 config=config, server_state=state, app_state={}, _loop=loop
             )
 
-        self._tick(state)
         server = await loop.create_server(protocol, sock=sock, backlog=1024)
-        ticker = loop.create_task(self._ticker(state))
+        ticker = loop.create_task(_date_ticker(state))
         ready.set()
         try:
             await self._stopping.wait()
@@ -452,6 +486,8 @@ class ServerThread:
     async def _close_connections(self, state: ServerState, loop: Any) -> None:
         for conn in list(state.connections):
             conn.shutdown()  # idle: closed now; answering: closed after its answer
+            if conn._answered:
+                conn.transport.close()  # answered an error, lingering
             cycle = conn.cycle
             if cycle is not None and cycle.more_body and not cycle.response_complete:
                 conn.transport.close()  # still receiving the request: drop it
@@ -465,18 +501,17 @@ class ServerThread:
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
 
-    def _tick(self, state: ServerState) -> None:
-        date = formatdate(time.time(), usegmt=True).encode()
-        state.default_headers = [(b"date", date), (b"server", b"suno_nb")]
-
-    async def _ticker(self, state: ServerState) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self._tick(state)
-
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self._port is not None else "unbound"
         return f"<ServerThread {self.name} {where} {'running' if self.running else 'stopped'}>"
+
+
+async def _date_ticker(state: ServerState) -> None:
+    """The ``Date`` header every answer carries, formatted once a second."""
+    while True:
+        date = formatdate(time.time(), usegmt=True).encode()
+        state.default_headers = [(b"date", date), (b"server", b"suno_nb")]
+        await asyncio.sleep(1.0)
 
 
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
