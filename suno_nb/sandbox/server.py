@@ -43,13 +43,22 @@ class Sandbox:
     ...     song = sb.create_song(duration=60)
     ...     # point a client at sb.url with sb.api_key
 
-    Routes: ``POST /api/v1/generate``, ``POST /api/v1/generate/replace-section``,
-    ``GET /api/v1/generate/record-info?taskId=``, ``GET /api/v1/generate/credit`` (Bearer
-    auth), and unauthenticated ``/files/<id>.mp3``, ``/stream/<id>``, ``/files/<id>.png``.
+    It emulates one provider's contract (``provider="sunoapi.org"`` by default, or
+    ``"kie.ai"``, or a :class:`~suno_nb.contract.Provider`), read from the same table as the
+    client: routes, required fields (``fullLyrics`` on sunoapi.org), section rules, and each
+    endpoint's refusal codes (replace-section: 422 validation, 402 credits; the others: 400,
+    413, 429 credits).  Routes: ``POST`` generate and replace-section, ``GET`` record-info
+    and credits (Bearer auth), and unauthenticated ``/files/<id>.mp3``, ``/stream/<id>``,
+    ``/files/<id>.png``.  Replace-section takes a generated track (``taskId`` +
+    ``audioId``) or, in upload mode (``uploadUrl`` + ``model``), a file this sandbox serves
+    or else a synthesized stand-in: nothing is fetched from the internet.
+
     A task's result is produced ``delay`` seconds after submission (record-info advances
-    PENDING -> TEXT_SUCCESS -> FIRST_SUCCESS -> SUCCESS) and its callback is delivered with
-    the seeds' timeout, retries and backoff.  ``faults`` / :meth:`inject` /
-    :meth:`set_task_faults` make things go wrong on purpose.
+    PENDING -> TEXT_SUCCESS -> FIRST_SUCCESS -> SUCCESS at thirds of ``delay``); a
+    ``generate`` task also sends its ``text`` and ``first`` callbacks at those points, so
+    ``delay`` sets the gaps (short in tests; ``delay=180`` is about the hosted service's
+    pace).  Callbacks are delivered with the seeds' timeout, retries and backoff.
+    ``faults`` / :meth:`inject` / :meth:`set_task_faults` make things go wrong on purpose.
 
     The sandbox key is not a secret (it guards nothing real), but it is kept out of repr
     and logs like a real one, and so is ``hmac_key``.
