@@ -17,7 +17,15 @@ import pytest
 import requests
 
 from suno_nb.client import SunoClient
-from suno_nb.contract import KINDS, PROVIDERS, CodeInfo, Provider, SectionRules, get_provider
+from suno_nb.contract import (
+    API_FIELDS,
+    KINDS,
+    PROVIDERS,
+    CodeInfo,
+    Provider,
+    SectionRules,
+    get_provider,
+)
 from suno_nb.errors import (
     ApiValidationError,
     InsufficientCreditsError,
@@ -34,6 +42,12 @@ KEY = "sk-contract-test-key-0123456789"
 
 def load(name: str) -> Any:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def arguments(doc: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A documented request body as the client's keyword arguments (API_FIELDS reversed)."""
+    snake = {camel: name for name, camel in API_FIELDS.items()}
+    return {snake.get(k, k): v for k, v in doc.items()} | extra
 
 
 def shape(obj: Any) -> Any:
@@ -170,19 +184,7 @@ def test_client_sends_the_documented_replace_section_request(server):
         load("sunoapi.org/replace-section.reply.json"),
     )
     c = SunoClient(KEY, base_url=server.url)
-    job = c.replace_section(
-        task_id=doc["taskId"],
-        audio_id=doc["audioId"],
-        prompt=doc["prompt"],
-        tags=doc["tags"],
-        title=doc["title"],
-        negative_tags=doc["negativeTags"],
-        infill_start_s=doc["infillStartS"],
-        infill_end_s=doc["infillEndS"],
-        full_lyrics=doc["fullLyrics"],
-        callback_url=doc["callBackUrl"],
-        original_duration=198.44,
-    )
+    job = c.replace_section(**arguments(doc, original_duration=198.44))
     [req] = server.requests
     assert req.json == doc
     assert req.headers["Authorization"] == f"Bearer {KEY}"
@@ -197,17 +199,7 @@ def test_client_sends_the_documented_upload_request(server):
         200,
         load("sunoapi.org/replace-section.reply.json"),
     )
-    SunoClient(KEY, base_url=server.url).replace_section(
-        upload_url=doc["uploadUrl"],
-        model=doc["model"],
-        prompt=doc["prompt"],
-        tags=doc["tags"],
-        title=doc["title"],
-        infill_start_s=doc["infillStartS"],
-        infill_end_s=doc["infillEndS"],
-        full_lyrics=doc["fullLyrics"],
-        callback_url=doc["callBackUrl"],
-    )
+    SunoClient(KEY, base_url=server.url).replace_section(**arguments(doc))
     assert server.requests[0].json == doc
 
 
@@ -216,18 +208,8 @@ def test_client_sends_kie_ai_request_without_full_lyrics(server):
     server.reply(
         "POST", "/api/v1/generate/replace-section", 200, load("kie.ai/replace-section.reply.json")
     )
-    SunoClient(KEY, base_url=server.url, provider="kie.ai").replace_section(
-        task_id=doc["taskId"],
-        audio_id=doc["audioId"],
-        prompt=doc["prompt"],
-        tags=doc["tags"],
-        title=doc["title"],
-        negative_tags=doc["negativeTags"],
-        infill_start_s=doc["infillStartS"],
-        infill_end_s=doc["infillEndS"],
-        callback_url=doc["callBackUrl"],
-        original_duration=198.44,
-    )
+    kie = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    kie.replace_section(**arguments(doc, original_duration=198.44))
     assert server.requests[0].json == doc
 
 
@@ -279,17 +261,7 @@ def test_client_maps_the_documented_replace_section_errors(server):
         server.script.clear()
         server.reply("POST", "/api/v1/generate/replace-section", 200, errors[code])
         with pytest.raises(cls) as info:
-            c.replace_section(
-                task_id=doc["taskId"],
-                audio_id=doc["audioId"],
-                prompt=doc["prompt"],
-                tags=doc["tags"],
-                title=doc["title"],
-                infill_start_s=doc["infillStartS"],
-                infill_end_s=doc["infillEndS"],
-                full_lyrics=doc["fullLyrics"],
-                original_duration=198.44,
-            )
+            c.replace_section(**arguments(doc, callback_url=None, original_duration=198.44))
         assert info.value.message == errors[code]["msg"] and info.value.code == int(code)
 
 
