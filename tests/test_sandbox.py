@@ -746,10 +746,17 @@ def test_lifecycle_repr_and_ids() -> None:
         sb.start()
 
 
-def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c() -> None:
+@pytest.mark.parametrize(
+    ("args", "credit_route"),
+    [([], "/api/v1/generate/credit"), (["--provider", "kie.ai"], "/api/v1/chat/credit")],
+)
+def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c(
+    args: list[str], credit_route: str
+) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    code = "import sys; from suno_nb.sandbox import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from suno_nb.sandbox import main; sys.exit(main())"],
+        [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -765,7 +772,7 @@ def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c() -> None:
         url = next(s for s in lines if s.startswith("Suno API sandbox at ")).split()[-1]
         key = next(s for s in lines if s.startswith("API key: ")).split()[-1]
         r = requests.get(
-            f"{url}/api/v1/generate/credit", headers={"Authorization": f"Bearer {key}"}, timeout=5
+            f"{url}{credit_route}", headers={"Authorization": f"Bearer {key}"}, timeout=5
         )
         assert r.json()["data"] == 500
         proc.send_signal(signal.SIGINT)

@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         # The sandbox key guards nothing real, so printing it here is fine (and needed).
         print(f"Suno API sandbox at {sb.url}")
         print(f"API key: {sb.api_key}")
+        print(f"Contract: {sb.provider.name} (sections {sb.provider.section.describe()})")
         print(f"An original to replace sections of: taskId={song.task_id} audioId={song.audio_id}")
         print(f"  ({song.duration:g} s, {song.audio_url})")
         print("Press Ctrl-C to stop.", flush=True)
