@@ -324,6 +324,15 @@ class BaseClient:
                 return doc.get("data")
         what = "a body that is not the API's JSON" if doc is None else "JSON without a code"
         message = f"HTTP {status} {resp.reason or ''}".rstrip() + f" with {what}: {snippet(resp)!r}"
+        if status == 429:  # HTTP's own "too many requests" (a gateway's, not the API's code)
+            retry_after = mapped["retry_after"]
+            raise RateLimitError(
+                status,
+                self._redact(message),
+                endpoint=endpoint,
+                meaning="too many requests",
+                retry_after=retry_after,
+            )
         raise error_for_code(status, self._redact(message), endpoint=endpoint, **mapped)
 
     def _network_error(

@@ -1024,3 +1024,17 @@ def test_loopback_callback_to_a_hosted_api_is_refused():
         assert "loopback" in str(info.value) and "tunnel" in str(info.value)
         assert "token-abc" not in str(info.value)
     assert session.calls == []
+
+
+def test_http_429_from_a_gateway_is_a_rate_limit_and_get_waits(server):
+    server.reply("GET", CREDIT, 429, "<h1>Too Many Requests</h1>", headers={"Retry-After": "1"})
+    server.reply("GET", CREDIT, 200, ok(3))
+    c = SunoClient(KEY, base_url=server.url, get_retries=1, backoff=0.001)
+    assert c.credits() == 3.0
+    first, second = (r.at for r in server.requests)
+    assert second - first >= 0.9
+    server.script.clear()
+    server.reply("GET", CREDIT, 429, "slow down")
+    with pytest.raises(RateLimitError) as info:
+        SunoClient(KEY, base_url=server.url, get_retries=0).credits()
+    assert info.value.code == 429 and "HTTP 429" in info.value.message
