@@ -85,6 +85,10 @@ def _quickstart_inline(store: str) -> None:
                 title="Quickstart Take 2",
                 infill_start_s=30.0,
                 infill_end_s=45.0,
+                # sunoapi.org requires the whole lyrics after the change.
+                full_lyrics=(
+                    "[Verse] Lights over the harbour\n[Break] (brass)\n[Chorus] We sing it again"
+                ),
             )
             print(f"submitted replace task {job.task_id} (30 s - 45 s); waiting for the callback")
             result = rx.wait(job.task_id, timeout=120, progress=False)

@@ -123,14 +123,16 @@ class NgrokStartTimeout(TunnelError):
 class ApiError(SunoNbError):
     """The service answered with a non-200 ``code``; ``message`` is its ``msg``."""
 
-    def __init__(self, code: int | None, message: str, *, endpoint: str = ""):
+    def __init__(self, code: int | None, message: str, *, endpoint: str = "", meaning: str = ""):
         where = f" from {endpoint}" if endpoint else ""
+        what = f" ({meaning})" if meaning else ""
         # code None: raised before the service was asked (e.g. no key), so no "API error".
-        text = message if code is None else f"Suno API error {code}{where}: {message}"
+        text = message if code is None else f"Suno API error {code}{what}{where}: {message}"
         super().__init__(text)
         self.code = code
         self.message = message
         self.endpoint = endpoint
+        self.meaning = meaning
 
 
 class AuthError(ApiError):
@@ -138,15 +140,38 @@ class AuthError(ApiError):
 
 
 class InsufficientCreditsError(ApiError):
-    """429: the account has too few credits."""
+    """Too few credits: 402 on replace-section, 429 on the other endpoints."""
 
 
 class RateLimitError(ApiError):
-    """405/430: too many requests."""
+    """Too many requests: 429 on replace-section, 405/430 on the other endpoints.
+
+    ``retry_after`` is the wait (seconds) the service asked for, when it said.
+    """
+
+    def __init__(
+        self,
+        code: int | None,
+        message: str,
+        *,
+        endpoint: str = "",
+        meaning: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(code, message, endpoint=endpoint, meaning=meaning)
+        self.retry_after = retry_after
 
 
 class ApiValidationError(ApiError):
-    """400/413: the service rejected the parameters."""
+    """The service rejected the parameters: 422 on replace-section, 400/413 elsewhere."""
+
+
+class ConflictError(ApiError):
+    """409: the request conflicts with the task's state (e.g. already being processed)."""
+
+
+class ResourceUnavailableError(ApiError):
+    """451: the service could not fetch a resource the request names (e.g. ``uploadUrl``)."""
 
 
 class NotFoundError(ApiError):
@@ -159,6 +184,25 @@ class MaintenanceError(ApiError):
 
 class ServerError(ApiError):
     """5xx: the service failed."""
+
+
+class GenerationFailedError(ApiError):
+    """A code documented only for failed tasks (408, 501, 505, ...) came in a reply."""
+
+
+# The contract's code kinds (suno_nb.contract.KINDS) -> the exception raised for them.
+KIND_ERRORS: dict[str, type[ApiError]] = {
+    "validation": ApiValidationError,
+    "auth": AuthError,
+    "credits": InsufficientCreditsError,
+    "not_found": NotFoundError,
+    "rate_limit": RateLimitError,
+    "conflict": ConflictError,
+    "resource": ResourceUnavailableError,
+    "maintenance": MaintenanceError,
+    "server": ServerError,
+    "failure": GenerationFailedError,
+}
 
 
 class NetworkError(SunoNbError):

@@ -1,35 +1,34 @@
-"""The replace-section rules, written once for the client, the widgets and the sandbox.
+"""The replace-section rules, applied from the provider's contract table.
 
-From the API reference and the seeds: ``infill_start_s < infill_end_s``, both >= 0,
-rounded to 2 decimals; the section is 6-60 s long; it covers at most 50 % of the
-original; it does not run past the original's end; the required strings are non-empty.
+Every limit comes from :mod:`suno_nb.contract` (a :class:`~suno_nb.contract.SectionRules`
+and the provider's ``max_chars``); this module only applies them, for the client, the
+widgets and the sandbox alike: ``0 <= infill_start_s < infill_end_s``, rounded to the
+provider's decimals; the section at least ``min_s`` (and at most ``max_s`` where a maximum
+is documented) long; at most ``max_fraction`` of the original; not past its end; required
+strings non-empty and within their length.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from .contract import API_FIELDS, Provider, SectionRules, get_provider
 from .errors import SectionValidationError
 
-MIN_SECTION_S = 6.0
-MAX_SECTION_S = 60.0
-MAX_SECTION_FRACTION = 0.5
-REQUIRED_TEXT_FIELDS = ("task_id", "audio_id", "prompt", "tags", "title")
-# The hosted service rejects very long prompts (code 413); these limits are the generous
-# ones documented across the API family.
-MAX_TEXT_LENGTH = {
-    "prompt": 5000,
-    "tags": 1000,
-    "title": 100,
-    "negative_tags": 1000,
-    "full_lyrics": 5000,
-}
+_DEFAULT = get_provider()
+# Kept for older callers; they describe the DEFAULT provider only.  New code reads
+# ``client.provider.section`` (or ``get_provider(...).section``).
+MIN_SECTION_S = _DEFAULT.section.min_s
+MAX_SECTION_S = _DEFAULT.section.max_s if _DEFAULT.section.max_s is not None else math.inf
+MAX_SECTION_FRACTION = _DEFAULT.section.max_fraction
+MAX_TEXT_LENGTH = dict(_DEFAULT.max_chars)
 
 
 @dataclass(frozen=True)
 class Section:
-    """A validated section, in seconds rounded to 2 decimals."""
+    """A validated section, in seconds rounded to the provider's decimals."""
 
     start: float
     end: float
@@ -39,25 +38,34 @@ class Section:
         return round(self.end - self.start, 2)
 
 
-def _number(field: str, value: object) -> float:
+def _number(field: str, value: object, decimals: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SectionValidationError(
             field, f"must be a number of seconds, got {value!r}", value=value
         )
     if not math.isfinite(value):
         raise SectionValidationError(field, f"must be finite, got {value!r}", value=value)
-    return round(float(value), 2)
+    return round(float(value), decimals)
 
 
-def validate_section(start: object, end: object, duration: float | None = None) -> Section:
-    """Check a section against every rule; return it rounded to 2 decimals.
+def validate_section(
+    start: object,
+    end: object,
+    duration: float | None = None,
+    *,
+    section: SectionRules | None = None,
+) -> Section:
+    """Check a section against the rules; return it rounded to the rules' decimals.
 
-    ``duration`` is the original track's length in seconds when known; without it the
-    50 % and end-of-track rules cannot be checked (the service still checks them).
+    ``section`` is a provider's :class:`SectionRules` (None: the default provider's).
+    ``duration`` is the original's length in seconds when known; without it the share and
+    end-of-track rules cannot be checked (the service still checks them).
     Raises :class:`SectionValidationError` naming the field and the limit.
     """
-    s = _number("infill_start_s", start)
-    e = _number("infill_end_s", end)
+    rules = section if section is not None else _DEFAULT.section
+    nd = rules.decimals
+    s = _number("infill_start_s", start, nd)
+    e = _number("infill_end_s", end, nd)
     if s < 0:
         raise SectionValidationError(
             "infill_start_s", f"must be >= 0 s, got {s:g}", limit=0, value=s
@@ -71,46 +79,56 @@ def validate_section(start: object, end: object, duration: float | None = None) 
             limit=s,
             value=e,
         )
-    length = round(e - s, 2)
-    if length < MIN_SECTION_S:
+    length = round(e - s, nd)
+    if length < rules.min_s:
         raise SectionValidationError(
             "infill_end_s",
-            f"section is {length:g} s long; it must be at least "
-            f"{MIN_SECTION_S:g} s (infill_end_s - infill_start_s >= {MIN_SECTION_S:g})",
-            limit=MIN_SECTION_S,
+            f"section is {length:g} s long; it must be at least {rules.min_s:g} s "
+            f"(infill_end_s - infill_start_s >= {rules.min_s:g}; source: {rules.source})",
+            limit=rules.min_s,
             value=length,
         )
-    if length > MAX_SECTION_S:
+    if rules.max_s is not None and length > rules.max_s:
         raise SectionValidationError(
             "infill_end_s",
-            f"section is {length:g} s long; it must be at most "
-            f"{MAX_SECTION_S:g} s (infill_end_s - infill_start_s <= {MAX_SECTION_S:g})",
-            limit=MAX_SECTION_S,
+            f"section is {length:g} s long; it must be at most {rules.max_s:g} s "
+            f"(infill_end_s - infill_start_s <= {rules.max_s:g}; source: {rules.source})",
+            limit=rules.max_s,
             value=length,
         )
     if duration is not None:
         d = float(duration)
-        if e > round(d, 2):
+        if e > round(d, nd):
             raise SectionValidationError(
                 "infill_end_s",
                 f"{e:g} s is past the end of the original ({d:g} s)",
-                limit=round(d, 2),
+                limit=round(d, nd),
                 value=e,
             )
-        max_len = round(d * MAX_SECTION_FRACTION, 2)
+        max_len = round(d * rules.max_fraction, nd)
         if length > max_len:
             raise SectionValidationError(
                 "infill_end_s",
-                f"section is {length:g} s long; it may cover at most 50 % of "
-                f"the original's {d:g} s, i.e. {max_len:g} s",
+                f"section is {length:g} s long; it may cover at most "
+                f"{rules.max_fraction:.0%} of the original's {d:g} s, i.e. {max_len:g} s",
                 limit=max_len,
                 value=length,
             )
     return Section(s, e)
 
 
-def validate_text(field: str, value: object, *, required: bool) -> str | None:
-    """Check one string argument; ``None``/empty is allowed only when not required."""
+def validate_text(
+    field: str,
+    value: object,
+    *,
+    required: bool,
+    provider: Provider | None = None,
+    limit_key: str | None = None,
+) -> str | None:
+    """Check one string argument; ``None``/empty is allowed only when not required.
+
+    Its length limit is the provider's ``max_chars[limit_key or field]`` (if any).
+    """
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise SectionValidationError(
@@ -121,7 +139,7 @@ def validate_text(field: str, value: object, *, required: bool) -> str | None:
         raise SectionValidationError(
             field, f"must be a string, got {type(value).__name__}", value=value
         )
-    limit = MAX_TEXT_LENGTH.get(field)
+    limit = (provider or _DEFAULT).max_chars.get(limit_key or field)
     if limit is not None and len(value) > limit:
         raise SectionValidationError(
             field,
@@ -130,3 +148,89 @@ def validate_text(field: str, value: object, *, required: bool) -> str | None:
             value=len(value),
         )
     return value
+
+
+def required_by(provider: Provider, endpoint: str, field: str) -> bool:
+    """Does ``provider`` require the snake_case argument ``field`` on ``endpoint``?"""
+    return provider.requires(endpoint, API_FIELDS.get(field, field))
+
+
+def missing_required(field: str, provider: Provider, endpoint: str) -> SectionValidationError:
+    """The error for a required argument left out, naming it and the docs page."""
+    source = provider.sources.get(endpoint, provider.name)
+    api = API_FIELDS.get(field, field)
+    return SectionValidationError(
+        field,
+        f"is required by {provider.name} on {endpoint} (request field {api}; {source})",
+        limit="required",
+        value=None,
+    )
+
+
+def check_url(field: str, url: object) -> str | None:
+    """An optional http(s) URL argument, stripped (None when not given)."""
+    text = validate_text(field, url, required=False)
+    if text is None:
+        return None
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SectionValidationError(field, "must be an http(s) URL", limit="http(s) URL")
+    return text.strip()
+
+
+def pick_model(model: object, provider: Provider) -> str:
+    """``model`` if the provider offers it, else an error listing the models."""
+    if not isinstance(model, str) or model not in provider.models:
+        raise SectionValidationError(
+            "model",
+            f"must be one of {', '.join(provider.models)} on {provider.name}, got {model!r}",
+            limit=provider.models,
+            value=model,
+        )
+    return model
+
+
+def replace_mode(
+    task_id: object, audio_id: object, upload_url: object, model: object, provider: Provider
+) -> dict[str, str]:
+    """The request fields naming the original, for exactly one of the two modes:
+    ``taskId`` + ``audioId`` (a track the service made) or ``uploadUrl`` + ``model``."""
+    mode1 = task_id is not None or audio_id is not None
+    mode2 = upload_url is not None or model is not None
+    if mode1 and mode2:
+        raise SectionValidationError(
+            "upload_url" if upload_url is not None else "model",
+            "give either task_id + audio_id (a track the service made) or upload_url + "
+            "model (your own audio), not both",
+            limit="exactly one mode",
+        )
+    if mode2:
+        url = check_url("upload_url", upload_url)
+        if url is None:
+            raise SectionValidationError(
+                "upload_url", "is required with model= (your own audio)", limit="required"
+            )
+        return {"uploadUrl": url, "model": pick_model(model, provider)}
+    if not mode1:
+        raise SectionValidationError(
+            "task_id",
+            "name the original: task_id + audio_id (a track the service made) or "
+            "upload_url + model (your own audio)",
+            limit="exactly one mode",
+        )
+    ids = {}
+    for field, value in (("task_id", task_id), ("audio_id", audio_id)):
+        text = validate_text(field, value, required=True, provider=provider)
+        ids[API_FIELDS[field]] = text or ""
+    return ids
+
+
+def original_duration_s(value: object) -> float | None:
+    """``original_duration`` as seconds (None when not given)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SectionValidationError(
+            "original_duration", f"must be a number of seconds, got {value!r}", value=value
+        )
+    return float(value)

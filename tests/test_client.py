@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from suno_nb.client import (
     MISSING_KEY_MESSAGE,
+    GenerateJob,
     ReplaceJob,
     SunoClient,
     get_default_receiver,
@@ -35,11 +36,14 @@ from suno_nb.errors import (
     ApiError,
     ApiValidationError,
     AuthError,
+    ConflictError,
+    GenerationFailedError,
     InsufficientCreditsError,
     MaintenanceError,
     NetworkError,
     NotFoundError,
     RateLimitError,
+    ResourceUnavailableError,
     SectionValidationError,
     ServerError,
 )
@@ -76,6 +80,7 @@ class Reply:
     status: int = 200
     body: Any = None  # dict/list/number -> JSON; str/bytes -> sent raw as text/html
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +122,8 @@ class RecordingServer:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(raw)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(raw)
                 except OSError:  # the client gave up (read-timeout test)
@@ -142,9 +149,17 @@ class RecordingServer:
         self.thread.join(5)
 
     def reply(
-        self, method: str, path: str, status: int = 200, body: Any = None, *, delay: float = 0.0
+        self,
+        method: str,
+        path: str,
+        status: int = 200,
+        body: Any = None,
+        *,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        self.script.setdefault((method, path), deque()).append(Reply(status, body, delay))
+        reply = Reply(status, body, delay, dict(headers or {}))
+        self.script.setdefault((method, path), deque()).append(reply)
 
     def next_reply(self, method: str, path: str) -> Reply:
         queue = self.script.get((method, path))
@@ -214,6 +229,7 @@ def args(**over: Any) -> dict[str, Any]:
         title="Take two",
         infill_start_s=30.0,
         infill_end_s=45.5,
+        full_lyrics="[Verse] all the words, the new ones too",
         original_duration=120.0,
     )
     base.update(over)
@@ -246,6 +262,7 @@ def test_replace_section_exact_body_and_headers(server, client):
         "title": "Take two",
         "infillStartS": 30.12,
         "infillEndS": 45.46,
+        "fullLyrics": "[Verse] all the words, the new ones too",
     }
     assert job == ReplaceJob(
         task_id="new-1",
@@ -379,13 +396,7 @@ def test_replace_job_is_frozen_and_repr_hides_the_callback_path():
         pytest.param(dict(infill_start_s=30, infill_end_s=30), "infill_end_s", 30, id="start=end"),
         pytest.param(dict(infill_start_s=40, infill_end_s=30), "infill_end_s", 40, id="start>end"),
         pytest.param(dict(infill_start_s=-1, infill_end_s=10), "infill_start_s", 0, id="neg"),
-        pytest.param(dict(infill_start_s=10, infill_end_s=15.99), "infill_end_s", 6.0, id="<6s"),
-        pytest.param(
-            dict(infill_start_s=0, infill_end_s=60.01, original_duration=200),
-            "infill_end_s",
-            60.0,
-            id=">60s",
-        ),
+        pytest.param(dict(infill_start_s=10, infill_end_s=19.99), "infill_end_s", 10.0, id="<10s"),
         pytest.param(
             dict(infill_start_s=0, infill_end_s=50.01, original_duration=100),
             "infill_end_s",
@@ -484,6 +495,7 @@ def test_failed_lookup_warns_and_submits(server, status, caplog):
 
 # --- errors from the service ------------------------------------------------------------------
 
+# The generic table (record-info, credits, generate): 429 is credits, 405/430 rate limits.
 DOCUMENTED = [
     (400, ApiValidationError),
     (401, AuthError),
@@ -495,10 +507,24 @@ DOCUMENTED = [
     (455, MaintenanceError),
     (500, ServerError),
 ]
+# Replace-section's own table: 402 is credits, 422 validation, 429 a rate limit.
+REPLACE_DOCUMENTED = [
+    (401, AuthError),
+    (402, InsufficientCreditsError),
+    (404, NotFoundError),
+    (409, ConflictError),
+    (422, ApiValidationError),
+    (429, RateLimitError),
+    (451, ResourceUnavailableError),
+    (455, MaintenanceError),
+    (500, ServerError),
+    (501, GenerationFailedError),
+    (505, GenerationFailedError),
+]
 
 
 @pytest.mark.parametrize("http_status", ["200", "same"])
-@pytest.mark.parametrize(("code", "cls"), DOCUMENTED)
+@pytest.mark.parametrize(("code", "cls"), REPLACE_DOCUMENTED)
 def test_documented_codes_map_to_exceptions(server, client, code, cls, http_status):
     status = 200 if http_status == "200" else code
     message = f"service says {code}"
@@ -584,11 +610,13 @@ def test_get_retries_503_with_backoff_then_succeeds(server, caplog):
         assert c.credits() == 42.5
     times = [r.at for r in server.requests]
     assert len(times) == 3
-    assert times[1] - times[0] >= 0.05 * 0.9
-    assert times[2] - times[1] >= 0.10 * 0.9
+    # Exponential steps (0.05, 0.10 s) with jitter in [0.5, 1.5] of each step.
+    assert times[1] - times[0] >= 0.025 * 0.9
+    assert times[2] - times[1] >= 0.05 * 0.9
     retries = [r for r in caplog.records if r.levelno == logging.INFO and "retry" in r.message]
     assert [r.message.split("retry ")[1][:3] for r in retries] == ["1/3", "2/3"]
-    assert "0.05 s" in retries[0].message and "0.10 s" in retries[1].message
+    waits = [float(r.message.rsplit(" in ", 1)[1].split(" s")[0]) for r in retries]
+    assert 0.025 <= waits[0] <= 0.075 and 0.05 <= waits[1] <= 0.15
 
 
 def test_get_gives_up_after_get_retries(server):
@@ -693,16 +721,15 @@ def test_credits(server, client):
 
 def test_generate_body_and_validation(server, client):
     server.reply("POST", GENERATE, 200, ok({"taskId": "orig-1"}))
-    assert (
-        client.generate(
-            prompt="a song",
-            style="Jazz",
-            title="T",
-            custom_mode=True,
-            callback_url="http://cb.test/x",
-        )
-        == "orig-1"
+    job = client.generate(
+        prompt="a song",
+        style="Jazz",
+        title="T",
+        custom_mode=True,
+        callback_url="http://cb.test/x",
     )
+    assert isinstance(job, GenerateJob)
+    assert (job.task_id, job.model, job.title) == ("orig-1", "V4_5", "T")
     assert server.requests[0].json == {
         "customMode": True,
         "instrumental": False,
@@ -730,8 +757,9 @@ def test_reply_without_task_id_is_an_error(server, client):
 # --- configuration and secrecy --------------------------------------------------------------
 
 
-def test_missing_key_fails_before_any_request(monkeypatch, server):
+def test_missing_key_fails_before_any_request(monkeypatch, server, tmp_path):
     monkeypatch.delenv("SUNO_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env file above
     with pytest.raises(AuthError) as info:
         SunoClient(base_url=server.url)
     assert str(info.value) == MISSING_KEY_MESSAGE
@@ -800,8 +828,213 @@ def test_api_key_never_in_repr_errors_or_logs(server, refused_url, caplog):
 def test_client_repr_and_owned_session_closing(server):
     session = requests.Session()
     c = SunoClient(KEY, base_url=server.url, session=session)
-    assert repr(c) == f"SunoClient(base_url='{server.url}', api_key=set)"
+    assert repr(c) == (
+        f"SunoClient(provider='sunoapi.org', base_url='{server.url}', api_key=set from argument)"
+    )
     assert c.session is session
     c.close()  # a passed-in session is the caller's to close
     server.reply("GET", CREDIT, 200, ok(1))
     assert SunoClient(KEY, base_url=server.url, session=session).credits() == 1.0
+
+
+# --- the current contract (issue 12) ---------------------------------------------------------
+
+
+def test_missing_full_lyrics_is_named_before_any_request(server, client):
+    with pytest.raises(SectionValidationError) as info:
+        client.replace_section(**args(full_lyrics=None))
+    assert info.value.field == "full_lyrics"
+    assert "full_lyrics" in str(info.value) and "fullLyrics" in str(info.value)
+    assert "docs.sunoapi.org" in str(info.value)
+    assert server.requests == []
+
+
+def test_kie_ai_does_not_require_full_lyrics(server):
+    server.reply("POST", REPLACE, 200, ok({"taskId": "k1"}))
+    c = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    assert c.replace_section(**args(full_lyrics=None)).task_id == "k1"
+    assert "fullLyrics" not in server.requests[0].json
+
+
+def test_eight_second_section_names_the_ten_second_minimum(server, client):
+    with pytest.raises(SectionValidationError) as info:
+        client.replace_section(**args(infill_start_s=20, infill_end_s=28))
+    assert info.value.field == "infill_end_s"
+    assert info.value.limit == 10.0
+    assert "at least 10 s" in str(info.value)
+    assert server.requests == []
+
+
+def test_seventy_seconds_of_two_hundred_is_sent_and_over_half_is_refused(server, client):
+    server.reply("POST", REPLACE, 200, ok({"taskId": "long-1"}))
+    job = client.replace_section(**args(infill_start_s=60, infill_end_s=130, original_duration=200))
+    assert job.section_length_s == 70.0
+    assert server.requests[0].json["infillEndS"] == 130.0
+    with pytest.raises(SectionValidationError) as info:
+        client.replace_section(**args(infill_start_s=0, infill_end_s=100.01, original_duration=200))
+    assert (info.value.field, info.value.limit) == ("infill_end_s", 100.0)
+    assert "50%" in str(info.value)
+    assert len(server.requests) == 1
+
+
+def test_upload_mode_sends_upload_url_and_model_only(server, client):
+    server.reply("POST", REPLACE, 200, ok({"taskId": "up-1"}))
+    rx = FakeReceiver()
+    over = dict(task_id=None, audio_id=None, upload_url="https://cdn.test/mine.mp3", model="V5_5")
+    job = client.replace_section(**args(**over), receiver=rx)
+    body = server.requests[0].json
+    assert body["uploadUrl"] == "https://cdn.test/mine.mp3" and body["model"] == "V5_5"
+    assert "taskId" not in body and "audioId" not in body
+    assert (job.upload_url, job.model, job.parent_task_id, job.audio_id) == (
+        "https://cdn.test/mine.mp3",
+        "V5_5",
+        None,
+        None,
+    )
+    assert "mine.mp3" not in repr(job)  # the upload may be a signed URL: host only
+    [sub] = rx.submissions
+    assert sub.parent_task_id is None and sub.params["uploadUrl"] == body["uploadUrl"]
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        pytest.param(
+            dict(upload_url="https://cdn.test/a.mp3", model="V5"), "upload_url", id="both"
+        ),
+        pytest.param(dict(task_id=None, audio_id=None), "task_id", id="neither"),
+        pytest.param(dict(task_id=None, audio_id=None, model="V5"), "upload_url", id="no-url"),
+        pytest.param(
+            dict(task_id=None, audio_id=None, upload_url="https://cdn.test/a.mp3", model="V3"),
+            "model",
+            id="bad-model",
+        ),
+        pytest.param(
+            dict(task_id=None, audio_id=None, upload_url="https://cdn.test/a.mp3"),
+            "model",
+            id="no-model",
+        ),
+    ],
+)
+def test_exactly_one_mode(server, client, over, field):
+    with pytest.raises(SectionValidationError) as info:
+        client.replace_section(**args(**over))
+    assert info.value.field == field
+    assert server.requests == []
+
+
+def test_replace_section_402_422_429_are_three_distinct_errors(server, client):
+    seen = []
+    for code, cls in [
+        (402, InsufficientCreditsError),
+        (422, ApiValidationError),
+        (429, RateLimitError),
+    ]:
+        server.script.clear()
+        server.reply("POST", REPLACE, 200, {"code": code, "msg": f"the service: {code}"})
+        with pytest.raises(ApiError) as info:
+            client.replace_section(**args())
+        assert type(info.value) is cls
+        assert info.value.message == f"the service: {code}" and info.value.code == code
+        assert f"the service: {code}" in str(info.value)
+        seen.append(type(info.value))
+    assert len(set(seen)) == 3
+    # The same 429 elsewhere (generic table) means insufficient credits.
+    server.reply("GET", CREDIT, 200, {"code": 429, "msg": "top up"})
+    with pytest.raises(InsufficientCreditsError):
+        SunoClient(KEY, base_url=server.url, get_retries=0).credits()
+
+
+def test_kie_ai_credits_route(server):
+    server.reply("GET", "/api/v1/chat/credit", 200, ok(77))
+    c = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    assert c.provider.name == "kie.ai"
+    assert c.credits() == 77.0
+    assert [r.path for r in server.requests] == ["/api/v1/chat/credit"]
+
+
+def test_kie_ai_default_base_url_and_custom_provider(monkeypatch):
+    import dataclasses
+
+    from suno_nb.contract import get_provider
+
+    monkeypatch.delenv("SUNO_API_BASE_URL", raising=False)
+    assert SunoClient(KEY, provider="kie.ai").base_url == "https://api.kie.ai"
+    mine = dataclasses.replace(get_provider(), name="mine", base_url="https://proxy.test")
+    c = SunoClient(KEY, provider=mine)
+    assert c.provider is mine and c.base_url == "https://proxy.test"
+    with pytest.raises(ValueError, match="provider must be one of"):
+        SunoClient(KEY, provider="nope.example")
+
+
+def test_get_honours_retry_after_on_rate_limit(server, caplog):
+    server.reply(
+        "GET", RECORD, 200, {"code": 430, "msg": "slow down"}, headers={"Retry-After": "1"}
+    )
+    server.reply("GET", RECORD, 200, record_info("t1", [("a", 100.0)]))
+    c = SunoClient(KEY, base_url=server.url, get_retries=2, backoff=0.001)
+    with caplog.at_level(logging.INFO, logger="suno_nb.client"):
+        info = c.get_details("t1")
+    assert info.tracks[0].id == "a"
+    first, second = (r.at for r in server.requests)
+    assert second - first >= 0.9  # the service's 1 s, not the 1 ms backoff
+    assert "in 1.00 s" in caplog.text
+
+
+def test_post_rate_limit_is_not_retried(server, client):
+    server.reply("POST", REPLACE, 200, {"code": 429, "msg": "slow"}, headers={"Retry-After": "1"})
+    with pytest.raises(RateLimitError) as info:
+        client.replace_section(**args())
+    assert info.value.retry_after == 1.0
+    assert len(server.requests) == 1
+
+
+def test_generate_defaults_callback_to_receiver_and_records(server, client):
+    server.reply("POST", GENERATE, 200, ok({"taskId": "orig-9"}))
+    rx = FakeReceiver()
+    job = client.generate(prompt="a calm piano", model="V5_5", receiver=rx)
+    assert job.task_id == "orig-9" and job.callback_url == RX_URL
+    assert server.requests[0].json["callBackUrl"] == RX_URL
+    [sub] = rx.submissions
+    assert sub.task_id == "orig-9" and sub.parent_task_id is None
+    assert "callBackUrl" not in sub.params and sub.params["model"] == "V5_5"
+    assert "capability-token" not in repr(job)
+
+
+def test_generate_without_receiver_explains_the_required_callback(server, client):
+    with pytest.raises(SectionValidationError) as info:
+        client.generate(prompt="a calm piano")
+    assert info.value.field == "callback_url"
+    assert "requires a callback URL" in str(info.value) and "start_receiver" in str(info.value)
+    assert server.requests == []
+
+
+def test_loopback_callback_to_a_hosted_api_is_refused():
+    session = CountingSession()
+    c = SunoClient(KEY, session=session, base_url="https://api.sunoapi.org")
+    rx = FakeReceiver("http://127.0.0.1:8765/cb/token-abcdefghijklmnop")
+    for call in (
+        lambda: c.generate(prompt="p", receiver=rx),
+        lambda: c.replace_section(**args(), receiver=rx),
+        lambda: c.replace_section(**args(callback_url="http://localhost:9/x")),
+    ):
+        with pytest.raises(SectionValidationError) as info:
+            call()
+        assert info.value.field == "callback_url"
+        assert "loopback" in str(info.value) and "tunnel" in str(info.value)
+        assert "token-abc" not in str(info.value)
+    assert session.calls == []
+
+
+def test_http_429_from_a_gateway_is_a_rate_limit_and_get_waits(server):
+    server.reply("GET", CREDIT, 429, "<h1>Too Many Requests</h1>", headers={"Retry-After": "1"})
+    server.reply("GET", CREDIT, 200, ok(3))
+    c = SunoClient(KEY, base_url=server.url, get_retries=1, backoff=0.001)
+    assert c.credits() == 3.0
+    first, second = (r.at for r in server.requests)
+    assert second - first >= 0.9
+    server.script.clear()
+    server.reply("GET", CREDIT, 429, "slow down")
+    with pytest.raises(RateLimitError) as info:
+        SunoClient(KEY, base_url=server.url, get_retries=0).credits()
+    assert info.value.code == 429 and "HTTP 429" in info.value.message

@@ -19,6 +19,7 @@ def _submit(client, song, n=0, **extra):
         prompt=f"variation {n}",
         tags="funk",
         title=f"Take {n}",
+        full_lyrics=f"[Verse] the old verse\n[Bridge] variation {n}\n[Chorus] the old chorus",
         **{**SECTION, **extra},
     )
 
@@ -143,7 +144,7 @@ def test_twenty_replace_tasks_with_mixed_faults_end_right(sb, tmp_path):
         if fault is not None:
             sb.inject(fault)
         start = 5.0 + n * 2
-        job = _submit(client, song, n, infill_start_s=start, infill_end_s=start + 8)
+        job = _submit(client, song, n, infill_start_s=start, infill_end_s=start + 10)
         expected[job.task_id] = (state, code, source)
     for task_id in expected:
         rx.wait(task_id, timeout=30, progress=False)
@@ -171,3 +172,42 @@ def test_twenty_replace_tasks_with_mixed_faults_end_right(sb, tmp_path):
     assert len(dup) == 2 * 2 + 2 * 1  # duplicates=2 twice, duplicates=1 twice
     log = sb.delivery_frame()
     assert set(log[log["task_id"].isin(expected)]["outcome"]) == {"delivered"}
+
+
+def test_rx_wait_follows_a_generated_original_through_its_stages(tmp_path):
+    """generate() -> text, first, complete callbacks -> rx.wait() -> replace a section of it.
+
+    Needs the receiver that accepts the whole callback family (text/first stages): with
+    an older receiver the intermediate stages are answered 400.
+    """
+    with Sandbox(delay=0.9, retry_backoff=0.05, callback_timeout=2.0) as sb:
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+        rx = session.start_receiver(tmp_path / "g.sqlite3", tunnel=None, client=client, poll=False)
+        job = client.generate(prompt="a calm harbour song", model="V5_5")
+        assert job.callback_url and job.callback_url.startswith(rx.url.rsplit("/", 1)[0])
+        result = rx.wait(job.task_id, timeout=30, progress=False)
+        assert result.ok and result.source == "callback"
+        assert sb.wait_idle(10)
+        log = sb.delivery_frame()
+        mine = log[log["task_id"] == job.task_id]
+        # Every stage was accepted at the first attempt: no 400, no retry.
+        assert list(mine["callback_type"]) == ["text", "first", "complete"]
+        assert set(mine["status"]) == {200} and set(mine["attempt"]) == {1}
+        rx.flush()
+        tracks = rx.frame()
+        originals = tracks[tracks["task_id"] == job.task_id]
+        assert len(originals) == 2 and not originals.duplicated("track_id").any()
+
+        # The original is now something to edit, like any generated track.
+        first = originals.iloc[0]
+        edit = client.replace_section(
+            task_id=job.task_id,
+            audio_id=first["track_id"],
+            prompt="a brass break",
+            tags="funk",
+            title="Edit",
+            full_lyrics="[Verse] calm harbour\n[Break] brass\n[Chorus] calm harbour",
+            infill_start_s=20.0,
+            infill_end_s=35.0,
+        )
+        assert rx.wait(edit.task_id, timeout=30, progress=False).ok

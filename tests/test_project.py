@@ -66,6 +66,8 @@ FLOORS = {
     "tunnel": 3,
     "sandbox": 3,
     "events": 3,
+    "client_errors": 2,
+    "client_base": 3,
     "client": 4,
     "receiver": 4,
     "poller": 4,

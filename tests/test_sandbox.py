@@ -135,7 +135,7 @@ def auth(sb: Sandbox) -> dict[str, str]:
     return {"Authorization": f"Bearer {sb.api_key}"}
 
 
-def replace_body(song: Any, start: float = 10.0, end: float = 18.0, **extra: Any) -> dict:
+def replace_body(song: Any, start: float = 10.0, end: float = 22.0, **extra: Any) -> dict:
     body = {
         "taskId": song.task_id,
         "audioId": song.audio_id,
@@ -144,6 +144,7 @@ def replace_body(song: Any, start: float = 10.0, end: float = 18.0, **extra: Any
         "title": "New Bridge",
         "infillStartS": start,
         "infillEndS": end,
+        "fullLyrics": "[Verse] the old words\n[Bridge] a brand new bridge\n[Chorus] the old chorus",
     }
     body.update(extra)
     return body
@@ -229,7 +230,7 @@ def test_record_info_advances_to_success_with_the_reference_shape(
         "title": "Peaceful Piano",
         "customMode": True,
         "instrumental": True,
-        "model": "V3_5",
+        "model": "V4_5",
         "callBackUrl": recorder.url,
     }
     r = requests.post(f"{sb.url}/api/v1/generate", json=request, headers=auth(sb), timeout=5)
@@ -275,20 +276,27 @@ def test_record_info_advances_to_success_with_the_reference_shape(
         "createTime",
         "duration",
     }
-    assert tracks[0]["modelName"] == "chirp-v3-5" and tracks[0]["title"] == "Peaceful Piano"
+    assert tracks[0]["modelName"] == "chirp-v4-5" and tracks[0]["title"] == "Peaceful Piano"
     info = parse_record_info(data)
     assert info.done and [t.id for t in info.tracks] == [t["id"] for t in tracks]
 
-    # generate sends exactly one "complete" callback with both tracks.
+    # generate sends its stages in order: text (no tracks), first (one), complete (both),
+    # the items carrying the source_* fields of generate-music-callbacks.
     assert sb.wait_idle(5)
-    (delivery,) = recorder.wait_for(1)
-    assert delivery["headers"]["Content-Type"] == "application/json"
-    cb = parse_callback(delivery["body"])
-    assert cb.succeeded and cb.task_id == task_id
-    assert [t.id for t in cb.tracks] == [t["id"] for t in tracks]
+    deliveries = recorder.wait_for(3)
+    assert [d["body"]["data"]["callbackType"] for d in deliveries] == ["text", "first", "complete"]
+    assert all(d["headers"]["Content-Type"] == "application/json" for d in deliveries)
+    assert [len(d["body"]["data"]["data"]) for d in deliveries] == [0, 1, 2]
+    assert all(d["body"]["data"]["task_id"] == task_id for d in deliveries)
+    complete = deliveries[-1]["body"]
+    assert complete["code"] == 200 and complete["msg"] == "All generated successfully."
+    for item in complete["data"]["data"]:
+        assert item["source_audio_url"] == item["audio_url"]
+        assert {"source_stream_audio_url", "source_image_url"} <= set(item)
+    assert [t["id"] for t in complete["data"]["data"]] == [t["id"] for t in tracks]
 
 
-def test_credits_decrease_and_429_when_exhausted(make_sandbox: Any) -> None:
+def test_credits_decrease_and_402_when_exhausted(make_sandbox: Any) -> None:
     sb = make_sandbox(credits=12, cost_replace=5)
     song = sb.create_song(duration=40)
     assert credit(sb) == 12
@@ -298,12 +306,17 @@ def test_credits_decrease_and_429_when_exhausted(make_sandbox: Any) -> None:
     assert credit(sb) == 2
     tasks_before = len(sb.tasks())
     doc = submit(sb, replace_body(song, 0, 10))
-    assert doc["code"] == 429 and "insufficient credits" in doc["msg"].lower()
+    # Replace-section's own table: 402 (the generic table's 429 is for other endpoints).
+    assert doc["code"] == 402 and "insufficient credits" in doc["msg"].lower()
     assert "data" not in doc
     assert credit(sb) == 2 and len(sb.tasks()) == tasks_before  # nothing charged or created
     sb.credits = 100
     assert submit(sb, replace_body(song, 0, 10))["code"] == 200
     assert credit(sb) == 95
+    sb.credits = 0
+    gen = {"prompt": "hi", "model": "V5", "callBackUrl": "https://cb.test/x"}
+    r = requests.post(f"{sb.url}/api/v1/generate", json=gen, headers=auth(sb), timeout=5)
+    assert r.json()["code"] == 429  # /generate: the generic table
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -312,9 +325,9 @@ def test_credits_decrease_and_429_when_exhausted(make_sandbox: Any) -> None:
 @pytest.mark.parametrize(
     ("start", "end", "words"),
     [
-        (10.0, 15.0, ["infillEndS", "5 s long", "at least 6 s"]),
+        (10.0, 18.0, ["infillEndS", "8 s long", "at least 10 s"]),
         (30.0, 41.0, ["infillEndS", "past the end", "40 s"]),
-        (0.0, 25.0, ["infillEndS", "50 %", "20 s"]),
+        (0.0, 25.0, ["infillEndS", "50%", "20 s"]),
         (12.0, 12.0, ["infillEndS", "greater than infillStartS"]),
         (-1.0, 8.0, ["infillStartS", ">= 0"]),
         ("10", 20.0, ["infillStartS", "number"]),
@@ -333,7 +346,7 @@ def test_invalid_range_is_rejected_even_from_raw_requests(
     )
     assert r.status_code == 200  # as the hosted API: the error is in the JSON code
     doc = r.json()
-    assert doc["code"] == 400, doc
+    assert doc["code"] == 422, doc  # replace-section's validation code
     for word in words:
         assert word in doc["msg"], doc["msg"]
     assert credit(sb) == 500
@@ -343,13 +356,16 @@ def test_invalid_range_is_rejected_even_from_raw_requests(
 @pytest.mark.parametrize(
     ("change", "code", "words"),
     [
-        ({"prompt": ""}, 400, ["prompt", "required"]),
-        ({"tags": None}, 400, ["tags", "required"]),
-        ({"title": 7}, 400, ["title", "string"]),
-        ({"title": "x" * 101}, 413, ["title", "101 characters"]),
+        ({"prompt": ""}, 422, ["prompt", "required"]),
+        ({"tags": None}, 422, ["tags", "required"]),
+        ({"title": 7}, 422, ["title", "string"]),
+        ({"title": "x" * 101}, 422, ["title", "101 characters"]),
+        ({"fullLyrics": None}, 422, ["fullLyrics", "required", "docs.sunoapi.org"]),
+        ({"fullLyrics": "  "}, 422, ["fullLyrics", "required"]),
         ({"taskId": "f" * 32}, 404, ["taskId", "no task"]),
-        ({"audioId": "not-a-track"}, 400, ["audioId", "not a track"]),
-        ({"callBackUrl": "ftp://example.com/x"}, 400, ["callBackUrl"]),
+        ({"audioId": "not-a-track"}, 422, ["audioId", "not a track"]),
+        ({"callBackUrl": "ftp://example.com/x"}, 422, ["callBackUrl"]),
+        ({"uploadUrl": "https://x.test/a.mp3", "model": "V5"}, 422, ["taskId", "uploadUrl"]),
     ],
 )
 def test_bad_fields_are_rejected_with_the_field_named(
@@ -368,7 +384,7 @@ def test_body_must_be_a_json_object(sb: Sandbox) -> None:
     headers = {**auth(sb), "Content-Type": "application/json"}
     for raw in (b"[1, 2]", b"{not json", b""):
         doc = requests.post(url, data=raw, headers=headers, timeout=5).json()
-        assert doc["code"] == 400 and ("JSON" in doc["msg"] or "object" in doc["msg"]), raw
+        assert doc["code"] in (400, 422) and ("JSON" in doc["msg"] or "object" in doc["msg"]), raw
 
 
 @pytest.mark.parametrize(
@@ -378,11 +394,15 @@ def test_body_must_be_a_json_object(sb: Sandbox) -> None:
         ({"customMode": True, "style": "jazz", "prompt": "la"}, ["title", "required"]),
         ({"customMode": True, "style": "jazz", "title": "T"}, ["prompt", "required"]),
         ({"prompt": "x" * 501}, ["prompt", "501 characters"]),
-        ({"prompt": "hi", "model": "V9"}, ["model", "V3_5"]),
+        ({"prompt": "hi", "model": "V9"}, ["model", "V5_5"]),
+        ({"prompt": "hi", "model": None}, ["model", "V4"]),
         ({"prompt": "hi", "customMode": "yes"}, ["customMode", "true or false"]),
+        ({"prompt": "hi", "callBackUrl": None}, ["callBackUrl", "required"]),
     ],
 )
 def test_generate_validates_its_fields(sb: Sandbox, body: dict, words: list[str]) -> None:
+    body = {"model": "V4_5", "callBackUrl": "https://cb.test/x", **body}
+    body = {k: v for k, v in body.items() if v is not None}
     r = requests.post(f"{sb.url}/api/v1/generate", json=body, headers=auth(sb), timeout=5)
     doc = r.json()
     assert doc["code"] in (400, 413), doc
@@ -408,7 +428,7 @@ def test_replacing_a_section_of_an_unfinished_task_is_refused(make_sandbox: Any)
     first = submit(sb, replace_body(song))["data"]["taskId"]
     result_id = sb.record_info(first)["taskId"]
     doc = submit(sb, {**replace_body(song), "taskId": result_id})
-    assert doc["code"] == 400 and "PENDING" in doc["msg"]
+    assert doc["code"] == 422 and "PENDING" in doc["msg"]
 
 
 # --- audio --------------------------------------------------------------------------------
@@ -416,7 +436,7 @@ def test_replacing_a_section_of_an_unfinished_task_is_refused(make_sandbox: Any)
 
 def test_replacement_differs_inside_and_matches_outside(sb: Sandbox, recorder: Recorder) -> None:
     song = sb.create_song(duration=30, title="Harbour Lights")
-    start, end = 10.0, 18.0
+    start, end = 10.0, 22.0
     task_id = submit(sb, replace_body(song, start, end, callBackUrl=recorder.url))["data"]["taskId"]
     assert sb.wait_idle(10)
     (delivery,) = recorder.wait_for(1)
@@ -475,8 +495,11 @@ def test_files_resolve_with_content_types_and_ranges(sb: Sandbox) -> None:
     assert tail.status_code == 206 and tail.content == full.content[-500:]
     bad = requests.get(track.audio_url, headers={"Range": f"bytes={total}-"}, timeout=5)
     assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{total}"
+    # Several ranges at once: Starlette answers multipart/byteranges.
     several = requests.get(track.audio_url, headers={"Range": "bytes=0-9,20-29"}, timeout=5)
-    assert several.status_code == 200 and several.content == full.content
+    assert several.status_code == 206
+    assert several.headers["Content-Type"].startswith("multipart/byteranges")
+    assert full.content[:10] in several.content and full.content[20:30] in several.content
     head = requests.head(track.audio_url, timeout=5)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == total
 
@@ -723,10 +746,17 @@ def test_lifecycle_repr_and_ids() -> None:
         sb.start()
 
 
-def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c() -> None:
+@pytest.mark.parametrize(
+    ("args", "credit_route"),
+    [([], "/api/v1/generate/credit"), (["--provider", "kie.ai"], "/api/v1/chat/credit")],
+)
+def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c(
+    args: list[str], credit_route: str
+) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    code = "import sys; from suno_nb.sandbox import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from suno_nb.sandbox import main; sys.exit(main())"],
+        [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -742,7 +772,7 @@ def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c() -> None:
         url = next(s for s in lines if s.startswith("Suno API sandbox at ")).split()[-1]
         key = next(s for s in lines if s.startswith("API key: ")).split()[-1]
         r = requests.get(
-            f"{url}/api/v1/generate/credit", headers={"Authorization": f"Bearer {key}"}, timeout=5
+            f"{url}{credit_route}", headers={"Authorization": f"Bearer {key}"}, timeout=5
         )
         assert r.json()["data"] == 500
         proc.send_signal(signal.SIGINT)
@@ -751,3 +781,65 @@ def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+# --- the current contract: upload mode, refusals from the code table, providers ------------
+
+
+def test_upload_mode_uses_an_own_file_or_a_stand_in_without_fetching(
+    sb: Sandbox, recorder: Recorder
+) -> None:
+    song = sb.create_song(duration=60)
+    body = replace_body(song, callBackUrl=recorder.url)
+    del body["taskId"], body["audioId"]
+    own = submit(sb, {**body, "uploadUrl": song.audio_url, "model": "V5"})
+    assert own["code"] == 200, own
+    # A URL the sandbox does not serve: a deterministic synthesized stand-in (no network).
+    other = submit(sb, {**body, "uploadUrl": "https://nowhere.invalid/mine.mp3", "model": "V4"})
+    assert other["code"] == 200, other
+    assert sb.wait_idle(10)
+    own_info = record(sb, own["data"]["taskId"])["data"]
+    assert own_info["status"] == "SUCCESS" and own_info["parentMusicId"] == song.audio_id
+    assert json.loads(own_info["param"])["uploadUrl"] == song.audio_url
+    other_info = record(sb, other["data"]["taskId"])["data"]
+    assert other_info["status"] == "SUCCESS"
+    assert other_info["response"]["sunoData"][0]["duration"] > 0
+    assert len(recorder.wait_for(2)) == 2
+    # The upload's model is checked against the contract's list.
+    bad = submit(sb, {**body, "uploadUrl": song.audio_url, "model": "V3_5"})
+    assert bad["code"] == 422 and "model" in bad["msg"]
+
+
+@pytest.mark.parametrize("code", [409, 422, 429, 451, 455, 500])
+def test_reply_code_fault_refuses_the_submit_without_charging(sb: Sandbox, code: int) -> None:
+    song = sb.create_song(duration=60)
+    sb.inject(Faults(reply_code=code, error_message=f"scripted {code}"))
+    doc = submit(sb, replace_body(song))
+    assert doc == {"code": code, "msg": f"scripted {code}"}
+    assert credit(sb) == 500 and len(sb.tasks()) == 1
+    assert submit(sb, replace_body(song))["code"] == 200  # the fault was for one request
+
+
+def test_failing_generate_sends_no_intermediate_stages(sb: Sandbox, recorder: Recorder) -> None:
+    sb.inject(Faults(error_code=501))
+    body = {"prompt": "hi", "model": "V5", "callBackUrl": recorder.url}
+    r = requests.post(f"{sb.url}/api/v1/generate", json=body, headers=auth(sb), timeout=5)
+    assert r.json()["code"] == 200
+    assert sb.wait_idle(10)
+    (only,) = recorder.wait_for(1)
+    assert only["body"]["data"]["callbackType"] == "error" and only["body"]["code"] == 501
+
+
+def test_kie_ai_sandbox_serves_its_routes_and_its_rules(make_sandbox: Any) -> None:
+    sb = make_sandbox(provider="kie.ai")
+    assert sb.provider.name == "kie.ai"
+    r = requests.get(f"{sb.url}/api/v1/chat/credit", headers=auth(sb), timeout=5)
+    assert r.json() == {"code": 200, "msg": "success", "data": 500}
+    old = requests.get(f"{sb.url}/api/v1/generate/credit", headers=auth(sb), timeout=5)
+    assert old.status_code == 404
+    song = sb.create_song(duration=60)
+    body = replace_body(song, 10.0, 17.0)  # 7 s: inside kie.ai's 6-60 s
+    del body["fullLyrics"]  # optional on kie.ai's page
+    assert submit(sb, body)["code"] == 200
+    too_long = submit(sb, replace_body(song, 0.0, 30.0 + 0.01, taskId=song.task_id))
+    assert too_long["code"] == 422 and "50%" in too_long["msg"]

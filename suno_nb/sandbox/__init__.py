@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from .delivery import DeliveryAttempt
 from .faults import ERROR_CODES, Failure, Faults
+from .records import Song, SongTrack
 from .server import Sandbox, main
-from .service import Song, SongTrack
 from .synth import decode_audio, encode_mp3, replace_section, synthesize_song
 
 __all__ = [

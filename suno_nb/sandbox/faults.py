@@ -74,6 +74,12 @@ class Faults:
     - ``error_form``: ``"error"`` (English seed: ``data.error`` holds the message) or
       ``"null"`` (Chinese seed: ``data.data`` is ``null``).
 
+    The request itself:
+
+    - ``reply_code``: the submit is refused with this code (any code of the endpoint's
+      table, e.g. 402, 409, 422, 429, 451, 455, 500 on replace-section); no task is made and
+      no credit spent.  ``error_message`` overrides the message.
+
     Delivery of the callback:
 
     - ``drop``: no callback at all; record-info still reaches its final status, so only
@@ -89,6 +95,7 @@ class Faults:
     """
 
     error_code: int | None = None
+    reply_code: int | None = None
     error_form: str = "error"
     error_message: str | None = None
     sensitive_word: bool = False
@@ -110,6 +117,12 @@ class Faults:
                 f"error_code must be one of {', '.join(map(str, ERROR_CODES))}, "
                 f"got {self.error_code!r}"
             )
+        if self.reply_code is not None and (
+            isinstance(self.reply_code, bool)
+            or not isinstance(self.reply_code, int)
+            or not 400 <= self.reply_code <= 599
+        ):
+            raise ValueError(f"reply_code must be a 4xx/5xx code, got {self.reply_code!r}")
         if self.error_form not in ERROR_FORMS:
             raise ValueError(f"error_form must be 'error' or 'null', got {self.error_form!r}")
         if self.record_status is not None and self.record_status not in FAILED_STATUSES:

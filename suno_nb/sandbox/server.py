@@ -1,34 +1,30 @@
-"""The sandbox's HTTP face and its public handle, :class:`Sandbox`.
+"""The sandbox's public handle, :class:`Sandbox`, and its command line.
 
-A loopback ``ThreadingHTTPServer`` served from a daemon thread speaks the hosted API's
-routes (Bearer auth, HTTP 200 with the error in the JSON ``code``, as the service does) and
-serves the result files like a public CDN (no auth, HTTP Range for seeking).
+The HTTP side is a Starlette app (:mod:`.app`) served by the same server as the receiver,
+:class:`suno_nb.server.ServerThread` (uvicorn + httptools on one background thread): the
+hosted API's routes for the chosen provider (Bearer auth, HTTP 200 with the error in the
+JSON ``code``), and the result files like a public CDN (no auth, HTTP Range for seeking).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hmac
-import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ..errors import PayloadError
-from ..payloads import decode_json
+from ..contract import Provider, get_provider
+from ..server import Limits, ServerThread
+from .app import FileStore, build_app
 from .delivery import CallbackSender, DeliveryAttempt, Scheduler
 from .faults import Faults
-from .service import Reply, Service, Song
+from .service import Service, Song
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,199 +33,7 @@ log = logging.getLogger("suno_nb.sandbox")
 
 MAX_BODY = 1 << 20  # 1 MiB: far above any valid request
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-_FILE_RE = re.compile(r"^/files/([0-9a-fA-F-]{8,64})\.(mp3|png)$")
-_STREAM_RE = re.compile(r"^/stream/([0-9a-fA-F-]{8,64})$")
-_API_POST = {
-    "/api/v1/generate": "generate",
-    "/api/v1/generate/replace-section": "replace_section",
-}
-_API_GET = {"/api/v1/generate/record-info", "/api/v1/generate/credit"}
 _ATTEMPT_COLUMNS = list(DeliveryAttempt.__dataclass_fields__)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # False: server_close() must not wait for idle keep-alive connections to end.
-    block_on_close = False
-    sandbox: Sandbox
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    server_version = "suno-sandbox/0.1"
-    protocol_version = "HTTP/1.1"  # keep-alive and Range for audio players
-    timeout = 30  # idle keep-alive sockets give their thread back
-    # Headers and body go out in separate writes; without TCP_NODELAY each keep-alive answer
-    # waits ~40 ms for the client's delayed ACK (Nagle).
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    # -- plumbing ----------------------------------------------------------------------
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        ctype: str,
-        extra: dict[str, str] | None = None,
-        *,
-        head: bool = False,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not head and self.command != "HEAD":
-            # A player that seeks drops its old request mid-body.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-        log.info("%s %s -> %d", self.command, urlsplit(self.path).path, status)
-
-    def _json(self, status: int, doc: dict[str, Any]) -> None:
-        body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8")
-
-    def _reply(self, reply: Reply) -> None:
-        self._json(*reply)
-
-    def _authorized(self) -> bool:
-        expected = f"Bearer {self.server.sandbox.api_key}".encode()
-        given = self.headers.get("Authorization")
-        if not given:
-            self._json(
-                401,
-                {
-                    "code": 401,
-                    "msg": "Unauthorized: send the header 'Authorization: Bearer <API key>'",
-                },
-            )
-            return False
-        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
-            self._json(401, {"code": 401, "msg": "Unauthorized: invalid API key"})
-            return False
-        return True
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.close_connection = True
-            self._json(411, {"code": 411, "msg": "Content-Length is required"})
-            return None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True  # the unread body would poison the connection
-            self._json(413, {"code": 413, "msg": f"request body larger than {MAX_BODY} bytes"})
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _guard(self, fn: Any) -> None:
-        try:
-            fn()
-        except Exception as exc:  # answer, log, keep serving
-            log.exception("sandbox route %s %s failed", self.command, urlsplit(self.path).path)
-            self.close_connection = True
-            self._json(500, {"code": 500, "msg": f"sandbox internal error: {type(exc).__name__}"})
-
-    # -- methods -----------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._guard(self._post)
-
-    def do_GET(self) -> None:
-        self._guard(lambda: self._get(head=False))
-
-    def do_HEAD(self) -> None:
-        self._guard(lambda: self._get(head=True))
-
-    def _post(self) -> None:
-        path = urlsplit(self.path).path
-        raw = self._read_body()
-        if raw is None:
-            return
-        if path.startswith("/api/") and not self._authorized():
-            return
-        op = _API_POST.get(path)
-        if op is None:
-            self._not_found_or_405(path)
-            return
-        try:
-            body = decode_json(raw) if raw else None
-        except PayloadError as exc:
-            self._reply((200, {"code": 400, "msg": f"request body is not valid JSON: {exc}"}))
-            return
-        self._reply(getattr(self.server.sandbox._service, op)(body))
-
-    def _get(self, *, head: bool) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path
-        sb = self.server.sandbox
-        if path.startswith("/api/"):
-            if not self._authorized():
-                return
-            if path == "/api/v1/generate/credit":
-                self._reply(sb._service.credit())
-            elif path == "/api/v1/generate/record-info":
-                self._reply(sb._service.record_info(parse_qs(parts.query).get("taskId", [""])[0]))
-            else:
-                self._not_found_or_405(path)
-            return
-        m = _FILE_RE.match(path)
-        if m and m.group(2) == "png":
-            self._file(sb._service.cover_bytes(m.group(1)), "image/png", head=head)
-        elif m or (m := _STREAM_RE.match(path)):
-            self._file(sb._service.audio_bytes(m.group(1)), "audio/mpeg", head=head)
-        else:
-            self._json(404, {"code": 404, "msg": f"no route {path}"})
-
-    def _not_found_or_405(self, path: str) -> None:
-        if path in _API_POST or path in _API_GET:
-            self._json(405, {"code": 405, "msg": f"method {self.command} not allowed on {path}"})
-        else:
-            self._json(404, {"code": 404, "msg": f"no route {path}"})
-
-    def _file(self, data: bytes | None, ctype: str, *, head: bool) -> None:
-        if data is None:
-            self._json(404, {"code": 404, "msg": "no such file (unknown id, or not ready)"})
-            return
-        total = len(data)
-        headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=86400"}
-        spec = self.headers.get("Range")
-        # Players probe with "bytes=0-" and seek with later ranges: always 206.  Several
-        # ranges at once may be ignored (RFC 9110): the whole file, 200.
-        if spec and "," not in spec:
-            rng = _parse_range(spec, total)
-            if rng is None:
-                headers["Content-Range"] = f"bytes */{total}"
-                self._send(416, b"", ctype, headers, head=head)
-                return
-            start, end = rng
-            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
-            self._send(206, data[start : end + 1], ctype, headers, head=head)
-            return
-        self._send(200, data, ctype, headers, head=head)
-
-
-def _parse_range(spec: str, total: int) -> tuple[int, int] | None:
-    """One ``bytes=`` range -> inclusive (start, end), or None when unsatisfiable."""
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", spec)
-    if not m or (not m.group(1) and not m.group(2)) or total == 0:
-        return None
-    if not m.group(1):  # suffix: the last N bytes
-        n = int(m.group(2))
-        return (max(0, total - n), total - 1) if n > 0 else None
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else total - 1
-    if start >= total or end < start:
-        return None
-    return start, min(end, total - 1)
 
 
 class Sandbox:
@@ -239,13 +43,22 @@ class Sandbox:
     ...     song = sb.create_song(duration=60)
     ...     # point a client at sb.url with sb.api_key
 
-    Routes: ``POST /api/v1/generate``, ``POST /api/v1/generate/replace-section``,
-    ``GET /api/v1/generate/record-info?taskId=``, ``GET /api/v1/generate/credit`` (Bearer
-    auth), and unauthenticated ``/files/<id>.mp3``, ``/stream/<id>``, ``/files/<id>.png``.
+    It emulates one provider's contract (``provider="sunoapi.org"`` by default, or
+    ``"kie.ai"``, or a :class:`~suno_nb.contract.Provider`), read from the same table as the
+    client: routes, required fields (``fullLyrics`` on sunoapi.org), section rules, and each
+    endpoint's refusal codes (replace-section: 422 validation, 402 credits; the others: 400,
+    413, 429 credits).  Routes: ``POST`` generate and replace-section, ``GET`` record-info
+    and credits (Bearer auth), and unauthenticated ``/files/<id>.mp3``, ``/stream/<id>``,
+    ``/files/<id>.png``.  Replace-section takes a generated track (``taskId`` +
+    ``audioId``) or, in upload mode (``uploadUrl`` + ``model``), a file this sandbox serves
+    or else a synthesized stand-in: nothing is fetched from the internet.
+
     A task's result is produced ``delay`` seconds after submission (record-info advances
-    PENDING -> TEXT_SUCCESS -> FIRST_SUCCESS -> SUCCESS) and its callback is delivered with
-    the seeds' timeout, retries and backoff.  ``faults`` / :meth:`inject` /
-    :meth:`set_task_faults` make things go wrong on purpose.
+    PENDING -> TEXT_SUCCESS -> FIRST_SUCCESS -> SUCCESS at thirds of ``delay``); a
+    ``generate`` task also sends its ``text`` and ``first`` callbacks at those points, so
+    ``delay`` sets the gaps (short in tests; ``delay=180`` is about the hosted service's
+    pace).  Callbacks are delivered with the seeds' timeout, retries and backoff.
+    ``faults`` / :meth:`inject` / :meth:`set_task_faults` make things go wrong on purpose.
 
     The sandbox key is not a secret (it guards nothing real), but it is kept out of repr
     and logs like a real one, and so is ``hmac_key``.
@@ -270,6 +83,7 @@ class Sandbox:
         cost_generate: float = 12.0,
         cost_replace: float = 5.0,
         workers: int = 8,
+        provider: str | Provider | None = None,
     ) -> None:
         if delay < 0 or retry_backoff < 0 or callback_timeout <= 0:
             raise ValueError("delay and retry_backoff must be >= 0, callback_timeout > 0")
@@ -279,6 +93,7 @@ class Sandbox:
             raise ValueError(f"sample_rate must be an MP3 rate {MP3_RATES}, got {sample_rate}")
         if faults is not None and not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, got {type(faults).__name__}")
+        self.provider: Provider = get_provider(provider)
         self._api_key = api_key or f"sk-sandbox-{secrets.token_hex(16)}"
         self.host = host
         self._port = port
@@ -300,10 +115,11 @@ class Sandbox:
             cost_generate=cost_generate,
             cost_replace=cost_replace,
             faults=faults,
+            provider=self.provider,
         )
         self._lock = threading.Lock()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: ServerThread | None = None
+        self._files: FileStore | None = None
         self._scheduler: Scheduler | None = None
         self._sender: CallbackSender | None = None
         self._stopped = threading.Event()
@@ -318,8 +134,19 @@ class Sandbox:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
-            httpd = _HTTPServer((self.host, self._port), _Handler)
-            httpd.sandbox = self
+            files = FileStore()
+            http = ServerThread(
+                build_app(self, files),
+                host=self.host,
+                port=self._port,
+                name="suno-sandbox-http",
+                limits=Limits(max_body_bytes=MAX_BODY, request_deadline_s=30.0),
+            )
+            try:
+                http.start()
+            except BaseException:
+                files.close()
+                raise
             self._scheduler = Scheduler(self._workers)
             self._sender = CallbackSender(
                 self._scheduler,
@@ -328,19 +155,11 @@ class Sandbox:
                 retry_backoff=self.retry_backoff,
                 hmac_key=self._hmac_key,
             )
-            self._httpd = httpd
-            self._port = httpd.server_address[1]
+            self._http, self._files = http, files
+            self._port = http.port
             self._service.base_url = self.url
             self._service.scheduler = self._scheduler
             self._service.sender = self._sender
-            # A short poll interval makes stop() quick; idle cost is negligible.
-            self._thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="suno-sandbox-http",
-                daemon=True,
-            )
-            self._thread.start()
             self._state = "running"
         log.info("sandbox serving at %s", self.url)
         return self
@@ -353,12 +172,11 @@ class Sandbox:
                 self._stopped.set()
                 return
             self._state = "stopped"
-            httpd, thread, scheduler = self._httpd, self._thread, self._scheduler
-        assert httpd is not None and thread is not None and scheduler is not None
-        httpd.shutdown()  # from this (caller) thread, never from the serving thread
-        httpd.server_close()
-        thread.join(5)
+            http, files, scheduler = self._http, self._files, self._scheduler
+        assert http is not None and files is not None and scheduler is not None
+        http.stop()  # closes every connection, joins its thread, frees the port
         scheduler.stop(timeout=self.callback_timeout + 1)
+        files.close()
         self._stopped.set()
         log.info("sandbox at %s stopped", self.url)
 
@@ -530,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callback-timeout", type=float, default=10.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--retry-backoff", type=float, default=1.0)
+    parser.add_argument(
+        "--provider", default=None, help="whose contract to emulate: sunoapi.org (default), kie.ai"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -546,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         max_attempts=args.max_attempts,
         hmac_key=args.hmac_key,
         seed=args.seed,
+        provider=args.provider,
     )
     try:
         sb.start()
@@ -558,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         # The sandbox key guards nothing real, so printing it here is fine (and needed).
         print(f"Suno API sandbox at {sb.url}")
         print(f"API key: {sb.api_key}")
+        print(f"Contract: {sb.provider.name} (sections {sb.provider.section.describe()})")
         print(f"An original to replace sections of: taskId={song.task_id} audioId={song.audio_id}")
         print(f"  ({song.duration:g} s, {song.audio_url})")
         print("Press Ctrl-C to stop.", flush=True)

@@ -8,297 +8,32 @@ the HTTP layer (``server.py``) only routes, authenticates and serves bytes.  Tim
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import SectionValidationError
-from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
-from ..rules import validate_section, validate_text
-from . import synth
-from .delivery import CallbackSender, Scheduler, public_url
-from .faults import Failure, Faults
+from ..contract import Provider
+from .bodies import Bodies
+from .delivery import CallbackSender, Scheduler
+from .faults import Faults
+from .records import AudioCache, Song, SongTrack, TaskRecord, TrackRecord
+from .submit import Submissions
+from .validate import Reply, code_of, fail, ok
 
-Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
-
-MODELS = ("V3_5", "V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5")
-SUCCESS_MSG = "All generated successfully."
-MAX_SONG_S = 480.0
-_GENERATE_PROMPT_LIMIT = 500  # non-custom mode, as documented for /generate
-_STYLE_LIMIT = 1000
-
-# snake_case names used by suno_nb.rules -> the API's field names, for service messages.
-_CAMEL = {
-    "task_id": "taskId",
-    "audio_id": "audioId",
-    "infill_start_s": "infillStartS",
-    "infill_end_s": "infillEndS",
-    "negative_tags": "negativeTags",
-    "full_lyrics": "fullLyrics",
-}
-
-
-def _camelize(text: str) -> str:
-    for snake, camel in _CAMEL.items():
-        text = text.replace(snake, camel)
-    return text
-
-
-def _ok(data: Any) -> Reply:
-    return 200, {"code": 200, "msg": "success", "data": data}
-
-
-def _fail(code: int, msg: str) -> Reply:
-    # The hosted API answers HTTP 200 and puts the error in the JSON ``code``.
-    return 200, {"code": code, "msg": msg}
-
-
-def _invalid(exc: SectionValidationError) -> Reply:
-    # A length limit is "prompt too long" (413) in this API family; the rest is 400.
-    code = 413 if isinstance(exc.limit, int) and "characters long" in str(exc) else 400
-    return _fail(code, _camelize(str(exc)))
-
-
-class _Rejected(Exception):
-    def __init__(self, reply: Reply):
-        self.reply = reply
-
-
-def _text(
-    body: dict[str, Any], name: str, *, required: bool, rule: str | None = None
-) -> str | None:
-    """Validate one string field with suno_nb.rules; ``rule`` is its snake_case rule name."""
-    try:
-        return validate_text(rule or name, body.get(name), required=required)
-    except SectionValidationError as exc:
-        raise _Rejected(_invalid(exc)) from None
-
-
-def _callback_url(body: dict[str, Any]) -> str | None:
-    value = body.get("callBackUrl")
-    if value is None or value == "":
-        return None
-    try:
-        parts = urlsplit(value) if isinstance(value, str) else None
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Rejected(_fail(400, "callBackUrl: must be an http:// or https:// URL"))
-    return value
-
-
-def _bool(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise _Rejected(_fail(400, f"{name}: must be true or false, got {value!r}"))
-    return value
-
-
-# --- records ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a track's audio is made: a synthesized song plus replacements, in order.
-
-    Audio is a pure function of the recipe, so it is rendered lazily and can be dropped
-    from the cache and rebuilt at any time.
-    """
-
-    base_seed: int
-    duration: float
-    ops: tuple[tuple[Any, ...], ...] = ()  # (start s, end s, variant seed, *(fault, value))
-
-
-@dataclass(frozen=True)
-class SongTrack:
-    """One track as the API describes it (callback field names, Python attribute style)."""
-
-    id: str
-    audio_url: str
-    stream_audio_url: str
-    image_url: str
-    prompt: str
-    model_name: str
-    title: str
-    tags: str
-    create_time: str
-    duration: float
-
-    def callback_item(self) -> dict[str, Any]:
-        """The track as a callback's ``data.data[i]`` (snake_case, seed order)."""
-        return {
-            "id": self.id,
-            "audio_url": self.audio_url,
-            "stream_audio_url": self.stream_audio_url,
-            "image_url": self.image_url,
-            "prompt": self.prompt,
-            "model_name": self.model_name,
-            "title": self.title,
-            "tags": self.tags,
-            "createTime": self.create_time,
-            "duration": self.duration,
-        }
-
-    def record_item(self) -> dict[str, Any]:
-        """The track as record-info's ``response.sunoData[i]`` (camelCase)."""
-        return {
-            "id": self.id,
-            "audioUrl": self.audio_url,
-            "streamAudioUrl": self.stream_audio_url,
-            "imageUrl": self.image_url,
-            "prompt": self.prompt,
-            "modelName": self.model_name,
-            "title": self.title,
-            "tags": self.tags,
-            "createTime": self.create_time,
-            "duration": self.duration,
-        }
-
-
-@dataclass(frozen=True)
-class Song:
-    """A finished original made by :meth:`Sandbox.create_song`."""
-
-    task_id: str
-    tracks: list[SongTrack]
-
-    @property
-    def audio_id(self) -> str:
-        """The first track's id: what a replace-section request names as ``audioId``."""
-        return self.tracks[0].id
-
-    @property
-    def duration(self) -> float:
-        return self.tracks[0].duration
-
-    @property
-    def audio_url(self) -> str:
-        return self.tracks[0].audio_url
-
-    @property
-    def title(self) -> str:
-        return self.tracks[0].title
-
-
-@dataclass
-class _Track:
-    id: str
-    task_id: str
-    index: int
-    prompt: str
-    model_name: str
-    title: str
-    tags: str
-    create_time: str
-    duration: float
-    recipe: Recipe
-
-
-@dataclass
-class _Task:
-    task_id: str
-    kind: str  # record-info "type"
-    param: dict[str, Any]
-    parent_music_id: str
-    callback_url: str | None
-    cost: float
-    created: float  # monotonic
-    ready_at: float  # monotonic
-    faults: Faults
-    tracks: list[_Track] = field(default_factory=list)
-    state: str = "pending"  # pending | success | failed
-    failure: Failure | None = None
-
-
-# --- audio cache --------------------------------------------------------------------------
-
-
-class AudioCache:
-    """Rendered samples and encoded bytes per recipe, LRU-bounded, rendered once at a time."""
-
-    def __init__(self, sr: int, *, max_samples: int = 4, max_encoded: int = 64) -> None:
-        self.sr = sr
-        self._lock = threading.Lock()
-        self._render_lock = threading.Lock()  # one render at a time: bounded CPU and memory
-        self._samples: OrderedDict[Recipe, np.ndarray] = OrderedDict()
-        self._mp3: OrderedDict[Recipe, bytes] = OrderedDict()
-        self._covers: OrderedDict[int, bytes] = OrderedDict()
-        self._limits = {"samples": max_samples, "mp3": max_encoded, "covers": max_encoded}
-
-    def _get(self, name: str, cache: OrderedDict, key: Any, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-        with self._render_lock:
-            with self._lock:
-                if key in cache:  # rendered by another thread meanwhile
-                    return cache[key]
-            value = make()
-        with self._lock:
-            cache[key] = value
-            while len(cache) > self._limits[name]:
-                cache.popitem(last=False)
-        return value
-
-    def samples(self, recipe: Recipe) -> np.ndarray:
-        """Float32 mono samples (read-only) of ``recipe``."""
-        cached = self._lookup(self._samples, recipe)
-        if cached is not None:
-            return cached
-        if recipe.ops:
-            parent = self.samples(Recipe(recipe.base_seed, recipe.duration, recipe.ops[:-1]))
-        else:
-            parent = None
-
-        def make() -> np.ndarray:
-            if parent is None:
-                x = synth.synthesize_song(recipe.duration, recipe.base_seed, self.sr)
-            else:
-                start, end, seed, *fx = recipe.ops[-1]  # fx: the task's audio faults, if any
-                x = synth.replace_section(
-                    parent, start, end, seed, self.sr, base_seed=recipe.base_seed, **dict(fx)
-                )
-            x.setflags(write=False)
-            return x
-
-        return self._get("samples", self._samples, recipe, make)
-
-    def mp3(self, recipe: Recipe) -> bytes:
-        """MP3 bytes of ``recipe``."""
-        cached = self._lookup(self._mp3, recipe)
-        if cached is not None:
-            return cached
-        x = self.samples(recipe)
-        return self._get("mp3", self._mp3, recipe, lambda: synth.encode_mp3(x, self.sr))
-
-    def cover(self, seed: int) -> bytes:
-        """PNG cover bytes for ``seed``."""
-        return self._get("covers", self._covers, seed, lambda: synth.cover_png(seed))
-
-    def _lookup(self, cache: OrderedDict, key: Any) -> Any:
-        with self._lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-        return None
+__all__ = ["Reply", "Service", "Song", "SongTrack"]
 
 
 # --- the service --------------------------------------------------------------------------
 
 
-class Service:
+class Service(Bodies, Submissions):
     """Tasks, credits and faults of one sandbox; thread-safe."""
 
     def __init__(
@@ -312,7 +47,9 @@ class Service:
         cost_generate: float,
         cost_replace: float,
         faults: Faults | None,
+        provider: Provider,
     ) -> None:
+        self.provider = provider
         self.lock = threading.RLock()
         self.base_url = ""
         self.scheduler: Scheduler | None = None
@@ -327,8 +64,8 @@ class Service:
         self.audio = AudioCache(sample_rate)
         self._rng = random.Random(seed)
         self._counter = itertools.count()
-        self._tasks: dict[str, _Task] = {}
-        self._tracks: dict[str, _Track] = {}
+        self._tasks: dict[str, TaskRecord] = {}
+        self._tracks: dict[str, TrackRecord] = {}
         self._injected: deque[list[Any]] = deque()  # [Faults, remaining count]
 
     # -- faults ------------------------------------------------------------------------
@@ -368,106 +105,31 @@ class Service:
             left = task.ready_at - time.monotonic()
         self._schedule_completion(task_id, left)
 
-    # -- urls and bodies ---------------------------------------------------------------
-
-    def _song_track(self, track: _Track) -> SongTrack:
-        base = self.base_url
-        return SongTrack(
-            id=track.id,
-            audio_url=f"{base}/files/{track.id}.mp3",
-            stream_audio_url=f"{base}/stream/{track.id}",
-            image_url=f"{base}/files/{track.id}.png",
-            prompt=track.prompt,
-            model_name=track.model_name,
-            title=track.title,
-            tags=track.tags,
-            create_time=track.create_time,
-            duration=track.duration,
-        )
-
-    def _status(self, task: _Task, now: float) -> str:
-        if task.state == "success":
-            return SUCCESS_STATUS
-        if task.state == "failed":
-            assert task.failure is not None
-            return task.failure.status
-        span = task.ready_at - task.created
-        frac = 1.0 if span <= 0 else (now - task.created) / span
-        return PENDING_STATUSES[min(2, max(0, int(frac * 3)))]
-
-    def _visible_tracks(self, task: _Task, status: str) -> list[_Track]:
-        if status == SUCCESS_STATUS:
-            return task.tracks
-        if status == "FIRST_SUCCESS":
-            return task.tracks[:1]  # as the status says: the first track is done
-        return []
-
-    def callback_body(self, task: _Task, *, error_form: str = "error") -> dict[str, Any]:
-        """The seeds' success body, or a failure body in ``error_form``."""
-        if task.failure is None:
-            items = [self._song_track(t).callback_item() for t in task.tracks]
-            return {
-                "code": 200,
-                "msg": SUCCESS_MSG,
-                "data": {"callbackType": "complete", "task_id": task.task_id, "data": items},
-            }
-        f = task.failure
-        data: dict[str, Any] = {"callbackType": "error", "task_id": task.task_id}
-        if error_form == "null":
-            data["data"] = None
-        else:
-            data["error"] = f.error
-        return {"code": f.code, "msg": f.msg, "data": data}
-
-    def record_data(self, task_id: str) -> dict[str, Any] | None:
-        """The ``data`` object of record-info for ``task_id``, or None if unknown."""
+    def _send_stage(self, task_id: str, stage: str) -> None:
+        """An intermediate callback of a /generate task that is on its way to success."""
         with self.lock:
-            task = self._tasks.get(task_id)
-            if task is None:
-                return None
-            status = self._status(task, time.monotonic())
-            items = [self._song_track(t).record_item() for t in self._visible_tracks(task, status)]
-            return {
-                "taskId": task.task_id,
-                "parentMusicId": task.parent_music_id,
-                "param": json.dumps(task.param, ensure_ascii=False),
-                "response": {"taskId": task.task_id, "sunoData": items},
-                "status": status,
-                "type": task.kind,
-                "errorCode": task.failure.code if task.failure else None,
-                "errorMessage": task.failure.error if task.failure else None,
-            }
+            task = self._tasks[task_id]
+            faults = task.faults
+            if task.state != "pending" or faults.fails or faults.drop:
+                return
+            body = self.callback_body(task, stage=stage)
+            url = task.callback_url
+        if url and self.sender is not None:
+            self.sender.send(url, body, wrong_signature=faults.wrong_signature)
 
     def record_info(self, task_id: str) -> Reply:
         """``GET /api/v1/generate/record-info?taskId=``."""
         task_id = task_id.strip()
         if not task_id:
-            return _fail(400, "taskId: is required")
+            return fail(400, "taskId: is required")
         data = self.record_data(task_id)
         if data is None:
-            return _fail(404, f"taskId: no task {task_id!r} was found for this account")
-        return _ok(data)
+            return fail(404, f"taskId: no task {task_id!r} was found for this account")
+        return ok(data)
 
     def credit(self) -> Reply:
         """``GET /api/v1/generate/credit``: the remaining credits as ``data``."""
-        return _ok(self.credit_value())
-
-    def tasks(self) -> list[dict[str, Any]]:
-        """One summary row per task, oldest first."""
-        now = time.monotonic()
-        with self.lock:
-            return [
-                {
-                    "task_id": t.task_id,
-                    "type": t.kind,
-                    "status": self._status(t, now),
-                    "parent_music_id": t.parent_music_id,
-                    "tracks": [tr.id for tr in t.tracks],
-                    "cost": t.cost,
-                    "callback_url": public_url(t.callback_url) if t.callback_url else None,
-                }
-                for t in self._tasks.values()
-            ]
+        return ok(self.credit_value())
 
     # -- task creation -----------------------------------------------------------------
 
@@ -480,13 +142,13 @@ class Service:
         callback_url: str | None,
         cost: float,
         faults: Faults,
-        tracks: Callable[[str, str], list[_Track]],
+        tracks: Callable[[str, str], list[TrackRecord]],
         finished: bool = False,
-    ) -> _Task:
+    ) -> TaskRecord:
         now = time.monotonic()
         task_id = uuid.uuid4().hex  # unique across sandboxes in one process
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        task = _Task(
+        task = TaskRecord(
             task_id=task_id,
             kind=kind,
             param=param,
@@ -504,10 +166,11 @@ class Service:
             self._tracks[t.id] = t
         return task
 
-    def _charge(self, cost: float) -> Reply | None:
+    def _charge(self, cost: float, endpoint: str) -> Reply | None:
         if self.credits + 1e-9 < cost:
-            return _fail(
-                429,
+            # 402 on replace-section, 429 on the other endpoints: the endpoint's table says.
+            return fail(
+                code_of(self.provider, endpoint, "credits", 429),
                 f"Insufficient credits: {self.credits:g} left and this task costs {cost:g}. "
                 "Please top up to continue.",
             )
@@ -518,223 +181,6 @@ class Service:
         with self.lock:
             c = round(self.credits, 2)
         return int(c) if float(c).is_integer() else c
-
-    def create_song(
-        self, *, duration: float, title: str, tags: str, prompt: str, model: str
-    ) -> Song:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise TypeError(f"duration must be a number of seconds, got {duration!r}")
-        if not 12.0 <= duration <= MAX_SONG_S:
-            # 12 s: the smallest original that has a valid 6 s (= 50 %) section.
-            raise ValueError(f"duration must be between 12 and {MAX_SONG_S:g} s, got {duration}")
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-        duration = round(float(duration), 2)
-        param = {
-            "prompt": prompt,
-            "style": tags,
-            "title": title,
-            "customMode": True,
-            "instrumental": False,
-            "model": model,
-        }
-        with self.lock:
-            n = next(self._counter)
-
-            def tracks(task_id: str, created: str) -> list[_Track]:
-                return [
-                    _Track(
-                        id=str(uuid.uuid4()),
-                        task_id=task_id,
-                        index=i,
-                        prompt=prompt,
-                        model_name=_model_name(model),
-                        title=title,
-                        tags=tags,
-                        create_time=created,
-                        duration=duration,
-                        recipe=Recipe(synth.stable_seed(self.seed, title, n, i), duration),
-                    )
-                    for i in range(self.tracks_per_task)
-                ]
-
-            task = self._new_task(
-                kind="GENERATE",
-                param=param,
-                parent_music_id="",
-                callback_url=None,
-                cost=0.0,
-                faults=Faults(),
-                tracks=tracks,
-                finished=True,
-            )
-            return Song(task.task_id, [self._song_track(t) for t in task.tracks])
-
-    def generate(self, body: Any) -> Reply:
-        """``POST /api/v1/generate``."""
-        if not isinstance(body, dict):
-            return _fail(400, "request body must be a JSON object")
-        try:
-            custom = _bool(body, "customMode")
-            instrumental = _bool(body, "instrumental")
-            model = body.get("model") or "V3_5"
-            if model not in MODELS:
-                return _fail(400, f"model: must be one of {', '.join(MODELS)}, got {model!r}")
-            callback_url = _callback_url(body)
-            if custom:
-                style = _text(body, "style", required=True)
-                title = _text(body, "title", required=True)
-                prompt = _text(body, "prompt", required=not instrumental) or ""
-                if style and len(style) > _STYLE_LIMIT:
-                    return _fail(
-                        413, f"style: is {len(style)} characters long; the limit is {_STYLE_LIMIT}"
-                    )
-            else:
-                prompt = _text(body, "prompt", required=True) or ""
-                if len(prompt) > _GENERATE_PROMPT_LIMIT:
-                    return _fail(
-                        413,
-                        f"prompt: is {len(prompt)} characters long; the limit "
-                        f"is {_GENERATE_PROMPT_LIMIT} when customMode is false",
-                    )
-                style = "pop"
-                title = " ".join(prompt.split()[:5]).title()[:80] or "Untitled"
-        except _Rejected as rej:
-            return rej.reply
-        with self.lock:
-            refused = self._charge(self.cost_generate)
-            if refused:
-                return refused
-            faults = self._next_faults()
-            n = next(self._counter)
-
-            def tracks(task_id: str, created: str) -> list[_Track]:
-                out = []
-                for i in range(self.tracks_per_task):
-                    duration = round(self._rng.uniform(100.0, 160.0), 2)
-                    out.append(
-                        _Track(
-                            id=str(uuid.uuid4()),
-                            task_id=task_id,
-                            index=i,
-                            prompt=prompt,
-                            model_name=_model_name(model),
-                            title=title or "",
-                            tags=style or "",
-                            create_time=created,
-                            duration=duration,
-                            recipe=Recipe(
-                                synth.stable_seed(self.seed, title, prompt, n, i), duration
-                            ),
-                        )
-                    )
-                return out
-
-            task = self._new_task(
-                kind="GENERATE",
-                param=dict(body),
-                parent_music_id="",
-                callback_url=callback_url,
-                cost=self.cost_generate,
-                faults=faults,
-                tracks=tracks,
-            )
-        self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
-        return _ok({"taskId": task.task_id})
-
-    def replace_section(self, body: Any) -> Reply:
-        """``POST /api/v1/generate/replace-section``: the service's own validation first."""
-        if not isinstance(body, dict):
-            return _fail(400, "request body must be a JSON object")
-        try:
-            parent_id = _text(body, "taskId", rule="task_id", required=True)
-            audio_id = _text(body, "audioId", rule="audio_id", required=True)
-            prompt = _text(body, "prompt", required=True)
-            tags = _text(body, "tags", required=True)
-            title = _text(body, "title", required=True)
-            _text(body, "negativeTags", rule="negative_tags", required=False)
-            _text(body, "fullLyrics", rule="full_lyrics", required=False)
-            callback_url = _callback_url(body)
-            start, end = body.get("infillStartS"), body.get("infillEndS")
-            validate_section(start, end)  # the rules that need no parent
-        except _Rejected as rej:
-            return rej.reply
-        except SectionValidationError as exc:
-            return _invalid(exc)
-        assert parent_id and audio_id and prompt and tags and title
-        with self.lock:
-            parent = self._tasks.get(parent_id)
-            if parent is None:
-                return _fail(404, f"taskId: no task {parent_id!r} was found for this account")
-            status = self._status(parent, time.monotonic())
-            if status != SUCCESS_STATUS:
-                return _fail(
-                    400,
-                    f"taskId: task {parent_id!r} has status {status}; only a "
-                    "task with status SUCCESS can have a section replaced",
-                )
-            source = next((t for t in parent.tracks if t.id == audio_id), None)
-            if source is None:
-                ids = ", ".join(t.id for t in parent.tracks)
-                return _fail(
-                    400,
-                    f"audioId: {audio_id!r} is not a track of task "
-                    f"{parent_id!r} (its tracks: {ids})",
-                )
-            try:
-                section = validate_section(start, end, source.duration)
-            except SectionValidationError as exc:
-                return _invalid(exc)
-            refused = self._charge(self.cost_replace)
-            if refused:
-                return refused
-            faults = self._next_faults()
-            n = next(self._counter)
-            audio_fx = tuple(
-                (name, getattr(faults, name))
-                for name in ("outside_gain_db", "shift_ms", "hard_seams")
-                if getattr(faults, name)
-            )
-
-            def tracks(task_id: str, created: str) -> list[_Track]:
-                out = []
-                for i in range(self.tracks_per_task):
-                    # Each result track is its own variant, derived from the request.
-                    seed = synth.stable_seed(
-                        self.seed, source.recipe, prompt, tags, section.start, section.end, n, i
-                    )
-                    recipe = Recipe(
-                        source.recipe.base_seed,
-                        source.duration,
-                        (*source.recipe.ops, (section.start, section.end, seed, *audio_fx)),
-                    )
-                    out.append(
-                        _Track(
-                            id=str(uuid.uuid4()),
-                            task_id=task_id,
-                            index=i,
-                            prompt=prompt,
-                            model_name=source.model_name,
-                            title=title,
-                            tags=tags,
-                            create_time=created,
-                            duration=source.duration,
-                            recipe=recipe,
-                        )
-                    )
-                return out
-
-            task = self._new_task(
-                kind="REPLACE_SECTION",
-                param=dict(body),
-                parent_music_id=audio_id,
-                callback_url=callback_url,
-                cost=self.cost_replace,
-                faults=faults,
-                tracks=tracks,
-            )
-        self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
-        return _ok({"taskId": task.task_id})
 
     # -- results -----------------------------------------------------------------------
 
@@ -773,7 +219,7 @@ class Service:
 
     # -- files -------------------------------------------------------------------------
 
-    def _published(self, audio_id: str) -> _Track | None:
+    def _published(self, audio_id: str) -> TrackRecord | None:
         with self.lock:
             track = self._tracks.get(audio_id)
             if track is None:
@@ -800,8 +246,3 @@ class Service:
         if track is None:
             raise KeyError(f"no sandbox track {audio_id!r}")
         return self.audio.samples(track.recipe)
-
-
-def _model_name(model: str) -> str:
-    """API model id -> the ``model_name`` tracks report: V3_5 -> chirp-v3-5."""
-    return "chirp-" + model.lower().replace("_", "-")

@@ -1,0 +1,167 @@
+"""The sandbox's HTTP face: a Starlette app served by :class:`suno_nb.server.ServerThread`.
+
+The API routes come from the provider's contract table (``Sandbox(provider="kie.ai")``
+serves credits at ``/api/v1/chat/credit``), need the Bearer key, and answer like the hosted
+API: HTTP 200 with the outcome in the JSON ``code``.  The result files are served like a
+public CDN (no auth) by Starlette's ``FileResponse`` from a temporary folder, which gives
+``Range``/``HEAD``/``416`` for audio players that seek.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import PayloadError
+from ..payloads import decode_json
+from .validate import Reply
+
+if TYPE_CHECKING:
+    from .server import Sandbox
+
+log = logging.getLogger("suno_nb.sandbox")
+
+_ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+_FILE = re.compile(r"^([0-9a-fA-F-]{8,64})\.(mp3|png)$")
+_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _json(status: int, doc: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(doc, status_code=status)
+
+
+def _reply(reply: Reply) -> JSONResponse:
+    return _json(*reply)
+
+
+class FileStore:
+    """Result files written once to a private temporary folder, for ``FileResponse``."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="suno-sandbox-")
+        self.path = Path(self._dir.name)
+
+    def file(self, name: str, make: Callable[[], bytes | None]) -> Path | None:
+        target = self.path / name
+        if target.exists():
+            return target
+        data = make()
+        if data is None:
+            return None
+        tmp = target.with_name(f".{name}.{os.getpid()}.{id(data)}")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)  # atomic: a concurrent reader sees all or nothing
+        return target
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+
+def build_app(sb: Sandbox, files: FileStore) -> Starlette:
+    """The Starlette app of one sandbox (its routes read ``sb.provider``)."""
+    service = sb._service
+    routes = sb.provider.routes
+
+    def authorized(request: Request) -> JSONResponse | None:
+        given = request.headers.get("authorization")
+        if not given:
+            msg = "Unauthorized: send the header 'Authorization: Bearer <API key>'"
+            return _json(401, {"code": 401, "msg": msg})
+        expected = f"Bearer {sb.api_key}".encode()
+        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
+            return _json(401, {"code": 401, "msg": "Unauthorized: invalid API key"})
+        return None
+
+    def guarded(fn: Endpoint) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except Exception as exc:  # answer, log, keep serving
+                log.exception("sandbox route %s %s failed", request.method, request.url.path)
+                msg = f"sandbox internal error: {type(exc).__name__}"
+                return _json(500, {"code": 500, "msg": msg})
+
+        return endpoint
+
+    def post(op: Callable[[Any], Reply]) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            refused = authorized(request)
+            if refused is not None:
+                return refused
+            raw = await request.body()
+            try:
+                body = decode_json(raw) if raw else None
+            except PayloadError as exc:
+                return _json(200, {"code": 400, "msg": f"request body is not valid JSON: {exc}"})
+            return _reply(await run_in_threadpool(op, body))
+
+        return guarded(endpoint)
+
+    async def record_info(request: Request) -> Response:
+        refused = authorized(request)
+        task_id = request.query_params.get("taskId", "")
+        return refused or _reply(service.record_info(task_id))
+
+    async def credit(request: Request) -> Response:
+        return authorized(request) or _reply(service.credit())
+
+    async def audio(request: Request, audio_id: str, ext: str) -> Response:
+        if ext == "png":
+            made = service.cover_bytes
+            ctype = "image/png"
+        else:
+            made = service.audio_bytes
+            ctype = "audio/mpeg"
+        path = await run_in_threadpool(files.file, f"{audio_id}.{ext}", lambda: made(audio_id))
+        if path is None:
+            return _json(404, {"code": 404, "msg": "no such file (unknown id, or not ready)"})
+        return FileResponse(path, media_type=ctype, headers=_CACHE)
+
+    async def file_route(request: Request) -> Response:
+        m = _FILE.match(request.path_params["name"])
+        if m is None:
+            return _json(404, {"code": 404, "msg": f"no route {request.url.path}"})
+        return await audio(request, m.group(1), m.group(2))
+
+    async def stream_route(request: Request) -> Response:
+        audio_id = request.path_params["audio_id"]
+        if not _ID.match(audio_id):
+            return _json(404, {"code": 404, "msg": f"no route {request.url.path}"})
+        return await audio(request, audio_id, "mp3")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 405:
+            msg = f"method {request.method} not allowed on {request.url.path}"
+        elif status == 404:
+            msg = f"no route {request.url.path}"
+        else:
+            msg = getattr(exc, "detail", "error")
+        return _json(status, {"code": status, "msg": msg})
+
+    return Starlette(
+        routes=[
+            Route(routes["generate"], post(service.generate), methods=["POST"]),
+            Route(routes["replace-section"], post(service.replace_section), methods=["POST"]),
+            Route(routes["record-info"], guarded(record_info), methods=["GET"]),
+            Route(routes["credits"], guarded(credit), methods=["GET"]),
+            Route("/files/{name}", guarded(file_route), methods=["GET", "HEAD"]),
+            Route("/stream/{audio_id}", guarded(stream_route), methods=["GET", "HEAD"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )

@@ -1,0 +1,136 @@
+"""What the sandbox's service shows: tracks as the API describes them, record-info data,
+callback bodies (the seeds' forms and /generate's stages), a summary of its tasks.
+
+A mixin of :class:`~.service.Service`: it reads the service's ``lock``, ``base_url``,
+``_tasks`` and ``_tracks``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
+from .delivery import public_url
+from .records import SongTrack, TaskRecord, TrackRecord
+
+SUCCESS_MSG = "All generated successfully."
+# Stage callbacks of /generate (generate-music-callbacks): text, then first, then complete.
+STAGE_MSG = {
+    "text": "Text generation completed successfully.",
+    "first": "First track generation completed successfully.",
+}
+
+
+class Bodies:
+    """The service's answers and callback bodies, built from its records."""
+
+    base_url: str
+    _tasks: dict[str, TaskRecord]
+    _tracks: dict[str, TrackRecord]
+
+    def _song_track(self, track: TrackRecord) -> SongTrack:
+        base = self.base_url
+        return SongTrack(
+            id=track.id,
+            audio_url=f"{base}/files/{track.id}.mp3",
+            stream_audio_url=f"{base}/stream/{track.id}",
+            image_url=f"{base}/files/{track.id}.png",
+            prompt=track.prompt,
+            model_name=track.model_name,
+            title=track.title,
+            tags=track.tags,
+            create_time=track.create_time,
+            duration=track.duration,
+        )
+
+    def _status(self, task: TaskRecord, now: float) -> str:
+        if task.state == "success":
+            return SUCCESS_STATUS
+        if task.state == "failed":
+            assert task.failure is not None
+            return task.failure.status
+        span = task.ready_at - task.created
+        frac = 1.0 if span <= 0 else (now - task.created) / span
+        return PENDING_STATUSES[min(2, max(0, int(frac * 3)))]
+
+    def _visible_tracks(self, task: TaskRecord, status: str) -> list[TrackRecord]:
+        if status == SUCCESS_STATUS:
+            return task.tracks
+        if status == "FIRST_SUCCESS":
+            return task.tracks[:1]  # as the status says: the first track is done
+        return []
+
+    def _items(self, task: TaskRecord, tracks: list[TrackRecord]) -> list[dict[str, Any]]:
+        items = [self._song_track(t).callback_item() for t in tracks]
+        if task.staged:
+            # /generate's items also name the source files (generate-music-callbacks).
+            for item in items:
+                for name in ("audio_url", "stream_audio_url", "image_url"):
+                    item[f"source_{name}"] = item[name]
+        return items
+
+    def callback_body(
+        self, task: TaskRecord, *, error_form: str = "error", stage: str = "complete"
+    ) -> dict[str, Any]:
+        """The seeds' success body (or a ``text``/``first`` stage of a staged task), or a
+        failure body in ``error_form``."""
+        if stage in STAGE_MSG:
+            tracks = task.tracks[:1] if stage == "first" else []
+            data = {
+                "callbackType": stage,
+                "task_id": task.task_id,
+                "data": self._items(task, tracks),
+            }
+            return {"code": 200, "msg": STAGE_MSG[stage], "data": data}
+        if task.failure is None:
+            items = self._items(task, task.tracks)
+            return {
+                "code": 200,
+                "msg": SUCCESS_MSG,
+                "data": {"callbackType": "complete", "task_id": task.task_id, "data": items},
+            }
+        f = task.failure
+        data: dict[str, Any] = {"callbackType": "error", "task_id": task.task_id}
+        if error_form == "null":
+            data["data"] = None
+        else:
+            data["error"] = f.error
+        return {"code": f.code, "msg": f.msg, "data": data}
+
+    def record_data(self, task_id: str) -> dict[str, Any] | None:
+        """The ``data`` object of record-info for ``task_id``, or None if unknown."""
+        with self.lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            status = self._status(task, time.monotonic())
+            items = [self._song_track(t).record_item() for t in self._visible_tracks(task, status)]
+            return {
+                "taskId": task.task_id,
+                "parentMusicId": task.parent_music_id,
+                "param": json.dumps(task.param, ensure_ascii=False),
+                "response": {"taskId": task.task_id, "sunoData": items},
+                "status": status,
+                "type": task.kind,
+                "errorCode": task.failure.code if task.failure else None,
+                "errorMessage": task.failure.error if task.failure else None,
+            }
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """One summary row per task, oldest first."""
+        now = time.monotonic()
+        with self.lock:
+            return [
+                {
+                    "task_id": t.task_id,
+                    "type": t.kind,
+                    "status": self._status(t, now),
+                    "parent_music_id": t.parent_music_id,
+                    "tracks": [tr.id for tr in t.tracks],
+                    "cost": t.cost,
+                    "callback_url": public_url(t.callback_url) if t.callback_url else None,
+                }
+                for t in self._tasks.values()
+            ]

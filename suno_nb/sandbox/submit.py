@@ -1,0 +1,301 @@
+"""The sandbox's submit endpoints: ``/generate`` and ``/generate/replace-section``, and the
+originals ``Sandbox.create_song`` makes for free.
+
+A mixin of :class:`~.service.Service`: requests are checked by :mod:`.validate` from the
+provider's contract, then become tasks through the service's ``_new_task``, ``_charge`` and
+``_next_faults``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import SectionValidationError
+from ..payloads import SUCCESS_STATUS
+from ..rules import validate_section
+from . import synth
+from .faults import Faults
+from .records import Recipe, Song, TrackRecord
+from .validate import (
+    GENERATE,
+    REPLACE,
+    Rejected,
+    Reply,
+    code_of,
+    fail,
+    invalid,
+    ok,
+    parse_generate,
+    parse_replace,
+)
+
+LEGACY_MODELS = ("V3_5",)  # create_song() still accepts it; requests follow the contract
+MAX_SONG_S = 480.0
+STANDIN_S = 150.0  # length of the stand-in for an uploadUrl the sandbox does not serve
+_OWN_FILE = re.compile(r"^/(?:files|stream)/([0-9a-fA-F-]{8,64})(?:\.mp3)?$")
+
+
+def model_name(model: str) -> str:
+    """API model id -> the ``model_name`` tracks report: V3_5 -> chirp-v3-5."""
+    return "chirp-" + model.lower().replace("_", "-")
+
+
+class Submissions:
+    """Turn valid submit requests into tasks (see :class:`~.service.Service`)."""
+
+    def _new_tracks(
+        self,
+        *,
+        n: int,
+        prompt: str,
+        title: str,
+        tags: str,
+        model_name: str,
+        durations: list[float],
+        salt: Any,
+    ) -> Callable[[str, str], list[TrackRecord]]:
+        def tracks(task_id: str, created: str) -> list[TrackRecord]:
+            return [
+                TrackRecord(
+                    id=str(uuid.uuid4()),
+                    task_id=task_id,
+                    index=i,
+                    prompt=prompt,
+                    model_name=model_name,
+                    title=title,
+                    tags=tags,
+                    create_time=created,
+                    duration=d,
+                    recipe=Recipe(synth.stable_seed(self.seed, title, *salt, n, i), d),
+                )
+                for i, d in enumerate(durations)
+            ]
+
+        return tracks
+
+    def create_song(
+        self, *, duration: float, title: str, tags: str, prompt: str, model: str
+    ) -> Song:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise TypeError(f"duration must be a number of seconds, got {duration!r}")
+        rules = self.provider.section
+        shortest = rules.min_s / rules.max_fraction  # the smallest original with a valid section
+        if not shortest <= duration <= MAX_SONG_S:
+            raise ValueError(
+                f"duration must be between {shortest:g} and {MAX_SONG_S:g} s (a "
+                f"{rules.min_s:g} s section may cover at most {rules.max_fraction:.0%}), "
+                f"got {duration}"
+            )
+        models = LEGACY_MODELS + self.provider.models
+        if model not in models:
+            raise ValueError(f"model must be one of {', '.join(models)}, got {model!r}")
+        duration = round(float(duration), 2)
+        param = {
+            "prompt": prompt,
+            "style": tags,
+            "title": title,
+            "customMode": True,
+            "instrumental": False,
+            "model": model,
+        }
+        with self.lock:
+            n = next(self._counter)
+            task = self._new_task(
+                kind="GENERATE",
+                param=param,
+                parent_music_id="",
+                callback_url=None,
+                cost=0.0,
+                faults=Faults(),
+                tracks=self._new_tracks(
+                    n=n,
+                    prompt=prompt,
+                    title=title,
+                    tags=tags,
+                    model_name=model_name(model),
+                    durations=[duration] * self.tracks_per_task,
+                    salt=(),
+                ),
+                finished=True,
+            )
+            return Song(task.task_id, [self._song_track(t) for t in task.tracks])
+
+    def generate(self, body: Any) -> Reply:
+        """``POST /api/v1/generate``: staged callbacks text -> first -> complete."""
+        try:
+            req = parse_generate(self.provider, body)
+        except Rejected as rej:
+            return rej.reply
+        with self.lock:
+            refused = self._charge(self.cost_generate, GENERATE)
+            if refused:
+                return refused
+            faults = self._next_faults()
+            if faults.reply_code is not None:
+                self.credits += self.cost_generate
+                return self._fault_reply(faults, GENERATE)
+            n = next(self._counter)
+            durations = [
+                round(self._rng.uniform(100.0, 160.0), 2) for _ in range(self.tracks_per_task)
+            ]
+            task = self._new_task(
+                kind="GENERATE",
+                param=dict(body),
+                parent_music_id="",
+                callback_url=req.callback_url,
+                cost=self.cost_generate,
+                faults=faults,
+                tracks=self._new_tracks(
+                    n=n,
+                    prompt=req.prompt,
+                    title=req.title,
+                    tags=req.style,
+                    model_name=model_name(req.model),
+                    durations=durations,
+                    salt=(req.prompt,),
+                ),
+            )
+            task.staged = True
+        span = task.ready_at - time.monotonic()
+        # The stages land where record-info moves to TEXT_SUCCESS and FIRST_SUCCESS.
+        for stage, at in (("text", 1 / 3), ("first", 2 / 3)):
+            if self.scheduler is not None:
+                self.scheduler.call_later(
+                    max(0.0, span * at), lambda st=stage: self._send_stage(task.task_id, st)
+                )
+        self._schedule_completion(task.task_id, span)
+        return ok({"taskId": task.task_id})
+
+    def _fault_reply(self, faults: Faults, endpoint: str) -> Reply:
+        code = faults.reply_code
+        assert code is not None
+        info = self.provider.code(endpoint, code) or self.provider.code("record-info", code)
+        return fail(code, faults.error_message or (info.meaning if info else f"error {code}"))
+
+    def replace_section(self, body: Any) -> Reply:
+        """``POST /api/v1/generate/replace-section``: the service's own validation first."""
+        try:
+            req = parse_replace(self.provider, body)
+        except Rejected as rej:
+            return rej.reply
+        with self.lock:
+            if req.task_id is not None:
+                source = self._parent_track(req.task_id, req.audio_id or "")
+            else:
+                source = self._uploaded(req.upload_url or "", req.model or "")
+            if isinstance(source, tuple):
+                return source
+            try:
+                section = validate_section(
+                    req.start, req.end, source.duration, section=self.provider.section
+                )
+            except SectionValidationError as exc:
+                return invalid(self.provider, REPLACE, exc).reply
+            refused = self._charge(self.cost_replace, REPLACE)
+            if refused:
+                return refused
+            faults = self._next_faults()
+            if faults.reply_code is not None:
+                self.credits += self.cost_replace
+                return self._fault_reply(faults, REPLACE)
+            n = next(self._counter)
+            # The audition's audio faults (Faults fields appended on branch i11).
+            audio_fx = tuple(
+                (name, getattr(faults, name, None))
+                for name in ("outside_gain_db", "shift_ms", "hard_seams")
+                if getattr(faults, name, None)
+            )
+
+            def tracks(task_id: str, created: str) -> list[TrackRecord]:
+                out = []
+                for i in range(self.tracks_per_task):
+                    # Each result track is its own variant, derived from the request.
+                    seed = synth.stable_seed(
+                        self.seed,
+                        source.recipe,
+                        req.prompt,
+                        req.tags,
+                        section.start,
+                        section.end,
+                        n,
+                        i,
+                    )
+                    recipe = Recipe(
+                        source.recipe.base_seed,
+                        source.duration,
+                        (*source.recipe.ops, (section.start, section.end, seed, *audio_fx)),
+                    )
+                    out.append(
+                        TrackRecord(
+                            id=str(uuid.uuid4()),
+                            task_id=task_id,
+                            index=i,
+                            prompt=req.prompt,
+                            model_name=source.model_name,
+                            title=req.title,
+                            tags=req.tags,
+                            create_time=created,
+                            duration=source.duration,
+                            recipe=recipe,
+                        )
+                    )
+                return out
+
+            task = self._new_task(
+                kind="REPLACE_SECTION",
+                param=dict(body),
+                parent_music_id=source.id,
+                callback_url=req.callback_url,
+                cost=self.cost_replace,
+                faults=faults,
+                tracks=tracks,
+            )
+        self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
+        return ok({"taskId": task.task_id})
+
+    def _parent_track(self, parent_id: str, audio_id: str) -> TrackRecord | Reply:
+        """Mode 1: the track ``audio_id`` of the finished task ``parent_id``."""
+        validation = code_of(self.provider, REPLACE, "validation", 400)
+        parent = self._tasks.get(parent_id)
+        if parent is None:
+            return fail(404, f"taskId: no task {parent_id!r} was found for this account")
+        status = self._status(parent, time.monotonic())
+        if status != SUCCESS_STATUS:
+            return fail(
+                validation,
+                f"taskId: task {parent_id!r} has status {status}; only a "
+                "task with status SUCCESS can have a section replaced",
+            )
+        source = next((t for t in parent.tracks if t.id == audio_id), None)
+        if source is None:
+            ids = ", ".join(t.id for t in parent.tracks)
+            return fail(
+                validation,
+                f"audioId: {audio_id!r} is not a track of task {parent_id!r} (its tracks: {ids})",
+            )
+        return source
+
+    def _uploaded(self, url: str, model: str) -> TrackRecord:
+        """Mode 2: the audio at ``url``.  Nothing is fetched: a URL this sandbox serves is
+        its own track; any other URL gets a deterministic synthesized stand-in."""
+        m = _OWN_FILE.match(url[len(self.base_url) :]) if url.startswith(self.base_url) else None
+        own = self._tracks.get(m.group(1)) if m else None
+        if own is not None:
+            return own
+        seed = synth.stable_seed(self.seed, "upload", url)
+        return TrackRecord(
+            id=f"upload-{seed:x}",
+            task_id="",
+            index=0,
+            prompt="",
+            model_name=model_name(model),
+            title="Uploaded audio",
+            tags="",
+            create_time="",
+            duration=STANDIN_S,
+            recipe=Recipe(seed, STANDIN_S),
+        )

@@ -1,0 +1,210 @@
+"""The sandbox's request checks, read from the provider's contract table.
+
+Each endpoint refuses the way its code table says: replace-section answers 422 for a
+validation error and 402 for missing credits; the other endpoints use the family's generic
+table (400, 413 for a too-long string, 429 for missing credits).  Messages name the
+request field (``fullLyrics``, ``infillEndS``, ...) and the limit, like the service's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..contract import API_FIELDS, Provider
+from ..errors import SectionValidationError
+from ..rules import validate_section, validate_text
+
+Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+
+REPLACE = "replace-section"
+GENERATE = "generate"
+_SNAKE = {camel: snake for snake, camel in API_FIELDS.items()}
+
+
+def ok(data: Any) -> Reply:
+    return 200, {"code": 200, "msg": "success", "data": data}
+
+
+def fail(code: int, msg: str) -> Reply:
+    # The hosted API answers HTTP 200 and puts the error in the JSON ``code``.
+    return 200, {"code": code, "msg": msg}
+
+
+class Rejected(Exception):
+    """A request refused with ``reply``."""
+
+    def __init__(self, reply: Reply):
+        super().__init__(reply[1].get("msg"))
+        self.reply = reply
+
+
+def code_of(provider: Provider, endpoint: str, kind: str, default: int) -> int:
+    """The first code of ``kind`` in ``endpoint``'s table (e.g. 422 for validation on
+    replace-section, 400 elsewhere)."""
+    table = provider.codes.get(endpoint, {})
+    return next((c for c, info in sorted(table.items()) if info.kind == kind), default)
+
+
+def _camelize(text: str) -> str:
+    for snake, camel in API_FIELDS.items():
+        text = text.replace(snake, camel)
+    return text
+
+
+def invalid(provider: Provider, endpoint: str, exc: SectionValidationError) -> Rejected:
+    """A rules error as the endpoint's validation answer (413 for a length on /generate)."""
+    too_long = isinstance(exc.limit, int) and "characters long" in str(exc)
+    code = code_of(provider, endpoint, "validation", 400)
+    if too_long and endpoint != REPLACE:
+        code = 413
+    return Rejected(fail(code, _camelize(str(exc))))
+
+
+class Fields:
+    """Typed reads of one request body, refusing per ``endpoint``'s table."""
+
+    def __init__(self, provider: Provider, endpoint: str, body: Any):
+        if not isinstance(body, dict):
+            raise Rejected(
+                fail(
+                    code_of(provider, endpoint, "validation", 400),
+                    "request body must be a JSON object",
+                )
+            )
+        self.p, self.endpoint, self.body = provider, endpoint, body
+
+    def refuse(self, msg: str) -> Rejected:
+        return Rejected(fail(code_of(self.p, self.endpoint, "validation", 400), msg))
+
+    def required(self, name: str) -> bool:
+        return self.p.requires(self.endpoint, name)
+
+    def text(
+        self, name: str, *, required: bool | None = None, limit_key: str | None = None
+    ) -> str | None:
+        need = self.required(name) if required is None else required
+        value = self.body.get(name)
+        if need and (value is None or (isinstance(value, str) and not value.strip())):
+            source = self.p.sources.get(self.endpoint, self.p.name)
+            raise self.refuse(f"{name}: is required ({source})")
+        try:
+            return validate_text(
+                _SNAKE.get(name, name), value, required=False, provider=self.p, limit_key=limit_key
+            )
+        except SectionValidationError as exc:
+            raise invalid(self.p, self.endpoint, exc) from None
+
+    def url(self, name: str, *, required: bool | None = None) -> str | None:
+        value = self.text(name, required=required)
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unbalanced IPv6 bracket
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.refuse(f"{name}: must be an http:// or https:// URL")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.body.get(name, False)
+        if not isinstance(value, bool):
+            raise self.refuse(f"{name}: must be true or false, got {value!r}")
+        return value
+
+    def model(self, *, required: bool) -> str | None:
+        value = self.body.get("model")
+        if value is None and not required:
+            return None
+        if value not in self.p.models:
+            raise self.refuse(f"model: must be one of {', '.join(self.p.models)}, got {value!r}")
+        return str(value)
+
+
+@dataclass(frozen=True)
+class ReplaceRequest:
+    """A replace-section body that passed every check that needs no parent."""
+
+    prompt: str
+    tags: str
+    title: str
+    start: float
+    end: float
+    callback_url: str | None
+    full_lyrics: str | None
+    task_id: str | None = None
+    audio_id: str | None = None
+    upload_url: str | None = None
+    model: str | None = None
+
+
+def parse_replace(provider: Provider, body: Any) -> ReplaceRequest:
+    """Check a replace-section body (fields, mode, duration-free section rules)."""
+    f = Fields(provider, REPLACE, body)
+    prompt, tags, title = (f.text(n, required=True) for n in ("prompt", "tags", "title"))
+    full_lyrics = f.text("fullLyrics")
+    f.text("negativeTags", required=False)
+    callback_url = f.url("callBackUrl", required=False)
+    mode1 = body.get("taskId") is not None or body.get("audioId") is not None
+    mode2 = body.get("uploadUrl") is not None or body.get("model") is not None
+    if mode1 == mode2:
+        raise f.refuse(
+            "give either taskId + audioId (a generated track) or uploadUrl + model "
+            "(your own audio)" + (", not both" if mode1 else "")
+        )
+    start, end = body.get("infillStartS"), body.get("infillEndS")
+    try:
+        validate_section(start, end, section=provider.section)
+    except SectionValidationError as exc:
+        raise invalid(provider, REPLACE, exc) from None
+    common = dict(
+        prompt=prompt or "",
+        tags=tags or "",
+        title=title or "",
+        start=float(start),  # type: ignore[arg-type]
+        end=float(end),  # type: ignore[arg-type]
+        callback_url=callback_url,
+        full_lyrics=full_lyrics,
+    )
+    if mode1:
+        return ReplaceRequest(
+            task_id=f.text("taskId", required=True),
+            audio_id=f.text("audioId", required=True),
+            **common,
+        )
+    return ReplaceRequest(
+        upload_url=f.url("uploadUrl", required=True), model=f.model(required=True), **common
+    )
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """A valid ``/generate`` body."""
+
+    custom: bool
+    instrumental: bool
+    model: str
+    prompt: str
+    style: str
+    title: str
+    callback_url: str | None
+
+
+def parse_generate(provider: Provider, body: Any) -> GenerateRequest:
+    """Check a ``/generate`` body; in non-custom mode the style and title are made up."""
+    f = Fields(provider, GENERATE, body)
+    custom = f.flag("customMode")
+    instrumental = f.flag("instrumental")
+    model = f.model(required=f.required("model")) or provider.models[0]
+    callback_url = f.url("callBackUrl")
+    if custom:
+        style = f.text("style", required=True) or ""
+        title = f.text("title", required=True) or ""
+        prompt = f.text("prompt", required=not instrumental) or ""
+    else:
+        prompt = f.text("prompt", required=True, limit_key="prompt_non_custom") or ""
+        style = "pop"
+        title = " ".join(prompt.split()[:5]).title()[:80] or "Untitled"
+    return GenerateRequest(custom, instrumental, model, prompt, style, title, callback_url)
