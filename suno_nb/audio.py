@@ -84,11 +84,11 @@ DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "byt
 
 
 def default_cache_dir() -> Path:
-    """The audio cache directory: ``$SUNO_NB_CACHE_DIR`` or ``~/.cache/suno_nb/audio``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "suno_nb" / "audio"
+    """The audio cache directory: ``$SUNO_NB_CACHE_DIR``, else the user cache folder's
+    ``audio`` (``~/.cache/suno_nb/audio`` on Linux; see :func:`suno_nb.paths.user_dir`)."""
+    from .paths import user_dir
+
+    return user_dir("cache", CACHE_ENV, "audio")
 
 
 def _url_key(url: str) -> str:

@@ -267,7 +267,7 @@ def test_reuses_endpoint_already_on_the_agent(env, upstream):
     settings = _settings(env)
     first = open_tunnel(upstream.port, settings)
     other = ngrok.connect(str(_closed_port()), pyngrok_config=first._config)
-    tunnel._open.clear()  # as if the handle were lost (e.g. the module state was reset)
+    tunnel.ngrok._open.clear()  # as if the handle were lost (e.g. the module state was reset)
 
     adopted = open_tunnel(upstream.port, settings)
     assert adopted is not first
@@ -616,9 +616,9 @@ def test_settings_defaults_and_repr(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         open_tunnel(0, settings)
     monkeypatch.delenv("SUNO_NB_STATE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    if sys.platform.startswith("linux"):
-        assert tunnel.default_state_dir() == tmp_path / "cache" / "suno_nb"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    if sys.platform.startswith("linux"):  # platformdirs' user state folder
+        assert tunnel.default_state_dir() == tmp_path / "state" / "suno_nb"
     fake = Tunnel(
         public_url="https://x.ngrok-free.app",
         port=1,
