@@ -144,6 +144,7 @@ def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplo
     )
     assert rx.mode == "local" and rx.url == rx.local_url
     assert "cannot reach" in repr(rx) and "NGROK_AUTHTOKEN" in repr(rx)
+    assert "tunnel='cloudflared'" in repr(rx)  # both ways to a public URL are named
     assert "authtoken" in rx._repr_html_()
     assert "cannot reach a 127.0.0.1 URL" in caplog.text
 
@@ -168,12 +169,21 @@ def test_ngrok_mode_errors_are_actionable_and_leave_no_receiver(
 ):
     for k, v in knob.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(tunnel.TunnelSettings, "start_timeout", 2.0, raising=False)
+    began = time.monotonic()
     with pytest.raises(error) as info:
         session.start_receiver(
-            tmp_path / "e.sqlite3", tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok
+            tmp_path / "e.sqlite3",
+            tunnel="ngrok",
+            authtoken=TOKEN,
+            poll=False,
+            tunnel_timeout=2.0,  # passed through to the agent's start
+            **ngrok,
         )
+    assert time.monotonic() - began < 10
     assert words in str(info.value).lower() and TOKEN not in str(info.value)
+    if error is NgrokStartTimeout:
+        assert "within 2 s" in str(info.value)
+        assert "start_receiver(tunnel_timeout=...)" in str(info.value)
     assert session.current_receiver() is None  # no half-started receiver is left behind
 
 
