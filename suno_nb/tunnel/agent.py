@@ -24,6 +24,7 @@ import psutil
 log = logging.getLogger("suno_nb.tunnel")
 
 __all__ = [
+    "AgentTunnel",
     "Identity",
     "alive",
     "cmdline_digest",
@@ -34,6 +35,34 @@ __all__ = [
     "terminate",
     "write_record",
 ]
+
+
+class AgentTunnel:
+    """What every open tunnel shares: ``public_url`` forwarding to ``upstream`` (the receiver
+    on ``port``) through the agent process ``agent_pid``; subclasses add ``close()``."""
+
+    kind = "agent"
+
+    def __init__(
+        self, *, public_url: str, port: int, upstream: str, agent_pid: int | None, state_dir: Path
+    ) -> None:
+        self.public_url = public_url
+        self.port = port
+        self.upstream = upstream
+        self.agent_pid = agent_pid
+        self._state_dir = state_dir
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"agent pid {self.agent_pid}"
+        name = "Tunnel" if self.kind == "ngrok" else "QuickTunnel"
+        return f"<{name} {self.public_url} -> {self.upstream} ({state})>"
+
 
 TERM_WAIT = 3.0  # s an agent gets to exit after SIGTERM before SIGKILL
 _CLOCK_SLACK = 0.05  # s: create times are read from /proc jiffies, equal when the same process

@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 from urllib.request import ProxyHandler, build_opener
 
@@ -54,7 +54,7 @@ _lock = threading.RLock()
 _open: dict[tuple[str, int], QuickTunnel] = {}  # (program, port) -> open tunnel
 
 
-class QuickTunnel:
+class QuickTunnel(_agent.AgentTunnel):
     """A running cloudflared quick tunnel from ``public_url`` to ``upstream``.
 
     ``metrics_url`` is the agent's local metrics server (``/quicktunnel``, ``/ready``,
@@ -66,34 +66,22 @@ class QuickTunnel:
     def __init__(
         self,
         *,
-        public_url: str,
-        port: int,
-        upstream: str,
         proc: subprocess.Popen,
         program: str,
         metrics_url: str,
-        state_dir: Path,
         lines: deque[str],
+        **common: Any,
     ) -> None:
-        self.public_url = public_url
-        self.port = port
-        self.upstream = upstream
-        self.agent_pid = proc.pid
+        super().__init__(agent_pid=proc.pid, **common)
         self.metrics_url = metrics_url
         self.program = program
         self.lines = lines
         self._proc = proc
-        self._state_dir = state_dir
-        self._closed = False
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` ran or the agent exited."""
         return self._closed or self._proc.poll() is not None
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"cloudflared pid {self.agent_pid}"
-        return f"<QuickTunnel {self.public_url} -> {self.upstream} ({state})>"
 
     def close(self) -> None:
         """End the agent (by its pid) and forget its record.  Idempotent."""

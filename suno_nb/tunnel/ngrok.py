@@ -45,7 +45,7 @@ _open: dict[tuple[str, int], NgrokTunnel] = {}  # (ngrok_path, port) -> open tun
 _started: dict[str, int] = {}  # ngrok_path -> pid of the agent this module started
 
 
-class NgrokTunnel:
+class NgrokTunnel(_agent.AgentTunnel):
     """An open ngrok endpoint forwarding ``public_url`` to ``upstream`` (the receiver).
 
     ``agent_pid`` is the agent's process id, ``api_url`` its local API (request inspection:
@@ -57,35 +57,17 @@ class NgrokTunnel:
     def __init__(
         self,
         *,
-        public_url: str,
-        port: int,
-        upstream: str,
         name: str | None,
-        agent_pid: int | None,
         api_url: str | None,
         ngrok_path: str,
         pyngrok_config: Any,
-        state_dir: Path,
+        **common: Any,
     ) -> None:
-        self.public_url = public_url
-        self.port = port
-        self.upstream = upstream
+        super().__init__(**common)
         self.name = name
-        self.agent_pid = agent_pid
         self.api_url = api_url
         self.ngrok_path = ngrok_path
         self._config = pyngrok_config
-        self._state_dir = state_dir
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` ran (or the agent was found gone)."""
-        return self._closed
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"agent pid {self.agent_pid}"
-        return f"<Tunnel {self.public_url} -> {self.upstream} ({state})>"
 
     def close(self) -> None:
         """Disconnect the endpoint and end the agent if this module started it.  Idempotent.

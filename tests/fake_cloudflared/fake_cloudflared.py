@@ -40,7 +40,6 @@ import json
 import os
 import random
 import signal
-import stat
 import sys
 import threading
 import uuid
@@ -51,7 +50,7 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fake_ngrok"))
-from fake_ngrok import _ProxyHandler  # the same forwarding as the fake agent
+from fake_ngrok import _ProxyHandler, write_wrapper  # the fake agent's forwarding
 
 VERSION = "2025.8.1"
 WORDS = ("river", "piano", "quiet", "maple", "orbit", "velvet", "canyon", "amber", "lunar")
@@ -222,16 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def install(dest_dir: str | os.PathLike[str], python: str | None = None) -> str:
     """Write an executable ``cloudflared`` wrapper into ``dest_dir`` and return its path."""
-    dest = Path(dest_dir) / "cloudflared"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    here = str(Path(__file__).resolve())
-    dest.write_text(
-        f"#!{python or sys.executable}\nimport runpy\n"
-        f"runpy.run_path({here!r}, run_name='__main__')\n",
-        encoding="utf-8",
-    )
-    dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return str(dest)
+    return write_wrapper(Path(dest_dir) / "cloudflared", __file__, python)
 
 
 if __name__ == "__main__":

@@ -570,9 +570,13 @@ def install(dest_dir: str | os.PathLike[str], python: str | None = None) -> str:
     interpreter) and which runs this file, so the agent's command line reads
     ``<python> <dest_dir>/ngrok start ...`` (its path appears in ``/proc/<pid>/cmdline``).
     """
-    dest = Path(dest_dir) / "ngrok"
+    return write_wrapper(Path(dest_dir) / "ngrok", __file__, python)
+
+
+def write_wrapper(dest: Path, script: str, python: str | None = None) -> str:
+    """An executable Python script at ``dest`` that runs ``script`` as ``__main__``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    here = str(Path(__file__).resolve())
+    here = str(Path(script).resolve())
     dest.write_text(
         f"#!{python or sys.executable}\n"
         "import runpy\n"
