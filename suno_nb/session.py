@@ -280,6 +280,14 @@ class Receiver:
             except SunoNbError:
                 log.exception("closing the tunnel failed")
 
+    def _tunnel_missing(self) -> bool:
+        """The config asks for a tunnel (with a token, for ngrok) but none is open: it failed
+        earlier (say, no ngrok program yet) or its agent died.  A re-run tries again."""
+        wanted = self.config.tunnel == "cloudflared" or (
+            self.config.tunnel in ("auto", "ngrok") and self.config.authtoken_sha256 is not None
+        )
+        return wanted and (self._tunnel is None or self._tunnel.closed)
+
     def _retunnel(self, config: ReceiverConfig, authtoken: str | None) -> None:
         """Keep this receiver (port, store, callback path) and replace only its tunnel."""
         self._close_tunnel()
@@ -650,8 +658,7 @@ def start_receiver(
     with _LOCK:
         old = _CURRENT
         if old is not None and old.running and old.config.same_but_tunnel(config):
-            tunnel_dead = old._tunnel is not None and old._tunnel.closed
-            if old.config != config or tunnel_dead:
+            if old.config != config or old._tunnel_missing():
                 log.info("start_receiver: new tunnel for the receiver on port %d", old.port)
                 try:
                     old._retunnel(config, token)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,6 +215,22 @@ def test_failing_agent_gives_one_actionable_error(cf, monkeypatch, knob, error, 
     assert session.current_receiver() is None
     assert _agents(cf.program) == []
     assert not list(cf.state.glob("cloudflared-agent-*.json"))
+
+
+def test_interrupt_during_start_leaves_no_agent(cf, monkeypatch):
+    """The user stops the cell while cloudflared is still coming up."""
+    monkeypatch.setenv("FAKE_CLOUDFLARED_HANG", "1")
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _start(cf, tunnel_timeout=30.0)
+    finally:
+        timer.cancel()
+    assert _agents(cf.program) == []
+    assert session.current_receiver() is None
+    monkeypatch.delenv("FAKE_CLOUDFLARED_HANG")
+    assert _start(cf).mode == "cloudflared"  # and the next run works
 
 
 KERNEL = textwrap.dedent("""

@@ -104,6 +104,21 @@ def test_rerun_reuses_the_single_endpoint_and_stop_ends_the_agent(ngrok, tmp_pat
         requests.post(public, timeout=2)
 
 
+def test_rerun_after_the_agent_died_opens_a_new_one_on_the_same_receiver(ngrok, tmp_path):
+    path = tmp_path / "d.sqlite3"
+    rx = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
+    port, pid = rx.port, rx._tunnel.agent_pid
+    os.kill(pid, signal.SIGKILL)  # the agent crashed or was killed from a terminal
+    deadline = time.monotonic() + 10
+    while not rx._tunnel.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rx._tunnel.closed
+    again = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
+    assert again is rx and rx.port == port and rx._tunnel.agent_pid != pid
+    r = post(rx.url, seed_bytes("seed_success.json"))
+    assert r.status_code == 200 and r.json() == {"code": 200, "msg": "success"}
+
+
 def test_allow_list_uses_the_forwarded_address_only_through_the_tunnel(ngrok, tmp_path):
     rx = session.start_receiver(
         tmp_path / "a.sqlite3",
@@ -205,7 +220,18 @@ def test_missing_binary_in_auto_mode_falls_back_to_local_with_the_reason(tmp_pat
     )
     assert rx.mode == "local"
     assert "PYNGROK_NGROK_PATH" in rx.tunnel_note and TOKEN not in repr(rx)
+    # ngrok installed since: the same cell run again opens the tunnel on the same receiver
+    real = _fake().install(tmp_path / "missing")
+    again = session.start_receiver(
+        tmp_path / "b.sqlite3",
+        authtoken=TOKEN,
+        poll=False,
+        ngrok_path=real,
+        ngrok_config_path=str(tmp_path / "c.yml"),
+    )
+    assert again is rx and rx.mode == "ngrok" and rx.tunnel_note is None
     session.stop_receiver()
+    Path(real).unlink()
     with pytest.raises(NgrokBinaryUnavailable, match="PYNGROK_NGROK_PATH"):
         session.start_receiver(
             tmp_path / "b.sqlite3",

@@ -69,6 +69,11 @@ class NgrokTunnel(_agent.AgentTunnel):
         self.ngrok_path = ngrok_path
         self._config = pyngrok_config
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran or the agent process is gone (killed, crashed)."""
+        return self._closed or (self.agent_pid is not None and not _agent.alive(self.agent_pid))
+
     def close(self) -> None:
         """Disconnect the endpoint and end the agent if this module started it.  Idempotent.
 
