@@ -147,3 +147,20 @@ def test_rerun_after_setting_the_token_opens_the_tunnel_on_the_same_receiver(
     fifth = session.start_receiver("r.sqlite3", poll=False, **agent_paths)
     assert fifth is rx and rx.mode == "local" and rx.port == port
     assert _gone(pid)
+
+
+def test_authtoken_lookup_order(tmp_path, monkeypatch, colab):  # noqa: F811
+    """argument → environment → .env → Colab → ngrok's config file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    config = tmp_path / "ngrok.yml"
+    config.write_text('version: "3"\nagent:\n    authtoken: from-config-1234\n')
+    resolve = tunnel.resolve_authtoken
+    assert resolve(config_path=str(config)) == "from-config-1234"
+    colab["NGROK_AUTHTOKEN"] = "from-colab-1234"
+    assert resolve(config_path=str(config)) == "from-colab-1234"
+    (tmp_path / ".env").write_text("NGROK_AUTHTOKEN=from-dotenv-1234\n")
+    assert resolve(config_path=str(config)) == "from-dotenv-1234"
+    monkeypatch.setenv("NGROK_AUTHTOKEN", "from-env-1234")
+    assert resolve(config_path=str(config)) == "from-env-1234"
+    assert resolve(" from-arg-1234 ", config_path=str(config)) == "from-arg-1234"

@@ -626,6 +626,7 @@ def test_interrupt_during_start_leaves_no_agent(env, upstream, monkeypatch):
 
 
 def test_resolve_authtoken_precedence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no .env file on the way up (one would come before Colab)
     config = tmp_path / "ngrok.yml"
     config.write_text('version: "3"\nagent:\n    authtoken: from-config-v3\n')
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)

@@ -152,7 +152,9 @@ def test_a_spoofed_forwarded_header_through_the_tunnel_does_not_pass(ngrok, tmp_
     assert rx.deliveries().iloc[0]["remote_addr"] == "198.51.100.5"
 
 
-def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplog):
+def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env file with a token on the way up
     caplog.set_level(logging.WARNING)
     rx = session.start_receiver(
         tmp_path / "l.sqlite3", poll=False, ngrok_config_path=str(tmp_path / "none.yml")

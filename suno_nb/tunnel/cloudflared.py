@@ -205,7 +205,9 @@ def _get_json(url: str) -> tuple[int, dict]:
         with _HTTP.open(url, timeout=2.0) as reply:
             return reply.status, json.loads(reply.read() or b"{}")
     except URLError as exc:
-        status = getattr(exc, "code", 0) or 0
+        status = getattr(exc, "code", 0) or 0  # an HTTPError (e.g. /ready's 503) has one
+        with contextlib.suppress(Exception):
+            exc.close()  # type: ignore[attr-defined]
         return status, {}
     except (OSError, ValueError):
         return 0, {}
