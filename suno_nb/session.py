@@ -50,6 +50,7 @@ TUNNEL_MODES = ("auto", "ngrok", "cloudflared")
 # replaced, so the port, the store and the callback URL's path stay the same.
 TUNNEL_FIELDS = (
     "tunnel",
+    "authtoken",
     "authtoken_sha256",
     "ngrok_path",
     "ngrok_config_path",
@@ -74,7 +75,8 @@ class ReceiverConfig:
     hmac_key: str | bytes | None = field(default=None, repr=False)
     allow_ips: tuple[str, ...] | None = None
     tunnel: str | None = "auto"
-    authtoken_sha256: str | None = None  # the token resolved at call time, as a fingerprint
+    authtoken: str | None = field(default=None, repr=False)
+    authtoken_sha256: str | None = None  # the token found at call time (any source), hashed
     ngrok_path: str | None = None
     ngrok_config_path: str | None = None
     region: str | None = None
@@ -86,11 +88,6 @@ class ReceiverConfig:
     max_body: int = MAX_BODY
     socket_timeout: float = 10.0
     signature_tolerance: float = 300.0
-
-    @property
-    def authtoken(self) -> None:
-        """Always None: the authtoken is never kept in the config (see ``authtoken_sha256``)."""
-        return None
 
     def same_but_tunnel(self, other: ReceiverConfig) -> bool:
         """True when ``other`` differs from this config in its tunnel fields at most."""
@@ -642,6 +639,7 @@ def start_receiver(
         hmac_key=hmac_key,
         allow_ips=tuple(allow_ips) if allow_ips is not None else None,
         tunnel=tunnel,
+        authtoken=authtoken,
         authtoken_sha256=_fingerprint(token),
         ngrok_path=ngrok_path,
         ngrok_config_path=ngrok_config_path,
