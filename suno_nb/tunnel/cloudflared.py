@@ -150,6 +150,8 @@ def open_quick_tunnel(
             )
         except OSError as exc:
             raise cloudflared_unrunnable(program, str(exc)) from None
+        # Recorded at once: should this kernel die while it starts, the next start ends it.
+        _agent.write_record(state_dir, RECORD_PREFIX, proc.pid, program=program, ports=[port])
         lines: deque[str] = deque(maxlen=200)
         banner: dict[str, str] = {}
         threading.Thread(
@@ -164,8 +166,8 @@ def open_quick_tunnel(
             _agent.terminate([proc.pid], wait=1.0)
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 proc.wait(timeout=1.0)
+            _agent.remove_record(state_dir, RECORD_PREFIX, proc.pid)
             raise
-        _agent.write_record(state_dir, RECORD_PREFIX, proc.pid, program=program, ports=[port])
         tunnel = QuickTunnel(
             public_url=public_url,
             port=port,
