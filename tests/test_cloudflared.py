@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -153,6 +154,24 @@ def test_program_from_path_and_url_from_the_banner(cf, monkeypatch):
     assert rx._tunnel.program == cf.program
 
 
+def test_program_pycloudflared_already_downloaded(cf, monkeypatch):
+    """pycloudflared installed and its binary on disk: used; its download() never called."""
+    util = types.ModuleType("pycloudflared.util")
+    util.get_info = lambda: SimpleNamespace(executable=cf.program)
+    util.download = lambda *a, **k: pytest.fail("suno_nb must never download cloudflared")
+    package = types.ModuleType("pycloudflared")
+    package.util = util
+    monkeypatch.setitem(sys.modules, "pycloudflared", package)
+    monkeypatch.setitem(sys.modules, "pycloudflared.util", util)
+    monkeypatch.setenv("PATH", str(cf.tmp / "empty"))
+    rx = _start(cf, cloudflared_path=None)
+    assert rx._tunnel.program == cf.program
+    session.stop_receiver()
+    util.get_info = lambda: SimpleNamespace(executable=str(cf.tmp / "not-downloaded"))
+    with pytest.raises(CloudflaredUnavailable, match=r"pycloudflared\.util import download"):
+        _start(cf, cloudflared_path=None)
+
+
 def test_a_dead_agent_is_replaced_on_rerun(cf):
     rx = _start(cf)
     old_pid, old_url = rx._tunnel.agent_pid, rx.public_url
@@ -220,13 +239,22 @@ def test_failing_agent_gives_one_actionable_error(cf, monkeypatch, knob, error, 
 def test_interrupt_during_start_leaves_no_agent(cf, monkeypatch):
     """The user stops the cell while cloudflared is still coming up."""
     monkeypatch.setenv("FAKE_CLOUDFLARED_HANG", "1")
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def interrupt_once_it_runs() -> None:
+        while not stop.wait(0.05):
+            if _agents(cf.program):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=interrupt_once_it_runs, daemon=True)
+    watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            _start(cf, tunnel_timeout=30.0)
+            _start(cf, tunnel_timeout=60.0)
     finally:
-        timer.cancel()
+        stop.set()
+        watcher.join(5)
     assert _agents(cf.program) == []
     assert session.current_receiver() is None
     monkeypatch.delenv("FAKE_CLOUDFLARED_HANG")

@@ -106,15 +106,31 @@ def open_tunnels() -> list[QuickTunnel]:
 
 
 def find_program(explicit: str | None) -> str:
-    """``explicit`` (must exist) or ``cloudflared`` on PATH, else CloudflaredUnavailable."""
+    """The cloudflared program to run; never downloads one.
+
+    ``explicit`` (must exist), else ``cloudflared`` on PATH, else the binary pycloudflared
+    already downloaded (when that optional package is installed), else
+    :class:`~suno_nb.errors.CloudflaredUnavailable` saying how to get one.
+    """
     if explicit:
         if not os.path.exists(explicit):
             raise cloudflared_missing(explicit)
         return str(explicit)
-    found = shutil.which("cloudflared")
+    found = shutil.which("cloudflared") or _pycloudflared_binary()
     if not found:
         raise cloudflared_missing(None)
     return found
+
+
+def _pycloudflared_binary() -> str | None:
+    """pycloudflared's binary if it is already on disk (its ``download()`` is never called)."""
+    try:
+        from pycloudflared.util import get_info  # type: ignore[import-not-found]
+
+        path = str(get_info().executable)
+    except Exception:  # not installed, unsupported platform, another layout
+        return None
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
 def open_quick_tunnel(
@@ -140,6 +156,8 @@ def open_quick_tunnel(
         _agent.reap_leftovers(state_dir, RECORD_PREFIX, own)
         metrics = f"127.0.0.1:{_free_port()}"
         args = [program, "tunnel", "--url", upstream, "--metrics", metrics, "--no-autoupdate"]
+        lines: deque[str] = deque(maxlen=200)
+        banner: dict[str, str] = {}
         try:
             proc = subprocess.Popen(
                 args,
@@ -150,17 +168,15 @@ def open_quick_tunnel(
             )
         except OSError as exc:
             raise cloudflared_unrunnable(program, str(exc)) from None
-        # Recorded at once: should this kernel die while it starts, the next start ends it.
-        _agent.write_record(state_dir, RECORD_PREFIX, proc.pid, program=program, ports=[port])
-        lines: deque[str] = deque(maxlen=200)
-        banner: dict[str, str] = {}
-        threading.Thread(
-            target=_pump,
-            args=(proc, lines, banner),
-            name=f"suno_nb-cloudflared-{proc.pid}",
-            daemon=True,
-        ).start()
-        try:
+        try:  # from here on, any failure or interrupt ends the agent again
+            # Recorded at once: should this kernel die while it starts, the next start ends it.
+            _agent.write_record(state_dir, RECORD_PREFIX, proc.pid, program=program, ports=[port])
+            threading.Thread(
+                target=_pump,
+                args=(proc, lines, banner),
+                name=f"suno_nb-cloudflared-{proc.pid}",
+                daemon=True,
+            ).start()
             public_url = _wait_ready(proc, f"http://{metrics}", banner, lines, settings)
         except BaseException:
             _agent.terminate([proc.pid], wait=1.0)

@@ -227,9 +227,9 @@ _HOW_TO_GET = (
     "Get cloudflared from Cloudflare: Debian/Ubuntu packages via their apt repository "
     f"({CLOUDFLARED_PKG_URL}: add it, then `sudo apt-get install cloudflared`), Homebrew "
     "(`brew install cloudflared`), or a single binary from "
-    f"{CLOUDFLARED_URL}; or `pip install pycloudflared`, which downloads the binary on its "
-    "first use. Then put it on PATH or pass start_receiver(tunnel='cloudflared', "
-    "cloudflared_path=...)."
+    f"{CLOUDFLARED_URL}; or `pip install pycloudflared` and fetch its binary once with "
+    "`from pycloudflared.util import download; download()` (found by itself afterwards). "
+    "Then put it on PATH or pass start_receiver(tunnel='cloudflared', cloudflared_path=...)."
 )
 
 
