@@ -90,15 +90,11 @@ DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "byt
 
 
 def default_cache_dir() -> Path:
-    """The audio cache directory: ``$SUNO_NB_CACHE_DIR``, else the platform's user cache
-    (``platformdirs``: ``~/.cache/suno_nb/audio`` on Linux, ``~/Library/Caches/...`` on
-    macOS, ``%LOCALAPPDATA%\\suno_nb\\Cache\\audio`` on Windows)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs  # lazy: only when the cache is used
+    """The audio cache directory: ``$SUNO_NB_CACHE_DIR``, else the user cache folder's
+    ``audio`` (``~/.cache/suno_nb/audio`` on Linux; see :func:`suno_nb.paths.user_dir`)."""
+    from .paths import user_dir
 
-    return Path(platformdirs.user_cache_dir("suno_nb", appauthor=False)) / "audio"
+    return user_dir("cache", CACHE_ENV, "audio")
 
 
 def _url_key(url: str) -> str:

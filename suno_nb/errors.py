@@ -101,12 +101,21 @@ class NgrokAuthtokenMissing(TunnelError):
     """No ngrok authtoken (ERR_NGROK_4018)."""
 
 
+class NgrokAuthtokenRejected(TunnelError):
+    """ngrok rejected the authtoken: mistyped, reset or revoked (ERR_NGROK_105/106/107)."""
+
+
 class NgrokSessionLimit(TunnelError):
-    """Another agent session is already online on this account (ERR_NGROK_108)."""
+    """The account's agent-session limit is reached (ERR_NGROK_108; free plan: 3 agents)."""
 
 
 class NgrokEndpointLimit(TunnelError):
-    """The account's endpoint limit is reached (ERR_NGROK_324)."""
+    """The account's endpoint limit is reached (ERR_NGROK_324; free plan: 3 endpoints)."""
+
+
+class NgrokEndpointOnline(TunnelError):
+    """The endpoint's URL is already online elsewhere (ERR_NGROK_334): another agent (often
+    another kernel) serves the same dev domain."""
 
 
 class NgrokBinaryUnavailable(TunnelError):
@@ -115,6 +124,18 @@ class NgrokBinaryUnavailable(TunnelError):
 
 class NgrokStartTimeout(TunnelError):
     """The ngrok agent did not come up in time."""
+
+
+class CloudflaredUnavailable(TunnelError):
+    """No ``cloudflared`` program to run a quick tunnel (none on PATH, or not runnable)."""
+
+
+class CloudflaredNoNetwork(TunnelError):
+    """cloudflared could not reach Cloudflare to create the quick tunnel."""
+
+
+class CloudflaredStartTimeout(TunnelError):
+    """cloudflared did not report a ready quick tunnel in time."""
 
 
 # --- the API ----------------------------------------------------------------------------

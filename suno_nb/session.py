@@ -9,6 +9,8 @@ never a second server thread, never "address already in use".
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import hashlib
 import html
 import ipaddress
 import logging
@@ -38,10 +40,30 @@ HMAC_ENV = "SUNO_WEBHOOK_HMAC_KEY"
 LOCAL_ONLY_HINT = (
     "Local-only receiver: the hosted Suno API cannot reach a 127.0.0.1 URL, so its callbacks "
     "will not arrive here (the polling fallback still fetches results, and the local Sandbox "
-    "works as is). To receive hosted callbacks, get an ngrok authtoken at "
-    "https://dashboard.ngrok.com/get-started/your-authtoken and call "
-    "start_receiver(authtoken=...) or set NGROK_AUTHTOKEN before calling it."
+    "works as is). Two ways to a public URL: without any account, install cloudflared and "
+    "call start_receiver(tunnel='cloudflared') (a Cloudflare quick tunnel, new random URL "
+    "each run); or get an ngrok authtoken at "
+    "https://dashboard.ngrok.com/get-started/your-authtoken, set NGROK_AUTHTOKEN (environment, "
+    ".env file or Colab secret) or pass start_receiver(authtoken=...), and run the cell again."
 )
+TUNNEL_MODES = ("auto", "ngrok", "cloudflared")
+# ReceiverConfig fields a re-run may change on the running receiver: only its tunnel is
+# replaced, so the port, the store and the callback URL's path stay the same.
+TUNNEL_FIELDS = (
+    "tunnel",
+    "authtoken",
+    "authtoken_sha256",
+    "ngrok_path",
+    "ngrok_config_path",
+    "region",
+    "tunnel_timeout",
+    "cloudflared_path",
+)
+
+
+def _fingerprint(secret: str | None) -> str | None:
+    """A secret's sha256 (hex): lets a re-run notice a new token without keeping it."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest() if secret else None
 
 
 MASK = "…"
@@ -99,9 +121,12 @@ class ReceiverConfig:
     allow_ips: tuple[str, ...] | None = None
     tunnel: str | None = "auto"
     authtoken: str | None = field(default=None, repr=False)
+    authtoken_sha256: str | None = None  # the token found at call time (any source), hashed
     ngrok_path: str | None = None
     ngrok_config_path: str | None = None
     region: str | None = None
+    tunnel_timeout: float = 15.0
+    cloudflared_path: str | None = None
     poll: bool = True
     poll_interval: float = 30.0
     poll_grace: float | None = None
@@ -126,6 +151,10 @@ class ReceiverConfig:
             request_deadline_s=self.socket_timeout,
             keepalive_s=self.keepalive,
         )
+
+    def same_but_tunnel(self, other: ReceiverConfig) -> bool:
+        """True when ``other`` differs from this config in its tunnel fields at most."""
+        return dataclasses.replace(self, **{f: getattr(other, f) for f in TUNNEL_FIELDS}) == other
 
 
 @dataclass(frozen=True)
@@ -259,8 +288,8 @@ class Receiver:
 
     @property
     def mode(self) -> str:
-        """``"ngrok"`` when a tunnel is open, else ``"local"``."""
-        return "ngrok" if self._tunnel is not None else "local"
+        """``"ngrok"`` or ``"cloudflared"`` while that tunnel is open, else ``"local"``."""
+        return self._tunnel.kind if self._tunnel is not None else "local"
 
     @property
     def running(self) -> bool:
@@ -273,28 +302,41 @@ class Receiver:
 
     # --- tunnel -------------------------------------------------------------------------
 
-    def _open_tunnel(self) -> None:
+    def _open_tunnel(self, authtoken: str | None = None) -> None:
+        """Open the tunnel ``config.tunnel`` asks for; ``authtoken`` as resolved by the caller.
+
+        ``"auto"`` opens ngrok when there is a token and stays local (with the hint) when
+        there is none or ngrok fails; ``"ngrok"`` and ``"cloudflared"`` raise the tunnel's
+        actionable error instead.
+        """
+        self._authtoken = authtoken  # kept off the config; only the tunnel and log scrub use it
         mode = self.config.tunnel
         if mode is None:
             self.tunnel_note = "tunnel disabled (tunnel=None)"
             return
-        if mode not in ("auto", "ngrok"):
-            raise ValueError(f"tunnel={mode!r}: use 'auto', 'ngrok' or None")
+        if mode not in TUNNEL_MODES:
+            raise ValueError(f"tunnel={mode!r}: use 'auto', 'ngrok', 'cloudflared' or None")
         from . import tunnel as _tunnel
 
-        token = _tunnel.resolve_authtoken(
-            self.config.authtoken, config_path=self.config.ngrok_config_path
-        )
-        if token is None and mode == "auto":
-            self.tunnel_note = LOCAL_ONLY_HINT
-            log.warning(LOCAL_ONLY_HINT)
-            return
         settings = _tunnel.TunnelSettings(
-            authtoken=token,
+            authtoken=authtoken,
             ngrok_path=self.config.ngrok_path,
             config_path=self.config.ngrok_config_path,
             region=self.config.region,
+            start_timeout=self.config.tunnel_timeout,
+            cloudflared_path=self.config.cloudflared_path,
         )
+        if mode == "cloudflared":
+            self._tunnel = _tunnel.open_quick_tunnel(
+                self._server.port, settings, host=self.config.host
+            )
+            self.tunnel_note = None
+            log.info("quick tunnel open: %s", self._tunnel.public_url)
+            return
+        if authtoken is None and mode == "auto":
+            self.tunnel_note = LOCAL_ONLY_HINT
+            log.warning(LOCAL_ONLY_HINT)
+            return
         try:
             self._tunnel = _tunnel.open_tunnel(self._server.port, settings, host=self.config.host)
         except TunnelError as exc:
@@ -305,6 +347,29 @@ class Receiver:
             return
         self.tunnel_note = None
         log.info("tunnel open: %s", self._tunnel.public_url)
+
+    def _close_tunnel(self) -> None:
+        """Close the open tunnel, if any (a re-run replacing it, or one whose agent died)."""
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            try:
+                tunnel.close()
+            except SunoNbError:
+                log.exception("closing the tunnel failed")
+
+    def _tunnel_missing(self) -> bool:
+        """The config asks for a tunnel (with a token, for ngrok) but none is open: it failed
+        earlier (say, no ngrok program yet) or its agent died.  A re-run tries again."""
+        wanted = self.config.tunnel == "cloudflared" or (
+            self.config.tunnel in ("auto", "ngrok") and self.config.authtoken_sha256 is not None
+        )
+        return wanted and (self._tunnel is None or self._tunnel.closed)
+
+    def _retunnel(self, config: ReceiverConfig, authtoken: str | None) -> None:
+        """Keep this receiver (port, store, callback path) and replace only its tunnel."""
+        self._close_tunnel()
+        self.config = config
+        self._open_tunnel(authtoken)
 
     # --- polling ------------------------------------------------------------------------
 
@@ -740,6 +805,8 @@ def start_receiver(
     ngrok_path: str | None = None,
     ngrok_config_path: str | None = None,
     region: str | None = None,
+    tunnel_timeout: float = 15.0,
+    cloudflared_path: str | None = None,
     poll: bool = True,
     poll_interval: float = 30.0,
     poll_grace: float | None = None,
@@ -752,23 +819,38 @@ def start_receiver(
     """Start (or return the running) callback receiver for this notebook.
 
     - ``store``: SQLite file (default ``suno_callbacks.sqlite3`` here) or ``":memory:"``.
-    - ``hmac_key``: verify webhook signatures (default: env ``SUNO_WEBHOOK_HMAC_KEY``).
+    - ``hmac_key``: verify webhook signatures (default: ``SUNO_WEBHOOK_HMAC_KEY`` from the
+      environment, a ``.env`` file or Colab's secrets, read at each call).
     - ``allow_ips``: accept callbacks only from these addresses/networks.
-    - ``tunnel``: ``"auto"`` opens ngrok when an authtoken is available (argument,
-      ``NGROK_AUTHTOKEN``, or ngrok's config file) and stays local otherwise; ``"ngrok"``
-      requires it; ``None`` never opens one.
+    - ``tunnel``: ``"auto"`` opens ngrok when an authtoken is available (``authtoken``, else
+      ``NGROK_AUTHTOKEN`` from the environment, a ``.env`` file or Colab's secrets, else
+      ngrok's config file — read at each call) and stays local otherwise; ``"ngrok"``
+      requires it; ``"cloudflared"`` opens a Cloudflare quick tunnel (no account; needs the
+      ``cloudflared`` program on PATH or ``cloudflared_path``; a new random URL each start,
+      no uptime guarantee); ``None`` never opens one.  ``tunnel_timeout``: seconds the
+      tunnel agent gets to come up.
     - ``poll``: run the polling fallback (record-info every ``poll_interval`` s for tasks
       whose callback has not come, after ``poll_grace`` s); ``client`` is used to poll.
     - Limits of the HTTP server: ``max_body`` bytes per body (413), ``socket_timeout`` s for
       the whole request, headers and body (408), ``max_connections`` open at once (past it
       the oldest stalled or idle connection is closed to make room).
 
-    Re-running with the same arguments returns the running receiver; different arguments
-    replace it cleanly.
+    Re-running with the same arguments (and the same secrets found) returns the running
+    receiver; when only the tunnel's arguments or the authtoken changed (say
+    ``NGROK_AUTHTOKEN`` was set since), the running receiver keeps its port, store and
+    callback URL path and only its tunnel is replaced; other changes replace it cleanly.
     """
     global _CURRENT
+    from .credentials import find_secret
+
     if hmac_key is None:
-        hmac_key = os.environ.get(HMAC_ENV) or None
+        found = find_secret(HMAC_ENV)
+        hmac_key = found.value if found is not None else None
+    token = None
+    if tunnel in ("auto", "ngrok"):
+        from .tunnel import resolve_authtoken
+
+        token = resolve_authtoken(authtoken, config_path=ngrok_config_path)
     store_path = str(store) if str(store) == ":memory:" else str(Path(store).resolve())
     config = ReceiverConfig(
         store=store_path,
@@ -778,9 +860,12 @@ def start_receiver(
         allow_ips=tuple(allow_ips) if allow_ips is not None else None,
         tunnel=tunnel,
         authtoken=authtoken,
+        authtoken_sha256=_fingerprint(token),
         ngrok_path=ngrok_path,
         ngrok_config_path=ngrok_config_path,
         region=region,
+        tunnel_timeout=tunnel_timeout,
+        cloudflared_path=cloudflared_path,
         poll=poll,
         poll_interval=poll_interval,
         poll_grace=poll_grace,
@@ -791,10 +876,19 @@ def start_receiver(
     )
     with _LOCK:
         old = _CURRENT
-        if old is not None and old.running and old.config == config:
+        if old is not None and old.running and old.config.same_but_tunnel(config):
+            if old.config != config or old._tunnel_missing():
+                log.info("start_receiver: new tunnel for the receiver on port %d", old.port)
+                try:
+                    old._retunnel(config, token)
+                except BaseException:
+                    old.stop()
+                    _CURRENT = None
+                    raise
+            else:
+                log.info("start_receiver: reusing the running receiver on port %d", old.port)
             if client is not None:
                 old.use_client(client)
-            log.info("start_receiver: reusing the running receiver on port %d", old.port)
             return old
         if old is not None:
             old.stop()
@@ -804,7 +898,7 @@ def start_receiver(
         except OSError as exc:
             raise ReceiverError(f"could not start the receiver on {host}:{port}: {exc}") from exc
         try:
-            rx._open_tunnel()
+            rx._open_tunnel(token)
             rx._start_poller()
         except BaseException:
             rx.stop()

@@ -23,19 +23,22 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
 from suno_nb import tunnel
 from suno_nb.errors import (
     NgrokAuthtokenMissing,
+    NgrokAuthtokenRejected,
     NgrokBinaryUnavailable,
     NgrokEndpointLimit,
+    NgrokEndpointOnline,
     NgrokSessionLimit,
     NgrokStartTimeout,
     TunnelError,
 )
-from suno_nb.tunnel import Tunnel, TunnelSettings, open_tunnel, resolve_authtoken
+from suno_nb.tunnel import Tunnel, TunnelSettings, agent, open_tunnel, resolve_authtoken
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
@@ -46,6 +49,7 @@ KNOBS = (
     "FAKE_NGROK_HANG",
     "FAKE_NGROK_REQUIRE_TOKEN",
     "FAKE_NGROK_ENDPOINT_LIMIT",
+    "FAKE_NGROK_CONNECT_FAIL",
     "FAKE_NGROK_CLIENT_IP",
     "NGROK_AUTHTOKEN",
     "PYNGROK_NGROK_PATH",
@@ -267,7 +271,7 @@ def test_reuses_endpoint_already_on_the_agent(env, upstream):
     settings = _settings(env)
     first = open_tunnel(upstream.port, settings)
     other = ngrok.connect(str(_closed_port()), pyngrok_config=first._config)
-    tunnel._open.clear()  # as if the handle were lost (e.g. the module state was reset)
+    tunnel.ngrok._open.clear()  # as if the handle were lost (e.g. the module state was reset)
 
     adopted = open_tunnel(upstream.port, settings)
     assert adopted is not first
@@ -448,8 +452,20 @@ def test_reused_pid_is_never_killed(env, upstream):
                 "ngrok config add-authtoken",
             ],
         ),
-        ("108", NgrokSessionLimit, ["ERR_NGROK_108", "dashboard.ngrok.com/agents"]),
-        ("324", NgrokEndpointLimit, ["ERR_NGROK_324", "stop_receiver()"]),
+        *[
+            (
+                code,
+                NgrokAuthtokenRejected,
+                [f"ERR_NGROK_{code}", "rejected", "your-authtoken", "NGROK_AUTHTOKEN"],
+            )
+            for code in ("105", "106", "107")
+        ],
+        (
+            "108",
+            NgrokSessionLimit,
+            ["ERR_NGROK_108", "dashboard.ngrok.com/agents", "free plan allows 3"],
+        ),
+        ("324", NgrokEndpointLimit, ["ERR_NGROK_324", "stop_receiver()", "3 online endpoints"]),
         ("999", TunnelError, ["ERR_NGROK_999", "ngrok.com/docs/errors/err_ngrok_999"]),
     ],
 )
@@ -515,6 +531,33 @@ def test_endpoint_limit_from_the_agent_api(env, upstream, caplog, monkeypatch):
     body = b"{}"
     assert _post_through(first.public_url, upstream, body)["body"] == body
     first.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "phrases"),
+    [
+        (
+            "334",
+            NgrokEndpointOnline,
+            ["ERR_NGROK_334", "already online", "stop_receiver()", "pooling", "one agent"],
+        ),
+        ("324", NgrokEndpointLimit, ["ERR_NGROK_324", "3 online endpoints"]),
+    ],
+)
+def test_endpoint_errors_from_the_agent_api(
+    env, upstream, caplog, monkeypatch, code, kind, phrases
+):
+    """The agent starts, but opening the endpoint fails (e.g. a second kernel, same domain)."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("FAKE_NGROK_CONNECT_FAIL", code)
+    with pytest.raises(TunnelError) as caught:
+        open_tunnel(upstream.port, _settings(env))
+    assert type(caught.value) is kind
+    for phrase in phrases:
+        assert phrase in str(caught.value)
+    _no_secret(str(caught.value), caplog.text)
+    assert not _agents_of(env.ngrok_path)  # the agent started for it is ended again
+    assert not list(env.state.glob("ngrok-agent-*.json"))
 
 
 def test_binary_missing_and_not_downloadable(env, upstream, caplog, monkeypatch):
@@ -583,6 +626,7 @@ def test_interrupt_during_start_leaves_no_agent(env, upstream, monkeypatch):
 
 
 def test_resolve_authtoken_precedence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no .env file on the way up (one would come before Colab)
     config = tmp_path / "ngrok.yml"
     config.write_text('version: "3"\nagent:\n    authtoken: from-config-v3\n')
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
@@ -616,9 +660,9 @@ def test_settings_defaults_and_repr(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         open_tunnel(0, settings)
     monkeypatch.delenv("SUNO_NB_STATE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    if sys.platform.startswith("linux"):
-        assert tunnel.default_state_dir() == tmp_path / "cache" / "suno_nb"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    if sys.platform.startswith("linux"):  # platformdirs' user state folder
+        assert tunnel.default_state_dir() == tmp_path / "state" / "suno_nb"
     fake = Tunnel(
         public_url="https://x.ngrok-free.app",
         port=1,
@@ -644,3 +688,127 @@ def test_fake_agent_side_commands(tmp_path):
     assert ngrok.get_version(config)[0] == "3.20.0"
     ngrok.set_auth_token(TOKEN, config)
     assert resolve_authtoken(config_path=config_path) == TOKEN
+
+
+# --- agent records and pid checks through psutil, with real child processes --------------------
+
+SLEEPER = "import time; time.sleep(60)"
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen]:
+    """A real child process standing in for an orphaned agent."""
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def _orphan_record(state: Path, pid: int, **changes: Any) -> Path:
+    """Record ``pid`` as an agent whose owner (a kernel) is gone; apply ``changes``."""
+    agent.write_record(state, "test-agent-", pid, program=sys.executable)
+    path = state / f"test-agent-{pid}.json"
+    record = json.loads(path.read_text())
+    record.update({"owner_pid": _dead_pid(), **changes})
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_orphan_whose_identity_matches_is_ended(tmp_path, sleeper):
+    path = _orphan_record(tmp_path, sleeper.pid)
+    record = json.loads(path.read_text())
+    assert record["agent_created"] == pytest.approx(psutil.Process(sleeper.pid).create_time())
+    assert record["agent_cmdline_sha256"] == agent.cmdline_digest([sys.executable, "-c", SLEEPER])
+    assert agent.matches(sleeper.pid, record["agent_created"], record["agent_cmdline_sha256"])
+
+    assert agent.reap_leftovers(tmp_path, "test-agent-", set()) == []
+    assert sleeper.wait(timeout=10) is not None  # ended (SIGTERM through psutil)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"agent_created": None},  # unknown: never a kill
+        {"agent_cmdline_sha256": None},
+        {"agent_cmdline_sha256": "0" * 64},  # the pid now runs another program
+    ],
+)
+def test_orphan_record_that_does_not_match_is_forgotten_and_the_process_spared(
+    tmp_path, sleeper, changes
+):
+    path = _orphan_record(tmp_path, sleeper.pid, **changes)
+    assert agent.reap_leftovers(tmp_path, "test-agent-", set()) == []
+    time.sleep(0.2)
+    assert sleeper.poll() is None
+    assert not path.exists()
+
+
+def test_mismatching_create_time_means_a_reused_pid(tmp_path, sleeper):
+    created = psutil.Process(sleeper.pid).create_time()
+    path = _orphan_record(tmp_path, sleeper.pid, agent_created=created - 30)
+    agent.reap_leftovers(tmp_path, "test-agent-", set())
+    time.sleep(0.2)
+    assert sleeper.poll() is None and not path.exists()
+
+
+def test_agent_of_a_live_owner_is_left_alone_and_reported(tmp_path, sleeper):
+    owner = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    try:
+        path = _orphan_record(
+            tmp_path,
+            sleeper.pid,
+            owner_pid=owner.pid,
+            owner_created=psutil.Process(owner.pid).create_time(),
+        )
+        foreign = agent.reap_leftovers(tmp_path, "test-agent-", set())
+        assert [r["agent_pid"] for r in foreign] == [sleeper.pid]
+        assert sleeper.poll() is None and path.exists()
+        assert agent.reap_leftovers(tmp_path, "test-agent-", {sleeper.pid}) == []  # our own
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_alive_and_terminate(tmp_path):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert not agent.alive(zombie.pid)  # exited, not yet reaped
+    zombie.wait()
+    assert not agent.alive(zombie.pid) and not agent.alive(None)
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, "
+            "signal.SIG_IGN); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert stubborn.stdout.readline()  # its SIGTERM handler is in place
+    began = time.monotonic()
+    assert agent.terminate([stubborn.pid], wait=0.5) == []  # SIGKILL after the wait
+    assert 0.4 <= time.monotonic() - began < 5  # it outlived SIGTERM's wait
+    assert not agent.alive(stubborn.pid)  # psutil reaped our child
+    stubborn.wait(timeout=5)
+    stubborn.stdout.close()
+
+
+def test_pyngrok_registry_is_still_there():
+    """The one private pyngrok read (tunnel.ngrok._starting_process): fails loudly on an
+    upgrade that removes it, instead of silently losing the start-up watchdog."""
+    from pyngrok import process
+
+    from suno_nb.tunnel import ngrok as tunnel_ngrok
+
+    assert isinstance(getattr(process, "_current_processes", None), dict)
+    assert tunnel_ngrok._starting_process("/nowhere/ngrok") is None

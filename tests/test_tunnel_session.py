@@ -104,6 +104,21 @@ def test_rerun_reuses_the_single_endpoint_and_stop_ends_the_agent(ngrok, tmp_pat
         requests.post(public, timeout=2)
 
 
+def test_rerun_after_the_agent_died_opens_a_new_one_on_the_same_receiver(ngrok, tmp_path):
+    path = tmp_path / "d.sqlite3"
+    rx = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
+    port, pid = rx.port, rx._tunnel.agent_pid
+    os.kill(pid, signal.SIGKILL)  # the agent crashed or was killed from a terminal
+    deadline = time.monotonic() + 10
+    while not rx._tunnel.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rx._tunnel.closed
+    again = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
+    assert again is rx and rx.port == port and rx._tunnel.agent_pid != pid
+    r = post(rx.url, seed_bytes("seed_success.json"))
+    assert r.status_code == 200 and r.json() == {"code": 200, "msg": "success"}
+
+
 def test_allow_list_uses_the_forwarded_address_only_through_the_tunnel(ngrok, tmp_path):
     rx = session.start_receiver(
         tmp_path / "a.sqlite3",
@@ -137,13 +152,16 @@ def test_a_spoofed_forwarded_header_through_the_tunnel_does_not_pass(ngrok, tmp_
     assert rx.deliveries().iloc[0]["remote_addr"] == "198.51.100.5"
 
 
-def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplog):
+def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env file with a token on the way up
     caplog.set_level(logging.WARNING)
     rx = session.start_receiver(
         tmp_path / "l.sqlite3", poll=False, ngrok_config_path=str(tmp_path / "none.yml")
     )
     assert rx.mode == "local" and rx.url == rx.local_url
     assert "cannot reach" in repr(rx) and "NGROK_AUTHTOKEN" in repr(rx)
+    assert "tunnel='cloudflared'" in repr(rx)  # both ways to a public URL are named
     assert "authtoken" in rx._repr_html_()
     assert "cannot reach a 127.0.0.1 URL" in caplog.text
 
@@ -168,12 +186,21 @@ def test_ngrok_mode_errors_are_actionable_and_leave_no_receiver(
 ):
     for k, v in knob.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(tunnel.TunnelSettings, "start_timeout", 2.0, raising=False)
+    began = time.monotonic()
     with pytest.raises(error) as info:
         session.start_receiver(
-            tmp_path / "e.sqlite3", tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok
+            tmp_path / "e.sqlite3",
+            tunnel="ngrok",
+            authtoken=TOKEN,
+            poll=False,
+            tunnel_timeout=2.0,  # passed through to the agent's start
+            **ngrok,
         )
+    assert time.monotonic() - began < 10
     assert words in str(info.value).lower() and TOKEN not in str(info.value)
+    if error is NgrokStartTimeout:
+        assert "within 2 s" in str(info.value)
+        assert "start_receiver(tunnel_timeout=...)" in str(info.value)
     assert session.current_receiver() is None  # no half-started receiver is left behind
 
 
@@ -195,7 +222,18 @@ def test_missing_binary_in_auto_mode_falls_back_to_local_with_the_reason(tmp_pat
     )
     assert rx.mode == "local"
     assert "PYNGROK_NGROK_PATH" in rx.tunnel_note and TOKEN not in repr(rx)
+    # ngrok installed since: the same cell run again opens the tunnel on the same receiver
+    real = _fake().install(tmp_path / "missing")
+    again = session.start_receiver(
+        tmp_path / "b.sqlite3",
+        authtoken=TOKEN,
+        poll=False,
+        ngrok_path=real,
+        ngrok_config_path=str(tmp_path / "c.yml"),
+    )
+    assert again is rx and rx.mode == "ngrok" and rx.tunnel_note is None
     session.stop_receiver()
+    Path(real).unlink()
     with pytest.raises(NgrokBinaryUnavailable, match="PYNGROK_NGROK_PATH"):
         session.start_receiver(
             tmp_path / "b.sqlite3",

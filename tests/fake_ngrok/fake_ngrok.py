@@ -19,9 +19,12 @@ Other commands: ``--version`` / ``version``, ``config add-authtoken TOKEN [--con
 
 Knobs (environment variables, which pyngrok passes through):
 
-- ``FAKE_NGROK_FAIL=4018|108|324|<code>``: print the agent's error line for that code (the
-  final ``lvl=crit`` line echoes the command line, authtoken included, as the real agent does
-  in some errors) and exit 1.
+- ``FAKE_NGROK_FAIL=4018|105|106|107|108|324|<code>``: print the agent's error line for that
+  code (the final ``lvl=crit`` line echoes the command line, authtoken included, as the real
+  agent does in some errors; 105 quotes the authtoken like the real message) and exit 1.
+- ``FAKE_NGROK_CONNECT_FAIL=334|324|<code>``: the agent starts, but ``POST /api/endpoints``
+  answers 502 with that error (334: "endpoint already online", a second kernel on the same
+  dev domain).
 - ``FAKE_NGROK_HANG=1``: print nothing at all and never become ready (start timeout).
   ``FAKE_NGROK_HANG=offline``: start the web service, then log ``failed to reconnect session``
   errors every 0.2 s, like an agent with no route to the ngrok service.
@@ -81,11 +84,31 @@ ERRORS = {
     ),
     "108": (
         "failed to reconnect session",
-        "authentication failed: Your account is limited to 1 simultaneous ngrok agent sessions."
+        "authentication failed: Your account is limited to 3 simultaneous ngrok agent sessions."
         "\\nYou can run multiple simultaneous tunnels from a single agent session by defining "
         "the tunnels in your agent configuration file and starting them with the command "
         "`ngrok start --all`.\\nYou can view your current agent sessions in the dashboard:\\n"
         "https://dashboard.ngrok.com/agents\\r\\n\\r\\nERR_NGROK_108\\r\\n",
+    ),
+    "105": (
+        "failed to reconnect session",
+        "authentication failed: The authtoken you specified does not look like a proper ngrok "
+        "tunnel authtoken.\\nYour authtoken: {token}\\nInstructions to install your authtoken "
+        "are on your ngrok dashboard:\\nhttps://dashboard.ngrok.com/get-started/your-authtoken"
+        "\\r\\n\\r\\nERR_NGROK_105\\r\\n",
+    ),
+    "107": (
+        "failed to reconnect session",
+        "authentication failed: The authtoken you specified is properly formed, but it is "
+        "invalid.\\nYour authtoken: {token}\\nThis usually happens when:\\n    - You "
+        "reset your authtoken\\n    - Your authtoken was for a team account that you were "
+        "removed from\\r\\n\\r\\nERR_NGROK_107\\r\\n",
+    ),
+    "334": (
+        "failed to start tunnel",
+        "The endpoint 'https://calm-river-1234.ngrok-free.app' is already online. Either\\n"
+        "1. stop your existing endpoint first, or\\n2. start both endpoints with "
+        "`--pooling-enabled` to load balance between them.\\r\\n\\r\\nERR_NGROK_334\\r\\n",
     ),
     "324": (
         "failed to start tunnel",
@@ -227,6 +250,7 @@ class Agent:
         self.requests: list[dict[str, Any]] = []
         limit = os.environ.get("FAKE_NGROK_ENDPOINT_LIMIT", "")
         self.endpoint_limit = int(limit) if limit.strip() else None
+        self.connect_fail = os.environ.get("FAKE_NGROK_CONNECT_FAIL", "").strip()
         self.client_ip = os.environ.get("FAKE_NGROK_CLIENT_IP", DEFAULT_CLIENT_IP)
         self.counter = itertools.count(1)
 
@@ -243,6 +267,11 @@ class Agent:
                 text = ERRORS["324"][1].replace("\\n", "\n").replace("\\r", "\r")
                 text = text.replace("more than 3", f"more than {self.endpoint_limit}")
                 return 502, _api_error(103, 502, "failed to start tunnel", text)
+            if self.connect_fail:
+                msg, err = ERRORS.get(self.connect_fail, ("failed to start tunnel", ""))
+                text = err.replace("\\n", "\n").replace("\\r", "\r")
+                text = text or f"ERR_NGROK_{self.connect_fail}\r\n"
+                return 502, _api_error(103, 502, msg, text)
             endpoint = Endpoint(self, name, str(upstream), body)
             self.endpoints[name] = endpoint
         log(
@@ -459,8 +488,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 # --- commands ---------------------------------------------------------------------------------
 
 
-def _fail(code: str, argv: list[str]) -> int:
+def _fail(code: str, argv: list[str], token: str | None = None) -> int:
     msg, err = ERRORS.get(code, ("failed to reconnect session", f"ERR_NGROK_{code}\\r\\n"))
+    err = err.replace("{token}", token or "")
     log("eror", msg, obj="tunnels.session", err=err)
     log("crit", "command failed", err=f"{err} (command: {' '.join(['ngrok', *argv])})")
     return 1
@@ -499,7 +529,7 @@ def _start(argv: list[str], options: dict[str, list[str]]) -> int:
             log("eror", "failed to reconnect session", obj="tunnels.session", err=err)
         return 0
     if fail:
-        return _fail(fail, argv)
+        return _fail(fail, argv, token)
     if os.environ.get("FAKE_NGROK_REQUIRE_TOKEN") == "1" and not token:
         return _fail("4018", argv)
     region = (options.get("--region") or ["us"])[-1]
@@ -540,9 +570,13 @@ def install(dest_dir: str | os.PathLike[str], python: str | None = None) -> str:
     interpreter) and which runs this file, so the agent's command line reads
     ``<python> <dest_dir>/ngrok start ...`` (its path appears in ``/proc/<pid>/cmdline``).
     """
-    dest = Path(dest_dir) / "ngrok"
+    return write_wrapper(Path(dest_dir) / "ngrok", __file__, python)
+
+
+def write_wrapper(dest: Path, script: str, python: str | None = None) -> str:
+    """An executable Python script at ``dest`` that runs ``script`` as ``__main__``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    here = str(Path(__file__).resolve())
+    here = str(Path(script).resolve())
     dest.write_text(
         f"#!{python or sys.executable}\n"
         "import runpy\n"
