@@ -202,6 +202,7 @@ class Submitter:
                     prompt=f"soak {n}",
                     tags="soak",
                     title=f"S{n}",
+                    full_lyrics="[Verse] la la la\n[Chorus] new words",
                     infill_start_s=10.0,
                     infill_end_s=20.0,
                     original_duration=SONG_S,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from .client import ReplaceJob, SunoClient
+from .client import GenerateJob, ReplaceJob, SunoClient
+from .contract import Provider, get_provider
 from .errors import (
     ApiError,
     ApiValidationError,
@@ -73,6 +74,7 @@ __all__ = [
     "AudioError",
     "AuthError",
     "Faults",
+    "GenerateJob",
     "InsufficientCreditsError",
     "MaintenanceError",
     "NetworkError",
@@ -83,6 +85,7 @@ __all__ = [
     "NgrokStartTimeout",
     "NotFoundError",
     "PayloadError",
+    "Provider",
     "RateLimitError",
     "Receiver",
     "ReceiverError",
@@ -102,6 +105,7 @@ __all__ = [
     "code_table",
     "compare_takes",
     "current_receiver",
+    "get_provider",
     "start_receiver",
     "stop_receiver",
     "validate_section",

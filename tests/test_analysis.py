@@ -48,6 +48,7 @@ def world(tmp_path_factory):
                         prompt=f"take {name}",
                         tags="jazz",
                         title=f"Harbour Lights ({name})",
+                        full_lyrics="[Verse] Harbour lights\n[Bridge] take " + name,
                         infill_start_s=SECTION[0],
                         infill_end_s=SECTION[1],
                     )

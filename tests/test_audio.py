@@ -247,8 +247,9 @@ def test_download_results_archives_a_receivers_frame_once(sandbox, rx, tmp_path)
         prompt="la la",
         tags="folk",
         title="Archived",
+        full_lyrics="[Verse] la la la\n[Chorus] new words",
         infill_start_s=5,
-        infill_end_s=12,
+        infill_end_s=15,
         original_duration=song.duration,
     )
     rx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)

@@ -17,6 +17,7 @@ def _submit(client, song, n: int) -> str:
         prompt=f"p{n}",
         tags="t",
         title=f"T{n}",
+        full_lyrics="[Verse] la la la\n[Chorus] new words",
         infill_start_s=10,
         infill_end_s=20,
     )

@@ -129,6 +129,7 @@ SCRIPT = textwrap.dedent(
         job = client.replace_section(
             task_id=song.task_id, audio_id=song.audio_id, prompt="new words", tags="jazz",
             title="Take", infill_start_s=20.0, infill_end_s=32.0, original_duration=60.0,
+            full_lyrics="[Verse] la la la / [Chorus] new words",
             callback_url=rx.url, receiver=rx,
         )
         resolved_after = hang_open = gone = None
@@ -218,6 +219,7 @@ def test_one_hanging_request_does_not_stall_the_pool(sb, store):
             prompt="p",
             tags="t",
             title="x",
+            full_lyrics="[Verse] la la la\n[Chorus] new words",
             infill_start_s=20.0,
             infill_end_s=32.0,
             original_duration=60.0,

@@ -109,6 +109,7 @@ def _submit(client: SunoClient, song: Any, n: int) -> str:
         prompt=f"soak {n}",
         tags="soak",
         title=f"S{n}",
+        full_lyrics="[Verse] la la la\n[Chorus] new words",
         infill_start_s=10.0,
         infill_end_s=20.0,
         original_duration=SONG_S,

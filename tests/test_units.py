@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suno_nb import payloads, rules, signing
+from suno_nb.contract import get_provider
 from suno_nb.errors import PayloadError, SectionValidationError, SignatureError, StoreError
 from suno_nb.store import SCHEMA_VERSION, Delivery, Store, Submission, clean_headers
 
@@ -105,17 +107,23 @@ def test_parse_callback_only_ever_raises_payload_error(body):
 def test_section_rules_round_and_name_field_and_limit():
     s = rules.validate_section(30.004, 45.456, duration=120)
     assert (s.start, s.end, s.length) == (30.0, 45.46, 15.46)
+    # the default provider: at least 10 s, no maximum length (70 s of a 200 s song is fine)
+    assert rules.MIN_SECTION_S == 10.0 and math.isinf(rules.MAX_SECTION_S)
+    assert get_provider().section.max_s is None
+    assert rules.validate_section(0, 70, duration=200).length == 70.0
+    kie = get_provider("kie.ai").section  # another provider still states 6-60 s
     cases = [
-        ((10, 10), None, "infill_end_s", 10.0),
-        ((-1, 10), None, "infill_start_s", 0),
-        ((0, 5.99), None, "infill_end_s", 6.0),
-        ((0, 60.01), None, "infill_end_s", 60.0),
-        ((0, 50), 90, "infill_end_s", 45.0),
-        ((80, 100), 90, "infill_end_s", 90.0),
+        ((10, 10), None, None, "infill_end_s", 10.0),
+        ((-1, 10), None, None, "infill_start_s", 0),
+        ((0, 9.99), None, None, "infill_end_s", 10.0),
+        ((0, 5.99), None, kie, "infill_end_s", 6.0),
+        ((0, 60.01), None, kie, "infill_end_s", 60.0),
+        ((0, 50), 90, None, "infill_end_s", 45.0),
+        ((80, 100), 90, None, "infill_end_s", 90.0),
     ]
-    for (start, end), duration, field, limit in cases:
+    for (start, end), duration, section, field, limit in cases:
         with pytest.raises(SectionValidationError) as info:
-            rules.validate_section(start, end, duration)
+            rules.validate_section(start, end, duration, section=section)
         assert info.value.field == field and info.value.limit == limit, (start, end)
         assert field in str(info.value)
 

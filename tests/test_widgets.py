@@ -98,6 +98,7 @@ def _replace(client, song, start=20.0, end=32.0, title="Take"):
         prompt="new words",
         tags="jazz",
         title=title,
+        full_lyrics="[Verse] la la la\n[Chorus] new words",
         infill_start_s=start,
         infill_end_s=end,
         original_duration=song.duration,
@@ -148,10 +149,10 @@ def test_invalid_range_disables_submit_and_shows_field_and_limit(client, wrx, so
     assert form.reason == "" and not form.submit.disabled
     assert "Ready to submit" in form.validation.value
 
-    form.section.value = (20.0, 22.0)  # 2 s: shorter than 6 s
+    form.section.value = (20.0, 28.0)  # 8 s: shorter than the provider's 10 s
     assert form.submit.disabled
-    assert form.reason.startswith("infill_end_s:") and "(limit: 6 s)" in form.reason
-    assert "infill_end_s" in form.validation.value and "limit: 6 s" in form.validation.value
+    assert form.reason.startswith("infill_end_s:") and "(limit: 10 s)" in form.reason
+    assert "infill_end_s" in form.validation.value and "limit: 10 s" in form.validation.value
 
     form.section.value = (0.0, 35.0)  # 35 s of 60 s: over 50 %
     assert form.submit.disabled
@@ -203,7 +204,7 @@ def test_service_error_shows_in_the_form_without_raising(client, wrx, sb, song, 
     sb.credits = 1  # a replace costs 5
     form.submit.click()  # must not raise
     assert form.wait_idle(20)
-    assert "code 429" in form.status.value and "Insufficient credits" in form.status.value
+    assert "code 402" in form.status.value and "Insufficient credits" in form.status.value
     assert "Traceback" not in form.status.value
     assert form.last_job is None and len(wrx.tasks()) == 0
     assert not form.submit.disabled  # the user may top up and try again

@@ -10,6 +10,7 @@ settings already submitted, sends nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import ApiError, NetworkError, SectionValidationError
@@ -59,8 +60,9 @@ class SubmitChecks:
     def _limits(self) -> tuple[float, float | None, float]:
         """(shortest, longest, largest fraction of the original) of the section rules."""
         rules = self._section_rules()
-        if rules is None:
-            return MIN_SECTION_S, MAX_SECTION_S, MAX_SECTION_FRACTION
+        if rules is None:  # the default provider's; math.inf there means "no maximum"
+            longest = MAX_SECTION_S if math.isfinite(MAX_SECTION_S) else None
+            return MIN_SECTION_S, longest, MAX_SECTION_FRACTION
         return rules.min_s, rules.max_s, rules.max_fraction
 
     def _section_html(self) -> str:
@@ -91,7 +93,7 @@ class SubmitChecks:
         if rules is None:
             validate_section(start, end, duration)
         else:
-            validate_section(start, end, duration, section=rules)  # type: ignore[call-arg]
+            validate_section(start, end, duration, section=rules)
 
     def _check(self) -> str:
         """The first broken rule as ``field: message (limit)``, or "" when all pass."""
