@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..contract import get_provider
+
 
 @dataclass(frozen=True)
 class CodeInfo:
@@ -18,37 +20,31 @@ class CodeInfo:
     retryable: bool
 
 
-# The seeds' table, English (000) and the Chinese page's own words (002).
+# The seeds' words for each callback code, English (000) and the Chinese page's own (002),
+# and whether a retry may help: (meaning, meaning_zh, retryable).  Which codes exist and
+# which mean success is the contract's callback table (one place); a code listed here
+# that the contract does not document fails at import.
+_WORDS: dict[int, tuple[str, str, bool]] = {
+    200: ("Success - Task completed successfully", "成功 - 请求已成功处理", False),
+    400: ("Validation error - Parameter validation failed", "验证错误 - 参数验证失败", False),
+    408: ("Timeout - Request timeout", "超出限制 - 超时", True),
+    500: (
+        "Server error - Unexpected error occurred",
+        "服务器错误 - 处理请求时发生意外错误",
+        True,
+    ),
+    501: ("Audio generation failed", "音频生成失败", True),
+    531: (
+        "Server error - Generation failed, credits refunded",
+        "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试",
+        True,
+    ),
+}
+_CONTRACT = get_provider().codes["callback"]
+
 CALLBACK_CODES: dict[int, CodeInfo] = {
-    c.code: c
-    for c in (
-        CodeInfo(
-            200, "Success - Task completed successfully", "成功 - 请求已成功处理", True, False
-        ),
-        CodeInfo(
-            400,
-            "Validation error - Parameter validation failed",
-            "验证错误 - 参数验证失败",
-            False,
-            False,
-        ),
-        CodeInfo(408, "Timeout - Request timeout", "超出限制 - 超时", False, True),
-        CodeInfo(
-            500,
-            "Server error - Unexpected error occurred",
-            "服务器错误 - 处理请求时发生意外错误",
-            False,
-            True,
-        ),
-        CodeInfo(501, "Audio generation failed", "音频生成失败", False, True),
-        CodeInfo(
-            531,
-            "Server error - Generation failed, credits refunded",
-            "服务器错误 - 抱歉,由于问题生成失败。您的积分已退还。请重试",
-            False,
-            True,
-        ),
-    )
+    code: CodeInfo(code, en, zh, _CONTRACT[code].kind == "ok", retryable)
+    for code, (en, zh, retryable) in _WORDS.items()
 }
 
 # Callback stages (``data.callbackType``).  Generation callbacks come in stages: ``text``
