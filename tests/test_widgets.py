@@ -156,7 +156,7 @@ def test_invalid_range_disables_submit_and_shows_field_and_limit(client, wrx, so
 
     form.section.value = (0.0, 35.0)  # 35 s of 60 s: over 50 %
     assert form.submit.disabled
-    assert "50 %" in form.reason and "(limit: 30 s)" in form.reason
+    assert "50%" in form.reason and "(limit: 30 s)" in form.reason
 
     form.section.value = (20.0, 32.0)
     form.title.value = "   "
