@@ -59,7 +59,6 @@ import numpy as np
 import suno_nb.session as session
 from suno_nb import Faults, Sandbox, SunoClient
 from suno_nb.sandbox import delivery as _delivery
-from suno_nb.sandbox import server as _sandbox_server
 from suno_nb.store import Store
 
 from .common import ROOT, summarize_ms, table
@@ -530,20 +529,15 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def sandbox_nodelay() -> Iterator[None]:
-    """Set TCP_NODELAY on the Sandbox's connections while the soak runs.
+    """TCP_NODELAY on the Sandbox's connections while the soak runs: now a no-op.
 
-    The Sandbox answers with two writes (headers, then body), so on a keep-alive connection
-    Nagle's algorithm holds the body until the client's delayed ACK, ~40 ms later: every
-    ``SunoClient`` request to it (submission, and each poll) then takes ~42 ms instead of
-    ~1 ms (see :func:`sandbox_round_trip_ms`).  That is the emulator's artefact, not the
-    receiver's, and would make the soak measure it; a no-op once the Sandbox sets it itself.
+    The Sandbox used to answer from ``http.server`` with two writes (headers, then body), so on
+    a keep-alive connection Nagle's algorithm held the body until the client's delayed ACK,
+    ~40 ms later, and this switched it off.  The Sandbox now serves through uvicorn, whose
+    asyncio transports set TCP_NODELAY on every connection themselves;
+    :func:`sandbox_round_trip_ms` still measures both labels, to show it stays ~1 ms.
     """
-    saved = _sandbox_server._Handler.disable_nagle_algorithm
-    _sandbox_server._Handler.disable_nagle_algorithm = True
-    try:
-        yield
-    finally:
-        _sandbox_server._Handler.disable_nagle_algorithm = saved
+    yield
 
 
 def sandbox_round_trip_ms(requests_: int = 20) -> dict[str, float]:
