@@ -415,7 +415,12 @@ def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, 
     assert rows[take2]["stars"] == 2 and not rows[take2]["picked"]
 
 
-def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made):
+def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made, monkeypatch):
+    from suno_nb.widgets import _lanes
+
+    built: list[str] = []
+    real_build = _lanes.build
+    monkeypatch.setattr(_lanes, "build", lambda rx, t: built.append(t) or real_build(rx, t))
     first = _replace(client, song, 10.0, 20.0, title="First")
     second = _replace(client, song, 40.0, 58.5, title="Second")
     for job in (first, second):
@@ -427,6 +432,7 @@ def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made):
     assert "(1 of 2 tasks)" in au.summary() and repr(au) == "Audition(context=1.5 s)"
     au.task_id = second.task_id  # what the picker (or its ▶ button) does in the browser
     assert au.section == [40.0, 58.5] and au.heading["title"] == "Second"
+    assert built == [first.task_id, second.task_id]  # each task measured once, not per event
     assert [lane["label"] for lane in au.lanes] == ["Original", "Take 1", "Take 2"]
     with pytest.raises(ValueError, match="context"):
         audition(wrx, context=-1)

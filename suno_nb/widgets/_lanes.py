@@ -40,8 +40,10 @@ def is_local(url: str) -> bool:
 
 def in_cache(url: str) -> bool:
     """True when ``url`` is already in the audio cache (no request is made)."""
+    from ..audio.core import _existing, _url_key  # the cache's own naming
+
     allowed = (*audio.AUDIO_EXTENSIONS, ".bin")
-    return audio._existing(audio.default_cache_dir(), audio._url_key(url), allowed) is not None
+    return _existing(audio.default_cache_dir(), _url_key(url), allowed) is not None
 
 
 def plain_error(what: str, exc: Exception) -> str:

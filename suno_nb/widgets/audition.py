@@ -18,6 +18,7 @@ show a PNG of the waveforms and a text summary instead.
 from __future__ import annotations
 
 import mimetypes
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class Audition(anywidget.AnyWidget):
         self._sources: dict[str, str] = {}
         self._notes: dict[str, str] = {}  # notes typed before any stars were given
         self._worker = LatestWorker("suno_nb-audition")
+        self._lock = threading.RLock()
+        self._showing = False
         self.on_msg(self._on_msg)
         self.observe(self._on_task, names="task_id")
         rx.on_callback(self._on_event)
@@ -158,6 +161,10 @@ class Audition(anywidget.AnyWidget):
     def refresh(self) -> None:
         """Reload the task list; show the wanted task, else keep the current one, else the
         newest finished one."""
+        with self._lock:  # one refresh/show at a time: the kernel's and the worker's
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             options = _lanes.choices(self._rx, self._batch)
         except SunoNbError as exc:
@@ -176,16 +183,17 @@ class Audition(anywidget.AnyWidget):
 
     def show(self, task_id: str) -> None:
         """Show ``task_id`` (fetches its audio into the cache and measures its takes)."""
-        data = _lanes.build(self._rx, task_id)
-        self._wanted = task_id if not data["lanes"] else None
-        self._sources = data.pop("sources")
-        with UPDATE_LOCK, self.hold_trait_notifications():
-            self._showing = True
-            try:
-                self.task_id = task_id
-            finally:
-                self._showing = False
-        self._set(**data, ratings=self._ratings(task_id), feedback="")
+        with self._lock:
+            data = _lanes.build(self._rx, task_id)
+            self._wanted = task_id if not data["lanes"] else None
+            self._sources = data.pop("sources")
+            with UPDATE_LOCK:
+                self._showing = True  # our own change of task_id: _on_task must not show again
+                try:
+                    self.task_id = task_id
+                finally:
+                    self._showing = False
+            self._set(**data, ratings=self._ratings(task_id), feedback="")
 
     def _set(self, **values: Any) -> None:
         with UPDATE_LOCK, self.hold_sync():
@@ -194,7 +202,7 @@ class Audition(anywidget.AnyWidget):
 
     def _on_task(self, change: dict[str, Any]) -> None:
         # the picker in the browser changed task_id (kernel thread)
-        if getattr(self, "_showing", False) or not change["new"]:
+        if self._showing or not change["new"]:
             return
         self.show(change["new"])
 

@@ -69,8 +69,8 @@ const METRIC_TIPS = {
 function fmtNum(v, digits, unit, signed = true) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
   if (!Number.isFinite(v)) return v < 0 ? `−∞ ${unit}` : `∞ ${unit}`;
-  const s = (Math.abs(v) < 0.5 * Math.pow(10, -digits) ? 0 : v).toFixed(digits).replace("-", "−");
-  return `${signed && v > 0 ? "+" : ""}${s} ${unit}`;
+  const r = Math.abs(v) < 0.5 * Math.pow(10, -digits) ? 0 : v; // no "+0.0" or "−0.0"
+  return `${signed && r > 0 ? "+" : ""}${r.toFixed(digits).replace("-", "−")} ${unit}`;
 }
 
 function metricRows(m) {

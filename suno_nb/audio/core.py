@@ -1,17 +1,4 @@
-"""The audio room: fetch and cache result files, decode them, compute waveform envelopes,
-and archive a whole result frame to disk.
-
-Floor 1: imports only ``requests``, ``numpy`` and :mod:`suno_nb.errors`; ``soundfile``,
-``platformdirs``, ``pandas`` and ``tqdm`` are imported inside the functions that need them,
-so importing this module (and ``suno_nb``) stays light.
-
->>> path = fetch(track_url)                      # cached under the user cache dir
->>> samples, sr = decode(path)                   # mono float32
->>> samples, sr = load(track_url)                # fetch + decode, decoded copy kept in memory
->>> lows, highs = peaks(track_url)               # compact envelope, cached on disk
->>> times, lows, highs = waveform(samples, sr)   # 2000-point envelope for plotting
->>> download_results(rx.frame(), "takes/")       # every track's audio and cover, once
-"""
+"""Fetch into the cache, decode, reduce: the audio room's core (see :mod:`suno_nb.audio`)."""
 
 from __future__ import annotations
 
@@ -26,31 +13,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
-from .errors import AudioError, NetworkError, SunoNbError
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = [
-    "AUDIO_EXTENSIONS",
-    "CACHE_ENV",
-    "DOWNLOAD_COLUMNS",
-    "IMAGE_EXTENSIONS",
-    "AudioError",
-    "decode",
-    "default_cache_dir",
-    "download_results",
-    "fetch",
-    "load",
-    "peaks",
-    "waveform",
-]
+from ..errors import AudioError, NetworkError
 
 log = logging.getLogger("suno_nb.audio")
 
@@ -82,8 +51,6 @@ _TYPE_EXT = {
 }
 _KIND_DEFAULT_EXT = {"audio": ".mp3", "image": ".jpg"}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "bytes", "error"]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -346,99 +313,3 @@ def peaks(
             np.save(out, data)
         os.replace(tmp, store)
     return mins, maxs, duration
-
-
-# --- archive ------------------------------------------------------------------------------------
-
-
-def _jobs(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
-    """(task_id, track_id, kind, url) for every track's audio and cover, deduplicated."""
-    missing = {"task_id", "track_id"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"frame lacks column(s) {sorted(missing)}; pass rx.frame()")
-    jobs: list[tuple[str, str, str, str]] = []
-    seen: set[tuple[str, str, str]] = set()
-    for row in frame.itertuples(index=False):
-        task_id, track_id = str(row.task_id), str(row.track_id)
-        audio_url = getattr(row, "audio_url", None) or getattr(row, "stream_audio_url", None)
-        for kind, url in (("audio", audio_url), ("image", getattr(row, "image_url", None))):
-            key = (task_id, track_id, kind)
-            if key in seen:
-                continue
-            seen.add(key)
-            has_url = isinstance(url, str) and url.strip()
-            jobs.append((task_id, track_id, kind, url.strip() if has_url else ""))
-    return jobs
-
-
-def download_results(
-    frame: pd.DataFrame,
-    dest: str | os.PathLike[str],
-    *,
-    session: requests.Session | None = None,
-    progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> pd.DataFrame:
-    """Archive every result track's audio and cover image of ``frame`` into ``dest``.
-
-    ``frame`` is :meth:`Receiver.frame` (needs ``task_id``, ``track_id``, ``audio_url``,
-    ``image_url``).  Files go to ``dest/<task_id>/<track_id>.<ext>``, the extension taken from
-    the URL or else the answer's content type.  A file already there is skipped, so a second
-    call downloads nothing; writes are atomic (temporary name, then rename).  One failed file
-    does not stop the others: it is reported with ``status == "failed"`` and its error.
-
-    Returns one row per file: ``task_id, track_id, kind ("audio"/"image"), url, path,
-    status ("downloaded"/"skipped"/"failed"/"no url"), bytes, error``.  Remember the service
-    keeps generated files for 14 days only.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    root = Path(dest).expanduser()
-    jobs = _jobs(frame)
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="downloading results", unit="file", disable=not progress)
-    try:
-        for task_id, track_id, kind, url in jobs:
-            allowed = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
-            folder = root / _safe_name(task_id)
-            stem = _safe_name(track_id)
-            row: dict[str, Any] = {
-                "task_id": task_id,
-                "track_id": track_id,
-                "kind": kind,
-                "url": url,
-                "path": None,
-                "status": "no url",
-                "bytes": 0,
-                "error": None,
-            }
-            rows.append(row)
-            bar.update(1)
-            if not url:
-                continue
-            hit = _existing(folder, stem, allowed)
-            if hit is not None:
-                row.update(path=str(hit), status="skipped", bytes=hit.stat().st_size)
-                continue
-            try:
-                with _get(url, session, timeout) as resp:
-                    ext = (
-                        _ext_from_url(url, allowed)
-                        or _ext_from_type(resp.headers.get("Content-Type"), allowed)
-                        or _KIND_DEFAULT_EXT[kind]
-                    )
-                    target = folder / f"{stem}{ext}"
-                    size = _write_atomic(resp, target)
-            except SunoNbError as exc:
-                log.warning("could not download %s of track %s: %s", kind, track_id, exc)
-                row.update(status="failed", error=str(exc))
-                continue
-            row.update(path=str(target), status="downloaded", bytes=size)
-    finally:
-        bar.close()
-    out = pd.DataFrame(rows, columns=DOWNLOAD_COLUMNS)
-    out["bytes"] = out["bytes"].astype("int64")
-    counts = out["status"].value_counts().to_dict()
-    log.info("download_results into %s: %s", root, counts)
-    return out
