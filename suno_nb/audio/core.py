@@ -59,7 +59,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def default_cache_dir() -> Path:
     """The audio cache directory: ``$SUNO_NB_CACHE_DIR``, else the user cache folder's
     ``audio`` (``~/.cache/suno_nb/audio`` on Linux; see :func:`suno_nb.paths.user_dir`)."""
-    from .paths import user_dir
+    from ..paths import user_dir
 
     return user_dir("cache", CACHE_ENV, "audio")
 
