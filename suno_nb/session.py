@@ -408,7 +408,12 @@ class Receiver:
 
         token = self._server.path.rstrip("/").rsplit("/", 1)[-1]
         self._logbook = Logbook(
-            secrets=(token, self.config.hmac_key, self.config.authtoken)
+            secrets=(
+                token,
+                self.config.hmac_key,
+                self.config.authtoken,
+                getattr(self, "_authtoken", None),  # found in env/.env/Colab: not in config
+            )
         ).attach()
 
     def _detach_logbook(self) -> None:
