@@ -351,8 +351,8 @@ def test_full_lyrics_are_required(mrx, client, song):
 def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path, monkeypatch):
     import socket
 
-    from suno_nb import session
     from suno_nb.errors import ReceiverError
+    from suno_nb.session import handle
 
     opened: list[Store] = []
 
@@ -361,7 +361,7 @@ def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             opened.append(self)
 
-    monkeypatch.setattr(session, "Store", Recording)
+    monkeypatch.setattr(handle, "Store", Recording)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -372,6 +372,8 @@ def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path, monkeypatch):
     finally:
         busy.close()
     assert len(opened) == 1 and opened[0].closed
+    from suno_nb import session
+
     assert session.current_receiver() is None
 
 
