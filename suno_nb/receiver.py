@@ -341,17 +341,20 @@ class CallbackServer:
             await self._answer_rejected(send, delivery, 405, reason, allow=True)
             return
         delivery = self._make_delivery(peer, method, path, headers, bytes(body))
-        verdict = await self.processor.process_async(delivery)
-        if verdict.outcome is None:
-            await send_json(send, verdict.status, verdict.reason or "")
-            return
-        # Counted from storage until the handlers are queued, so that flush() cannot slip
-        # between the ack and the dispatch.
+        # Counted from before the store's commit until the handlers are queued: the commit
+        # is visible to readers before this coroutine resumes, and flush() must not slip
+        # into that gap (a reader saw the row, flush() returned, the handler had not run).
         self._count(+1)
         try:
-            await send_json(send, 200, "success")
+            verdict = await self.processor.process_async(delivery)
+            if verdict.outcome is None:
+                await send_json(send, verdict.status, verdict.reason or "")
+                return
+            try:
+                await send_json(send, 200, "success")
+            finally:
+                self._stored(verdict)
         finally:
-            self._stored(verdict)
             self._count(-1)
 
     async def _answer_rejected(
