@@ -60,7 +60,6 @@ FLOORS = {
     "audio": 1,
     "rules": 2,
     "payloads": 2,
-    "settings": 2,
     "server": 2,
     "store": 3,
     "analysis": 3,
