@@ -1,4 +1,4 @@
-"""Music-like audio for the sandbox: songs, section replacements, MP3 and cover images.
+"""Music-like audio for the sandbox: songs and section replacements (MP3 and covers: media).
 
 Everything here is a pure function of its arguments (seed in, samples out), so tests and
 the audio code can call it without a server.  A song is planned first (:class:`SongPlan`:
@@ -11,18 +11,18 @@ is what lets :func:`replace_section` render only the replaced section.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
-from ..audio import decode
+from .media import DEFAULT_SR
+from .media import cover_png as cover_png  # re-exported: the sandbox's media, one place
+from .media import decode_audio as decode_audio
+from .media import encode_mp3 as encode_mp3
 
-DEFAULT_SR = 22050
 DEFAULT_CROSSFADE_S = 0.05
 
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
@@ -448,40 +448,3 @@ def _shifted(x: np.ndarray, n: int) -> np.ndarray:
     elif -n < x.size:
         out[: x.size + n] = x[-n:]
     return out
-
-
-def encode_mp3(samples: np.ndarray, sr: int = DEFAULT_SR) -> bytes:
-    """Encode mono float samples as MP3 bytes (libsndfile through soundfile, no ffmpeg)."""
-    import soundfile as sf  # lazily: keeps `import suno_nb` light
-
-    buf = io.BytesIO()
-    data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    sf.write(buf, data, sr, format="MP3", subtype="MPEG_LAYER_III")
-    return buf.getvalue()
-
-
-def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode MP3 (or WAV, FLAC...) bytes to float32 mono samples and the sample rate."""
-    return decode(data)
-
-
-_MPL_LOCK = threading.Lock()  # matplotlib is not thread-safe; covers render on server threads
-_CMAPS = ("viridis", "magma", "plasma", "cividis", "twilight", "cool", "spring", "ocean")
-
-
-def cover_png(seed: int, size: int = 256) -> bytes:
-    """A square PNG cover: interfering waves coloured with a colormap chosen by ``seed``."""
-    import matplotlib.image  # lazy: matplotlib is heavy and only needed for covers
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    img = np.zeros((size, size))
-    for _ in range(4):
-        fx, fy = rng.uniform(1, 9, 2)
-        img += np.sin(2 * np.pi * (fx * x + fy * y) + rng.uniform(0, 2 * np.pi))
-    cx, cy = rng.uniform(0.2, 0.8, 2)
-    img += 3 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.05)
-    buf = io.BytesIO()
-    with _MPL_LOCK:
-        matplotlib.image.imsave(buf, img, cmap=_CMAPS[int(rng.integers(len(_CMAPS)))], format="png")
-    return buf.getvalue()
