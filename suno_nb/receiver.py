@@ -330,17 +330,19 @@ class CallbackServer:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        delivery = self._make_delivery(peer, method, path, headers, b"")  # no junk bodies kept
+        known_path = hmac.compare_digest(scope["raw_path"], self._path_bytes)
+        # A rejected request's body is not kept (no junk stored).
+        kept = bytes(body) if known_path and method == "POST" else b""
+        delivery = self._make_delivery(peer, method, path, headers, kept)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s from %s", method, delivery.path, delivery.remote_addr)
-        if not hmac.compare_digest(scope["raw_path"], self._path_bytes):
+        if not known_path:
             await self._answer_rejected(send, delivery, 404, "not found")
             return
         if method != "POST":
             reason = "method not allowed; callbacks are POSTed"
             await self._answer_rejected(send, delivery, 405, reason, allow=True)
             return
-        delivery = self._make_delivery(peer, method, path, headers, bytes(body))
         # Counted from before the store's commit until the handlers are queued: the commit
         # is visible to readers before this coroutine resumes, and flush() must not slip
         # into that gap (a reader saw the row, flush() returned, the handler had not run).

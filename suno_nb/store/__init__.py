@@ -174,8 +174,9 @@ class Store:
         """Queue ``fn(conn)`` for the writer; the future resolves once its COMMIT succeeded.
 
         The future raises :class:`StoreError` if the work or its COMMIT failed (then nothing
-        of it is stored).  ``fn`` runs on the writer thread (in its own SAVEPOINT when
-        batched with others), so it must not wait for another store write.
+        of it is stored).  ``fn`` runs on the writer thread, inside the batch's
+        transaction, so it must not wait for another store write; it runs again if another
+        body of its batch fails (its writes are kept once).
         """
         if self._writer.on_writer_thread():
             raise StoreError("a store transaction cannot wait for another one")

@@ -1,8 +1,8 @@
 """Transaction bodies: the ONE function that applies a callback, and the other writes.
 
-Each runs on the store's writer thread inside the batch's transaction (in its own
-SAVEPOINT), takes the write connection and returns what the caller gets.  Lookups are by
-key; nothing here loads a whole table.
+Each runs on the store's writer thread inside the batch's transaction (again, in a new
+one, if another body of the batch failed), takes the write connection and returns what the
+caller gets.  Lookups are by key; nothing here loads a whole table.
 """
 
 from __future__ import annotations

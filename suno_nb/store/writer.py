@@ -1,10 +1,11 @@
 """The store's one writer: a thread that owns the write connection and commits in batches.
 
 Callers hand it a transaction body and get a :class:`~concurrent.futures.Future`.  The
-thread takes whatever is queued (up to :data:`MAX_BATCH`), runs each body in its own
-SAVEPOINT inside one transaction (one bad body fails alone), and COMMITs once (one fsync for
-the batch).  A future is resolved only after the COMMIT that holds its work succeeded; a
-failed COMMIT fails every body of the batch.  No caller ever runs SQL on the write
+thread takes whatever is queued (up to :data:`MAX_BATCH`), runs the bodies in one
+transaction and COMMITs once (one fsync for the batch).  A body that raises fails alone: the
+transaction is rolled back and the other bodies run again without it.  A future is resolved
+only after the COMMIT that holds its work succeeded; a failed COMMIT fails every body of the
+batch.  No caller ever runs SQL on the write
 connection itself, so there is nothing to hand over and no leader to elect.
 """
 
@@ -120,78 +121,48 @@ class Writer:
                         fut.set_exception(err)
 
     def _commit(self, batch: list[tuple[Work, Future]]) -> None:
+        jobs = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        # No SAVEPOINT per body (two statements each, and every statement lets go of the
+        # GIL): when a body fails, the transaction is rolled back, that body fails alone and
+        # the others run again in a new one.  Each round drops one body, so this ends.
+        while jobs:
+            jobs = self._try(jobs)
+
+    def _try(self, jobs: list[tuple[Work, Future]]) -> list[tuple[Work, Future]]:
+        """Run ``jobs`` in one transaction and commit; return the jobs to run again."""
         conn = self._conn
         done: list[tuple[Future, Any]] = []  # ran in the open transaction, not yet committed
         with self._lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                err = as_store_error(exc)
-                for _fn, fut in batch:
-                    if fut.set_running_or_notify_cancel():
-                        fut.set_exception(err)
-                return
-            # A body alone in its batch needs no SAVEPOINT: the transaction is its savepoint.
-            # (Every statement lets go of the GIL, and getting it back can cost a switch
-            # interval when the notebook's main thread is busy: fewer statements, faster acks.)
-            alone = len(batch) == 1
-            for fn, fut in batch:
-                if not fut.set_running_or_notify_cancel():
-                    continue
-                if not alone:
-                    conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(conn)
-                except BaseException as exc:
-                    fut.set_exception(as_store_error(exc))
-                    if alone:
-                        with contextlib.suppress(sqlite3.Error):
-                            if conn.in_transaction:
-                                conn.execute("ROLLBACK")
-                        return
-                    if not self._undo_job():
-                        # SQLite rolled the whole transaction back by itself: the earlier
-                        # bodies of this batch are gone too.
-                        lost = StoreError(f"store write failed: transaction rolled back ({exc})")
-                        for f, _value in done:
-                            f.set_exception(lost)
-                        done = []
-                        conn.execute("BEGIN IMMEDIATE")
-                    continue
-                if not alone:
-                    conn.execute("RELEASE job")
-                done.append((fut, value))
-            problem = self._check()
-            try:
+                for i, (fn, fut) in enumerate(jobs):
+                    try:
+                        value = fn(conn)
+                    except BaseException as exc:
+                        fut.set_exception(as_store_error(exc))
+                        self._rollback()
+                        return jobs[:i] + jobs[i + 1 :]
+                    done.append((fut, value))
+                problem = self._check()
                 if problem is not None:
                     raise StoreError(problem)
                 conn.execute("COMMIT")
             except (sqlite3.Error, StoreError) as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                self._rollback()
                 err = as_store_error(exc)
-                for fut, _value in done:
-                    fut.set_exception(err)
-                return
+                for _fn, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(err)
+                return []
         # Callers first, then the version watchers: whoever waits for its own write (the
         # receiver, before it queues the event) is not overtaken by a reader woken here.
         for fut, value in done:
             fut.set_result(value)
         if done:
             self._committed()
+        return []
 
-    def _undo_job(self) -> bool:
-        """Roll back to the job's SAVEPOINT; False if the whole transaction was lost."""
-        conn = self._conn
-        try:
-            if not conn.in_transaction:
-                return False
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            return True
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            return False
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
