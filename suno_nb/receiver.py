@@ -31,6 +31,7 @@ from .payloads import Callback, parse_callback
 from .server import Limits, ProtocolError, ServerThread, send_json
 from .signing import SIGNATURE_HEADER, SignatureMemory, header, signature_key, verify
 from .store import Delivery, Outcome, Store
+from .store.writer import LoopWaker
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class DeliveryProcessor:
         self.allow_list = allow_list
         self.signature_tolerance = signature_tolerance
         self.signatures = SignatureMemory(signature_tolerance)
+        self._loop_waker: LoopWaker | None = None
         if hmac_key is not None:
             self._remember_recent()
 
@@ -188,11 +190,17 @@ class DeliveryProcessor:
             await _settle(self.submit_rejection(delivery, status, reason, task_id))
             return Verdict(status, reason)
         try:
-            outcome = await asyncio.wrap_future(self.store.submit_callback(delivery, judged))
+            outcome = await self._waker().wrap(self.store.submit_callback(delivery, judged))
         except StoreError as exc:
             log.error("store write failed; answering 503 so the sender retries: %s", exc)
             return Verdict(503, STORE_FAILED)
         return Verdict(200, None, outcome, judged)
+
+    def _waker(self) -> LoopWaker:
+        loop = asyncio.get_running_loop()
+        if self._loop_waker is None or self._loop_waker.loop is not loop:
+            self._loop_waker = LoopWaker(loop)  # a restarted server runs a new loop
+        return self._loop_waker
 
     def submit_rejection(
         self, delivery: Delivery, status: int, reason: str, task_id: str | None = None

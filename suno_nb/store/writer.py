@@ -5,12 +5,15 @@ thread takes whatever is queued (up to :data:`MAX_BATCH`), runs the bodies in on
 transaction and COMMITs once (one fsync for the batch).  A body that raises fails alone: the
 transaction is rolled back and the other bodies run again without it.  A future is resolved
 only after the COMMIT that holds its work succeeded; a failed COMMIT fails every body of the
-batch.  No caller ever runs SQL on the write
-connection itself, so there is nothing to hand over and no leader to elect.
+batch.  No caller ever runs SQL on the write connection itself, so there is nothing to hand
+over and no leader to elect.
+
+:class:`LoopWaker` lets an event loop await those futures with one wake-up per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -166,3 +169,44 @@ class Writer:
         with contextlib.suppress(sqlite3.Error):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+
+
+class LoopWaker:
+    """Hands futures resolved on the store's writer thread to one event loop.
+
+    Like ``asyncio.wrap_future``, but the loop is woken once for all the futures the writer
+    resolves together (one batch), not once per future: each wake-up is a write to the
+    loop's self-pipe and a hand-over of the GIL.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future, Future]] = []
+
+    def wrap(self, future: Future[Any]) -> asyncio.Future[Any]:
+        """An awaitable that ends like ``future`` (its result or its exception)."""
+        waiter = self.loop.create_future()
+        future.add_done_callback(lambda done: self._resolved(waiter, done))
+        return waiter
+
+    def _resolved(self, waiter: asyncio.Future, future: Future) -> None:
+        with self._lock:
+            self._ready.append((waiter, future))
+            if len(self._ready) > 1:
+                return  # a wake-up is already on its way and will take this one too
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiter, future in ready:
+            if waiter.cancelled():
+                continue  # the request went away
+            if future.cancelled():
+                waiter.cancel()
+            elif (exc := future.exception()) is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(future.result())
