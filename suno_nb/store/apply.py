@@ -122,21 +122,22 @@ def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outco
     """
     source = "poll" if d.source == "poll" else "callback"
     now = d.received_at
-    delivery_id = insert_delivery(
-        conn, d, "accepted", 200 if d.method == "POST" else None, None, cb.task_id
-    )
     if not cb.known:
         log.info("task %s: callback stage %r is not documented; stored", cb.task_id, cb.stage)
     row = conn.execute("SELECT state, stage FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()
     before, before_stage = (None, None) if row is None else row
     after = decide(before, cb)
-    new_ids, updated = _store_tracks(
-        conn, cb, now, source, delivery_id, overwrite=after == SUCCEEDED, known=row is not None
-    )
+    fresh, updated = _merge_tracks(conn, cb, overwrite=after == SUCCEEDED, known=row is not None)
     # The stage shown is the latest one that still tells something: none after a final result
     # unless that result is the one deciding.
     stage = cb.stage if (before not in FINAL_STATES or after != before) else before_stage
     changed = after != before or stage != before_stage
+    # The verdict is known before the delivery row is written: one INSERT, no UPDATE after.
+    verdict = "accepted" if (changed or fresh or updated) else "duplicate"
+    delivery_id = insert_delivery(
+        conn, d, verdict, 200 if d.method == "POST" else None, None, cb.task_id
+    )
+    _insert_tracks(conn, [(*values, now, source, delivery_id) for values in fresh.values()])
     if row is None or changed:
         # A task seen for the first time, or one this delivery moves: one UPSERT.  A result
         # (or a stage) from the service clears a give-up's reason and the unknown count.
@@ -165,28 +166,20 @@ def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> Outco
                 now,
             ),
         )
-    verdict = "accepted" if (changed or new_ids or updated) else "duplicate"
-    if verdict == "duplicate":
-        conn.execute("UPDATE deliveries SET verdict = 'duplicate' WHERE id = ?", (delivery_id,))
-    return Outcome(delivery_id, verdict, cb.task_id, after, tuple(new_ids), cb.stage)
+    return Outcome(delivery_id, verdict, cb.task_id, after, tuple(fresh), cb.stage)
 
 
-def _store_tracks(
-    conn: sqlite3.Connection,
-    cb: Callback,
-    now: float,
-    source: str,
-    delivery_id: int,
-    *,
-    overwrite: bool,
-    known: bool,
-) -> tuple[list[str], bool]:
-    """Insert new tracks; fill in (or, for a success, refresh) known ones.  (new ids, updated).
+def _merge_tracks(
+    conn: sqlite3.Connection, cb: Callback, *, overwrite: bool, known: bool
+) -> tuple[dict[str, tuple], bool]:
+    """Fill in (or, for a success, refresh) known tracks; return the new ones and whether a
+    known one changed.  New tracks come back as ``{track id: (task id, track id, values)}``
+    for :func:`_insert_tracks` (they need the delivery's id, not written yet).
 
     ``known``: the task existed before this delivery (a new task has no tracks to look up).
     """
     if not cb.tracks:
-        return [], False
+        return {}, False
     existing: dict[str, tuple] = {}
     if known:
         ids = list(dict.fromkeys(t.id for t in cb.tracks))
@@ -205,17 +198,21 @@ def _store_tracks(
         if t.id in fresh:
             continue  # the same track twice in one body: the first counts
         if t.id not in existing:
-            fresh[t.id] = (cb.task_id, t.id, *values, now, source, delivery_id)
+            fresh[t.id] = (cb.task_id, t.id, *values)
         elif _update_track(conn, cb.task_id, t, existing[t.id], values, overwrite):
             updated = True
+    return fresh, updated
+
+
+def _insert_tracks(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert new track rows, one statement for up to ``_CHUNK`` of them."""
     row = "(" + ", ".join("?" * (len(_TRACK_FIELDS) + 6)) + ")"
-    for part in _chunks(list(fresh.values()), _CHUNK):  # one statement for up to _CHUNK tracks
+    for part in _chunks(rows, _CHUNK):
         conn.execute(
             f"INSERT INTO tracks (task_id, track_id, {', '.join(_TRACK_FIELDS)}, extra,"
             f" received_at, source, delivery_id) VALUES {', '.join([row] * len(part))}",
             [v for values in part for v in values],
         )
-    return list(fresh), updated
 
 
 def _chunks(items: list, size: int) -> list[list]:
