@@ -349,6 +349,29 @@ def audio_page(audition_lab):
     yield from _browse("--autoplay-policy=no-user-gesture-required")
 
 
+def _stale_audition_says_so(page, stale: dict[str, Any]) -> None:
+    """The notebook's last audition: a task of a second sandbox that stopped before anything
+    fetched its audio.  Its widget says so in plain words; then it is closed, so the rest of
+    the test drives the one playable audition."""
+    assert len(stale["urls"]) == 3 and stale["cached_before"] == [], stale  # never fetched
+    assert stale["cached_after"] == [], stale  # and could not be fetched by the audition
+    with _direct() as http, pytest.raises(requests.ConnectionError):
+        http.get(stale["urls"][0], timeout=5)
+    page.wait_for_function("() => document.querySelectorAll('.snb-audition').length === 2")
+    box = page.locator(".snb-audition").last  # the notebook's last cell
+    said = box.inner_text()
+    assert f"task {stale['task_id'][:8]}" in said, said
+    assert "The audio of the original cannot be fetched: the server did not answer" in said, said
+    lanes = box.locator(".snb-lane")
+    assert lanes.count() == 2 and box.locator(".snb-lane[data-error='true']").count() == 2
+    for i, lane in enumerate(lanes.all(), start=1):
+        assert f"The audio of take {i} cannot be fetched:" in lane.inner_text()
+    assert box.locator(".snb-lane[data-ready='true']").count() == 0  # no dead player
+    _shot(box, "audition-stale.png")
+    assert page.evaluate(KERNEL_EXEC, "au_stale.close()") == ""
+    page.wait_for_function("() => document.querySelectorAll('.snb-audition').length === 1")
+
+
 def _position(page) -> float:
     return float(page.get_attribute(".snb-audition", "data-position") or 0)
 
@@ -359,6 +382,7 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert errors.count() == 0, errors.all_inner_texts()
     state = json.loads((lab.root / "audition_state.json").read_text())
+    _stale_audition_says_so(page, state["stale"])
     # The sandbox has stopped: the browser cannot fetch the audio from it any more ...
     with _direct() as http, pytest.raises(requests.ConnectionError):
         http.get(state["song_url"], timeout=5)
