@@ -297,6 +297,31 @@ def test_ten_reruns_of_the_submit_form_cell_stay_bounded_and_close_restores(mrx,
     until(lambda: _widget_threads() == base_threads, what="threads back to the baseline")
 
 
+def test_ten_reruns_of_an_audition_cell_stay_bounded_and_other_cells_keep_theirs(
+    mrx, client, song, monkeypatch
+):
+    import importlib
+
+    from suno_nb.widgets import audition
+
+    audition_module = importlib.import_module("suno_nb.widgets.audition")
+
+    _replace(client, song)
+    base_handlers = len(mrx._dispatcher.handlers)
+    cell = {"id": "cell-A"}
+    monkeypatch.setattr(audition_module, "current_cell_id", lambda: cell["id"])
+    made = [audition(mrx) for _ in range(10)]  # the same cell run 10 times
+    assert len(mrx._dispatcher.handlers) == base_handlers + 1  # the live audition's only
+    assert all(a.comm is None for a in made[:-1]) and made[-1].comm is not None
+    cell["id"] = "cell-B"  # another cell's audition lives beside it
+    other = audition(mrx)
+    assert made[-1].comm is not None and len(mrx._dispatcher.handlers) == base_handlers + 2
+    other.close()
+    made[-1].close()
+    assert len(mrx._dispatcher.handlers) == base_handlers
+    until(lambda: "suno_nb-audition" not in _ours(), what="audition workers to end")
+
+
 # --- the Submit button: a queued click is acknowledged, never doubled -------------------------
 
 

@@ -57,6 +57,25 @@ def take_slot(kind: str, rx: Any, widget: Any) -> None:
             log.exception("closing the previous %s failed", kind)
 
 
+def current_cell_id() -> str | None:
+    """The id of the notebook cell running now (JupyterLab, Notebook 7 and VS Code send it
+    with each execute request), or None outside a notebook cell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel is a dependency
+        return None
+    shell = get_ipython()
+    get_parent = getattr(shell, "get_parent", None)
+    if get_parent is None:
+        return None
+    try:
+        metadata = (get_parent() or {}).get("metadata") or {}
+    except Exception:  # an unusual shell: no cell id, no slot
+        return None
+    cell = metadata.get("cellId") or metadata.get("cell_id")
+    return str(cell) if cell else None
+
+
 def free_slot(kind: str, rx: Any, widget: Any) -> None:
     """Forget ``widget`` as the live ``kind`` widget of ``rx`` (it is being closed)."""
     with _LIVE_LOCK:

@@ -28,7 +28,16 @@ import traitlets
 
 from ..errors import SunoNbError
 from . import _lanes
-from ._common import UPDATE_LOCK, LatestWorker, fmt_range, log, short_id
+from ._common import (
+    UPDATE_LOCK,
+    LatestWorker,
+    current_cell_id,
+    fmt_range,
+    free_slot,
+    log,
+    short_id,
+    take_slot,
+)
 
 if TYPE_CHECKING:
     from ..events import CallbackEvent
@@ -112,6 +121,12 @@ class Audition(anywidget.AnyWidget):
         self.on_msg(self._on_msg)
         self.observe(self._on_task, names="task_id")
         rx.on_callback(self._on_event)
+        # Re-running an audition cell closes the audition that cell made before (bounded
+        # threads and handlers); auditions in different cells live side by side.
+        cell = current_cell_id()
+        self._slot = f"audition:{cell}" if cell else None
+        if self._slot is not None:
+            take_slot(self._slot, rx, self)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -151,6 +166,8 @@ class Audition(anywidget.AnyWidget):
         try:
             if rx is not None:
                 rx.on_callback(self._on_event, remove=True)
+                if getattr(self, "_slot", None) is not None:
+                    free_slot(self._slot, rx, self)
         finally:
             if worker is not None:
                 worker.stop()
