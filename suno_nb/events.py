@@ -88,6 +88,8 @@ class Dispatcher:
             if self._stopped:
                 log.debug("event for task %s dropped: the dispatcher is stopped", event.task_id)
                 return False
+            if not self._handlers:
+                return True  # nobody listens: no thread wake-up per callback
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()

@@ -482,6 +482,16 @@ def test_dispatcher_on_is_a_decorator_and_nothing_runs_after_stop():
     assert d.on(handler, remove=True) is handler and d.handlers == ()
 
 
+def test_dispatcher_with_no_handler_wakes_no_thread():
+    d = Dispatcher()
+    assert d.dispatch(_event("nobody listens")) and d.join(1)
+    assert d._thread is None  # a receiver nobody listens to costs no hand-off per callback
+    seen = []
+    d.on(lambda event: seen.append(event.task_id))
+    assert d.dispatch(_event("heard")) and d.join(30) and seen == ["heard"]
+    d.stop()
+
+
 def test_dispatcher_stop_from_a_handler_does_not_deadlock():
     d = Dispatcher()
     done = threading.Event()
