@@ -57,6 +57,47 @@ def json_answer(status: int, msg: str) -> bytes:
     return json.dumps({"code": status, "msg": msg}).encode()
 
 
+class _HeadWithBody:
+    """The transport a response is written through: its head waits for the first bytes of
+    the body and leaves with them, in one ``send()`` instead of two.
+
+    Every ``send()`` lets go of the GIL, and while the notebook's main thread is busy each
+    let-go can cost a switch interval (5 ms) before this thread runs again.  Everything
+    else (an interim ``100 Continue``, a HEAD answer, the body's later chunks) passes
+    straight through; closing sends what is held first.
+    """
+
+    def __init__(self, cycle: Any, transport: asyncio.Transport) -> None:
+        self._cycle = cycle
+        self._transport = transport
+        self._head: bytes | None = None
+        self._holding = cycle.scope["method"] != "HEAD"  # a HEAD answer has no body to wait for
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif self._holding and self._cycle.response_started:
+            self._head, self._holding = bytes(data), False  # the head: wait for the body
+            return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Stop(Exception):
     """Raised inside a parser callback after the request was answered: stop parsing."""
 
@@ -269,6 +310,8 @@ class StrictProtocol(HttpToolsProtocol):
         if length is not None and length > limits.max_body_bytes:
             self._stop(413, f"body of {length} bytes exceeds the {limits.max_body_bytes} limit")
         super().on_headers_complete()
+        if self.cycle is not None:  # one send per answer (see _HeadWithBody)
+            self.cycle.transport = _HeadWithBody(self.cycle, self.transport)  # type: ignore[assignment]
 
     def _stop(self, status: int, msg: str) -> None:
         self.scope.setdefault("method", self.parser.get_method().decode("ascii", "replace"))

@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 from ..errors import StoreError
 from ..payloads import Callback
 from . import apply as _apply
+from . import callbacks as _callbacks
 from . import ledger as _ledger
+from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .guard import FileGuard
 from .schema import (
     DEFAULT_PATH,
@@ -46,6 +48,7 @@ from .schema import (
     Submission,
     clean_headers,
     is_secret_header,
+    migrate,
 )
 from .writer import MAX_BATCH, Writer
 
@@ -57,6 +60,7 @@ __all__ = [
     "GAVE_UP_STATES",
     "MAX_BATCH",
     "MAX_REJECTED",
+    "MIGRATIONS",
     "OPEN_STATES",
     "PENDING",
     "RUNNING",
@@ -103,7 +107,10 @@ class Store:
         try:
             wconn = self._connect()
             wconn.execute(f"PRAGMA synchronous={synchronous}")
-            self._migrate(wconn)
+            migrate(wconn, self.path)
+            _callbacks.prepare_writer(wconn)
+            if not self.memory:  # checkpoints run on their own thread (see .checkpoint)
+                wconn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             rconn = wconn if self.memory else self._connect()
             self._rejected = wconn.execute(
                 "SELECT count(*) FROM deliveries WHERE verdict = 'rejected'"
@@ -121,6 +128,7 @@ class Store:
         self._wlock = threading.RLock()  # re-entrant: a body may read a memory store
         self._rlock = self._wlock if self.memory else threading.RLock()
         self._writer = Writer(wconn, self._wlock, check=self._guard.problem, committed=self._bump)
+        self._checkpointer = None if self.memory else Checkpointer(self.path, self._guard.problem)
 
     # --- connection and schema -------------------------------------------------------------
 
@@ -130,26 +138,6 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {current}, newer than this "
-                f"suno_nb understands ({SCHEMA_VERSION}); upgrade suno_nb"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={version}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            log.info("store %s migrated to schema version %d", self.path, version)
 
     @property
     def schema_version(self) -> int:
@@ -178,9 +166,12 @@ class Store:
         transaction, so it must not wait for another store write; it runs again if another
         body of its batch fails (its writes are kept once).
         """
+        self._not_on_writer()
+        return self._writer.submit(fn)
+
+    def _not_on_writer(self) -> None:
         if self._writer.on_writer_thread():
             raise StoreError("a store transaction cannot wait for another one")
-        return self._writer.submit(fn)
 
     def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in a write transaction; return its result once committed.
@@ -191,6 +182,8 @@ class Store:
         return self.submit(fn).result()
 
     def _bump(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
         with self._version_cond:
             self._version += 1
             self._version_cond.notify_all()
@@ -214,7 +207,9 @@ class Store:
         Non-blocking (for the receiver's event loop: ``asyncio.wrap_future``).  A delivery
         that adds nothing new is ``duplicate``.
         """
-        return self.submit(lambda c: _apply.apply_callback(c, delivery, callback))
+        self._not_on_writer()
+        # An item, not a body: the writer applies every callback queued together at once.
+        return self._writer.submit_item(_callbacks.apply_callbacks, (delivery, callback))
 
     def record_callback(self, delivery: Delivery, callback: Callback) -> Outcome:
         """Store the raw delivery and its parsed result; returns only when committed."""
@@ -382,6 +377,8 @@ class Store:
         Any read or write after (or racing with) close raises :class:`StoreError`.
         """
         self._writer.close(timeout)
+        if self._checkpointer is not None:
+            self._checkpointer.close(timeout)
         with self._wlock, contextlib.nullcontext() if self.memory else self._rlock:
             if self._closed:
                 return

@@ -7,11 +7,17 @@ state and the service's last word), ``tracks`` (result tracks, unique per task),
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import StoreError
+
+log = logging.getLogger("suno_nb.store")
 
 DEFAULT_PATH = "suno_callbacks.sqlite3"
 
@@ -180,3 +186,26 @@ def is_secret_header(name: str) -> bool:
 def clean_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers as stored: every credential-like header dropped (by name pattern)."""
     return {k: v for k, v in headers.items() if not is_secret_header(k)}
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the schema of the store at ``path`` up to :data:`SCHEMA_VERSION`, one
+    migration per transaction; a store newer than this suno_nb raises StoreError."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {current}, newer than this "
+            f"suno_nb understands ({SCHEMA_VERSION}); upgrade suno_nb"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("store %s migrated to schema version %d", path, version)
