@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 
 from suno_nb import payloads
 from suno_nb.errors import PayloadError, StoreError
-from suno_nb.store import Delivery, Store
+from suno_nb.store import Delivery, Store, checkpoint
 from suno_nb.store.callbacks import apply_callbacks
+from suno_nb.store.checkpoint import BACKSTOP_PAGES
 
 TABLES = {
     "deliveries": "SELECT * FROM deliveries ORDER BY id",
@@ -209,3 +211,51 @@ def test_an_item_that_fails_fails_alone(tmp_path, monkeypatch):
 
 def _spec(task: str) -> dict:
     return {"task": task, "stage": "complete", "code": 200, "tracks": [{"id": "x"}], "source": "c"}
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_checkpoints_run_on_their_own_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "INTERVAL_S", 0.05)
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    # The writer's own (in-COMMIT) checkpoint is only a backstop far away.
+    assert store._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    for n in range(30):
+        store.record_callback(*_item(_spec(f"c{n}"), n))
+    assert _wait(lambda: store._checkpointer.checkpoints >= 1)
+    assert "suno_nb-checkpoint" in {t.name for t in threading.enumerate()}
+    with sqlite3.connect(path) as other:  # the log is copied back: nothing left to copy
+        assert _wait(lambda: _left_in_log(other) == 0)
+    store.close()
+    assert "suno_nb-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def _left_in_log(conn: sqlite3.Connection) -> int:
+    _busy, log_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return log_frames - copied
+
+
+def test_a_deleted_store_file_is_never_recreated_by_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "INTERVAL_S", 0.05)
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    store.record_callback(*_item(_spec("before"), 0))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        name.unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="deleted or replaced"):
+        store.record_callback(*_item(_spec("after"), 1))
+    store._checkpointer.poke()
+    time.sleep(0.3)  # several checkpoint intervals
+    assert not path.exists()
+    store.close()
