@@ -37,7 +37,7 @@ _track = st.fixed_dictionaries(
         "stream_audio_url": _text,
         "title": _text,
         "tags": _text,
-        "duration": st.sampled_from([None, 1.5, 180, 179.96]),
+        "duration": st.sampled_from([None, 1.5, 180, 179.96, 0.1 + 0.2, 1e-7 / 3]),
         "lyric": _text,  # not a known field: kept in ``extra``
     },
 )
