@@ -6,6 +6,7 @@ From the repository root, with the project's virtualenv (Flask and psutil instal
     .venv/bin/python -m benchmarks.run              # ~10 minutes: the numbers in docs/
     .venv/bin/python -m benchmarks.run --only soak  # ~3 minutes: 10,000 callbacks with faults
     .venv/bin/python -m benchmarks.run --only compare  # ~2 minutes: compare_takes, 20 takes
+    .venv/bin/python -m benchmarks.run --only ladder   # ~2 minutes: where throughput goes
 
 ``--baseline DIR`` also benchmarks the suno_nb found in DIR (e.g. a ``git worktree`` of an
 earlier commit) beside the current one, for before/after tables.  Results are printed as
@@ -25,7 +26,7 @@ from typing import Any
 
 from .common import RESULTS_DIR, ROOT, disk_flush_ms, machine, table
 
-PARTS = ("import", "scaling", "latency", "http", "ack", "stall", "soak", "compare")
+PARTS = ("import", "scaling", "latency", "http", "ack", "ladder", "stall", "soak", "compare")
 DEFAULT_PARTS = ("import", "scaling", "latency", "http", "ack", "stall")  # soak: on request
 
 
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import bench_ack
 
         results["ack"] = bench_ack.run(quick=args.quick, baseline=args.baseline)
+    if "ladder" in parts:
+        from . import bench_ladder
+
+        results["ladder"] = bench_ladder.run(quick=args.quick)
     if "http" in parts:
         from . import bench_http
 

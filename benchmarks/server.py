@@ -23,6 +23,7 @@ from typing import Any
 
 MAX_LIFE_S = 900.0  # a server process never outlives this, whatever happens to the parent
 SUNO, FLASK = "suno_nb", "flask"
+MINIMAL = "minimal (calibration)"  # benchmarks/minimal_receiver.py: what the machine allows
 
 
 @dataclass
@@ -111,6 +112,7 @@ def _child(
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Flask's start-up banner goes to stdout; keep the tables clean
     rx: Any = None
+    minimal: Any = None
     extra: dict[str, Any] = {}
     if kind == SUNO:
         if store_sync != "FULL":  # an experiment only: what the fsync costs
@@ -148,6 +150,12 @@ def _child(
         ).start()
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}{flask_seed.PATH}"
+    elif kind == MINIMAL:
+        from .minimal_receiver import MinimalReceiver
+
+        assert store_path is not None
+        minimal = MinimalReceiver(store_path)
+        url = minimal.start()
     else:  # pragma: no cover - programming error
         raise ValueError(kind)
 
@@ -166,7 +174,7 @@ def _child(
                 marks.append((time.perf_counter(), iterations[0], time.process_time()))
                 conn.send("ok")
             elif cmd == "counts":
-                conn.send(rx.store.counts() if rx is not None else {})
+                conn.send(rx.store.counts() if rx is not None else {})  # (minimal: none)
             elif cmd == "stop":
                 stop.set()
                 return
@@ -189,6 +197,9 @@ def _child(
         report["frame_calls"] = extra["frame_calls"]
     if "groups" in extra:
         report["groups"] = extra["groups"]
+    if minimal is not None:
+        minimal.http.stop()
+        report["counts"] = {"deliveries": minimal.count()}  # raw rows only: no tasks
     if rx is not None:
         report["counts"] = rx.store.counts()
         report["switch_interval_running"] = sys.getswitchinterval()
