@@ -27,7 +27,8 @@ from typing import Any
 from .common import RESULTS_DIR, ROOT, disk_flush_ms, machine, table
 
 PARTS = ("import", "scaling", "latency", "http", "ack", "ladder", "stall", "soak", "compare")
-DEFAULT_PARTS = ("import", "scaling", "latency", "http", "ack", "stall")  # soak: on request
+# soak and compare: on request
+DEFAULT_PARTS = ("import", "scaling", "latency", "http", "ack", "ladder", "stall")
 
 
 def main(argv: list[str] | None = None) -> int:
