@@ -259,3 +259,14 @@ def test_a_deleted_store_file_is_never_recreated_by_a_checkpoint(tmp_path, monke
     time.sleep(0.3)  # several checkpoint intervals
     assert not path.exists()
     store.close()
+
+
+def test_a_transaction_left_open_is_rolled_back_never_committed(tmp_path):
+    """BEGIN runs through executescript(), which would COMMIT an open transaction first."""
+    store = Store(tmp_path / "s.sqlite3")
+    store._wconn.execute("BEGIN")
+    store._wconn.execute("INSERT INTO meta (key, value) VALUES ('leftover', 'x')")
+    store.record_callback(*_item(_spec("next"), 0))
+    assert store.get_meta("leftover") is None
+    assert store.task("next") is not None
+    store.close()

@@ -322,8 +322,7 @@ def _read(
                 if kind == "task":
                     tasks[a] = (b, rest[0])
                 else:
-                    at = TRACK_FIELDS.index("duration")
-                    rest[at] = None if rest[at] == "NULL" else float(rest[at])
+                    rest[_DURATION] = _unquoted(rest[_DURATION])
                     tracks[(a, b)] = tuple(rest)
     # Another task's track with the same id is not ours; a new task has none stored.
     return last_id, tasks, {key: v for key, v in tracks.items() if key[0] in tasks}
@@ -333,6 +332,20 @@ def _variables(conn: sqlite3.Connection) -> int:
     """How many ``?`` one statement may hold: 32766 since SQLite 3.32, 999 before.  A batch
     that names more ids, or writes more values, takes more than one statement."""
     return conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+_DURATION = TRACK_FIELDS.index("duration")
+
+
+def _unquoted(text: str) -> float | str | None:
+    """A REAL as ``quote()`` wrote it (exact); anything else (never written by suno_nb) is
+    kept as its text rather than failing the batch."""
+    if text == "NULL":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _packed(columns: list[tuple[str, str, list]], limit: int) -> list[list]:

@@ -172,6 +172,8 @@ class Writer:
                 # executescript() and commit() let go of the GIL once; execute() does
                 # three times (step, column count, reset), and while the notebook's main
                 # thread is busy each let-go costs up to a switch interval (5 ms).
+                if conn.in_transaction:  # never let executescript() commit leftovers
+                    conn.rollback()
                 conn.executescript("BEGIN IMMEDIATE")
                 for run in _runs(jobs):
                     try:
