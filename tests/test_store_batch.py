@@ -156,6 +156,17 @@ def test_a_batch_naming_more_ids_than_one_statement_holds(tmp_path):
     store.close()
 
 
+def _queued_together(store: Store, tasks: list[str]) -> list:
+    """Submit a callback per task while the writer is held, so they form one batch."""
+    started, release = threading.Event(), threading.Event()
+    held = store.submit(lambda conn: (started.set(), release.wait(30)))
+    assert started.wait(30)
+    futures = [store.submit_callback(*_item(_spec(task), n)) for n, task in enumerate(tasks)]
+    release.set()
+    held.result(30)
+    return futures
+
+
 def test_callbacks_queued_together_are_applied_in_one_call(tmp_path, monkeypatch):
     import suno_nb.store.callbacks as callbacks
 
@@ -168,12 +179,7 @@ def test_callbacks_queued_together_are_applied_in_one_call(tmp_path, monkeypatch
 
     monkeypatch.setattr(callbacks, "apply_callbacks", counting)
     store = Store(tmp_path / "s.sqlite3")
-    started, release = threading.Event(), threading.Event()
-    held = store.submit(lambda conn: (started.set(), release.wait(30)))
-    assert started.wait(30)
-    futures = [store.submit_callback(*_item(_spec(f"q{n}"), n)) for n in range(20)]
-    release.set()
-    held.result(30)
+    futures = _queued_together(store, [f"q{n}" for n in range(20)])
     assert [f.result(30).verdict for f in futures] == ["accepted"] * 20
     assert calls == [20]
     store.close()
@@ -191,13 +197,8 @@ def test_an_item_that_fails_fails_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(callbacks, "apply_callbacks", picky)
     store = Store(tmp_path / "s.sqlite3")
-    started, release = threading.Event(), threading.Event()
-    held = store.submit(lambda conn: (started.set(), release.wait(30)))
-    assert started.wait(30)
     names = ["a", "b", "bad", "c", "d"]
-    futures = [store.submit_callback(*_item(_spec(name), n)) for n, name in enumerate(names)]
-    release.set()
-    held.result(30)
+    futures = _queued_together(store, names)
     for name, future in zip(names, futures, strict=True):
         if name == "bad":
             with pytest.raises(StoreError, match="cannot be stored"):
