@@ -1,12 +1,17 @@
-"""Zero acknowledged callbacks lost, whatever breaks (the benchmark's soak, at CI scale)."""
+"""Zero acknowledged callbacks lost, whatever breaks (the benchmark's soak, at CI scale);
+the checks of ``Faults``' audio fields and its ``failed`` callback stage."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
+import pytest
+
 import suno_nb.session as session
-from suno_nb import Faults, Sandbox, SunoClient
+from suno_nb import Faults, Sandbox, SunoClient, analysis
+from suno_nb.sandbox import faults as faults_mod
 from suno_nb.store import Store
 
 
@@ -106,3 +111,106 @@ def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path):
     assert acked - set(stored) == set()
     assert len(answered_503) > 0  # the failure was seen and answered 5xx
     assert set(stored) == set(task_ids)
+
+
+# --- Faults: the audio fields and the failure stage are checked ---------------------------
+
+BAD_NUMBERS = [
+    ("outside_gain_db", math.nan),
+    ("outside_gain_db", math.inf),
+    ("outside_gain_db", -math.inf),
+    ("outside_gain_db", True),
+    ("outside_gain_db", "3"),
+    ("outside_gain_db", None),
+    ("outside_gain_db", 6.01),
+    ("outside_gain_db", -40.5),
+    ("shift_ms", math.nan),
+    ("shift_ms", math.inf),
+    ("shift_ms", -math.inf),
+    ("shift_ms", False),
+    ("shift_ms", "20"),
+    ("shift_ms", 500.5),
+    ("shift_ms", -501),
+    ("extra_delay", math.nan),
+    ("extra_delay", math.inf),
+    ("extra_delay", -0.1),
+    ("extra_delay", "1"),
+    ("callback_delay", math.nan),
+    ("callback_delay", True),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_NUMBERS)
+def test_invalid_audio_and_delay_faults_name_the_field(name, value):
+    with pytest.raises(ValueError, match=name) as info:
+        Faults(**{name: value})
+    assert repr(value) in str(info.value)  # the value given is in the message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "limit"),
+    [("outside_gain_db", 7, "+6 dB"), ("shift_ms", -600.0, "+500 ms")],
+)
+def test_out_of_range_audio_faults_say_the_bounds(name, value, limit):
+    with pytest.raises(ValueError, match=name) as info:
+        Faults(**{name: value})
+    assert limit in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"outside_gain_db": -40.0},
+        {"outside_gain_db": 6.0},
+        {"outside_gain_db": 3},  # an int is a number too
+        {"shift_ms": -500.0},
+        {"shift_ms": 500},
+        {"shift_ms": 20.0, "outside_gain_db": -3.5, "hard_seams": True},
+    ],
+)
+def test_audio_fault_bounds_are_accepted(kwargs):
+    f = Faults(**kwargs)
+    assert all(getattr(f, k) == v for k, v in kwargs.items())
+
+
+def test_shift_bound_is_what_analysis_can_measure():
+    # The bound exists so that a shifted take is measured right; keep the two in step.
+    assert faults_mod.MAX_SHIFT_MS == analysis.MAX_SHIFT_S * 1000
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_hard_seams_must_be_a_bool(value):
+    with pytest.raises(ValueError, match="hard_seams"):
+        Faults(hard_seams=value)
+
+
+def test_invalid_failure_stage_names_the_allowed_values():
+    with pytest.raises(ValueError, match="failure_stage") as info:
+        Faults(failure_stage="failure")
+    assert "'error'" in str(info.value) and "'failed'" in str(info.value)
+    assert Faults().failure_stage == "error"
+
+
+def test_failed_stage_callback_ends_the_task_as_failed(tmp_path):
+    with Sandbox(delay=0.2, retry_backoff=0.05, callback_timeout=2.0) as sb:
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+        # No polling: the only way the receiver can learn the result is the callback.
+        rx = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, client=client, poll=False)
+        try:
+            song = sb.create_song(duration=60.0)
+            sb.inject(Faults(error_code=501, failure_stage="failed"))
+            task_id = _submit(client, song, 0)
+            result = rx.wait(task_id, timeout=20, progress=False)
+            assert sb.wait_idle(10)
+            log = sb.delivery_frame()
+            mine = log[log["task_id"] == task_id]
+            assert list(mine["callback_type"]) == ["failed"]
+            assert list(mine["code"]) == [501] and list(mine["status"]) == [200]
+            rx.flush()
+            row = rx.tasks().set_index("task_id").loc[task_id]
+        finally:
+            session.stop_receiver()
+    assert result.state == "failed" and result.source == "callback"
+    assert row["state"] == "failed" and row["code"] == 501
+    assert row["callback_type"] == "failed" and row["tracks"] == 0
+    assert _stored(tmp_path / "s.sqlite3", {task_id}) == {task_id: "failed"}

@@ -72,10 +72,15 @@ class Bodies:
         return items
 
     def callback_body(
-        self, task: TaskRecord, *, error_form: str = "error", stage: str = "complete"
+        self,
+        task: TaskRecord,
+        *,
+        error_form: str = "error",
+        stage: str = "complete",
+        failure_stage: str = "error",
     ) -> dict[str, Any]:
         """The seeds' success body (or a ``text``/``first`` stage of a staged task), or a
-        failure body in ``error_form``."""
+        failure body in ``error_form`` whose ``callbackType`` is ``failure_stage``."""
         if stage in STAGE_MSG:
             tracks = task.tracks[:1] if stage == "first" else []
             data = {
@@ -92,7 +97,7 @@ class Bodies:
                 "data": {"callbackType": "complete", "task_id": task.task_id, "data": items},
             }
         f = task.failure
-        data: dict[str, Any] = {"callbackType": "error", "task_id": task.task_id}
+        data: dict[str, Any] = {"callbackType": failure_stage, "task_id": task.task_id}
         if error_form == "null":
             data["data"] = None
         else:

@@ -9,12 +9,22 @@ nobody answers and the retries show in ``sb.delivery_log()``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..payloads import CALLBACK_CODES, FAILED_STATUSES
 
 ERROR_CODES = (400, 408, 500, 501, 531)
 ERROR_FORMS = ("error", "null")
+FAILURE_STAGES = ("error", "failed")  # callbackType of a failure; "failed": one provider's name
+# Bounds of the audio faults.  A mastered song peaks near 0.89 of full scale and a take is
+# clipped to +/-1, so a louder rest of the song is hard-clipped: at +6 dB about 5 % of its
+# samples clip and analysis still reads ~+5.5 dB; at +12 dB it reads ~+8.8.  Quieter is
+# harmless; -40 dB is already near silence.
+MIN_OUTSIDE_GAIN_DB, MAX_OUTSIDE_GAIN_DB = -40.0, 6.0
+# analysis.MAX_SHIFT_S: a larger offset is mis-measured.  It is far below the shortest
+# section (6 s), so a shifted take still overlaps its section and never shifts out of the song.
+MAX_SHIFT_MS = 500.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Faults:
     - ``error_message``: overrides the error text (``data.error`` / ``errorMessage``).
     - ``error_form``: ``"error"`` (English seed: ``data.error`` holds the message) or
       ``"null"`` (Chinese seed: ``data.data`` is ``null``).
+    - ``failure_stage``: the failure callback's ``data.callbackType``: ``"error"`` (the
+      seeds) or ``"failed"`` (the name one provider uses for the failure stage).
 
     The request itself:
 
@@ -92,6 +104,17 @@ class Faults:
     Timing of the task:
 
     - ``extra_delay``: seconds added to the sandbox's ``delay`` before the result exists.
+
+    Audio of a replace-section take (see ``synth.replace_section``):
+
+    - ``outside_gain_db``: the rest of the song (outside the section) comes back this many
+      dB louder (negative: quieter); -40 to +6 dB, since more than +6 dB would hard-clip
+      the rest of the song and the measured gain would fall short of the one asked for.
+    - ``shift_ms``: the whole take is shifted this many ms later (negative: earlier; same
+      length, silence fills the gap); at most 500 ms either way: the largest offset
+      ``analysis.measure`` searches, and far less than the shortest section (6 s), so the
+      take is never shifted off its section, let alone out of the song.
+    - ``hard_seams``: True cuts the section in without its crossfades.
     """
 
     error_code: int | None = None
@@ -105,11 +128,10 @@ class Faults:
     wrong_signature: bool = False
     callback_delay: float = 0.0
     extra_delay: float = 0.0
-    # Audio of a replace-section take (see synth.replace_section): the rest of the song comes
-    # back this many dB louder; the take is shifted this many ms later; no seam crossfades.
     outside_gain_db: float = 0.0
     shift_ms: float = 0.0
     hard_seams: bool = False
+    failure_stage: str = "error"  # last, so that no existing field changes position
 
     def __post_init__(self) -> None:
         if self.error_code is not None and self.error_code not in ERROR_CODES:
@@ -125,6 +147,10 @@ class Faults:
             raise ValueError(f"reply_code must be a 4xx/5xx code, got {self.reply_code!r}")
         if self.error_form not in ERROR_FORMS:
             raise ValueError(f"error_form must be 'error' or 'null', got {self.error_form!r}")
+        if self.failure_stage not in FAILURE_STAGES:
+            raise ValueError(
+                f"failure_stage must be 'error' or 'failed', got {self.failure_stage!r}"
+            )
         if self.record_status is not None and self.record_status not in FAILED_STATUSES:
             raise ValueError(
                 f"record_status must be one of {', '.join(FAILED_STATUSES)}, "
@@ -135,8 +161,34 @@ class Faults:
         if self.duplicates < 0:
             raise ValueError(f"duplicates must be >= 0, got {self.duplicates}")
         for name in ("extra_delay", "callback_delay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 s, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            # NaN passes a "< 0" test and would make a timer that never fires.
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name} must be a finite number >= 0 s, got {value!r}")
+        self._check_audio()
+
+    def _check_audio(self) -> None:
+        """The audio faults: finite numbers within what rendering and analysis handle."""
+        for name, unit, lo, hi, why in (
+            ("outside_gain_db", "dB", MIN_OUTSIDE_GAIN_DB, MAX_OUTSIDE_GAIN_DB, "louder clips"),
+            ("shift_ms", "ms", -MAX_SHIFT_MS, MAX_SHIFT_MS, "the offsets analysis can measure"),
+        ):
+            value = getattr(self, name)
+            # bool is an int, but True dB is surely a mistake; NaN/inf would break rendering.
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number of {unit}, got {value!r}")
+            if not math.isfinite(value) or not lo <= value <= hi:
+                raise ValueError(
+                    f"{name} must be a finite number from {lo:+g} to {hi:+g} {unit} ({why}), "
+                    f"got {value!r}"
+                )
+        if not isinstance(self.hard_seams, bool):
+            raise ValueError(f"hard_seams must be a bool, got {self.hard_seams!r}")
 
     @property
     def fails(self) -> bool:

@@ -206,7 +206,9 @@ class Service(Bodies, Submissions):
                 task.state = "failed"
                 if task.failure.refund:
                     self.credits += task.cost
-            body = self.callback_body(task, error_form=faults.error_form)
+            body = self.callback_body(
+                task, error_form=faults.error_form, failure_stage=faults.failure_stage
+            )
             url = task.callback_url
         if url and not faults.drop and self.sender is not None:
             self.sender.send(
