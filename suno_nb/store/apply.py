@@ -11,8 +11,8 @@ import json
 import sqlite3
 import time
 
-from .callbacks import DELIVERY_COLUMNS, delivery_row
-from .schema import OPEN_STATES, PENDING, Delivery, Submission
+from .callbacks import delivery_row
+from .schema import DELIVERY_COLUMNS, OPEN_STATES, PENDING, Delivery, Submission
 
 _INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)})"

@@ -21,52 +21,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..payloads import Callback, Track
-from .schema import FAILED, FINAL_STATES, RUNNING, SUCCEEDED, Delivery, Outcome, clean_headers
+from .schema import (
+    DELIVERY_COLUMNS,
+    FAILED,
+    FINAL_STATES,
+    RUNNING,
+    SUCCEEDED,
+    TASK_COLUMNS,
+    TRACK_FIELDS,
+    TRACK_ROW,
+    Delivery,
+    Outcome,
+    clean_headers,
+)
 
 log = logging.getLogger("suno_nb.store")
 
 
-# Track fields the service may send in stages: a later stage fills in what an earlier one
-# left empty (``first`` often has no ``audio_url`` yet).
-TRACK_FIELDS = (
-    "audio_url",
-    "stream_audio_url",
-    "image_url",
-    "prompt",
-    "model_name",
-    "title",
-    "tags",
-    "create_time",
-    "duration",
-)
-DELIVERY_COLUMNS = (
-    "received_at",
-    "source",
-    "remote_addr",
-    "via_tunnel",
-    "method",
-    "path",
-    "headers",
-    "body",
-    "status",
-    "verdict",
-    "reason",
-    "task_id",
-    "replay_of",
-)
-_TASK_COLUMNS = (
-    "task_id",
-    "state",
-    "stage",
-    "code",
-    "msg",
-    "error",
-    "callback_type",
-    "source",
-    "first_seen_at",
-    "completed_at",
-    "updated_at",
-)
 # A result (or a stage) from the service clears a give-up's reason and the unknown count.
 _TASK_UPSERT = (
     " ON CONFLICT(task_id) DO UPDATE SET state = excluded.state,"
@@ -77,22 +48,13 @@ _TASK_UPSERT = (
     " ELSE coalesce(excluded.completed_at, completed_at) END,"
     " updated_at = excluded.updated_at"
 )
-_TRACK_ROW = (
-    "task_id",
-    "track_id",
-    *TRACK_FIELDS,
-    "extra",
-    "received_at",
-    "source",
-    "delivery_id",
-)
 # A track already stored keeps where it first came from; only its values are merged.
 _TRACK_UPSERT = " ON CONFLICT(task_id, track_id) DO UPDATE SET " + ", ".join(
     f"{name} = excluded.{name}" for name in (*TRACK_FIELDS, "extra")
 )
 
 
-_WIDTH = max(len(DELIVERY_COLUMNS) + 1, len(_TRACK_ROW), len(_TASK_COLUMNS))  # batch_rows
+_WIDTH = max(len(DELIVERY_COLUMNS) + 1, len(TRACK_ROW), len(TASK_COLUMNS))  # batch_rows
 
 
 def delivery_row(
@@ -375,8 +337,8 @@ def prepare_writer(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TEMP VIEW IF NOT EXISTS batch_rows AS SELECT NULL AS kind, {columns}")
     for kind, table, names, upsert in (
         ("delivery", "deliveries", ("id", *DELIVERY_COLUMNS), ""),
-        ("track", "tracks", _TRACK_ROW, _TRACK_UPSERT),
-        ("task", "tasks", _TASK_COLUMNS, _TASK_UPSERT),
+        ("track", "tracks", TRACK_ROW, _TRACK_UPSERT),
+        ("task", "tasks", TASK_COLUMNS, _TASK_UPSERT),
     ):
         values = ", ".join(f"NEW.c{i}" for i in range(1, len(names) + 1))
         conn.execute(

@@ -132,6 +132,58 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# Column orders of the rows the store writes (see .callbacks).
+# Track fields the service may send in stages: a later stage fills in what an earlier one
+# left empty (``first`` often has no ``audio_url`` yet).
+TRACK_FIELDS = (
+    "audio_url",
+    "stream_audio_url",
+    "image_url",
+    "prompt",
+    "model_name",
+    "title",
+    "tags",
+    "create_time",
+    "duration",
+)
+DELIVERY_COLUMNS = (
+    "received_at",
+    "source",
+    "remote_addr",
+    "via_tunnel",
+    "method",
+    "path",
+    "headers",
+    "body",
+    "status",
+    "verdict",
+    "reason",
+    "task_id",
+    "replay_of",
+)
+TASK_COLUMNS = (
+    "task_id",
+    "state",
+    "stage",
+    "code",
+    "msg",
+    "error",
+    "callback_type",
+    "source",
+    "first_seen_at",
+    "completed_at",
+    "updated_at",
+)
+TRACK_ROW = (
+    "task_id",
+    "track_id",
+    *TRACK_FIELDS,
+    "extra",
+    "received_at",
+    "source",
+    "delivery_id",
+)
+
 
 @dataclass
 class Delivery:
