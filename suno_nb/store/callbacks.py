@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import StoreError
 from ..payloads import Callback, Track
 from .schema import (
     DELIVERY_COLUMNS,
@@ -333,6 +334,12 @@ def prepare_writer(conn: sqlite3.Connection) -> None:
     service clears a give-up's reason and the unknown count).  Temporary: nothing of it is
     in the file, and every connection that writes callbacks makes its own.
     """
+    # The batch read needs SQLite's JSON functions (built in since 3.38, and compiled into
+    # every common build before): say so when the store opens, not at the first callback.
+    try:
+        conn.execute("SELECT json_group_array(json_array(1))").fetchone()
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"this SQLite ({sqlite3.sqlite_version}) lacks JSON1: {exc}") from exc
     columns = ", ".join(f"NULL AS c{i}" for i in range(1, _WIDTH + 1))
     conn.execute(f"CREATE TEMP VIEW IF NOT EXISTS batch_rows AS SELECT NULL AS kind, {columns}")
     for kind, table, names, upsert in (
