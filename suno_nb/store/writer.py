@@ -7,10 +7,9 @@ transaction and COMMITs once (one fsync for the batch).  A caller may instead ha
 body run as one call (the callbacks of a batch are applied with a few statements, not a few
 per callback).  A body that raises fails alone: the transaction is rolled back and the
 other bodies run again without it (a many-body that raises runs again once per item, to
-find the one at fault).  A future is resolved
-only after the COMMIT that holds its work succeeded; a failed COMMIT fails every body of the
-batch.  No caller ever runs SQL on the write connection itself, so there is nothing to hand
-over and no leader to elect.
+find the one at fault).  A future is resolved only after the COMMIT that holds its work
+succeeded; a failed COMMIT fails every body of the batch.  No caller ever runs SQL on the
+write connection itself, so there is nothing to hand over and no leader to elect.
 
 :class:`LoopWaker` lets an event loop await those futures with one wake-up per batch.
 """
