@@ -34,7 +34,7 @@ from .client_base import (
     get_default_receiver,
     set_default_receiver,
 )
-from .client_errors import error_for_code, is_loopback, url_origin
+from .client_errors import error_for_code, is_loopback, tell_user, url_origin
 from .contract import API_FIELDS, Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info
@@ -338,11 +338,10 @@ class SunoClient(BaseClient):
             else:
                 rx.record_submission(sub)
         except Exception as exc:
-            log.warning(
-                "task %s was submitted, but the receiver could not record it (%s): "
-                "rx.wait() may not know it; its callback is still stored when it arrives",
-                sub.task_id,
-                self._redact(f"{type(exc).__name__}: {exc}"),
+            tell_user(
+                f"task {sub.task_id} was submitted, but the receiver could not record it "
+                f"({self._redact(f'{type(exc).__name__}: {exc}')}): rx.wait() may not know "
+                "it; its callback is still stored when it arrives"
             )
 
     def _original_duration(self, task_id: str, audio_id: str) -> float | None:
@@ -351,10 +350,9 @@ class SunoClient(BaseClient):
             info = self.get_details(task_id)
         except (ApiError, NetworkError, PayloadError) as exc:
             # The service checks the section again; the lookup is only an early warning.
-            log.warning(
-                "could not look up the original's duration (%s); checking the section "
-                "without it (pass original_duration=... to check the 50 %% rule here)",
-                exc,
+            tell_user(
+                f"could not look up the original's duration ({exc}); checking the section "
+                "without it (pass original_duration=... to check the 50 % rule here)"
             )
             return None
         for track in info.tracks:

@@ -10,7 +10,10 @@ exception's text can carry URLs and headers).
 from __future__ import annotations
 
 import email.utils
+import logging
+import threading
 import time
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,9 +21,11 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from .contract import Provider, get_provider
-from .errors import KIND_ERRORS, ApiError, AuthError, RateLimitError, ServerError
+from .errors import KIND_ERRORS, ApiError, AuthError, RateLimitError, ServerError, SunoNbWarning
 
-__all__ = ["error_for_code", "is_loopback", "retry_after_s", "url_origin"]
+__all__ = ["error_for_code", "is_loopback", "retry_after_s", "tell_user", "url_origin"]
+
+log = logging.getLogger("suno_nb.client")
 
 SNIPPET_CHARS = 200  # how much of a non-JSON body an error message quotes
 GENERIC_ENDPOINT = "record-info"  # an endpoint that uses the family's generic table
@@ -169,3 +174,16 @@ def _os_error(exc: BaseException) -> str | None:
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
     return None
+
+
+def tell_user(message: str) -> None:
+    """Log ``message``, and show it as a :class:`SunoNbWarning` when called on the thread
+    that runs the user's cells (a client method's problem that did not stop it).
+
+    A worker thread's warning would print into whichever cell runs then (the submit form
+    sends from one), so there it is only logged (``rx.log()``).
+    """
+    log.warning("%s", message)
+    if threading.current_thread() is threading.main_thread():
+        # 1 here, 2 the client's helper, 3 the public method, 4 the user's line.
+        warnings.warn(message, SunoNbWarning, stacklevel=4)

@@ -13,6 +13,12 @@ class SunoNbError(Exception):
     """Root of every error raised by suno_nb."""
 
 
+class SunoNbWarning(UserWarning):
+    """Something the user should know about in their cell, though nothing failed (for
+    example: a task was submitted but the receiver could not record it).  Only ever issued
+    on the thread that runs the user's cells; worker threads log instead."""
+
+
 # --- input validation -------------------------------------------------------------------
 
 

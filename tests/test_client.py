@@ -46,6 +46,7 @@ from suno_nb.errors import (
     ResourceUnavailableError,
     SectionValidationError,
     ServerError,
+    SunoNbWarning,
 )
 from suno_nb.payloads import RecordInfo
 from suno_nb.store import Submission
@@ -371,10 +372,35 @@ def test_receiver_failure_does_not_lose_the_job(server, client, caplog):
             raise RuntimeError("store is closed")
 
     server.reply("POST", REPLACE, 200, ok({"taskId": "kept"}))
-    with caplog.at_level(logging.WARNING, logger="suno_nb.client"):
+    with (
+        caplog.at_level(logging.WARNING, logger="suno_nb.client"),
+        pytest.warns(SunoNbWarning, match="could not record it") as seen,
+    ):
         job = client.replace_section(**args(), receiver=Broken())
     assert job.task_id == "kept"
     assert "could not record" in caplog.text and "store is closed" in caplog.text
+    assert seen[0].filename == __file__  # shown at the user's own line, in their cell
+
+
+def test_a_worker_thread_logs_the_problem_but_never_warns(server, client, caplog, recwarn):
+    """A warning from a worker thread (the submit form sends from one) would print into
+    whichever cell runs then: there it goes to the log only."""
+
+    class Broken(FakeReceiver):
+        def record_submission(self, sub: Submission) -> None:
+            raise RuntimeError("store is closed")
+
+    server.reply("POST", REPLACE, 200, ok({"taskId": "kept"}))
+    jobs: list = []
+    with caplog.at_level(logging.WARNING, logger="suno_nb.client"):
+        worker = threading.Thread(
+            target=lambda: jobs.append(client.replace_section(**args(), receiver=Broken()))
+        )
+        worker.start()
+        worker.join(30)
+    assert jobs[0].task_id == "kept"
+    assert "could not record" in caplog.text
+    assert [w for w in recwarn if issubclass(w.category, SunoNbWarning)] == []
 
 
 def test_replace_job_is_frozen_and_repr_hides_the_callback_path():
@@ -484,7 +510,10 @@ def test_failed_lookup_warns_and_submits(server, status, caplog):
     server.reply("GET", RECORD, status, {"code": status, "msg": "lookup broke"})
     server.reply("POST", REPLACE, 200, ok({"taskId": "new"}))
     c = SunoClient(KEY, base_url=server.url, get_retries=1, backoff=0.001)
-    with caplog.at_level(logging.WARNING, logger="suno_nb.client"):
+    with (
+        caplog.at_level(logging.WARNING, logger="suno_nb.client"),
+        pytest.warns(SunoNbWarning, match="could not look up the original's duration"),
+    ):
         job = c.replace_section(**args(original_duration=None))
     assert job.task_id == "new"
     assert "could not look up the original's duration" in caplog.text
@@ -789,7 +818,7 @@ def test_key_with_newline_is_refused_without_echoing_it():
     assert KEY not in full_text(info.value)
 
 
-def test_api_key_never_in_repr_errors_or_logs(server, refused_url, caplog):
+def test_api_key_never_in_repr_errors_or_logs(server, refused_url, caplog, recwarn):
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 included
     texts: list[str] = []
     c = SunoClient(KEY, base_url=server.url, timeout=0.3, get_retries=1, backoff=0.001)
@@ -823,6 +852,8 @@ def test_api_key_never_in_repr_errors_or_logs(server, refused_url, caplog):
         assert KEY not in text
     for record in caplog.records:
         assert KEY not in record.getMessage()
+    shown = [str(w.message) for w in recwarn if issubclass(w.category, SunoNbWarning)]
+    assert shown and all(KEY not in text for text in shown)  # warnings shown in the cell too
 
 
 def test_client_repr_and_owned_session_closing(server):
