@@ -157,7 +157,8 @@ def _apply(batch: _Batch, d: Delivery, cb: Callback) -> Outcome:
     if before is None or changed:
         # A task seen for the first time, or one this delivery moves.  Only the last change
         # of a batch is written, but a task's first sighting is its first delivery's time.
-        first_seen = batch.task_rows[cb.task_id][8] if cb.task_id in batch.task_rows else now
+        written = batch.task_rows.get(cb.task_id)
+        first_seen = written[_FIRST_SEEN] if written else now
         final_now = after in FINAL_STATES and after != before
         batch.task_rows[cb.task_id] = (
             cb.task_id,
@@ -298,6 +299,7 @@ def _variables(conn: sqlite3.Connection) -> int:
 
 
 _DURATION = TRACK_FIELDS.index("duration")
+_FIRST_SEEN = TASK_COLUMNS.index("first_seen_at")
 
 
 def _unquoted(text: str) -> float | str | None:
