@@ -130,3 +130,49 @@ def test_random_json_only_ever_raises_payload_error(doc):
 def test_structured_callbacks_only_ever_raise_payload_error(stage, task, key, items):
     doc = {"code": 200, "msg": "m", "data": {"callbackType": stage, key: task, "data": items}}
     _check(_encode(doc))
+
+
+def _deep(doc, levels: int):
+    for _ in range(levels):
+        doc = [doc] if levels % 2 else {"k": doc}
+    return doc
+
+
+def _decided(decode, body: bytes):
+    try:
+        return ("ok", decode(body))
+    except PayloadError as exc:
+        return ("refused", exc.reason)
+
+
+def _walk_always(body: bytes):
+    """The reference: decode, then walk every value (what decode_json skips when the text
+    cannot hold what the walk looks for)."""
+    from suno_nb.payloads import strict_json
+
+    doc = payloads.decode_json(body)  # raises what the decoder itself refuses
+    strict_json._check_values(doc)
+    return doc
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_JSON, levels=st.integers(0, 40), upper=st.booleans())
+def test_the_fast_path_decides_exactly_like_the_full_walk(doc, levels, upper):
+    body = _encode(_deep(doc, levels))
+    if upper:  # escapes are case-insensitive: \uD800 is the same surrogate as \ud800
+        body = re.sub(rb"\\u([0-9a-f]{4})", lambda m: b"\\u" + m.group(1).upper(), body)
+    ours = _decided(payloads.decode_json, body)
+    reference = _decided(_walk_always, body)
+    assert ours == reference
+
+
+def test_the_fast_path_still_catches_the_named_cases():
+    nested = b"[" * 33 + b"]" * 33
+    with pytest.raises(PayloadError, match="deeper than 32"):
+        payloads.decode_json(nested)
+    for escape in (b"\\ud800", b"\\uDBFF", b"\\udc00", b"\\uDFFF"):
+        with pytest.raises(PayloadError, match="surrogate"):
+            payloads.decode_json(b'{"a": "x' + escape + b'y"}')
+    # A valid pair and an escaped backslash before "ud800" are fine.
+    assert payloads.decode_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]
+    assert payloads.decode_json(b'["\\\\ud800"]') == ["\\ud800"]

@@ -68,6 +68,15 @@ _TRACK_FIELDS = {
 }
 
 
+def _names(camel: bool) -> tuple[dict[str, str], frozenset[str]]:
+    """Track field -> the key it comes under, and every key that is not an ``extra``."""
+    names = {snake: (camel_name if camel else snake) for snake, camel_name in _TRACK_FIELDS.items()}
+    return names, frozenset(names.values()) | {"duration"}
+
+
+_SNAKE_NAMES, _CAMEL_NAMES = _names(camel=False), _names(camel=True)
+
+
 @dataclass(frozen=True)
 class Track:
     """One result track, normalised from either body shape."""
@@ -170,12 +179,11 @@ def _number(obj: dict[str, Any], key: str, where: str) -> float | None:
 def _track(obj: Any, where: str, *, camel: bool) -> Track:
     if not isinstance(obj, dict):
         raise PayloadError(f"{where} must be an object, got {type(obj).__name__}")
-    names = {snake: (camel_name if camel else snake) for snake, camel_name in _TRACK_FIELDS.items()}
+    names, known = _CAMEL_NAMES if camel else _SNAKE_NAMES
     track_id = obj.get("id")
     if not isinstance(track_id, str) or not track_id:
         raise PayloadError(f"{where}.id must be a non-empty string")
     values = {snake: _opt_str(obj, key, where) for snake, key in names.items() if snake != "id"}
-    known = set(names.values()) | {"duration"}
     return Track(
         id=track_id,
         audio_url=values["audio_url"],
