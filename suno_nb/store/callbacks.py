@@ -342,6 +342,10 @@ def prepare_writer(conn: sqlite3.Connection) -> None:
         conn.execute("SELECT json_group_array(json_array(1))").fetchone()
     except sqlite3.OperationalError as exc:
         raise StoreError(f"this SQLite ({sqlite3.sqlite_version}) lacks JSON1: {exc}") from exc
+    # A multi-row INSERT whose triggers write three tables keeps a statement journal (to undo
+    # just that statement on a constraint error): in memory, not in a temporary file that
+    # every batch would write to and delete.  Per connection; nothing of it is durable data.
+    conn.execute("PRAGMA temp_store=MEMORY")
     columns = ", ".join(f"NULL AS c{i}" for i in range(1, _WIDTH + 1))
     conn.execute(f"CREATE TEMP VIEW IF NOT EXISTS batch_rows AS SELECT NULL AS kind, {columns}")
     for kind, table, names, upsert in (
