@@ -14,7 +14,8 @@ validation) to suno_nb itself.  Rungs between are suno_nb with a layer replaced 
 - ``suno_nb``: all of it.
 
 Each rung runs in a fresh process (receiver on a thread, load from two more processes),
-``repeats`` times interleaved; the table gives the median and the spread.  Run with
+``repeats`` times interleaved; the table gives the median and the spread, and the CPU the
+receiver's process used per request and in cores (all of its threads).  Run with
 ``python -m benchmarks.run --only ladder``.
 """
 
@@ -25,8 +26,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .common import ROOT, table
 
@@ -109,10 +113,17 @@ def _one(rung: str, duration: float) -> dict[str, Any]:
 
     from .load import run_load
 
+    this = psutil.Process()
+    start: list[float] = []
+
+    def started() -> None:  # the measured window begins (senders connected and released)
+        start[:] = [_cpu_s(this), time.perf_counter()]
+
     with tempfile.TemporaryDirectory(dir=ROOT / "benchmarks") as tmp:
         url, stop = _serve(rung, Path(tmp))
         try:
-            res = run_load(url, senders=16, duration=duration, dup_fraction=0.3)
+            res = run_load(url, senders=16, duration=duration, dup_fraction=0.3, on_start=started)
+            cpu, wall = _cpu_s(this) - start[0], time.perf_counter() - start[1]
         finally:
             stop()
     lat = np.sort(res.latencies) * 1e3
@@ -120,7 +131,17 @@ def _one(rung: str, duration: float) -> dict[str, Any]:
         "throughput": res.throughput,
         "p99_ms": float(lat[int(len(lat) * 0.99)]) if len(lat) else float("nan"),
         "failures": sum(res.non_200.values()) + res.timeouts,
+        # The receiver's process (all its threads; the load runs in other processes): CPU per
+        # answered request, and how many cores it kept busy.  Near 1.0 with two threads that
+        # run Python means the GIL, not the machine, sets the pace.
+        "cpu_us": cpu / max(1, len(res.latencies)) * 1e6,
+        "cores": cpu / wall if wall > 0 else float("nan"),
     }
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
@@ -150,13 +171,24 @@ def run(*, quick: bool = False) -> dict[str, Any]:
                 f"{min(tput):.0f}–{max(tput):.0f}",
                 f"{statistics.median(tput) / flask:.2f}×",
                 statistics.median(r["p99_ms"] for r in runs),
+                statistics.median(r["cpu_us"] for r in runs),
+                statistics.median(r["cores"] for r in runs),
                 sum(r["failures"] for r in runs),
             ]
         )
     print(
         "### Where the throughput goes (16 keep-alive senders, 30 % duplicates)\n\n"
         + table(
-            ["receiver", "req/s (median)", "range", "÷ Flask", "p99 ms", "failures"],
+            [
+                "receiver",
+                "req/s (median)",
+                "range",
+                "÷ Flask",
+                "p99 ms",
+                "CPU µs/req",
+                "cores",
+                "failures",
+            ],
             rows,
             digits=1,
         )
