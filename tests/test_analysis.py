@@ -16,7 +16,7 @@ import pytest
 from suno_nb import Faults, Sandbox, SunoClient, compare_takes
 from suno_nb.analysis import METRICS, loudness, measure
 from suno_nb.audio import clear_memory_cache, load
-from suno_nb.sandbox import synth
+from suno_nb.sandbox import synth, takes
 from suno_nb.session import start_receiver, stop_receiver
 
 SECTION = (20.0, 32.0)
@@ -130,8 +130,8 @@ def test_hard_seams_on_many_seeds_without_mp3():
     sr = 22050
     song = synth.synthesize_song(40.0, seed=5, sr=sr)
     for seed in range(4):
-        soft = synth.replace_section(song, 10, 22, seed, sr, base_seed=5)
-        hard = synth.replace_section(song, 10, 22, seed, sr, base_seed=5, hard_seams=True)
+        soft = takes.replace_section(song, 10, 22, seed, sr, base_seed=5)
+        hard = takes.replace_section(song, 10, 22, seed, sr, base_seed=5, hard_seams=True)
         m_soft, m_hard = measure(song, soft, sr, 10, 22), measure(song, hard, sr, 10, 22)
         worst = max(m_hard["seam_start_db"], m_hard["seam_end_db"])
         assert worst > max(m_soft["seam_start_db"], m_soft["seam_end_db"]), seed

@@ -16,9 +16,9 @@ from suno_nb.sandbox.synth import (
     encode_mp3,
     plan_song,
     render,
-    replace_section,
     synthesize_song,
 )
+from suno_nb.sandbox.takes import replace_section
 
 SR = 22050
 

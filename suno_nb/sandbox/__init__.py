@@ -14,7 +14,8 @@ from .delivery import DeliveryAttempt
 from .faults import ERROR_CODES, Failure, Faults
 from .records import Song, SongTrack
 from .server import Sandbox, main
-from .synth import decode_audio, encode_mp3, replace_section, synthesize_song
+from .synth import decode_audio, encode_mp3, synthesize_song
+from .takes import replace_section
 
 __all__ = [
     "ERROR_CODES",

@@ -105,7 +105,7 @@ class Faults:
 
     - ``extra_delay``: seconds added to the sandbox's ``delay`` before the result exists.
 
-    Audio of a replace-section take (see ``synth.replace_section``):
+    Audio of a replace-section take (see ``takes.replace_section``):
 
     - ``outside_gain_db``: the rest of the song (outside the section) comes back this many
       dB louder (negative: quieter); -40 to +6 dB, since more than +6 dB would hard-clip

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import synth
+from . import synth, takes
 from .faults import Failure, Faults
 
 # --- records ------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class AudioCache:
                 x = synth.synthesize_song(recipe.duration, recipe.base_seed, self.sr)
             else:
                 start, end, seed, *fx = recipe.ops[-1]  # fx: the task's audio faults, if any
-                x = synth.replace_section(
+                x = takes.replace_section(
                     parent, start, end, seed, self.sr, base_seed=recipe.base_seed, **dict(fx)
                 )
             x.setflags(write=False)

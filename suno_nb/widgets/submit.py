@@ -25,12 +25,9 @@ from ._common import (
     UPDATE_LOCK,
     LatestWorker,
     QuietMixin,
-    esc,
     free_slot,
     history_toggle,
     log,
-    note,
-    set_traits,
     take_slot,
 )
 from ._original import (
@@ -38,12 +35,9 @@ from ._original import (
     Original,
     TrackCache,
     known_options,
-    original_html,
-    resolve_local,
-    resolve_remote,
 )
-from ._plot import Envelope, envelope_for, waveform_png
 from ._submit_checks import SubmitChecks
+from ._submit_original import SubmitOriginal
 
 if TYPE_CHECKING:
     from ..client import SunoClient
@@ -52,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Original", "SubmitForm", "submit_form"]
 
-UNKNOWN_DURATION_MAX = 480.0  # slider range when the original's length is unknown
 _DESC = {"description_width": "110px"}
 _WIDE = widgets.Layout(width="98%")
 
@@ -80,7 +73,7 @@ def _field(
     )
 
 
-class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
+class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
     """A form that submits a replace-section task through ``client`` with ``rx`` as receiver.
 
     Attributes tests and power users may drive: ``known`` (Dropdown of known tracks),
@@ -305,124 +298,6 @@ class SubmitForm(SubmitChecks, QuietMixin, widgets.VBox):
             with UPDATE_LOCK, self._quietly():
                 self.known.value = ""
         self.load_original()
-
-    # --- the original ---------------------------------------------------------------------
-
-    def load_original(self) -> Original | None:
-        """Find the typed/picked original: at once from this receiver's store, else on the
-        service from a worker thread (:meth:`wait_idle` waits for it).  Returns what is known
-        now."""
-        ids = (self.task_id.value.strip(), self.audio_id.value.strip())
-        self._lookup_error, self._lookup_fatal = None, False
-        if not ids[0] or not ids[1]:
-            self._looking = None
-            self._apply_original(None)
-            return None
-        found = self._cache.get(ids) or resolve_local(self._rx.store, *ids)
-        if found is not None:
-            self._cache[ids] = found
-            self._looking = None
-            self._apply_original(found)
-            return found
-        self._looking = ids
-        with UPDATE_LOCK:
-            self.section.disabled = True
-        self._update_original_view()
-        self._revalidate()
-        self._lookup.submit(lambda: self._finish_lookup(ids))
-        return self._original
-
-    def _finish_lookup(self, ids: tuple[str, str]) -> None:
-        """Worker thread: ask the service, then show the answer if the ids still match."""
-        original, problem, fatal = resolve_remote(self._client, *ids)
-        if self._looking != ids:
-            return  # other ids were typed meanwhile
-        if problem is None:
-            self._cache[ids] = original
-        self._looking = None
-        self._lookup_error, self._lookup_fatal = problem, fatal
-        self._apply_original(original)
-
-    def _apply_original(self, original: Original | None) -> None:
-        previous, self._original = self._original, original
-        if original is not None and (
-            previous is None
-            or (previous.task_id, previous.audio_id, previous.duration)
-            != (original.task_id, original.audio_id, original.duration)
-        ):
-            self._reset_section(original.duration)
-        if original is not None:  # a lookup disabled it; the same original keeps its range
-            with UPDATE_LOCK:
-                self.section.disabled = False
-        self._update_original_view()
-        self._revalidate()
-        self._schedule_waveform(delay=0.0)
-
-    def _reset_section(self, duration: float | None) -> None:
-        shortest, longest, fraction = self._limits()
-        top = float(duration) if duration else UNKNOWN_DURATION_MAX
-        length = min(15.0, longest or 15.0, top * fraction)
-        length = max(length, shortest)
-        start = round(max(0.0, min(top * 0.25, top - length)), 2)
-        end = round(min(top, start + length), 2)
-        wanted, self._wanted_section = self._wanted_section, None
-        with UPDATE_LOCK, self.section.hold_trait_notifications():
-            self.section.min = 0.0
-            self.section.max = round(top, 2)
-            self.section.value = wanted if wanted is not None else (start, end)
-            self.section.disabled = False
-
-    def _update_original_view(self) -> None:
-        html = original_html(self._original, self._looking, self._lookup_error, self._lookup_fatal)
-        set_traits(self.original_info, value=html)
-
-    # --- section and waveform ---------------------------------------------------------------
-
-    def _on_section(self, _change: dict[str, Any]) -> None:
-        self._revalidate()
-        self._schedule_waveform(delay=0.35)
-
-    def _schedule_waveform(self, *, delay: float) -> None:
-        if not self._show_waveform:
-            return
-        o = self._original
-        if o is None or not o.audio_url:
-            with UPDATE_LOCK:
-                self.waveform.layout.display = "none"
-            return
-        url, section = o.audio_url, tuple(self.section.value)
-        duration = o.duration
-
-        def render() -> None:
-            env = envelope_for(url, "original")
-            if duration:
-                env = Envelope(env.label, env.times, env.mins, env.maxs, float(duration), env.color)
-            png = waveform_png([env], section=(section[0], section[1]), row_px=110)
-            with UPDATE_LOCK:
-                if self._original is None or self._original.audio_url != url:
-                    return  # a newer original was picked meanwhile
-                self.waveform.value = png
-                self.waveform.layout.display = ""
-
-        self._worker.submit(self._guarded(render), delay=delay)
-
-    def _guarded(self, fn: Any) -> Any:
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:
-                # said in the form, where the user looks; the log keeps it at INFO
-                log.info("waveform of the original unavailable: %s", exc)
-                set_traits(
-                    self.section_info,
-                    value=self._section_html()
-                    + note(
-                        esc(f"The original's audio cannot be fetched, so no waveform: {exc}"),
-                        kind="warn",
-                    ),
-                )
-
-        return run
 
 
 def submit_form(client: SunoClient, rx: Receiver, **kwargs: Any) -> SubmitForm:
