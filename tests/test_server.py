@@ -46,7 +46,7 @@ def server():
     errors: list[ProtocolError] = []
     srv = ServerThread(
         echo_app,
-        limits=Limits(max_header_bytes=2048, max_body_bytes=4096, request_deadline_s=1.0),
+        limits=Limits(max_header_bytes=2048, max_body=4096, request_timeout=1.0),
         on_protocol_error=errors.append,
     ).start()
     srv.errors = errors  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from ..server import Limits
 from .app import CALLBACK_PREFIX, MASKED_PATH, CallbackServer, mask_path
 from .processor import ACK, STORE_FAILED, AllowList, DeliveryProcessor, Verdict
 
-MAX_BODY = Limits.max_body_bytes
+MAX_BODY = Limits.max_body
 
 __all__ = [
     "ACK",

@@ -140,7 +140,7 @@ class Sandbox:
                 host=self.host,
                 port=self._port,
                 name="suno-sandbox-http",
-                limits=Limits(max_body_bytes=MAX_BODY, request_deadline_s=30.0),
+                limits=Limits(max_body=MAX_BODY, request_timeout=30.0),
             )
             try:
                 http.start()

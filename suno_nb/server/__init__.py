@@ -124,6 +124,14 @@ class ServerThread:
         return self._thread
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The server thread's event loop (while running): schedule work on it with
+        ``loop.call_soon_threadsafe``; never block it."""
+        if self._loop is None or not self.running:
+            raise RuntimeError("the server is not running")
+        return self._loop
+
+    @property
     def connections(self) -> int:
         """Open connections right now."""
         return len(self._state.connections)
@@ -184,7 +192,7 @@ class ServerThread:
             lifespan="off",
             log_config=None,
             interface="asgi3",
-            timeout_keep_alive=max(1, round(self.limits.keepalive_s)),
+            timeout_keep_alive=max(1, round(self.limits.keepalive)),
             server_header=False,
             proxy_headers=False,  # the receiver decides what X-Forwarded-For means
             date_header=False,

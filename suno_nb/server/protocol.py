@@ -34,9 +34,9 @@ class Limits:
 
     max_connections: int = 256
     max_header_bytes: int = 16 * 1024
-    max_body_bytes: int = 1024 * 1024
-    request_deadline_s: float = 15.0  # whole request (headers + body) must arrive within this
-    keepalive_s: float = 5.0
+    max_body: int = 1024 * 1024
+    request_timeout: float = 15.0  # whole request (headers + body) must arrive within this
+    keepalive: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class StrictProtocol(HttpToolsProtocol):
         if self._deadline is None:
             self._since = time.monotonic()
             self._deadline = self.loop.call_later(
-                self.limits.request_deadline_s, self._deadline_passed
+                self.limits.request_timeout, self._deadline_passed
             )
 
     def _cancel_deadline(self) -> None:
@@ -177,7 +177,7 @@ class StrictProtocol(HttpToolsProtocol):
         quiet = self._in_head and self._head_bytes == 0  # nothing of a request arrived
         self._reject(
             408,
-            f"request not received within {self.limits.request_deadline_s:g} s",
+            f"request not received within {self.limits.request_timeout:g} s",
             quiet=quiet,
         )
 
@@ -307,8 +307,8 @@ class StrictProtocol(HttpToolsProtocol):
         for n, v in self.headers:
             if n == b"content-length":  # llhttp has checked it is one plain number
                 length = int(v)
-        if length is not None and length > limits.max_body_bytes:
-            self._stop(413, f"body of {length} bytes exceeds the {limits.max_body_bytes} limit")
+        if length is not None and length > limits.max_body:
+            self._stop(413, f"body of {length} bytes exceeds the {limits.max_body} limit")
         super().on_headers_complete()
         if self.cycle is not None:  # one send per answer (see _HeadWithBody)
             self.cycle.transport = _HeadWithBody(self.cycle, self.transport)  # type: ignore[assignment]
@@ -320,8 +320,8 @@ class StrictProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        if self._body_bytes > self.limits.max_body_bytes:
-            self._stop(413, f"body exceeds the {self.limits.max_body_bytes} byte limit")
+        if self._body_bytes > self.limits.max_body:
+            self._stop(413, f"body exceeds the {self.limits.max_body} byte limit")
         super().on_body(body)
 
     def on_message_complete(self) -> None:

@@ -122,7 +122,7 @@ class ReceiverConfig:
     signature_tolerance: float = 300.0
     max_connections: int = Limits.max_connections
     max_header_bytes: int = Limits.max_header_bytes
-    keepalive: float = Limits.keepalive_s
+    keepalive: float = Limits.keepalive
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hmac_key", _conceal(self.hmac_key))
@@ -134,9 +134,9 @@ class ReceiverConfig:
         return Limits(
             max_connections=self.max_connections,
             max_header_bytes=self.max_header_bytes,
-            max_body_bytes=self.max_body,
-            request_deadline_s=self.socket_timeout,
-            keepalive_s=self.keepalive,
+            max_body=self.max_body,
+            request_timeout=self.socket_timeout,
+            keepalive=self.keepalive,
         )
 
     def same_but_tunnel(self, other: ReceiverConfig) -> bool:
