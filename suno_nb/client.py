@@ -12,14 +12,13 @@ The API key travels only in the ``Authorization`` header.  Every message this mo
 (errors, log lines, reprs) passes through a redaction step, so the key never shows up in a
 notebook's output even if the service echoes it back.
 
-Floors: this module sits beside ``store`` and below ``receiver``/``session``.  It knows a
-receiver only by duck type (``.url`` and ``.record_submission(sub)``) and holds the default
-one, which ``start_receiver()`` registers, through a weak reference.
+Floors: this module sits beside ``store`` and below ``receiver``/``session``.  It meets a
+receiver only when given one (``SunoClient(receiver=rx)`` or ``receiver=rx`` per call), and
+knows it by its protocol (``.url`` and ``.record_submission(sub, fetch)``).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -31,8 +30,6 @@ from .client_base import (
     GenerateJob,
     ReceiverLike,
     ReplaceJob,
-    get_default_receiver,
-    set_default_receiver,
 )
 from .client_errors import error_for_code, is_loopback, tell_user, url_origin
 from .contract import API_FIELDS, Provider
@@ -47,7 +44,7 @@ from .rules import (
     validate_section,
     validate_text,
 )
-from .store import Submission
+from .rows import Submission
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -56,8 +53,6 @@ __all__ = [
     "ReplaceJob",
     "SunoClient",
     "error_for_code",
-    "get_default_receiver",
-    "set_default_receiver",
 ]
 
 log = logging.getLogger("suno_nb.client")
@@ -79,9 +74,9 @@ class SunoClient(BaseClient):
     waiting ``Retry-After`` when the service says, else ``backoff * 2**n`` seconds with
     jitter; POSTs are never retried.
 
-    ``receiver`` (any object with ``.url`` and ``.record_submission(sub)``) supplies the
-    default callback URL and records each submission; without it the receiver registered by
-    ``start_receiver()`` is used.
+    ``receiver`` (the ``rx`` from ``start_receiver()``, or any object with ``.url`` and
+    ``.record_submission(sub, fetch)``) supplies the default callback URL, records each
+    submission (so ``rx.wait(job.task_id)`` knows it) and may poll it with this client.
     """
 
     # --- public endpoints -----------------------------------------------------------------
@@ -189,15 +184,26 @@ class SunoClient(BaseClient):
         log.info("submitted replace-section task %s", new_task_id)
         return job
 
-    def get_details(self, task_id: str) -> RecordInfo:
+    def get_details(
+        self, task_id: str, *, timeout: float | None = None, retries: int | None = None
+    ) -> RecordInfo:
         """Fetch a task's record-info (status, tracks, errors); a GET, costs no credit.
 
-        Retried on connection errors, timeouts, 5xx and rate limits.  Raises
-        :class:`NotFoundError` for an unknown task, :class:`PayloadError` for a wrong shape.
+        Retried ``retries`` times (default: the client's ``get_retries``) on connection
+        errors, timeouts, 5xx and rate limits; ``timeout`` (seconds) overrides the client's.
+        Raises :class:`NotFoundError` for an unknown task, :class:`PayloadError` for a wrong
+        shape.
         """
         task_id = _required("task_id", task_id, self.provider)
-        data = self._request("GET", "record-info", params={"taskId": task_id})
+        data = self._request(
+            "GET", "record-info", params={"taskId": task_id}, timeout=timeout, retries=retries
+        )
         return parse_record_info(data)
+
+    def poll_fetch(self, task_id: str, timeout: float) -> RecordInfo:
+        """One record-info request within ``timeout`` seconds and no retries: what the
+        receiver's polling fallback calls (its next poll is the retry)."""
+        return self.get_details(task_id, timeout=timeout, retries=0)
 
     def credits(self) -> float:
         """The account's remaining credits (a GET on the provider's credits route)."""
@@ -290,16 +296,8 @@ class SunoClient(BaseClient):
     # --- lifecycle and display ------------------------------------------------------------
 
     def _pick_receiver(self, receiver: ReceiverLike | None) -> ReceiverLike | None:
-        if receiver is not None:
-            return receiver
-        if self.receiver is not None:
-            return self.receiver
-        rx = get_default_receiver()
-        # A stopped receiver would take no callbacks; the session unregisters it on stop,
-        # this guards the gap.
-        if rx is not None and getattr(rx, "running", True) is False:
-            return None
-        return rx
+        """The receiver passed to this call, else the client's own (``receiver=``)."""
+        return receiver if receiver is not None else self.receiver
 
     def _callback_for(
         self, url: str | None, rx: ReceiverLike | None, *, required: bool
@@ -311,9 +309,10 @@ class SunoClient(BaseClient):
             if required:
                 raise SectionValidationError(
                     "callback_url",
-                    f"{self.provider.name} requires a callback URL here and there is no "
-                    "receiver: start one first (rx = suno_nb.start_receiver(), with a tunnel "
-                    "for the hosted API) or pass callback_url='https://...'",
+                    f"{self.provider.name} requires a callback URL here and this client has "
+                    "no receiver: pass one (rx = suno_nb.start_receiver(), with a tunnel for "
+                    "the hosted API; then SunoClient(receiver=rx) or receiver=rx) or pass "
+                    "callback_url='https://...'",
                     limit="required",
                 )
             return None
@@ -332,11 +331,7 @@ class SunoClient(BaseClient):
     def _record(self, rx: ReceiverLike, sub: Submission) -> None:
         """Hand the submission to the receiver; a failure here must not lose the job."""
         try:
-            # The session's Receiver also takes the client, so its poller can use it.
-            if _accepts_client(rx.record_submission):
-                rx.record_submission(sub, client=self)  # type: ignore[call-arg]
-            else:
-                rx.record_submission(sub)
+            rx.record_submission(sub, self.poll_fetch)
         except Exception as exc:
             tell_user(
                 f"task {sub.task_id} was submitted, but the receiver could not record it "
@@ -379,16 +374,6 @@ def _required(field: str, value: object, provider: Provider) -> str:
     text = validate_text(field, value, required=True, provider=provider)
     assert text is not None  # validate_text raised otherwise
     return text
-
-
-def _accepts_client(fn: Any) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "client" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
 
 
 def _task_id_from(data: Any, endpoint: str) -> str:

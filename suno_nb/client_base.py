@@ -12,9 +12,8 @@ import datetime as _dt
 import logging
 import os
 import random
-import threading
 import time
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -31,7 +30,7 @@ from .client_errors import (
     url_origin,
 )
 from .contract import Provider, get_provider
-from .credentials import find_secret
+from .credentials import Secret, find_secret
 from .errors import (
     AuthError,
     NetworkError,
@@ -41,6 +40,7 @@ from .errors import (
     SunoNbError,
 )
 from .payloads import decode_json
+from .rows import Submission
 
 log = logging.getLogger("suno_nb.client")
 
@@ -57,37 +57,19 @@ MISSING_KEY_MESSAGE = (
 )
 
 
-# --- receivers (duck-typed) ---------------------------------------------------------------
+# --- receivers ----------------------------------------------------------------------------
 
 
 class ReceiverLike(Protocol):
-    """What the client needs of a receiver: where callbacks go, and a place to record."""
+    """What the client needs of a receiver: where callbacks go, and where a submitted task
+    is recorded (with the function that can poll it: ``fetch(task_id, timeout)``)."""
 
     @property
     def url(self) -> str: ...
 
-    def record_submission(self, submission: Any) -> None: ...  # a store.Submission
-
-
-_default_lock = threading.Lock()
-_default_ref: weakref.ref[Any] | None = None
-
-
-def set_default_receiver(rx: ReceiverLike | None) -> None:
-    """Register ``rx`` as the receiver every client uses when none is passed (None clears).
-
-    Only a weak reference is kept: a receiver that is gone is no longer the default.
-    """
-    global _default_ref
-    with _default_lock:
-        _default_ref = None if rx is None else weakref.ref(rx)
-
-
-def get_default_receiver() -> ReceiverLike | None:
-    """The registered default receiver, or None (never set, cleared, or garbage-collected)."""
-    with _default_lock:
-        ref = _default_ref
-    return None if ref is None else ref()
+    def record_submission(
+        self, submission: Submission, fetch: Callable[[str, float], Any] | None = None
+    ) -> None: ...
 
 
 # --- job handles --------------------------------------------------------------------------
@@ -177,7 +159,7 @@ class BaseClient:
     ) -> None:
         self.provider: Provider = get_provider(provider)
         secret = find_secret(ENV_API_KEY, api_key)
-        key = secret.value.strip() if secret is not None else ""
+        key = secret.text.strip() if secret is not None else ""
         if not key:
             raise AuthError(None, MISSING_KEY_MESSAGE)
         if any(ch.isspace() or ord(ch) < 32 for ch in key):
@@ -187,8 +169,8 @@ class BaseClient:
                 "the API key contains whitespace or control characters: check how it was "
                 f"copied into api_key=... or {ENV_API_KEY}",
             )
-        self._api_key: str = key
         self.key_source: str = secret.source if secret is not None else "argument"
+        self._key = Secret(ENV_API_KEY, key, self.key_source)
 
         url = base_url if base_url is not None else os.environ.get(ENV_BASE_URL)
         url = (url or self.provider.base_url).strip().rstrip("/")
@@ -228,10 +210,11 @@ class BaseClient:
         )
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {self._key.text}", "Accept": "application/json"}
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, REDACTED) if self._api_key in text else text
+        key = self._key.text
+        return text.replace(key, REDACTED) if key in text else text
 
     def _endpoint_name(self, method: str, route: str) -> str:
         return f"{method} {self.provider.routes[route]}"
@@ -243,11 +226,16 @@ class BaseClient:
         *,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
     ) -> Any:
         """Send one request to ``route`` (a contract endpoint) and return the reply's
-        ``data``; GETs are retried (connection errors, timeouts, 5xx, rate limits)."""
+        ``data``; GETs are retried (connection errors, timeouts, 5xx, rate limits).
+        ``timeout``/``retries`` override the client's for this request."""
         endpoint = self._endpoint_name(method, route)
-        attempts = 1 + (self.get_retries if method == "GET" else 0)
+        timeout = self.timeout if timeout is None else float(timeout)
+        retries = self.get_retries if retries is None else int(retries)
+        attempts = 1 + (retries if method == "GET" else 0)
         for attempt in range(attempts):
             err: SunoNbError
             wait: float | None = None
@@ -258,7 +246,7 @@ class BaseClient:
                     params=params,
                     json=body,
                     headers=self._headers(),
-                    timeout=self.timeout,
+                    timeout=timeout,
                 )
             except requests.RequestException as exc:
                 retryable = method == "GET" and isinstance(
@@ -269,8 +257,10 @@ class BaseClient:
                         requests.exceptions.ChunkedEncodingError,
                     ),
                 )
-                err = self._network_error(method, endpoint, exc, attempts=attempt + 1)
-                why = network_reason(exc, self.timeout)
+                err = self._network_error(
+                    method, endpoint, exc, attempts=attempt + 1, timeout=timeout
+                )
+                why = network_reason(exc, timeout)
             else:
                 try:
                     return self._parse(resp, endpoint, route)
@@ -297,7 +287,7 @@ class BaseClient:
                 endpoint,
                 self._redact(why),
                 attempt + 1,
-                self.get_retries,
+                retries,
                 delay,
             )
             time.sleep(delay)
@@ -342,8 +332,9 @@ class BaseClient:
         exc: requests.RequestException,
         *,
         attempts: int,
+        timeout: float,
     ) -> NetworkError:
-        message = f"{endpoint} to {url_origin(self.base_url)}: {network_reason(exc, self.timeout)}"
+        message = f"{endpoint} to {url_origin(self.base_url)}: {network_reason(exc, timeout)}"
         if method == "GET" and attempts > 1:
             message += f" (gave up after {attempts} attempts)"
         reached = method != "GET" and may_have_reached(exc)

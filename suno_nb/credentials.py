@@ -12,26 +12,73 @@ Floors: bottom floor beside ``errors``; it imports nothing from the package.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
-from dataclasses import dataclass, field
 
-__all__ = ["SOURCES", "Secret", "find_secret"]
+__all__ = ["SOURCES", "Secret", "as_secret", "find_secret"]
 
 SOURCES = ("argument", "environment", ".env", "colab")
 
 
-@dataclass(frozen=True)
 class Secret:
-    """A secret and where it was found.  Its repr never shows the value."""
+    """A secret (API key, authtoken, HMAC key) and where it was found: the one way suno_nb
+    holds secrets.  Its repr, str, copies and pickles never show the value; ``.value`` does.
+    Two secrets are equal when their values are (compared in constant time), so a config
+    holding one can tell a changed token from the same one without keeping it visible."""
 
-    name: str
-    value: str = field(repr=False)
-    source: str
+    __slots__ = ("_value", "name", "source")
+
+    def __init__(self, name: str, value: str | bytes, source: str = "argument") -> None:
+        self.name = name
+        self.source = source
+        self._value = value
+
+    @property
+    def value(self) -> str | bytes:
+        """The secret itself: pass it where it is used, never into a message."""
+        return self._value
+
+    @property
+    def text(self) -> str:
+        """The value as text (a bytes key decoded as UTF-8)."""
+        v = self._value
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the value (hex): lets a re-run notice a new token."""
+        raw = self._value if isinstance(self._value, bytes) else self._value.encode("utf-8")
+        return hashlib.sha256(raw).hexdigest()
 
     def __repr__(self) -> str:
         return f"Secret({self.name}, from {self.source})"
 
     __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self.fingerprint, other.fingerprint)
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Secret:
+        return self  # immutable; and dataclasses.asdict() must not reach the value
+
+    def __reduce__(self) -> tuple:
+        raise TypeError("a Secret is never pickled")
+
+
+def as_secret(name: str, value: str | bytes | Secret | None) -> Secret | None:
+    """``value`` as a :class:`Secret` (None and empty stay None)."""
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(name, value) if value else None
 
 
 def _from_env_file(name: str) -> str | None:

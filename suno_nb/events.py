@@ -1,30 +1,58 @@
-"""Callback events and the dispatcher that runs user handlers off the request thread.
+"""The change feed: what the store committed, delivered in order on one thread.
 
-Handlers run on one dispatcher thread, in registration order, after the sender has its
-acknowledgement.  A handler that raises is logged and does not affect the others.  After
-:meth:`Dispatcher.stop` nothing is dispatched any more: a late acknowledgement's event is
-dropped silently (the result is stored; only the notification is skipped).
+The store's writer publishes one :class:`Change` per committed transaction (a callback
+stored, a task submitted, a poll noted, a rating...).  :class:`Feed` hands them to its
+subscribers on ONE daemon thread (``suno_nb-dispatch``), in commit order: user handlers
+(``rx.on_callback``), the widgets, and anything else that must react.  The same thread runs
+timed work (:meth:`Feed.call_later`, :class:`Debounced`: the poller's rounds, widget
+redraws), so a receiver needs no other thread for it.  :meth:`Feed.wait` lets a caller's own
+thread (``rx.wait``) block until something new was committed.
+
+A subscriber that raises is logged and does not affect the others.  Subscribers must not
+wait for the feed themselves (it delivers one thing at a time).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .payloads import Callback
 
 log = logging.getLogger(__name__)
 
+__all__ = ["CallbackEvent", "Change", "Debounced", "Feed", "Handler", "Timer"]
+
 
 @dataclass(frozen=True)
-class CallbackEvent:
-    """What a handler receives: one stored result, from a callback, a poll or a replay."""
+class Change:
+    """One committed change to the store.
 
+    ``kind``: ``callback`` (a :class:`CallbackEvent`), ``submission``, ``poll`` (a poll was
+    noted), ``gave_up``, ``ledger`` (a rating or pick) or ``meta``.
+    """
+
+    kind: str
+    task_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackEvent(Change):
+    """A stored callback, poll answer or replay: what it did to its task.
+
+    ``verdict`` is ``accepted`` (it changed the task or its tracks) or ``duplicate``.
+    """
+
+    kind: str = "callback"
     task_id: str
-    state: str  # pending | running | succeeded | failed | unknown | expired
+    state: str  # the task's state after it: pending | running | succeeded | failed | ...
     verdict: str  # accepted | duplicate
     source: str  # callback | poll | replay
     delivery_id: int
@@ -49,89 +77,209 @@ class CallbackEvent:
 Handler = Callable[[CallbackEvent], object]
 
 
-class Dispatcher:
-    """Runs handlers for events on a daemon thread, started on first use."""
+class Timer:
+    """A pending :meth:`Feed.call_later`; :meth:`cancel` stops it if it has not run."""
 
-    def __init__(self, name: str = "suno_nb-dispatch"):
-        self._handlers: list[Handler] = []
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[CallbackEvent | None] = queue.Queue()
-        self._name = name
+    __slots__ = ("cancelled", "due", "fn")
+
+    def __init__(self, due: float, fn: Callable[[], object]) -> None:
+        self.due = due
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    fn: Callable[[Any], object]
+    batch: bool
+
+
+class Feed:
+    """Delivers published changes to subscribers, and runs timers, on one daemon thread."""
+
+    def __init__(self, name: str = "suno_nb-dispatch") -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._queue: deque[Change] = deque()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+        self._subscribers: list[_Subscriber] = []
+        self._published = 0
+        self._delivered = 0
+        self._busy = False
+        self._closed = False
         self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._stopped = False
 
-    def on(self, fn: Handler, remove: bool = False) -> Handler:
-        """Register ``fn`` (or unregister it with ``remove=True``); returns ``fn``.
+    # --- publishing and waiting --------------------------------------------------------
 
-        Returning ``fn`` makes it usable as a decorator (``@dispatcher.on``).
-        """
-        with self._lock:
-            if remove:
-                self._handlers = [h for h in self._handlers if h != fn]
-            elif fn not in self._handlers:
-                self._handlers = [*self._handlers, fn]
-        return fn
-
-    @property
-    def handlers(self) -> tuple[Handler, ...]:
-        return tuple(self._handlers)
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    def dispatch(self, event: CallbackEvent) -> bool:
-        """Queue ``event`` for the handlers; returns at once.  False if stopped (dropped)."""
-        with self._lock:
-            if self._stopped:
-                log.debug("event for task %s dropped: the dispatcher is stopped", event.task_id)
-                return False
-            if not self._handlers:
-                return True  # nobody listens: no thread wake-up per callback
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                self._thread.start()
-            with self._idle:
-                self._pending += 1
-            self._queue.put(event)
-        return True
-
-    def run_handlers(self, event: CallbackEvent) -> None:
-        """Run every handler for ``event`` on the calling thread (tests call this directly)."""
-        for fn in self._handlers:
-            try:
-                fn(event)
-            except Exception:
-                log.exception("callback handler %r raised for task %s", fn, event.task_id)
-
-    def _loop(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
+    def publish(self, change: Change) -> None:
+        """Queue ``change`` for the subscribers and wake :meth:`wait`; never blocks."""
+        with self._cond:
+            if self._closed:
                 return
-            try:
-                self.run_handlers(event)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+            self._published += 1
+            self._queue.append(change)
+            self._start()
+            self._cond.notify_all()
+
+    @property
+    def seq(self) -> int:
+        """How many changes were published so far (for :meth:`wait`)."""
+        return self._published
+
+    def wait(self, seen: int, timeout: float | None) -> int:
+        """Block until more than ``seen`` changes were published (or ``timeout`` passes, or
+        the feed closes); return :attr:`seq`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._published > seen or self._closed, timeout)
+            return self._published
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every queued event has been handled; True if it got there."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every change published so far was delivered and no timer job runs."""
+        with self._cond:
+            target = self._published
+            return self._cond.wait_for(
+                lambda: (self._delivered >= target and not self._busy) or self._closed, timeout
+            )
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Refuse new events, let queued ones finish, then end the thread.  Idempotent.
+    # --- subscribers -----------------------------------------------------------------------
 
-        Safe to call from a handler (then the thread ends after that handler returns).
-        """
-        with self._lock:
-            self._stopped = True
+    def subscribe(self, fn: Callable[[Any], object], *, batch: bool = False) -> None:
+        """Call ``fn(change)`` for every change (``batch=True``: ``fn(list_of_changes)``
+        once per burst: whatever queued up while the feed was busy).  Idempotent."""
+        with self._cond:
+            if all(s.fn != fn for s in self._subscribers):
+                self._subscribers = [*self._subscribers, _Subscriber(fn, batch)]
+
+    def unsubscribe(self, fn: Callable[[Any], object]) -> None:
+        with self._cond:
+            self._subscribers = [s for s in self._subscribers if s.fn != fn]
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    # --- timers ----------------------------------------------------------------------------
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Timer:
+        """Run ``fn()`` on the feed's thread after ``delay`` seconds (never after close)."""
+        timer = Timer(time.monotonic() + max(0.0, delay), fn)
+        with self._cond:
+            if not self._closed:
+                heapq.heappush(self._timers, (timer.due, next(self._order), timer))
+                self._start()
+                self._cond.notify_all()
+        return timer
+
+    def on_thread(self) -> bool:
+        """True when called from the feed's own thread (a subscriber or timer job)."""
+        return self._thread is threading.current_thread()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _start(self) -> None:  # under self._cond
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, drop pending timers, end the thread.  Idempotent; safe
+        from a subscriber (the thread then ends after it returns)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._timers.clear()
+            self._cond.notify_all()
             thread = self._thread
-            if thread is not None and thread.is_alive():
-                self._queue.put(None)
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=timeout)
+            thread.join(timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _next(self) -> tuple[list[Change], list[Timer]] | None:
+        """Wait for queued changes or due timers; None once closed and drained."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due: list[Timer] = []
+                while self._timers and self._timers[0][0] <= now:
+                    timer = heapq.heappop(self._timers)[2]
+                    if not timer.cancelled:
+                        due.append(timer)
+                if self._queue or due:
+                    changes = list(self._queue)
+                    self._queue.clear()
+                    self._busy = True
+                    return changes, due
+                if self._closed:
+                    return None
+                wait = self._timers[0][0] - now if self._timers else None
+                self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            work = self._next()
+            if work is None:
+                return
+            changes, due = work
+            try:
+                if changes:
+                    self._deliver(changes)
+                for timer in due:
+                    _guarded(timer.fn, "timer job")
+            finally:
+                with self._cond:
+                    self._delivered += len(changes)
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _deliver(self, changes: list[Change]) -> None:
+        subscribers = self._subscribers
+        for change in changes:
+            for sub in subscribers:
+                if not sub.batch:
+                    _guarded(sub.fn, "subscriber", change)
+        for sub in subscribers:
+            if sub.batch:
+                _guarded(sub.fn, "subscriber", changes)
+
+
+def _guarded(fn: Callable[..., object], what: str, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("%s %r raised", what, fn)
+
+
+class Debounced:
+    """Runs ``fn`` on the feed's thread at most once per ``delay`` seconds after a
+    :meth:`trigger`: a burst of triggers costs one call (the widgets' redraws)."""
+
+    def __init__(self, feed: Feed, fn: Callable[[], object], delay: float = 0.1) -> None:
+        self._feed = feed
+        self._fn = fn
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._timer: Timer | None = None
+
+    def trigger(self) -> None:
+        with self._lock:
+            if self._timer is None:
+                self._timer = self._feed.call_later(self._delay, self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._fn()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None

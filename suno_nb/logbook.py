@@ -59,6 +59,13 @@ class Logbook(logging.Handler):
         self._logger: logging.Logger | None = None
         self._set_level = False
 
+    def add_secret(self, secret: str | bytes | None) -> None:
+        """Scrub ``secret`` from records kept from now on."""
+        if isinstance(secret, bytes):
+            secret = secret.decode("utf-8", "replace")
+        if secret and len(secret) >= 6 and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()

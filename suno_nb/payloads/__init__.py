@@ -6,10 +6,11 @@ arrived.  Unknown fields are kept in ``extra``, never rejected: the service adds
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PayloadError
+from ..rows import TRACK_WIRE, Track
 from .codes import (
     CALLBACK_CODES,
     CALLBACK_TYPES,
@@ -53,45 +54,11 @@ __all__ = [
 ]
 
 
-# Track field name in callbacks -> in record-info.  The row shape uses the callback names
-# except createTime, which becomes ``create_time``.
-_TRACK_FIELDS = {
-    "id": "id",
-    "audio_url": "audioUrl",
-    "stream_audio_url": "streamAudioUrl",
-    "image_url": "imageUrl",
-    "prompt": "prompt",
-    "model_name": "modelName",
-    "title": "title",
-    "tags": "tags",
-    "createTime": "createTime",
+# Every key of a track object that maps to a Track field; the rest goes to ``extra``.
+_KNOWN_KEYS = {
+    False: frozenset(snake for _, snake, _ in TRACK_WIRE) | {"id"},
+    True: frozenset(camel for _, _, camel in TRACK_WIRE) | {"id"},
 }
-
-
-def _names(camel: bool) -> tuple[dict[str, str], frozenset[str]]:
-    """Track field -> the key it comes under, and every key that is not an ``extra``."""
-    names = {snake: (camel_name if camel else snake) for snake, camel_name in _TRACK_FIELDS.items()}
-    return names, frozenset(names.values()) | {"duration"}
-
-
-_SNAKE_NAMES, _CAMEL_NAMES = _names(camel=False), _names(camel=True)
-
-
-@dataclass(frozen=True)
-class Track:
-    """One result track, normalised from either body shape."""
-
-    id: str
-    audio_url: str | None = None
-    stream_audio_url: str | None = None
-    image_url: str | None = None
-    prompt: str | None = None
-    model_name: str | None = None
-    title: str | None = None
-    tags: str | None = None
-    create_time: str | None = None
-    duration: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,24 +146,18 @@ def _number(obj: dict[str, Any], key: str, where: str) -> float | None:
 def _track(obj: Any, where: str, *, camel: bool) -> Track:
     if not isinstance(obj, dict):
         raise PayloadError(f"{where} must be an object, got {type(obj).__name__}")
-    names, known = _CAMEL_NAMES if camel else _SNAKE_NAMES
     track_id = obj.get("id")
     if not isinstance(track_id, str) or not track_id:
         raise PayloadError(f"{where}.id must be a non-empty string")
-    values = {snake: _opt_str(obj, key, where) for snake, key in names.items() if snake != "id"}
-    return Track(
-        id=track_id,
-        audio_url=values["audio_url"],
-        stream_audio_url=values["stream_audio_url"],
-        image_url=values["image_url"],
-        prompt=values["prompt"],
-        model_name=values["model_name"],
-        title=values["title"],
-        tags=values["tags"],
-        create_time=values["createTime"],
-        duration=_number(obj, "duration", where),
-        extra={k: v for k, v in obj.items() if k not in known},
-    )
+    values: dict[str, Any] = {}
+    for name, snake, camel_key in TRACK_WIRE:
+        key = camel_key if camel else snake
+        if name == "duration":
+            values[name] = _number(obj, key, where)
+        else:
+            values[name] = _opt_str(obj, key, where)
+    known = _KNOWN_KEYS[camel]
+    return Track(id=track_id, **values, extra={k: v for k, v in obj.items() if k not in known})
 
 
 def _task_id(value: Any, where: str) -> str:

@@ -1,9 +1,9 @@
-"""The Receiver handle and ``start_receiver()``: one receiver per process.
+"""``start_receiver()``: one receiver per process, safe to re-run.
 
-``start_receiver()`` wires the store, the HTTP server thread, the dispatcher, the optional
-ngrok tunnel and the polling fallback.  Calling it again (a re-run cell) returns the running
-receiver when the arguments are the same, or stops it and starts a new one when they differ:
-never a second server thread, never "address already in use".
+Calling it again (a re-run cell) returns the running receiver when the options are the same;
+when only the tunnel's options (or the authtoken found) changed, the running receiver keeps
+its port, store and callback URL path and only its tunnel is replaced; other changes stop it
+and start a new one: never a second server thread, never "address already in use".
 """
 
 from __future__ import annotations
@@ -12,37 +12,19 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReceiverError
-from ..receiver import MAX_BODY
-from ..server import Limits
 from ..store import DEFAULT_PATH
-from .config import (
-    HMAC_ENV,
-    LOCAL_ONLY_HINT,
-    MASK,
-    TOKEN_META_KEY,
-    TUNNEL_FIELDS,
-    TUNNEL_MODES,
-    ReceiverConfig,
-    TaskResult,
-    _fingerprint,
-    _loopback_only,
-)
-from .handle import Receiver
+from .config import ReceiverConfig, TaskResult
+from .receiver import Receiver
+from .tunnels import LOCAL_ONLY_HINT
 
 log = logging.getLogger("suno_nb.session")
 
 __all__ = [
-    "HMAC_ENV",
     "LOCAL_ONLY_HINT",
-    "MASK",
-    "TOKEN_META_KEY",
-    "TUNNEL_FIELDS",
-    "TUNNEL_MODES",
     "Receiver",
     "ReceiverConfig",
     "TaskResult",
@@ -50,8 +32,6 @@ __all__ = [
     "start_receiver",
     "stop_receiver",
 ]
-
-# --- module state: one receiver per process -------------------------------------------------
 
 _CURRENT: Receiver | None = None
 _LOCK = threading.RLock()
@@ -64,93 +44,37 @@ def current_receiver() -> Receiver | None:
 
 
 def start_receiver(
-    store: str | os.PathLike[str] = DEFAULT_PATH,
-    *,
-    port: int = 0,
-    host: str = "127.0.0.1",
-    hmac_key: str | bytes | None = None,
-    allow_ips: Iterable[str] | None = None,
-    tunnel: str | None = "auto",
-    authtoken: str | None = None,
-    ngrok_path: str | None = None,
-    ngrok_config_path: str | None = None,
-    region: str | None = None,
-    tunnel_timeout: float = 15.0,
-    cloudflared_path: str | None = None,
-    poll: bool = True,
-    poll_interval: float = 30.0,
-    poll_grace: float | None = None,
-    client: Any = None,
-    max_body: int = MAX_BODY,
-    socket_timeout: float = 15.0,
-    signature_tolerance: float = 300.0,
-    max_connections: int = Limits.max_connections,
+    store: str | os.PathLike[str] = DEFAULT_PATH, *, client: Any = None, **options: Any
 ) -> Receiver:
     """Start (or return the running) callback receiver for this notebook.
 
-    - ``store``: SQLite file (default ``suno_callbacks.sqlite3`` here) or ``":memory:"``.
-    - ``hmac_key``: verify webhook signatures (default: ``SUNO_WEBHOOK_HMAC_KEY`` from the
-      environment, a ``.env`` file or Colab's secrets, read at each call).
-    - ``allow_ips``: accept callbacks only from these addresses/networks.
-    - ``tunnel``: ``"auto"`` opens ngrok when an authtoken is available (``authtoken``, else
-      ``NGROK_AUTHTOKEN`` from the environment, a ``.env`` file or Colab's secrets, else
-      ngrok's config file — read at each call) and stays local otherwise; ``"ngrok"``
-      requires it; ``"cloudflared"`` opens a Cloudflare quick tunnel (no account; needs the
-      ``cloudflared`` program on PATH or ``cloudflared_path``; a new random URL each start,
-      no uptime guarantee); ``None`` never opens one.  ``tunnel_timeout``: seconds the
-      tunnel agent gets to come up.
-    - ``poll``: run the polling fallback (record-info every ``poll_interval`` s for tasks
-      whose callback has not come, after ``poll_grace`` s); ``client`` is used to poll.
-    - Limits of the HTTP server: ``max_body`` bytes per body (413), ``socket_timeout`` s for
-      the whole request, headers and body (408), ``max_connections`` open at once (past it
-      the oldest stalled or idle connection is closed to make room).
+    ``store``: the SQLite file (default ``suno_callbacks.sqlite3`` here) or ``":memory:"``.
+    ``client``: a :class:`~suno_nb.SunoClient` the polling fallback may use (a client that
+    submits with ``receiver=rx`` hands itself over anyway).  ``options`` are the fields of
+    :class:`~suno_nb.session.ReceiverConfig`, among them:
 
-    Re-running with the same arguments (and the same secrets found) returns the running
-    receiver; when only the tunnel's arguments or the authtoken changed (say
-    ``NGROK_AUTHTOKEN`` was set since), the running receiver keeps its port, store and
-    callback URL path and only its tunnel is replaced; other changes replace it cleanly.
+    - ``tunnel``: ``"auto"`` (default) opens ngrok when an authtoken is available
+      (``authtoken=``, else ``NGROK_AUTHTOKEN`` from the environment, a ``.env`` file or
+      Colab's secrets, else ngrok's config file — read at each call) and stays local
+      otherwise; ``"ngrok"`` requires it; ``"cloudflared"`` opens a Cloudflare quick tunnel
+      (no account; the ``cloudflared`` program on PATH or ``cloudflared_path=``); ``None``
+      never opens one.  ``tunnel_timeout``: seconds the agent gets to come up.
+    - ``hmac_key``: verify webhook signatures (default ``SUNO_WEBHOOK_HMAC_KEY``, found like
+      the authtoken); ``signature_tolerance`` seconds.  ``allow_ips``: an IP allow-list.
+    - ``poll``, ``poll_interval``, ``poll_grace``: the polling fallback.
+    - the HTTP server's limits: ``max_body``, ``max_header_bytes``, ``request_timeout``
+      (the whole request), ``keepalive``, ``max_connections``.
     """
     global _CURRENT
-    from ..credentials import find_secret
-
-    if hmac_key is None:
-        found = find_secret(HMAC_ENV)
-        hmac_key = found.value if found is not None else None
-    token = None
-    if tunnel in ("auto", "ngrok"):
-        from ..tunnel import resolve_authtoken
-
-        token = resolve_authtoken(authtoken, config_path=ngrok_config_path)
-    store_path = str(store) if str(store) == ":memory:" else str(Path(store).resolve())
-    config = ReceiverConfig(
-        store=store_path,
-        host=_loopback_only(host),
-        port=port,
-        hmac_key=hmac_key,
-        allow_ips=tuple(allow_ips) if allow_ips is not None else None,
-        tunnel=tunnel,
-        authtoken=authtoken,
-        authtoken_sha256=_fingerprint(token),
-        ngrok_path=ngrok_path,
-        ngrok_config_path=ngrok_config_path,
-        region=region,
-        tunnel_timeout=tunnel_timeout,
-        cloudflared_path=cloudflared_path,
-        poll=poll,
-        poll_interval=poll_interval,
-        poll_grace=poll_grace,
-        max_body=max_body,
-        socket_timeout=socket_timeout,
-        signature_tolerance=signature_tolerance,
-        max_connections=max_connections,
-    )
+    path = str(store) if str(store) == ":memory:" else str(Path(store).resolve())
+    config = ReceiverConfig.build(path, options)
     with _LOCK:
         old = _CURRENT
         if old is not None and old.running and old.config.same_but_tunnel(config):
-            if old.config != config or old._tunnel_missing():
+            if old.config != config or old.tunnel_missing():
                 log.info("start_receiver: new tunnel for the receiver on port %d", old.port)
                 try:
-                    old._retunnel(config, token)
+                    old.retunnel(config)
                 except BaseException:
                     old.stop()
                     _CURRENT = None
@@ -166,17 +90,15 @@ def start_receiver(
         try:
             rx = Receiver(config, client=client)
         except OSError as exc:
-            raise ReceiverError(f"could not start the receiver on {host}:{port}: {exc}") from exc
+            raise ReceiverError(
+                f"could not start the receiver on {config.host}:{config.port}: {exc}"
+            ) from exc
         try:
-            rx._open_tunnel(token)
-            rx._start_poller()
+            rx.open_tunnel()
         except BaseException:
             rx.stop()
             raise
         _CURRENT = rx
-        from .. import client as _client
-
-        _client.set_default_receiver(rx)
         return rx
 
 

@@ -1,45 +1,127 @@
-"""ReceiverConfig: what decides whether a re-run may reuse the running receiver; its
-secrets concealed; small helpers shared by the session room."""
+"""The receiver's options, spelled once: ``start_receiver(**options)`` builds one frozen
+:class:`ReceiverConfig`, and the server's :class:`~suno_nb.server.Limits` take the same
+names.  Also :class:`TaskResult`, what ``rx.result()``/``rx.wait()`` return."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import html
 import ipaddress
-import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..credentials import Secret, as_secret, find_secret
 from ..errors import TaskFailedError
-from ..receiver import MAX_BODY
 from ..server import Limits
 
 if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
     import pandas as pd
 
-log = logging.getLogger("suno_nb.session")
-
-
 TOKEN_META_KEY = "callback_token"
 HMAC_ENV = "SUNO_WEBHOOK_HMAC_KEY"
-
-LOCAL_ONLY_HINT = (
-    "Local-only receiver: the hosted Suno API cannot reach a 127.0.0.1 URL, so its callbacks "
-    "will not arrive here (the polling fallback still fetches results, and the local Sandbox "
-    "works as is). Two ways to a public URL: without any account, install cloudflared and "
-    "call start_receiver(tunnel='cloudflared') (a Cloudflare quick tunnel, new random URL "
-    "each run); or get an ngrok authtoken at "
-    "https://dashboard.ngrok.com/get-started/your-authtoken, set NGROK_AUTHTOKEN (environment, "
-    ".env file or Colab secret) or pass start_receiver(authtoken=...), and run the cell again."
-)
 TUNNEL_MODES = ("auto", "ngrok", "cloudflared")
-# ReceiverConfig fields a re-run may change on the running receiver: only its tunnel is
-# replaced, so the port, the store and the callback URL's path stay the same.
+_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Every option of :func:`~suno_nb.start_receiver` (the same names), resolved.
+
+    Secrets (``hmac_key``, ``authtoken``) are :class:`~suno_nb.credentials.Secret`\\ s: their
+    repr shows where they came from, never their value.  Two configs are equal when every
+    option (and every secret's value) is, which is how a re-run cell knows whether it may
+    keep the running receiver.
+    """
+
+    store: str
+    #: loopback only: the public side is the tunnel
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: verify webhook signatures (default: ``SUNO_WEBHOOK_HMAC_KEY`` from the environment,
+    #: a ``.env`` file or Colab's secrets)
+    hmac_key: Secret | None = None
+    signature_tolerance: float = 300.0
+    #: accept callbacks only from these addresses/networks
+    allow_ips: tuple[str, ...] | None = None
+    #: "auto" (ngrok when an authtoken is found, else local), "ngrok", "cloudflared", None
+    tunnel: str | None = "auto"
+    #: the ngrok authtoken found at call time (argument, NGROK_AUTHTOKEN, .env, Colab, or
+    #: ngrok's config file)
+    authtoken: Secret | None = None
+    ngrok_path: str | None = None
+    ngrok_config_path: str | None = None
+    region: str | None = None
+    tunnel_timeout: float = 15.0
+    cloudflared_path: str | None = None
+    #: the polling fallback: record-info every ``poll_interval`` s after ``poll_grace`` s
+    poll: bool = True
+    poll_interval: float = 30.0
+    poll_grace: float | None = None
+    # The HTTP server's limits (see suno_nb.server.Limits, same names).
+    max_body: int = _LIMITS.max_body
+    max_header_bytes: int = _LIMITS.max_header_bytes
+    request_timeout: float = _LIMITS.request_timeout
+    keepalive: float = _LIMITS.keepalive
+    max_connections: int = _LIMITS.max_connections
+
+    def __post_init__(self) -> None:
+        if self.tunnel is not None and self.tunnel not in TUNNEL_MODES:
+            raise ValueError(
+                f"tunnel={self.tunnel!r}: use 'auto', 'ngrok', 'cloudflared' or None"
+            )
+        _loopback_only(self.host)
+        for name in ("signature_tolerance", "tunnel_timeout", "poll_interval", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)!r}")
+        for name in ("max_body", "max_header_bytes", "max_connections"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    @classmethod
+    def build(cls, store: str, options: dict[str, Any]) -> ReceiverConfig:
+        """The config for ``start_receiver(store, **options)``: unknown options refused by
+        name, secrets found (argument → environment → ``.env`` → Colab)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"store"}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(
+                f"start_receiver() got unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"the options are: {', '.join(sorted(names))}"
+            )
+        values = dict(options)
+        hmac_key = values.get("hmac_key")
+        found = as_secret(HMAC_ENV, hmac_key) if hmac_key is not None else find_secret(HMAC_ENV)
+        values["hmac_key"] = found
+        if values.get("allow_ips") is not None:
+            values["allow_ips"] = tuple(values["allow_ips"])
+        if values.get("tunnel", "auto") in ("auto", "ngrok"):
+            from ..tunnel import resolve_authtoken
+
+            explicit = values.get("authtoken")
+            token = resolve_authtoken(
+                explicit.value if isinstance(explicit, Secret) else explicit,
+                config_path=values.get("ngrok_config_path"),
+            )
+            values["authtoken"] = as_secret("NGROK_AUTHTOKEN", token)
+        else:
+            values["authtoken"] = as_secret("NGROK_AUTHTOKEN", values.get("authtoken"))
+        return cls(store=store, **values)
+
+    @property
+    def limits(self) -> Limits:
+        """The HTTP server's limits."""
+        return Limits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Limits)})
+
+    def same_but_tunnel(self, other: ReceiverConfig) -> bool:
+        """True when ``other`` differs from this config in its tunnel options at most."""
+        return dataclasses.replace(self, **{f: getattr(other, f) for f in TUNNEL_FIELDS}) == other
+
+
+# Options a re-run may change on the running receiver: only its tunnel is replaced, so the
+# port, the store and the callback URL's path stay the same.
 TUNNEL_FIELDS = (
     "tunnel",
     "authtoken",
-    "authtoken_sha256",
     "ngrok_path",
     "ngrok_config_path",
     "region",
@@ -48,105 +130,22 @@ TUNNEL_FIELDS = (
 )
 
 
-def _fingerprint(secret: str | None) -> str | None:
-    """A secret's sha256 (hex): lets a re-run notice a new token without keeping it."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest() if secret else None
-
-
-MASK = "…"
-
-
-class _SecretStr(str):
-    """A secret that works as its string, but whose repr and deep copies (so
-    ``dataclasses.asdict``) show only a mask."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return repr(MASK)
-
-    def __deepcopy__(self, memo: dict) -> str:
-        return MASK
-
-    def __reduce__(self) -> tuple:
-        return (str, (MASK,))
-
-
-class _SecretBytes(bytes):
-    """:class:`_SecretStr` for a key given as bytes."""
-
-    def __repr__(self) -> str:
-        return repr(MASK)
-
-    def __deepcopy__(self, memo: dict) -> str:
-        return MASK
-
-    def __reduce__(self) -> tuple:
-        return (str, (MASK,))
-
-
-def _conceal(value: str | bytes | None) -> str | bytes | None:
-    if isinstance(value, str):
-        return value if isinstance(value, _SecretStr) else _SecretStr(value)
-    if isinstance(value, bytes):
-        return value if isinstance(value, _SecretBytes) else _SecretBytes(value)
-    return value
-
-
-@dataclass(frozen=True)
-class ReceiverConfig:
-    """Everything that decides whether a re-run may reuse the running receiver.
-
-    ``hmac_key`` and ``authtoken`` are kept as concealed strings: they work as usual, but
-    ``repr(config)`` and ``dataclasses.asdict(config)`` show only a mask.
-    """
-
-    store: str
-    host: str = "127.0.0.1"
-    port: int = 0
-    hmac_key: str | bytes | None = field(default=None, repr=False)
-    allow_ips: tuple[str, ...] | None = None
-    tunnel: str | None = "auto"
-    authtoken: str | None = field(default=None, repr=False)
-    authtoken_sha256: str | None = None  # the token found at call time (any source), hashed
-    ngrok_path: str | None = None
-    ngrok_config_path: str | None = None
-    region: str | None = None
-    tunnel_timeout: float = 15.0
-    cloudflared_path: str | None = None
-    poll: bool = True
-    poll_interval: float = 30.0
-    poll_grace: float | None = None
-    max_body: int = MAX_BODY
-    socket_timeout: float = 15.0  # the whole-request deadline (headers + body), seconds
-    signature_tolerance: float = 300.0
-    max_connections: int = Limits.max_connections
-    max_header_bytes: int = Limits.max_header_bytes
-    keepalive: float = Limits.keepalive
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hmac_key", _conceal(self.hmac_key))
-        object.__setattr__(self, "authtoken", _conceal(self.authtoken))
-
-    @property
-    def limits(self) -> Limits:
-        """The HTTP server's limits."""
-        return Limits(
-            max_connections=self.max_connections,
-            max_header_bytes=self.max_header_bytes,
-            max_body=self.max_body,
-            request_timeout=self.socket_timeout,
-            keepalive=self.keepalive,
+def _loopback_only(host: str) -> str:
+    try:
+        ok = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = host == "localhost"
+    if not ok:
+        raise ValueError(
+            f"host={host!r}: the receiver binds loopback only (127.0.0.1); "
+            "use the tunnel to reach it from outside"
         )
-
-    def same_but_tunnel(self, other: ReceiverConfig) -> bool:
-        """True when ``other`` differs from this config in its tunnel fields at most."""
-        return dataclasses.replace(self, **{f: getattr(other, f) for f in TUNNEL_FIELDS}) == other
+    return host
 
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A task's final state and its tracks, however they arrived."""
+    """A task's final state and its tracks (the rows of ``rx.frame()`` for the task)."""
 
     task_id: str
     state: str
@@ -181,25 +180,3 @@ class TaskResult:
         cols = ["track_id", "title", "duration", "audio_url", "received_at", "source"]
         table = self.tracks[cols].to_html(index=False) if len(self.tracks) else ""
         return f"<div><b>{head}</b>{table}</div>"
-
-
-def _loopback_only(host: str) -> str:
-    try:
-        ok = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = host == "localhost"
-    if not ok:
-        raise ValueError(
-            f"host={host!r}: the receiver binds loopback only (127.0.0.1); "
-            "use the tunnel to reach it from outside"
-        )
-    return host
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"

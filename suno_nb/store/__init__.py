@@ -1,271 +1,316 @@
 """The SQLite store: every raw delivery, tasks, deduplicated result tracks, and the ledger.
 
-One writer: a single thread owns the write connection (:mod:`.writer`); callers submit
-transaction bodies and get a future, resolved once the COMMIT holding their work succeeded.
-Reads use their own connection (WAL lets them run beside the writer), held under a lock so
-that :meth:`Store.close` can wait for them; a ``":memory:"`` store shares one connection
-under one lock.  Before each COMMIT (and on :attr:`Store.healthy`) the store checks that its
-file is still the one it opened: a deleted or replaced file fails every write with a
-:class:`StoreError` instead of acknowledging data that would be lost (:mod:`.guard`).
+One writer, datasette's way: a single thread owns the write connection and runs the
+functions queued for it, each in a transaction; the caller gets a
+:class:`~concurrent.futures.Future` (``asyncio.wrap_future`` on an event loop), resolved
+only after the COMMIT (``synchronous=FULL``: on disk).  When several are queued at once
+they share one COMMIT, each inside its own SAVEPOINT, so one that raises is undone alone.
+After every COMMIT the writer publishes what changed (``on_commit``, the receiver's
+:class:`~suno_nb.events.Feed`).  Reads use their own connection (WAL lets them run beside
+the writer).  SQLite checkpoints the WAL by itself.
+
+Never acknowledge what cannot be kept: before each COMMIT the store checks that its file is
+still the one it opened (:mod:`.guard`); a file it cannot write is refused when it opens,
+and so is a file that is not a suno_nb store (:func:`.schema.check_file`), before anything
+is written to it.  Every failure to store is a :class:`StoreError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import StoreError
+from ..events import CallbackEvent, Change
 from ..payloads import Callback
-from . import apply as _apply
-from . import callbacks as _callbacks
-from . import ledger as _ledger
-from .checkpoint import BACKSTOP_PAGES, Checkpointer
+from ..rows import Delivery, Submission
+from . import ledger, writes
 from .guard import FileGuard
 from .schema import (
     DEFAULT_PATH,
-    EXPIRED,
-    FAILED,
-    FINAL_STATES,
     GAVE_UP_STATES,
-    MAX_REJECTED,
-    MIGRATIONS,
     OPEN_STATES,
-    PENDING,
-    RUNNING,
-    SCHEMA_VERSION,
-    SUCCEEDED,
     TERMINAL_STATES,
-    UNKNOWN,
-    Delivery,
-    Outcome,
-    Submission,
-    clean_headers,
-    is_secret_header,
-    migrate,
+    check_file,
+    create,
 )
-from .writer import MAX_BATCH, Writer
 
-__all__ = [
-    "DEFAULT_PATH",
-    "EXPIRED",
-    "FAILED",
-    "FINAL_STATES",
-    "GAVE_UP_STATES",
-    "MAX_BATCH",
-    "MAX_REJECTED",
-    "MIGRATIONS",
-    "OPEN_STATES",
-    "PENDING",
-    "RUNNING",
-    "SCHEMA_VERSION",
-    "SUCCEEDED",
-    "TERMINAL_STATES",
-    "UNKNOWN",
-    "Delivery",
-    "Outcome",
-    "Store",
-    "Submission",
-    "clean_headers",
-    "is_secret_header",
-]
+__all__ = ["DEFAULT_PATH", "OPEN_STATES", "TERMINAL_STATES", "Store"]
 
 log = logging.getLogger("suno_nb.store")
 T = TypeVar("T")
-_OPEN = "('pending', 'running')"
+
+MAX_GROUP = 64  # most queued functions sharing one COMMIT
+MAX_REJECTED = 10_000  # rejected deliveries kept (the newest): scanners cannot fill the disk
+MAX_REJECTED_BYTES = 32 * 1024 * 1024  # ... nor by sending large rejected requests
+_OPEN_SQL = "('pending', 'running')"
 _SINCE = "coalesce(submitted_at, first_seen_at)"
 
 
-class Store:
-    """Durable storage for deliveries, tasks, tracks and ratings.
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    announce: Callable[[Any], Change | None] | None
+    future: Future = field(default_factory=Future)
+    value: Any = None
+    error: BaseException | None = None
 
-    ``path`` is a file (default ``suno_callbacks.sqlite3`` in the working directory) or
-    ``":memory:"``.  Reopening a file shows everything stored before.  Thread-safe.
-    ``max_rejected`` bounds the rejected deliveries kept (the newest are kept).
+
+def _failure(exc: BaseException) -> BaseException:
+    """What a caller sees: SQLite's errors as StoreError; a caller's own mistake as is."""
+    if isinstance(exc, sqlite3.Error):
+        err = StoreError(f"store write failed: {exc}")
+        err.__cause__ = exc
+        return err
+    return exc
+
+
+class Store:
+    """Durable storage for deliveries, tasks, tracks and ratings.  Thread-safe.
+
+    ``path``: a file (default ``suno_callbacks.sqlite3`` here) or ``":memory:"``.
+    ``on_commit(change)`` is called on the writer thread after each committed change (keep
+    it cheap and non-blocking: :meth:`suno_nb.events.Feed.publish`).
     """
 
     def __init__(
         self,
         path: str | Path = DEFAULT_PATH,
         *,
-        synchronous: str = "FULL",
+        on_commit: Callable[[Change], None] | None = None,
         max_rejected: int = MAX_REJECTED,
-    ):
+        max_rejected_bytes: int = MAX_REJECTED_BYTES,
+    ) -> None:
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self.max_rejected = max_rejected
+        self.max_rejected_bytes = max_rejected_bytes
+        self._on_commit = on_commit
         self._closed = False
-        self._version = 0
-        self._version_cond = threading.Condition()
+        new = True if self.memory else check_file(self.path)
         wconn = rconn = None
         try:
             wconn = self._connect()
-            wconn.execute(f"PRAGMA synchronous={synchronous}")
-            migrate(wconn, self.path)
-            _callbacks.prepare_writer(wconn)
-            if not self.memory:  # checkpoints run on their own thread (see .checkpoint)
-                wconn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            if new:
+                create(wconn)
+            # Refuse now what would fail every write later (a read-only file or folder).
+            wconn.execute("BEGIN IMMEDIATE")
+            wconn.execute("ROLLBACK")
             rconn = wconn if self.memory else self._connect()
-            self._rejected = wconn.execute(
-                "SELECT count(*) FROM deliveries WHERE verdict = 'rejected'"
-            ).fetchone()[0]
-            self._guard = FileGuard(None if self.memory else self.path)
-        except BaseException as exc:  # release what was opened, then say why
+            self._rejected = writes.rejected_totals(wconn)
+        except BaseException as exc:
             for conn in (rconn, wconn):
                 if conn is not None:
                     conn.close()
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreError(
+                    f"cannot use the store at {self.path}: {exc}. Check that the file and its "
+                    "folder are writable, or pass another store path"
+                ) from exc
             raise
         self._wconn, self._rconn = wconn, rconn
-        # One lock per connection: the memory store shares one connection for both.
-        self._wlock = threading.RLock()  # re-entrant: a body may read a memory store
-        self._rlock = self._wlock if self.memory else threading.RLock()
-        self._writer = Writer(wconn, self._wlock, check=self._guard.problem, committed=self._bump)
-        self._checkpointer = None if self.memory else Checkpointer(self.path, self._guard.problem)
-
-    # --- connection and schema -------------------------------------------------------------
+        self._wlock = threading.Lock()
+        self._rlock = self._wlock if self.memory else threading.Lock()
+        self._guard = FileGuard(None if self.memory else self.path)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._run, name="suno_nb-store-writer", daemon=True
+        )
+        self._writer.start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         if not self.memory:
             conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
-    @property
-    def schema_version(self) -> int:
-        with self.reading() as conn:
-            return conn.execute("PRAGMA user_version").fetchone()[0]
+    # --- state ---------------------------------------------------------------------------
 
     @property
     def healthy(self) -> bool:
         """True while the store is open and its file is the one it opened."""
-        return not self._closed and self._guard.problem() is None
+        return self.problem is None
 
     @property
     def problem(self) -> str | None:
         """Why the store cannot keep writes (closed, file deleted or replaced), or None."""
-        if self._closed:
-            return "the store is closed"
-        return self._guard.problem()
+        return "the store is closed" if self._closed else self._guard.problem()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # --- the writer ------------------------------------------------------------------------
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+    def submit(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        announce: Callable[[T], Change | None] | None = None,
+    ) -> Future[T]:
         """Queue ``fn(conn)`` for the writer; the future resolves once its COMMIT succeeded.
 
-        The future raises :class:`StoreError` if the work or its COMMIT failed (then nothing
-        of it is stored).  ``fn`` runs on the writer thread, inside the batch's
-        transaction, so it must not wait for another store write; it runs again if another
-        body of its batch fails (its writes are kept once).
+        SQLite's errors come back as :class:`StoreError` (nothing of ``fn`` is stored); any
+        other exception ``fn`` raises comes back as is.  ``announce(result)`` names the
+        change to publish after the COMMIT.
         """
-        self._not_on_writer()
-        return self._writer.submit(fn)
-
-    def _not_on_writer(self) -> None:
-        if self._writer.on_writer_thread():
+        if threading.current_thread() is self._writer:
             raise StoreError("a store transaction cannot wait for another one")
+        job = _Job(fn, announce)
+        if self._closed:
+            job.future.set_exception(StoreError("the store is closed"))
+        else:
+            self._queue.put(job)
+        return job.future
 
-    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in a write transaction; return its result once committed.
+    def write(self, fn: Callable[[sqlite3.Connection], T], announce: Any = None) -> T:
+        """:meth:`submit` and wait for the result."""
+        return self.submit(fn, announce).result()
 
-        Raises :class:`StoreError` if the work or its COMMIT fails; then nothing of it is
-        stored.  ``fn`` runs on the writer thread.
-        """
-        return self.submit(fn).result()
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            stop = False
+            while len(jobs) < MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            self._transact(jobs)
+            if stop:
+                return
 
-    def _bump(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.poke()
-        with self._version_cond:
-            self._version += 1
-            self._version_cond.notify_all()
+    def _transact(self, jobs: list[_Job]) -> None:
+        conn = self._wconn
+        with self._wlock:
+            try:
+                self._attempt(conn, jobs)
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                for job in jobs:
+                    job.error = job.error or exc
+                log.error("store write failed: %s", exc)
+        for job in jobs:  # publish first: flush() after a write must see its change
+            if job.error is None and job.announce is not None and self._on_commit is not None:
+                change = job.announce(job.value)
+                if change is not None:
+                    try:
+                        self._on_commit(change)
+                    except Exception:
+                        log.exception("publishing a committed change failed")
+        for job in jobs:
+            if job.error is None:
+                job.future.set_result(job.value)
+            else:
+                job.future.set_exception(_failure(job.error))
 
-    @property
-    def version(self) -> int:
-        """A counter that grows with every commit; widgets poll it to notice change."""
-        return self._version
-
-    def wait_for_change(self, seen: int, timeout: float) -> int:
-        """Block until :attr:`version` exceeds ``seen`` or ``timeout`` passes."""
-        with self._version_cond:
-            self._version_cond.wait_for(lambda: self._version > seen, timeout)
-            return self._version
+    def _attempt(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        """Run ``jobs`` in one transaction (each in a savepoint when there are several)."""
+        conn.execute("BEGIN IMMEDIATE")
+        several = len(jobs) > 1
+        for job in jobs:
+            if several:
+                conn.execute("SAVEPOINT job")
+            try:
+                job.value = job.fn(conn)
+            except Exception as exc:
+                job.error = exc
+                if not conn.in_transaction:  # SQLite gave up the whole transaction
+                    raise sqlite3.OperationalError(f"transaction aborted: {exc}") from exc
+                if several:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                else:
+                    conn.execute("ROLLBACK")
+                    return
+            else:
+                if several:
+                    conn.execute("RELEASE job")
+        problem = self._guard.problem()
+        if problem is not None:
+            conn.execute("ROLLBACK")
+            for job in jobs:
+                job.error = job.error or StoreError(problem)
+            return
+        conn.execute("COMMIT")
 
     # --- writes ----------------------------------------------------------------------------
 
-    def submit_callback(self, delivery: Delivery, callback: Callback) -> Future[Outcome]:
-        """Queue a delivery and its parsed callback; the future holds the :class:`Outcome`.
+    def record_callback(self, delivery: Delivery, callback: Callback) -> Future[CallbackEvent]:
+        """Queue a delivery and its parsed callback; the future holds what it did
+        (``verdict`` ``duplicate`` when it added nothing)."""
+        return self.submit(lambda c: writes.apply_callback(c, delivery, callback), _same)
 
-        Non-blocking (for the receiver's event loop: ``asyncio.wrap_future``).  A delivery
-        that adds nothing new is ``duplicate``.
-        """
-        self._not_on_writer()
-        # An item, not a body: the writer applies every callback queued together at once.
-        return self._writer.submit_item(_callbacks.apply_callbacks, (delivery, callback))
-
-    def record_callback(self, delivery: Delivery, callback: Callback) -> Outcome:
-        """Store the raw delivery and its parsed result; returns only when committed."""
-        return self.submit_callback(delivery, callback).result()
-
-    def submit_rejection(
+    def record_rejection(
         self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
     ) -> Future[int]:
         """Queue a rejected delivery with its reason; the future holds its row id.
 
-        Only the newest :attr:`max_rejected` rejected rows are kept (older ones are deleted
-        in the same transaction), so that scanners cannot fill the disk.
+        Only the newest rejected rows are kept (:attr:`max_rejected` of them, at most
+        :attr:`max_rejected_bytes` of headers and bodies), so scanners cannot fill the disk.
         """
 
         def work(conn: sqlite3.Connection) -> int:
-            row_id = _apply.insert_delivery(conn, delivery, "rejected", status, reason, task_id)
-            self._rejected += 1  # only the writer thread touches this count
-            if self._rejected > self.max_rejected:
-                # Trim to 99 %: the count query runs once per 1 % of the cap, not per row.
-                self._rejected = _apply.trim_rejected(conn, max(1, self.max_rejected * 99 // 100))
+            row_id = writes.insert_delivery(conn, delivery, "rejected", status, reason, task_id)
+            count, size = self._rejected  # only the writer thread touches these totals
+            size += len(delivery.body) + sum(len(k) + len(v) for k, v in delivery.headers.items())
+            count += 1
+            if count > self.max_rejected or size > self.max_rejected_bytes:
+                count, size = writes.trim_rejected(
+                    conn, self.max_rejected * 9 // 10, self.max_rejected_bytes * 9 // 10
+                )
+            self._rejected = (count, size)
             return row_id
 
         return self.submit(work)
 
-    def record_rejection(
-        self, delivery: Delivery, status: int, reason: str, task_id: str | None = None
-    ) -> int:
-        """Keep a rejected delivery with its reason; return its id once committed."""
-        return self.submit_rejection(delivery, status, reason, task_id).result()
-
     def record_submission(self, sub: Submission) -> None:
         """Record a submitted task (parameters, time, task id) as pending."""
-        self.transact(lambda c: _apply.record_submission(c, sub))
+        self.write(
+            lambda c: writes.record_submission(c, sub), lambda _: Change("submission", sub.task_id)
+        )
 
     def note_poll(self, task_id: str, service_status: str | None, *, unknown: bool = False) -> int:
-        """Count a poll of ``task_id`` and remember the service's last status.
-
-        ``unknown=True``: the service said it does not know the task.  Returns the number of
-        consecutive such answers (a known answer resets it to 0).
-        """
-        return self.transact(lambda c: _apply.note_poll(c, task_id, service_status, unknown))
+        """Count a poll of ``task_id`` and remember the service's last status.  ``unknown``:
+        the service said it does not know the task; returns how many times in a row."""
+        return self.write(
+            lambda c: writes.note_poll(c, task_id, service_status, unknown),
+            lambda _n: Change("poll", task_id),
+        )
 
     def give_up(self, task_id: str, state: str, reason: str) -> None:
-        """Stop waiting for an open task: ``state`` is UNKNOWN or EXPIRED, with ``reason``.
-
-        A task that is already decided is left alone; a later real result still decides a
-        task given up on.  Unknown ``task_id`` → KeyError.
-        """
+        """Stop waiting for an open task: ``state`` is ``unknown`` or ``expired``, with
+        ``reason``.  A decided task is left alone; a later real result still decides."""
         if state not in GAVE_UP_STATES:
             raise ValueError(f"state must be one of {', '.join(GAVE_UP_STATES)}, got {state!r}")
         if self.task(task_id) is None:
             raise KeyError(f"no task {task_id!r} in the store")
-        self.transact(lambda c: _apply.give_up(c, task_id, state, reason))
+        self.write(
+            lambda c: writes.give_up(c, task_id, state, reason),
+            lambda moved: Change("gave_up", task_id) if moved else None,
+        )
 
     def set_meta(self, key: str, value: str) -> None:
-        self.transact(
+        self.write(
             lambda c: c.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -283,22 +328,25 @@ class Store:
         Unknown track → KeyError; a track id found in several tasks → ValueError asking for
         ``task_id``; stars outside 1..5 → ValueError.
         """
-        stars = _ledger.check_stars(stars)
-        note = _ledger.check_note(note)
-        self._ledger(lambda c: _ledger.rate(c, track_id, stars, note, task_id))
+        track = ledger.check_id("track_id", track_id)
+        task = ledger.check_id("task_id", task_id, optional=True)
+        stars = ledger.check_stars(stars)
+        note = ledger.check_note(note)
+        assert track is not None
+        self.write(lambda c: ledger.rate(c, track, stars, note, task), _ledger_change)
 
     def pick(self, track_id: str, *, task_id: str | None = None) -> None:
         """Pick a track as the take to keep; any other pick of its task is cleared."""
-        self._ledger(lambda c: _ledger.pick(c, track_id, task_id))
+        track = ledger.check_id("track_id", track_id)
+        task = ledger.check_id("task_id", task_id, optional=True)
+        assert track is not None
+        self.write(lambda c: ledger.pick(c, track, task), _ledger_change)
 
     def unpick(self, task_id: str) -> None:
         """Clear the pick of ``task_id``."""
-        self._ledger(lambda c: _ledger.unpick(c, task_id))
-
-    def _ledger(self, fn: Callable[[sqlite3.Connection], Exception | None]) -> None:
-        err = self.transact(fn)
-        if err is not None:
-            raise err
+        task = ledger.check_id("task_id", task_id)
+        assert task is not None
+        self.write(lambda c: ledger.unpick(c, task), _ledger_change)
 
     def ratings(self, task_id: str | None = None) -> list[dict[str, Any]]:
         """Rows of the ledger (of one task, or all), oldest first."""
@@ -310,10 +358,7 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """The read connection, held for the block (for pandas.read_sql_query).
-
-        :meth:`close` waits for the block to end; after close this raises StoreError.
-        """
+        """The read connection, held for the block.  After :meth:`close`: StoreError."""
         with self._rlock:
             if self._closed:
                 raise StoreError("the store is closed")
@@ -331,14 +376,13 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Numbers for a repr: tasks, tracks, deliveries, rejected, pending (open)."""
-        rows = self.query(
+        return self.query(
             "SELECT (SELECT count(*) FROM tasks) AS tasks,"
             " (SELECT count(*) FROM tracks) AS tracks,"
             " (SELECT count(*) FROM deliveries WHERE source != 'poll') AS deliveries,"
             " (SELECT count(*) FROM deliveries WHERE verdict = 'rejected') AS rejected,"
-            f" (SELECT count(*) FROM tasks WHERE state IN {_OPEN}) AS pending"
-        )
-        return rows[0]
+            f" (SELECT count(*) FROM tasks WHERE state IN {_OPEN_SQL}) AS pending"
+        )[0]
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
@@ -353,14 +397,14 @@ class Store:
 
     def pending_tasks(self) -> list[dict[str, Any]]:
         """Open tasks (pending or running), oldest first: what the poller works on."""
-        return self.query(f"SELECT * FROM tasks WHERE state IN {_OPEN} ORDER BY {_SINCE}, rowid")
+        return self.query(
+            f"SELECT * FROM tasks WHERE state IN {_OPEN_SQL} ORDER BY {_SINCE}, rowid"
+        )
 
     def tasks_since(self, since: float, *, include_open: bool = True) -> list[dict[str, Any]]:
-        """Tasks submitted (or first seen) at or after ``since``, oldest first.
-
-        ``include_open``: also every task still pending or running, however old.
-        """
-        extra = f" OR state IN {_OPEN}" if include_open else ""
+        """Tasks submitted (or first seen) at or after ``since``, oldest first;
+        ``include_open``: also every task still pending or running, however old."""
+        extra = f" OR state IN {_OPEN_SQL}" if include_open else ""
         return self.query(
             f"SELECT * FROM tasks WHERE {_SINCE} >= ?{extra} ORDER BY {_SINCE}, rowid", (since,)
         )
@@ -372,24 +416,24 @@ class Store:
     # --- lifecycle -------------------------------------------------------------------------
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish queued writes, wait for readers, refuse everything after, close.  Idempotent.
-
-        Any read or write after (or racing with) close raises :class:`StoreError`.
-        """
-        self._writer.close(timeout)
-        if self._checkpointer is not None:
-            self._checkpointer.close(timeout)
+        """Finish queued writes, refuse new ones, wait for readers, close.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if threading.current_thread() is not self._writer:
+            self._writer.join(timeout)
+        while True:  # anything queued after the writer stopped is refused, not lost silently
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.set_exception(StoreError("the store is closed"))
         with self._wlock, contextlib.nullcontext() if self.memory else self._rlock:
-            if self._closed:
-                return
-            self._closed = True
             for conn in {id(self._wconn): self._wconn, id(self._rconn): self._rconn}.values():
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def __repr__(self) -> str:
         state = ", closed" if self._closed else (", UNHEALTHY" if self._guard.known_problem else "")
@@ -400,3 +444,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _same(event: CallbackEvent) -> Change:
+    return event
+
+
+def _ledger_change(task_id: str) -> Change:
+    return Change("ledger", task_id)

@@ -88,7 +88,7 @@ def open_tunnel(port: int, settings: TunnelSettings, *, host: str = "localhost")
     or :class:`~suno_nb.errors.TunnelError`.
     """
     _check_port(port)
-    remember_secret(settings.authtoken)
+    remember_secret(settings.token)
     _install_hooks()
     from .ngrok import open_ngrok
 

@@ -140,13 +140,13 @@ def open_ngrok(port: int, settings: TunnelSettings, *, host: str = "localhost") 
             "The ngrok tunnel needs the pyngrok package, which is not installed: run "
             "`pip install pyngrok` and try again."
         ) from None
-    remember_secret(settings.authtoken)
+    remember_secret(settings.token)
     path = settings.resolved_ngrok_path()
     state_dir = settings.resolved_state_dir()
     config = PyngrokConfig(
         ngrok_path=path,
         config_path=settings.config_path,
-        auth_token=settings.authtoken,
+        auth_token=settings.token,
         region=settings.region,
         start_new_session=True,
         startup_timeout=settings.start_timeout,  # type: ignore[arg-type]  # float works

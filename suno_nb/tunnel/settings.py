@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..credentials import find_secret
+from ..credentials import Secret, as_secret, find_secret
 from ..paths import user_dir
 
 log = logging.getLogger("suno_nb.tunnel")
@@ -49,7 +49,7 @@ class TunnelSettings:
       ``PATH``.
     """
 
-    authtoken: str | None = None
+    authtoken: Secret | str | None = None
     ngrok_path: str | None = None
     config_path: str | None = None
     region: str | None = None
@@ -58,6 +58,7 @@ class TunnelSettings:
     cloudflared_path: str | None = None
 
     def __post_init__(self) -> None:
+        self.authtoken = as_secret(AUTHTOKEN_ENV, self.authtoken)
         if not self.start_timeout or self.start_timeout <= 0:
             raise ValueError(f"start_timeout must be > 0 seconds, got {self.start_timeout!r}")
 
@@ -71,6 +72,11 @@ class TunnelSettings:
         )
 
     __str__ = __repr__
+
+    @property
+    def token(self) -> str | None:
+        """The authtoken's value, for the agent only."""
+        return self.authtoken.text if isinstance(self.authtoken, Secret) else self.authtoken
 
     def resolved_state_dir(self) -> Path:
         """``state_dir`` or :func:`default_state_dir` (read now)."""
@@ -97,9 +103,9 @@ def resolve_authtoken(explicit: str | None = None, *, config_path: str | None = 
     ``~/.ngrok2/ngrok.yml``).
     """
     secret = find_secret(AUTHTOKEN_ENV, (explicit or "").strip() or None)
-    if secret is not None and secret.value.strip():
+    if secret is not None and secret.text.strip():
         log.debug("authtoken taken from %s", secret.source)
-        return secret.value.strip()
+        return secret.text.strip()
     if config_path:
         candidates = [Path(config_path).expanduser()]
     else:

@@ -1,0 +1,279 @@
+"""The callback receiver: the ASGI app behind the tunnel, and its one rejection path.
+
+Per request, cheapest checks first: path (404), method (405), IP allow-list (403) — none of
+which reads the body — then the body (its size and time are the server's: 413, 408),
+content type (415), strict JSON and the callback schema (400), the optional HMAC signature
+bound to the body (401).  Judge → record → answer: a rejection's row is committed before its
+answer; an accepted delivery is committed by the store's writer before the sender gets
+``200 {"code": 200, "msg": "success"}``, and a failure to store answers 503 so that the
+sender retries: nothing acknowledged is ever lost.  What was committed reaches handlers
+through the store's change feed, not from here.  The callback path token never appears in a
+stored row or a log line: paths are masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PayloadError, SignatureError
+from .events import CallbackEvent
+from .payloads import Callback, parse_callback
+from .rows import Delivery
+from .server import ProtocolError, send_json
+from .signing import SignatureMemory, header, signature_key, verify
+from .store import Store
+
+log = logging.getLogger("suno_nb.receiver")
+
+__all__ = [
+    "CALLBACK_PREFIX",
+    "STORE_FAILED",
+    "AllowList",
+    "CallbackApp",
+    "Rejection",
+    "Verifier",
+    "mask_path",
+]
+
+CALLBACK_PREFIX = "/callback/"
+MASKED_PATH = CALLBACK_PREFIX + "…"
+FORWARDED_FOR = "X-Forwarded-For"
+STORE_FAILED = "the receiver could not store the callback; retry later"
+
+
+def mask_path(path: str | None, token: str) -> str | None:
+    """A request path as it may be stored or logged: never the token, nor a near miss."""
+    if path is None:
+        return None
+    path = path.split("?", 1)[0]
+    if token and token in path:
+        path = path.replace(token, "…")
+    if path.startswith(CALLBACK_PREFIX):
+        return MASKED_PATH
+    return path[:200]
+
+
+class AllowList:
+    """An IP allow-list of addresses and networks (``"203.0.113.0/24"``)."""
+
+    def __init__(self, entries: Iterable[str]):
+        self.networks = tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+
+    def allows(self, address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def __repr__(self) -> str:
+        return f"AllowList({[str(n) for n in self.networks]})"
+
+
+class Verifier:
+    """Webhook signatures: HMAC of ``task_id.timestamp``, fresh within ``tolerance``, and
+    each signature bound to the first body it came with (it does not cover the body)."""
+
+    def __init__(self, key: Any, tolerance: float = 300.0) -> None:
+        self._key = key
+        self.tolerance = tolerance
+        self.memory = SignatureMemory(tolerance)
+
+    def check(self, delivery: Delivery, task_id: str, now: float | None) -> str | None:
+        """None if the delivery's signature holds, else the reason it does not."""
+        key = self._key.value if hasattr(self._key, "value") else self._key
+        try:
+            verify(key, delivery.headers, task_id, now=now, tolerance=self.tolerance)
+        except SignatureError as exc:
+            return f"signature check failed: {exc.reason}"
+        if not self.memory.check(signature_key(delivery.headers), delivery.body, now):
+            return "signature reused with a different body"
+        return None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a delivery is refused: the HTTP status and a reason for the sender."""
+
+    status: int
+    reason: str
+    task_id: str | None = None
+
+
+class CallbackApp:
+    """The receiver's ASGI app: judge, record, answer (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        token: str,
+        verifier: Verifier | None = None,
+        allow_list: AllowList | None = None,
+        tunnel_active: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.store = store
+        self.path = CALLBACK_PREFIX + token
+        self._token = token
+        self._path_bytes = self.path.encode()
+        self.verifier = verifier
+        self.allow_list = allow_list
+        self.tunnel_active = tunnel_active
+
+    # --- judging (shared with replay) ---------------------------------------------------
+
+    def judge(
+        self, delivery: Delivery, *, signature_now: float | None = None
+    ) -> Callback | Rejection:
+        """The parsed callback to store, or the :class:`Rejection` to answer."""
+        ctype = header(delivery.headers, "Content-Type") or ""
+        if ctype.split(";", 1)[0].strip().lower() != "application/json":
+            return Rejection(415, f"Content-Type must be application/json, got {ctype[:100]!r}")
+        try:
+            callback = parse_callback(delivery.body)
+        except PayloadError as exc:
+            return Rejection(400, exc.reason)
+        except Exception as exc:  # bad input never becomes a 5xx
+            log.warning("body could not be parsed: %s", type(exc).__name__)
+            return Rejection(400, f"body could not be parsed ({type(exc).__name__})")
+        if self.verifier is not None:
+            reason = self.verifier.check(delivery, callback.task_id, signature_now)
+            if reason is not None:
+                return Rejection(401, reason, callback.task_id)
+        return callback
+
+    async def record(self, delivery: Delivery, judged: Callback | Rejection) -> tuple[int, str]:
+        """Store the delivery as judged; return the (status, message) to answer."""
+        if isinstance(judged, Rejection):
+            await self._rejected(delivery, judged)
+            return judged.status, judged.reason
+        try:
+            event: CallbackEvent = await asyncio.wrap_future(
+                self.store.record_callback(delivery, judged)
+            )
+        except Exception as exc:  # StoreError, or anything else: never a 200, never a 500
+            log.error("store write failed; answering 503 so the sender retries: %s", exc)
+            return 503, STORE_FAILED
+        log.debug("task %s: %s (%s)", event.task_id, event.verdict, event.state)
+        return 200, "success"
+
+    async def _rejected(self, delivery: Delivery, rejection: Rejection) -> None:
+        log.info(
+            "rejected delivery from %s: %d %s",
+            delivery.remote_addr,
+            rejection.status,
+            rejection.reason,
+        )
+        try:
+            await asyncio.wrap_future(
+                self.store.record_rejection(
+                    delivery, rejection.status, rejection.reason, rejection.task_id
+                )
+            )
+        except Exception as exc:
+            log.warning("could not record a rejected delivery (%s): %s", rejection.reason, exc)
+
+    # --- the ASGI app -------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        client = scope.get("client")
+        delivery = self.delivery(
+            client[0] if client else None,
+            scope["method"],
+            scope["raw_path"].decode("latin-1"),
+            _joined((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
+        )
+        early = self._before_body(delivery, scope["raw_path"])
+        if early is not None:
+            await self._rejected(delivery, early)
+            extra = [(b"allow", b"POST")] if early.status == 405 else None
+            # No close: the server drops the unread body and keeps the connection usable.
+            await send_json(send, early.status, early.reason, extra=extra)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-body (or the server cut it off)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        delivery = dataclasses.replace(delivery, body=bytes(body))
+        status, msg = await self.record(delivery, self.judge(delivery))
+        await send_json(send, status, msg)
+
+    def _before_body(self, delivery: Delivery, raw_path: bytes) -> Rejection | None:
+        if not hmac.compare_digest(raw_path, self._path_bytes):
+            return Rejection(404, "not found")
+        if delivery.method != "POST":
+            return Rejection(405, "method not allowed; callbacks are POSTed")
+        if self.allow_list is not None and not self.allow_list.allows(delivery.remote_addr):
+            return Rejection(403, f"client address {delivery.remote_addr} is not in the allow-list")
+        return None
+
+    def delivery(
+        self,
+        peer: str | None,
+        method: str | None,
+        path: str | None,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+    ) -> Delivery:
+        """A :class:`Delivery` as stored: path masked; behind the tunnel the client address is
+        the rightmost ``X-Forwarded-For`` entry (the one the agent appended)."""
+        forwarded = header(headers, FORWARDED_FOR)
+        via_tunnel = bool(forwarded) and self.tunnel_active() and _is_loopback(peer)
+        remote = forwarded.split(",")[-1].strip() if via_tunnel and forwarded else peer
+        return Delivery(
+            body=body,
+            source="callback",
+            remote_addr=remote,
+            via_tunnel=via_tunnel,
+            method=method,
+            path=mask_path(path, self._token),
+            headers=dict(headers),
+            received_at=time.time(),
+        )
+
+    def protocol_error(self, error: ProtocolError) -> None:
+        """A request the server answered itself: its row, queued (never waited for)."""
+        delivery = self.delivery(error.client, error.method, error.path, _joined(error.headers))
+        log.info("rejected by the server from %s: %d %s", error.client, error.status, error.reason)
+        try:
+            future = self.store.record_rejection(delivery, error.status, error.reason)
+        except Exception as exc:
+            log.warning("could not record a rejected request: %s", exc)
+            return
+        future.add_done_callback(_log_failed)
+
+
+def _log_failed(future: Any) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("could not record a rejected request: %s", exc)
+
+
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header pairs as a dict (names title-cased; repeated headers joined with ", ")."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.title()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

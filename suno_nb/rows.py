@@ -1,0 +1,351 @@
+"""The rows suno_nb keeps: one definition per table, and the views shown as DataFrames.
+
+Everything else derives from here: the store's DDL (:mod:`suno_nb.store.schema`), the parse
+target of a result track (:class:`Track`, filled by :mod:`suno_nb.payloads` from either wire
+spelling), and the DataFrames' columns and dtypes (:mod:`suno_nb.frame`).  A column's *kind*
+decides its SQLite type and its pandas dtype:
+
+=========  ==============  ===========================================================
+kind       SQLite          pandas
+=========  ==============  ===========================================================
+``text``   TEXT            ``object`` (str, or None when missing)
+``real``   REAL            ``float64`` (NaN when missing)
+``int``    INTEGER         ``Int64`` (nullable)
+``count``  INTEGER         ``int64`` (never missing)
+``bool``   INTEGER         ``bool``
+``time``   REAL            ``datetime64[ns, UTC]`` (stored as Unix seconds)
+``stamp``  TEXT            ``datetime64[ns]``, naive (the service's ``createTime``)
+``json``   TEXT            ``object`` (the decoded value)
+``blob``   BLOB            ``object`` (bytes)
+=========  ==============  ===========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["text", "real", "int", "count", "bool", "time", "stamp", "json", "blob"]
+
+SQL_TYPES: dict[str, str] = {
+    "text": "TEXT",
+    "real": "REAL",
+    "int": "INTEGER",
+    "count": "INTEGER NOT NULL DEFAULT 0",
+    "bool": "INTEGER NOT NULL DEFAULT 0",
+    "time": "REAL",
+    "stamp": "TEXT",
+    "json": "TEXT",
+    "blob": "BLOB",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, kind and any SQL constraint beyond the kind's type."""
+
+    name: str
+    kind: Kind
+    constraint: str = ""
+
+    @property
+    def ddl(self) -> str:
+        return f"{self.name} {SQL_TYPES[self.kind]}{' ' + self.constraint if self.constraint else ''}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: its columns in order, and table constraints (primary key, checks)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    constraints: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def __getitem__(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def ddl(self) -> str:
+        parts = [c.ddl for c in self.columns] + list(self.constraints)
+        return f"CREATE TABLE {self.name} (\n  " + ",\n  ".join(parts) + "\n)"
+
+    def insert_sql(self, names: tuple[str, ...] | None = None) -> str:
+        cols = names or self.names
+        return f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+# --- the result track: parse target and stored row -------------------------------------------
+
+
+def _wire(kind: Kind, snake: str, camel: str) -> Any:
+    """A :class:`Track` field: its kind and its names in callbacks (snake_case) and in
+    record-info answers (camelCase)."""
+    return field(default=None, metadata={"kind": kind, "snake": snake, "camel": camel})
+
+
+@dataclass(frozen=True)
+class Track:
+    """One result track, normalised from either wire spelling (callbacks say ``audio_url``,
+    record-info says ``audioUrl``).  Fields the service adds later are kept in ``extra``."""
+
+    id: str = field(metadata={"kind": "text", "snake": "id", "camel": "id"})
+    audio_url: str | None = _wire("text", "audio_url", "audioUrl")
+    stream_audio_url: str | None = _wire("text", "stream_audio_url", "streamAudioUrl")
+    image_url: str | None = _wire("text", "image_url", "imageUrl")
+    prompt: str | None = _wire("text", "prompt", "prompt")
+    model_name: str | None = _wire("text", "model_name", "modelName")
+    title: str | None = _wire("text", "title", "title")
+    tags: str | None = _wire("text", "tags", "tags")
+    create_time: str | None = _wire("stamp", "createTime", "createTime")
+    duration: float | None = _wire("real", "duration", "duration")
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"kind": "json"})
+
+    def values(self) -> tuple[Any, ...]:
+        """The stored values, in :data:`TRACK_VALUES` order."""
+        return tuple(getattr(self, name) for name in TRACK_VALUES)
+
+
+# Track fields that carry a value from the wire (all but the id): what a later stage may fill in.
+TRACK_VALUES: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Track) if f.name not in ("id",)
+)
+# Wire spellings of each value field, for the parser: (field, snake_case key, camelCase key).
+TRACK_WIRE: tuple[tuple[str, str, str], ...] = tuple(
+    (f.name, f.metadata["snake"], f.metadata["camel"])
+    for f in dataclasses.fields(Track)
+    if "snake" in f.metadata and f.name != "id"
+)
+
+
+def _track_columns() -> tuple[Column, ...]:
+    return tuple(
+        Column(f.name, f.metadata["kind"]) for f in dataclasses.fields(Track) if f.name != "id"
+    )
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+DELIVERIES = Table(
+    "deliveries",
+    (
+        Column("id", "int", "PRIMARY KEY"),
+        Column("received_at", "time", "NOT NULL"),
+        Column("source", "text", "NOT NULL"),  # callback | poll | replay
+        Column("remote_addr", "text"),
+        Column("via_tunnel", "bool"),
+        Column("method", "text"),
+        Column("path", "text"),  # masked: never the callback token
+        Column("headers", "json", "NOT NULL DEFAULT '{}'"),  # credential-like ones dropped
+        Column("body", "blob"),
+        Column("status", "int"),
+        Column("verdict", "text", "NOT NULL"),  # accepted | duplicate | rejected
+        Column("reason", "text"),
+        Column("task_id", "text"),
+        Column("replay_of", "int"),
+    ),
+)
+
+TASKS = Table(
+    "tasks",
+    (
+        Column("task_id", "text", "PRIMARY KEY"),
+        Column("state", "text", "NOT NULL"),
+        Column("stage", "text"),
+        Column("reason", "text"),  # why we gave up (unknown/expired)
+        Column("code", "int"),
+        Column("msg", "text"),
+        Column("error", "text"),
+        Column("callback_type", "text"),
+        Column("source", "text"),
+        Column("service_status", "text"),
+        Column("parent_task_id", "text"),
+        Column("audio_id", "text"),
+        Column("infill_start_s", "real"),
+        Column("infill_end_s", "real"),
+        Column("prompt", "text"),
+        Column("tags", "text"),
+        Column("title", "text"),
+        Column("negative_tags", "text"),
+        Column("full_lyrics", "text"),
+        Column("params", "json"),
+        Column("submitted_at", "time"),
+        Column("first_seen_at", "time", "NOT NULL"),
+        Column("completed_at", "time"),
+        Column("poll_count", "count"),
+        Column("unknown_polls", "count"),
+        Column("last_polled_at", "time"),
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+)
+
+TRACKS = Table(
+    "tracks",
+    (
+        Column("task_id", "text", "NOT NULL"),
+        Column("track_id", "text", "NOT NULL"),
+        *_track_columns(),
+        Column("received_at", "time", "NOT NULL"),  # where the track first came from
+        Column("source", "text", "NOT NULL"),
+        Column("delivery_id", "int"),
+    ),
+    ("PRIMARY KEY (task_id, track_id)",),
+)
+
+RATINGS = Table(
+    "ratings",
+    (
+        Column("task_id", "text", "NOT NULL"),
+        Column("track_id", "text", "NOT NULL"),
+        Column("stars", "int", "CHECK (stars IS NULL OR stars BETWEEN 1 AND 5)"),
+        Column("note", "text"),
+        Column("picked", "bool"),
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+    ("PRIMARY KEY (task_id, track_id)",),
+)
+
+META = Table("meta", (Column("key", "text", "PRIMARY KEY"), Column("value", "text")))
+
+TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS)
+
+
+# --- the views shown as DataFrames -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """A DataFrame: each column an SQL expression over ``source`` with a kind."""
+
+    name: str
+    columns: tuple[Column, ...]
+    expressions: tuple[str, ...]
+    source: str
+    order: str
+    key: str  # the expression a one-task filter compares with the task id
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def sql(self, *, one_task: bool = False) -> str:
+        select = ", ".join(
+            f"{expr} AS {col.name}" for col, expr in zip(self.columns, self.expressions, strict=True)
+        )
+        where = f" WHERE {self.key} = ?" if one_task else ""
+        return f"SELECT {select} FROM {self.source}{where} ORDER BY {self.order}"
+
+
+def _view(name: str, source: str, order: str, key: str, *cols: tuple[str, str, Any]) -> View:
+    """``cols``: (name, expression, a kind or a (table, column) whose kind it takes)."""
+    columns, exprs = [], []
+    for col_name, expr, kind in cols:
+        if isinstance(kind, tuple):
+            table, ref = kind
+            kind = table[ref].kind
+        columns.append(Column(col_name, kind))
+        exprs.append(expr)
+    return View(name, tuple(columns), tuple(exprs), source, order, key)
+
+
+def _same(alias: str, table: Table, *names: str) -> list[tuple[str, str, Any]]:
+    return [(n, f"{alias}.{n}", (table, n)) for n in names]
+
+
+FRAME = _view(
+    "frame",
+    "tracks tr JOIN tasks t ON t.task_id = tr.task_id"
+    " LEFT JOIN ratings r ON r.task_id = tr.task_id AND r.track_id = tr.track_id",
+    "tr.rowid",
+    "tr.task_id",
+    *_same("tr", TRACKS, "task_id", "track_id"),
+    *_same("t", TASKS, "callback_type", "code", "msg"),
+    *_same("tr", TRACKS, "title", "tags", "prompt", "model_name", "duration"),
+    *_same("tr", TRACKS, "audio_url", "stream_audio_url", "image_url"),
+    ("created_at", "tr.create_time", (TRACKS, "create_time")),
+    *_same("tr", TRACKS, "received_at", "source"),
+    *_same("t", TASKS, "parent_task_id", "audio_id", "infill_start_s", "infill_end_s"),
+    ("submitted_at", "t.submitted_at", (TASKS, "submitted_at")),
+    ("latency_s", "tr.received_at - t.submitted_at", "real"),
+    ("rating", "r.stars", (RATINGS, "stars")),
+    ("note", "r.note", (RATINGS, "note")),
+    ("picked", "coalesce(r.picked, 0)", (RATINGS, "picked")),
+)
+
+TASKS_VIEW = _view(
+    "tasks",
+    "tasks t",
+    "coalesce(t.submitted_at, t.first_seen_at), t.rowid",
+    "t.task_id",
+    *_same("t", TASKS, "task_id", "state", "stage", "reason", "code", "msg", "error"),
+    *_same("t", TASKS, "callback_type", "source", "service_status"),
+    (
+        "title",
+        "coalesce(t.title, (SELECT tr.title FROM tracks tr WHERE tr.task_id = t.task_id"
+        " ORDER BY tr.rowid LIMIT 1))",
+        (TASKS, "title"),
+    ),
+    *_same("t", TASKS, "parent_task_id", "audio_id", "infill_start_s", "infill_end_s"),
+    ("section_s", "round(t.infill_end_s - t.infill_start_s, 2)", "real"),
+    ("tracks", "(SELECT count(*) FROM tracks tr WHERE tr.task_id = t.task_id)", "count"),
+    *_same("t", TASKS, "submitted_at", "first_seen_at", "completed_at"),
+    ("latency_s", "t.completed_at - t.submitted_at", "real"),
+    *_same("t", TASKS, "poll_count", "last_polled_at", "prompt", "tags", "negative_tags"),
+)
+
+DELIVERIES_VIEW = _view(
+    "deliveries",
+    "deliveries",
+    "id",
+    "task_id",
+    ("delivery_id", "id", (DELIVERIES, "id")),
+    *_same("deliveries", DELIVERIES, "received_at", "source", "verdict", "status", "reason"),
+    *_same("deliveries", DELIVERIES, "task_id", "remote_addr", "via_tunnel", "method"),
+    ("size", "coalesce(length(body), 0)", "count"),
+    *_same("deliveries", DELIVERIES, "headers", "replay_of"),
+)
+
+
+# --- records passed to the store ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted task as recorded (no secrets, no callback URL)."""
+
+    task_id: str
+    parent_task_id: str | None = None
+    audio_id: str | None = None
+    infill_start_s: float | None = None
+    infill_end_s: float | None = None
+    prompt: str | None = None
+    tags: str | None = None
+    title: str | None = None
+    negative_tags: str | None = None
+    full_lyrics: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    submitted_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What arrived: one HTTP request (or one poll answer), before it is judged."""
+
+    body: bytes
+    source: str = "callback"  # callback | poll | replay
+    remote_addr: str | None = None
+    via_tunnel: bool = False
+    method: str | None = "POST"
+    path: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.time)
+    replay_of: int | None = None

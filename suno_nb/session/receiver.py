@@ -1,0 +1,379 @@
+"""The Receiver handle: it holds a store, a server, a tunnel, a poller and the change feed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ReceiverError, WaitTimeout
+from ..events import CallbackEvent, Change, Feed, Handler
+from ..logbook import Logbook
+from ..poller import Fetch, Poller
+from ..receiver import AllowList, CallbackApp, Rejection, Verifier
+from ..rows import Delivery, Submission
+from ..server import ServerThread
+from ..store import TERMINAL_STATES, Store
+from . import tunnels, view
+from .config import TOKEN_META_KEY, ReceiverConfig, TaskResult
+
+if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
+    import pandas as pd
+
+log = logging.getLogger("suno_nb.session")
+
+
+class Receiver:
+    """A running callback receiver.  Create it with :func:`~suno_nb.start_receiver`.
+
+    Three threads: the HTTP server's event loop, the store's writer, and the feed's
+    dispatcher (handlers, widget updates, the poller's rounds).
+    """
+
+    def __init__(self, config: ReceiverConfig, *, client: Any = None) -> None:
+        self.config = config
+        self.started_at = time.time()  # views default to tasks since then (+ open ones)
+        self.feed = Feed()
+        self.store = Store(config.store, on_commit=self.feed.publish)
+        try:
+            token = self.store.get_meta(TOKEN_META_KEY)
+            if token is None:
+                token = secrets.token_urlsafe(24)  # 192 bits: the path is a capability
+                self.store.set_meta(TOKEN_META_KEY, token)
+            self.tunnel: Any = None
+            self.tunnel_note: str | None = None
+            key = config.hmac_key
+            self.app = CallbackApp(
+                self.store,
+                token=token,
+                verifier=Verifier(key, config.signature_tolerance) if key else None,
+                allow_list=AllowList(config.allow_ips) if config.allow_ips is not None else None,
+                tunnel_active=lambda: self.tunnel is not None,
+            )
+            self.server = ServerThread(
+                self.app,
+                host=config.host,
+                port=config.port,
+                name="suno_nb-receiver-{port}",
+                limits=config.limits,
+                on_protocol_error=self.app.protocol_error,
+            )
+            self.poller = (
+                Poller(
+                    self.store, self.feed, interval=config.poll_interval, grace=config.poll_grace
+                )
+                if config.poll
+                else None
+            )
+            self.logbook = Logbook(secrets=(token, _text(key), _text(config.authtoken)))
+            self.server.start()
+        except BaseException:
+            self.feed.close()
+            self.store.close()
+            raise
+        self.logbook.attach()
+        log.info("receiver listening on %s:%d", config.host, self.server.port)
+        self._stopped = False
+        if client is not None:
+            self.use_client(client)
+        if self.poller is not None:
+            self.poller.start()
+
+    # --- addresses --------------------------------------------------------------------
+
+    @property
+    def local_url(self) -> str:
+        """The loopback callback URL (reachable from this machine only)."""
+        return f"http://{self.config.host}:{self.server.port}{self.app.path}"
+
+    @property
+    def public_url(self) -> str | None:
+        """The tunnel's public base URL, or None when local-only."""
+        return None if self.tunnel is None else self.tunnel.public_url
+
+    @property
+    def url(self) -> str:
+        """The URL to give the API as ``callBackUrl``: public when tunnelled, else local."""
+        if self.tunnel is not None:
+            return str(self.tunnel.public_url).rstrip("/") + self.app.path
+        return self.local_url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def mode(self) -> str:
+        """``"ngrok"`` or ``"cloudflared"`` while that tunnel is open, else ``"local"``."""
+        return str(self.tunnel.kind) if self.tunnel is not None else "local"
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self.server.running
+
+    @property
+    def signed(self) -> bool:
+        """True when callbacks must carry a valid webhook signature (``hmac_key`` set)."""
+        return self.app.verifier is not None
+
+    # --- the tunnel ---------------------------------------------------------------------
+
+    def open_tunnel(self) -> None:
+        """Open the tunnel the config asks for (done by ``start_receiver``)."""
+        self.tunnel, self.tunnel_note = tunnels.open_for(self.config, self.server.port)
+        if self.tunnel is not None:
+            self.logbook.add_secret(self.config.authtoken.text if self.config.authtoken else None)
+
+    def retunnel(self, config: ReceiverConfig) -> None:
+        """Keep this receiver (port, store, callback path) and replace only its tunnel."""
+        tunnels.close(self.tunnel)
+        self.tunnel = None
+        self.config = config
+        self.open_tunnel()
+
+    def tunnel_missing(self) -> bool:
+        return tunnels.wanted_but_missing(self.config, self.tunnel)
+
+    # --- submissions and polling ----------------------------------------------------------
+
+    def record_submission(self, submission: Submission, fetch: Fetch | None = None) -> None:
+        """Record a submitted task as pending; ``fetch(task_id, timeout)`` polls it if its
+        callback does not come (the client hands over its ``get_details``)."""
+        self.store.record_submission(submission)
+        if fetch is not None and self.poller is not None:
+            self.poller.fetch = fetch
+        if self.poller is not None:
+            self.poller.wake()
+
+    def use_client(self, client: Any) -> None:
+        """Poll with ``client`` (a :class:`~suno_nb.SunoClient`) from now on."""
+        if self.poller is not None:
+            self.poller.fetch = client.poll_fetch
+            self.poller.wake()
+
+    # --- the change feed ----------------------------------------------------------------
+
+    def on_callback(self, fn: Handler, remove: bool = False) -> Handler:
+        """Call ``fn(event)`` for every new result (a callback, poll answer or replay that
+        changed its task), after it is committed.  Usable as a decorator.
+
+        ``fn`` runs on the receiver's dispatcher thread: it must not print (update widget
+        traits instead) and must not wait for the receiver (``rx.wait``).  Exceptions are
+        logged (see :meth:`log`).  ``remove=True`` unregisters it.
+        """
+        wrapper = _CallbackFilter(fn)
+        if remove:
+            self.feed.unsubscribe(wrapper)
+        else:
+            self.feed.subscribe(wrapper)
+        return fn
+
+    def subscribe(self, fn: Callable[[list[Change]], object]) -> None:
+        """Call ``fn(changes)`` once per burst of committed changes of any kind (the
+        widgets' hook); on the dispatcher thread."""
+        self.feed.subscribe(fn, batch=True)
+
+    def unsubscribe(self, fn: Callable[[list[Change]], object]) -> None:
+        self.feed.unsubscribe(fn)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every committed change has reached the handlers."""
+        return self.feed.join(timeout)
+
+    # --- results ----------------------------------------------------------------------
+
+    def frame(self) -> pd.DataFrame:
+        """One row per result track, typed columns (see :mod:`suno_nb.rows`)."""
+        from .. import frame
+
+        return frame.frame(self.store)
+
+    def tasks(self) -> pd.DataFrame:
+        """One row per task: pending, running, succeeded, failed, unknown or expired."""
+        from .. import frame
+
+        return frame.tasks(self.store)
+
+    def deliveries(self) -> pd.DataFrame:
+        """Every delivery received, including rejected ones with the reason."""
+        from .. import frame
+
+        return frame.deliveries(self.store)
+
+    def session_tasks(self, *, history: bool = False) -> list[dict[str, Any]]:
+        """This session's task rows, oldest first: submitted or first seen since
+        :attr:`started_at`, plus any still open; ``history=True``: every task."""
+        return self.store.tasks_since(0.0 if history else self.started_at, include_open=True)
+
+    def result(self, task_id: str) -> TaskResult | None:
+        """The task's final result, or None while it is open or not in the store.  A task
+        the poller gave up on (unknown/expired) is final too; its ``error`` says why.
+        ``tracks`` are the task's rows of :meth:`frame`, same columns and dtypes."""
+        task = self.store.task(task_id)
+        if task is None or task["state"] not in TERMINAL_STATES:
+            return None
+        from .. import frame
+
+        return TaskResult(
+            task_id,
+            task["state"],
+            task["code"],
+            task["msg"],
+            task["error"] or task["reason"],
+            task["source"],
+            frame.frame(self.store, task_id),
+        )
+
+    def wait(
+        self,
+        task_id: str,
+        timeout: float = 600.0,
+        *,
+        progress: bool | None = None,
+        raise_on_failure: bool = False,
+    ) -> TaskResult:
+        """Block until ``task_id`` has a final result (callback or poll) and return it.
+
+        Wakes on each commit (no polling).  Shows a progress line in notebooks
+        (``progress=None``: only there).  Raises :class:`WaitTimeout` after ``timeout``
+        seconds; with ``raise_on_failure`` a failed task raises :class:`TaskFailedError`.
+        """
+        if self.feed.on_thread():
+            raise ReceiverError(
+                "rx.wait() cannot run in a handler or widget callback: it would wait for "
+                "itself. React to the event instead."
+            )
+        from .progress import WaitBar
+
+        deadline = time.monotonic() + timeout
+        with WaitBar(task_id, progress) as bar:
+            while True:
+                seen = self.feed.seq
+                result = self.result(task_id)
+                if result is not None:
+                    bar.done(f"{result.state} via {result.source}")
+                    return result.raise_for_failure() if raise_on_failure else result
+                task = self.store.task(task_id)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    state = (task or {}).get("service_status") or (task or {}).get("state")
+                    raise WaitTimeout(task_id, timeout, state)
+                if not self.running:
+                    raise ReceiverError(f"the receiver stopped while waiting for {task_id}")
+                bar.show((task or {}).get("service_status") or "waiting")
+                self.feed.wait(seen, min(remaining, bar.refresh))
+
+    def download(
+        self, dest: str | os.PathLike[str], *, progress: bool = True, session: Any = None
+    ) -> pd.DataFrame:
+        """Archive every result track's audio and cover into ``dest/<task_id>/`` (files
+        already there are skipped).  The hosted service keeps results 14 days."""
+        from ..audio import download_results
+
+        return download_results(self.frame(), dest, session=session, progress=progress)
+
+    # --- the ledger ---------------------------------------------------------------------
+
+    def rate(
+        self, track_id: str, stars: int, note: str | None = None, *, task_id: str | None = None
+    ) -> None:
+        """Give a result track 1..5 ``stars`` and an optional ``note`` (``rating``/``note``
+        in :meth:`frame`; kept in the store).  ``task_id`` only when the id is ambiguous."""
+        self.store.rate(track_id, stars, note, task_id=task_id)
+
+    def pick(self, track_id: str, *, task_id: str | None = None) -> None:
+        """Mark a result track as the take to keep (``picked`` in :meth:`frame`); one pick
+        per task, so picking another take of the task replaces it."""
+        self.store.pick(track_id, task_id=task_id)
+
+    def unpick(self, task_id: str) -> None:
+        """Clear the pick of ``task_id``."""
+        self.store.unpick(task_id)
+
+    # --- replay -----------------------------------------------------------------------
+
+    def replay(self, delivery_id: int) -> CallbackEvent | Rejection:
+        """Run a stored delivery through verification and storage again, without the
+        network (signatures checked as of its arrival).  Rows already stored are not
+        duplicated; handlers run again (event source ``"replay"``)."""
+        row = self.store.delivery(delivery_id)
+        if row is None:
+            raise KeyError(f"no delivery with id {delivery_id}")
+        import json
+
+        delivery = Delivery(
+            body=bytes(row["body"] or b""),
+            source="replay",
+            remote_addr=row["remote_addr"],
+            via_tunnel=bool(row["via_tunnel"]),
+            method=row["method"],
+            path=row["path"],
+            headers=json.loads(row["headers"] or "{}"),
+            replay_of=delivery_id,
+        )
+        judged = self.app.judge(delivery, signature_now=row["received_at"])
+        if isinstance(judged, Rejection):
+            self.store.record_rejection(
+                delivery, judged.status, judged.reason, judged.task_id
+            ).result()
+            return judged
+        return self.store.record_callback(delivery, judged).result()
+
+    # --- display and log --------------------------------------------------------------
+
+    def log(self, level: str | int = "INFO") -> pd.DataFrame:
+        """Recent suno_nb log records (time, level, logger, message), oldest first: what
+        background threads had to say (they never print into cells)."""
+        number = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+        if not isinstance(number, int):
+            raise ValueError(f"level={level!r}: use DEBUG, INFO, WARNING or ERROR")
+        return self.logbook.frame(level=number)
+
+    def __repr__(self) -> str:
+        return view.text(self)
+
+    def _repr_html_(self) -> str:
+        return view.html_repr(self)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop polling, close the tunnel, free the port, end the threads.  Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.poller is not None:
+            self.poller.stop()
+        tunnels.close(self.tunnel)
+        self.tunnel = None
+        self.server.stop()
+        self.store.close()
+        self.feed.close()
+        self.logbook.detach()
+
+
+class _CallbackFilter:
+    """A user handler on the feed: only callback events that changed their task (and
+    replays).  Equal to any other filter of the same function, so it can be removed."""
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+    def __call__(self, change: Change) -> None:
+        if isinstance(change, CallbackEvent) and (
+            change.verdict == "accepted" or change.source == "replay"
+        ):
+            self.fn(change)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CallbackFilter) and other.fn == self.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+
+def _text(secret: Any) -> str | None:
+    return None if secret is None else secret.text
