@@ -193,22 +193,21 @@ class CallbackApp:
             scope["raw_path"].decode("latin-1"),
             _joined((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
         )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s from %s", delivery.method, delivery.path, delivery.remote_addr)
         early = self._before_body(delivery, scope["raw_path"])
+        # The body is read (and dropped, for an early rejection) before any answer: an
+        # answer followed by a close with unread input resets the connection under the
+        # sender, destroying the answer.  The server bounds its size and time.
+        body = await _read_body(receive, keep=early is None)
+        if body is None:
+            return  # the sender went away mid-body, or the server refused it (and said so)
         if early is not None:
             await self._rejected(delivery, early)
             extra = [(b"allow", b"POST")] if early.status == 405 else None
-            # No close: the server drops the unread body and keeps the connection usable.
             await send_json(send, early.status, early.reason, extra=extra)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the sender went away mid-body (or the server cut it off)
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        delivery = dataclasses.replace(delivery, body=bytes(body))
+        delivery = dataclasses.replace(delivery, body=body)
         status, msg = await self.record(delivery, self.judge(delivery))
         await send_json(send, status, msg)
 
@@ -255,6 +254,19 @@ class CallbackApp:
             log.warning("could not record a rejected request: %s", exc)
             return
         future.add_done_callback(_log_failed)
+
+
+async def _read_body(receive: Any, *, keep: bool) -> bytes | None:
+    """The whole request body (``b""`` when not kept), or None if the request went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        if keep:
+            body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 def _log_failed(future: Any) -> None:

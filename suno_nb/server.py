@@ -81,6 +81,30 @@ async def send_json(send: Any, status: int, msg: str, *, extra: list | None = No
     await send({"type": "http.response.body", "body": body})
 
 
+def json_errors(app: Any) -> Any:
+    """ASGI middleware: an exception in ``app`` becomes a logged 500 JSON answer (uvicorn's
+    own would be plain text) — or, if the answer had begun, a closed connection."""
+
+    async def guarded(scope: dict, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("the app raised while answering %s", scope.get("method"))
+            if not started:
+                await send_json(send, 500, "internal error", extra=[(b"connection", b"close")])
+            else:
+                raise
+
+    return guarded
+
+
 class _Reject(Exception):
     """Raised in a parser callback: llhttp stops, uvicorn calls send_400_response()."""
 
@@ -408,7 +432,7 @@ class ServerThread:
                 },
             )
             config = _Config(
-                self.app,
+                json_errors(self.app),
                 http=protocol,
                 ws="none",
                 lifespan="off",

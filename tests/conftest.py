@@ -58,7 +58,7 @@ def seeds() -> dict[str, bytes]:
 def rx(tmp_path):
     """A running local receiver on a fresh store file (no tunnel, no poller)."""
     receiver = session.start_receiver(
-        tmp_path / "rx.sqlite3", tunnel=None, poll=False, socket_timeout=2.0
+        tmp_path / "rx.sqlite3", tunnel=None, poll=False, request_timeout=2.0
     )
     yield receiver
     session.stop_receiver()

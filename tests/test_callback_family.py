@@ -8,7 +8,9 @@ import logging
 import pytest
 
 from suno_nb import payloads
-from suno_nb.store import FAILED, RUNNING, SUCCEEDED, UNKNOWN, Delivery, Store
+from suno_nb.rows import Delivery
+from suno_nb.store import Store
+from suno_nb.store.schema import FAILED, RUNNING, SUCCEEDED, UNKNOWN
 
 from .conftest import post
 
@@ -51,7 +53,7 @@ def store():
 
 
 def record(store: Store, raw: bytes):
-    return store.record_callback(Delivery(body=raw), payloads.parse_callback(raw))
+    return store.record_callback(Delivery(body=raw), payloads.parse_callback(raw)).result(30)
 
 
 def test_parsed_stages_and_properties():
@@ -168,7 +170,7 @@ def test_record_info_interim_statuses_become_stages(store, status, stage):
     )
     cb = payloads.callback_from_record(info)
     assert (cb.stage, cb.final) == (stage, False)
-    out = store.record_callback(Delivery(body=b"{}", source="poll", method=None), cb)
+    out = store.record_callback(Delivery(body=b"{}", source="poll", method=None), cb).result(30)
     assert (out.state, store.task("p1")["stage"]) == (RUNNING, stage)
     assert store.pending_tasks()[0]["task_id"] == "p1"  # still polled
     with pytest.raises(ValueError, match="PENDING"):

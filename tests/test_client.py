@@ -5,7 +5,6 @@ Nothing here reaches beyond 127.0.0.1: the "service" is a scripted ThreadingHTTP
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -29,8 +28,6 @@ from suno_nb.client import (
     GenerateJob,
     ReplaceJob,
     SunoClient,
-    get_default_receiver,
-    set_default_receiver,
 )
 from suno_nb.errors import (
     ApiError,
@@ -49,7 +46,7 @@ from suno_nb.errors import (
     SunoNbWarning,
 )
 from suno_nb.payloads import RecordInfo
-from suno_nb.store import Submission
+from suno_nb.rows import Submission
 
 KEY = "sk-test-9f8e7d6c5b4a3210-SECRET"
 REPLACE = "/api/v1/generate/replace-section"
@@ -185,20 +182,14 @@ def client(server):
         yield c
 
 
-@pytest.fixture(autouse=True)
-def _no_default_receiver():
-    set_default_receiver(None)
-    yield
-    set_default_receiver(None)
-
-
 class FakeReceiver:
     def __init__(self, url: str = RX_URL):
         self.url = url
         self.submissions: list[Submission] = []
 
-    def record_submission(self, sub: Submission) -> None:
+    def record_submission(self, sub: Submission, fetch: Any = None) -> None:
         self.submissions.append(sub)
+        self.fetch = fetch
 
 
 def ok(data: Any) -> dict[str, Any]:
@@ -320,55 +311,31 @@ def test_explicit_callback_url_wins_and_submission_still_recorded(server, client
     assert [s.task_id for s in rx.submissions] == ["new-3"]
 
 
-def test_receiver_precedence_argument_constructor_default(server):
+def test_receiver_precedence_argument_then_constructor_and_no_global_default(server):
     server.reply("POST", REPLACE, 200, ok({"taskId": "t"}))
-    default, ctor, arg = (
-        FakeReceiver("http://d.test/x"),
-        FakeReceiver("http://c.test/x"),
-        (FakeReceiver("http://a.test/x")),
-    )
-    set_default_receiver(default)
+    ctor, arg = FakeReceiver("http://c.test/x"), FakeReceiver("http://a.test/x")
     c = SunoClient(KEY, base_url=server.url, receiver=ctor)
     c.replace_section(**args(), receiver=arg)
     c.replace_section(**args())
-    SunoClient(KEY, base_url=server.url).replace_section(**args())
-    assert [r.json["callBackUrl"] for r in server.requests] == [
-        "http://a.test/x",
-        "http://c.test/x",
-        "http://d.test/x",
-    ]
-    assert [len(r.submissions) for r in (arg, ctor, default)] == [1, 1, 1]
+    SunoClient(KEY, base_url=server.url).replace_section(**args())  # no receiver: no callback
+    urls = [r.json.get("callBackUrl") for r in server.requests]
+    assert urls == ["http://a.test/x", "http://c.test/x", None]
+    assert [len(r.submissions) for r in (arg, ctor)] == [1, 1]
 
 
-def test_default_receiver_is_a_weak_reference_and_stopped_one_is_skipped(server, client):
+def test_the_receiver_gets_a_fetch_that_polls_once_with_a_timeout(server, client):
+    server.reply("POST", REPLACE, 200, ok({"taskId": "t"}))
     rx = FakeReceiver()
-    set_default_receiver(rx)
-    assert get_default_receiver() is rx
-    rx.running = False  # a stopped receiver takes no callbacks
-    server.reply("POST", REPLACE, 200, ok({"taskId": "t"}))
-    client.replace_section(**args())
-    assert "callBackUrl" not in server.requests[0].json
-    assert rx.submissions == []
-    del rx
-    gc.collect()
-    assert get_default_receiver() is None
-
-
-def test_receiver_that_accepts_client_gets_this_client(server, client):
-    class PollingReceiver(FakeReceiver):
-        def record_submission(self, sub: Submission, client: Any = None) -> None:
-            self.submissions.append(sub)
-            self.client = client
-
-    server.reply("POST", REPLACE, 200, ok({"taskId": "t"}))
-    rx = PollingReceiver()
     client.replace_section(**args(), receiver=rx)
-    assert rx.client is client
+    server.reply("GET", RECORD, 500, {"code": 500, "msg": "down"})
+    with pytest.raises(ServerError):
+        rx.fetch("t", 0.5)  # no retries of its own: the poller's next round is the retry
+    assert [r.method for r in server.requests].count("GET") == 1
 
 
 def test_receiver_failure_does_not_lose_the_job(server, client, caplog):
     class Broken(FakeReceiver):
-        def record_submission(self, sub: Submission) -> None:
+        def record_submission(self, sub: Submission, fetch: Any = None) -> None:
             raise RuntimeError("store is closed")
 
     server.reply("POST", REPLACE, 200, ok({"taskId": "kept"}))
@@ -387,7 +354,7 @@ def test_a_worker_thread_logs_the_problem_but_never_warns(server, client, caplog
     whichever cell runs then: there it goes to the log only."""
 
     class Broken(FakeReceiver):
-        def record_submission(self, sub: Submission) -> None:
+        def record_submission(self, sub: Submission, fetch: Any = None) -> None:
             raise RuntimeError("store is closed")
 
     server.reply("POST", REPLACE, 200, ok({"taskId": "kept"}))

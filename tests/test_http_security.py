@@ -30,7 +30,7 @@ from .test_http_strict import KEY, SEED, _rows, _target
 @pytest.fixture
 def srx(tmp_path):
     receiver = session.start_receiver(
-        tmp_path / "strict.sqlite3", tunnel=None, poll=False, socket_timeout=1.0
+        tmp_path / "strict.sqlite3", tunnel=None, poll=False, request_timeout=1.0
     )
     yield receiver
     session.stop_receiver()
@@ -196,7 +196,7 @@ def test_config_asdict_and_repr_expose_no_secret(tmp_path):
     )
     for text in (repr(rx.config), str(dataclasses.asdict(rx.config)), repr(rx)):
         assert KEY not in text and "ngrok-tok-123456" not in text
-    assert rx.config.hmac_key == KEY  # still usable as the key
+    assert rx.config.hmac_key.value == KEY  # still usable as the key
 
 
 def test_signature_memory_survives_a_restart(tmp_path):

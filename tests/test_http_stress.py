@@ -78,7 +78,7 @@ def test_1000_stalled_and_1000_trickling_connections(tmp_path, max_connections):
 
 
 def test_stalled_connections_end_at_the_request_deadline(tmp_path):
-    rx = session.start_receiver(tmp_path / "d.sqlite3", tunnel=None, poll=False, socket_timeout=1)
+    rx = session.start_receiver(tmp_path / "d.sqlite3", tunnel=None, poll=False, request_timeout=1)
     conns = _open(rx.port, 50, b"POST /callback/x HTTP/1.1\r\nHost: x\r\n")
     try:
         for conn in conns:

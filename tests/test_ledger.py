@@ -7,7 +7,8 @@ import pytest
 
 from suno_nb import frame, payloads
 from suno_nb.errors import StoreError
-from suno_nb.store import Delivery, Store
+from suno_nb.rows import Delivery
+from suno_nb.store import Store
 
 
 def _complete(store: Store, task: str, *ids: str) -> None:
@@ -18,7 +19,7 @@ def _complete(store: Store, task: str, *ids: str) -> None:
             "data": {"callbackType": "complete", "task_id": task, "data": [{"id": i} for i in ids]},
         }
     )
-    store.record_callback(Delivery(body=b"{}"), cb)
+    store.record_callback(Delivery(body=b"{}"), cb).result(30)
 
 
 @pytest.fixture

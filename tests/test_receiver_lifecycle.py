@@ -106,16 +106,16 @@ def test_failed_store_write_answers_5xx_and_nothing_acknowledged_is_lost(tmp_pat
         assert r.status_code == 200
         acked.append(f"task{n:04d}")
     # The disk "fills up": every insert into tracks now fails inside SQLite.
-    with rx.store._wlock:
-        rx.store._wconn.execute(
+    rx.store.write(
+        lambda c: c.execute(
             "CREATE TRIGGER full BEFORE INSERT ON tracks "
             "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
         )
+    )
     r = post(rx.url, _body(99))
     assert r.status_code == 503
     assert "retry" in r.json()["msg"]
-    with rx.store._wlock:
-        rx.store._wconn.execute("DROP TRIGGER full")
+    rx.store.write(lambda c: c.execute("DROP TRIGGER full"))
     assert post(rx.url, _body(99)).status_code == 200  # the sender's retry lands
     acked.append("task0099")
     session.stop_receiver()
@@ -150,7 +150,7 @@ def test_rerun_reuses_the_receiver_and_stop_frees_the_port(tmp_path):
     assert again is rx
     servers = [t for t in threading.enumerate() if t.name.startswith("suno_nb-receiver")]
     assert len(servers) == 1
-    port, thread = rx.port, rx._server.thread
+    port, thread = rx.port, rx.server.thread
     session.stop_receiver()
     assert not thread.is_alive() and not rx.running
     with socket.socket() as s:
@@ -171,7 +171,7 @@ def test_handlers_run_after_the_ack_and_a_raising_handler_is_isolated(rx):
     gate = threading.Event()
 
     def slow(event):
-        gate.wait(5)
+        gate.wait(30)
         order.append("slow")
 
     def broken(event):
@@ -183,9 +183,8 @@ def test_handlers_run_after_the_ack_and_a_raising_handler_is_isolated(rx):
     rx.on_callback(slow)
     rx.on_callback(broken)
     rx.on_callback(good)
-    t0 = time.monotonic()
     assert post(rx.url, seed_bytes("seed_success.json")).status_code == 200
-    assert time.monotonic() - t0 < 2  # the ack did not wait for the slow handler
+    assert order == []  # the ack came while the slow handler was still waiting
     gate.set()
     assert rx.flush(5)
     assert order == ["slow"]
@@ -202,9 +201,9 @@ def test_replay_reruns_handlers_without_duplicate_rows(rx):
     post(rx.url, seed_bytes("seed_success.json"))
     rx.flush(5)
     first = int(rx.deliveries().iloc[0]["delivery_id"])
-    verdict = rx.replay(first)
+    event = rx.replay(first)
     rx.flush(5)
-    assert verdict.status == 200
+    assert (event.source, event.verdict, event.state) == ("replay", "duplicate", "succeeded")
     assert [e.source for e in events] == ["callback", "replay"]
     assert len(rx.frame()) == 1
     d = rx.deliveries()

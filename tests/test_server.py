@@ -99,32 +99,6 @@ def test_head_answer_has_no_body(server):
     assert head.startswith(b"HTTP/1.1 200") and body == b""
 
 
-def test_an_answer_leaves_in_one_send(server, monkeypatch):
-    """Head and body in one transport write (each write is a send(), and each send() lets
-    go of the GIL: 5 ms each while a notebook cell keeps the main thread busy)."""
-    import asyncio.selector_events as selector_events
-
-    writes: list[bytes] = []
-    real = selector_events._SelectorSocketTransport.write
-
-    def counting(self, data):
-        writes.append(bytes(data))
-        return real(self, data)
-
-    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-        for n in range(3):
-            conn.sendall(request("POST", "/x", b"x" * n, close=False))
-            assert read_answer(conn)[1]["n"] == n
-        conn.sendall(request("HEAD", "/x", close=False))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += conn.recv(65536)
-    assert len(writes) == 4
-    assert all(w.startswith(b"HTTP/1.1 200") for w in writes)
-    assert [w.endswith(b"}") for w in writes] == [True, True, True, False]  # HEAD: no body
-
-
 def test_expect_100_continue_is_answered_before_the_body(server):
     body = b"y" * 100
     head = request("POST", "/x", body, {"Expect": "100-continue"}, close=False)[: -len(body)]

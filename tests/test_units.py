@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
-import threading
 
 import pytest
 from hypothesis import given
@@ -13,8 +10,7 @@ from hypothesis import strategies as st
 
 from suno_nb import payloads, rules, signing
 from suno_nb.contract import get_provider
-from suno_nb.errors import PayloadError, SectionValidationError, SignatureError, StoreError
-from suno_nb.store import SCHEMA_VERSION, Delivery, Store, Submission, clean_headers
+from suno_nb.errors import PayloadError, SectionValidationError, SignatureError
 
 from .conftest import seed_bytes
 
@@ -144,128 +140,3 @@ def test_sign_matches_the_reference_formula():
         signing.verify("k", headers, "task", now=1700000301)
     with pytest.raises(SignatureError, match="not an integer"):
         signing.verify("k", {**headers, signing.TIMESTAMP_HEADER: "soon"}, "task")
-
-
-# --- store ----------------------------------------------------------------------------------
-
-
-def _cb(task="t1", ids=("a", "b"), code=200):
-    kind = "complete" if code == 200 else "error"
-    return payloads.parse_callback(
-        {
-            "code": code,
-            "msg": "m",
-            "data": {
-                "callbackType": kind,
-                "task_id": task,
-                "data": [{"id": i, "duration": 10.0} for i in ids] if code == 200 else None,
-            },
-        }
-    )
-
-
-def test_store_dedups_tracks_and_keeps_every_delivery():
-    store = Store(":memory:")
-    try:
-        first = store.record_callback(Delivery(body=b"1"), _cb())
-        again = store.record_callback(Delivery(body=b"2"), _cb())
-        more = store.record_callback(Delivery(body=b"3"), _cb(ids=("b", "c")))
-        assert (first.verdict, again.verdict, more.verdict) == ("accepted", "duplicate", "accepted")
-        assert more.new_track_ids == ("c",)
-        assert store.counts()["tracks"] == 3 and store.counts()["deliveries"] == 3
-    finally:
-        store.close()
-
-
-def test_a_failure_never_downgrades_a_success_but_a_success_upgrades_a_failure():
-    store = Store(":memory:")
-    try:
-        store.record_callback(Delivery(body=b""), _cb("x", code=501))
-        assert store.task("x")["state"] == "failed"
-        store.record_callback(Delivery(body=b""), _cb("x"))
-        assert store.task("x")["state"] == "succeeded"
-        store.record_callback(Delivery(body=b""), _cb("x", code=500))
-        assert store.task("x")["state"] == "succeeded"
-    finally:
-        store.close()
-
-
-def test_store_schema_version_and_reopen(tmp_path):
-    path = tmp_path / "s.sqlite3"
-    store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION
-    assert store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
-    store.record_submission(Submission("t9", "parent", "a1", 30.0, 45.0, prompt="p"))
-    store.close()
-    again = Store(path)
-    try:
-        assert again.task("t9")["infill_end_s"] == 45.0
-        assert [t["task_id"] for t in again.pending_tasks()] == ["t9"]
-    finally:
-        again.close()
-
-
-def test_store_refuses_a_newer_schema(tmp_path):
-    path = tmp_path / "new.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.close()
-    with pytest.raises(StoreError, match="newer"):
-        Store(path)
-
-
-def test_one_failing_write_does_not_sink_its_group():
-    store = Store(":memory:")
-    results, errors = [], []
-
-    def bad(conn):
-        conn.execute("INSERT INTO nowhere VALUES (1)")
-
-    def run(fn):
-        try:
-            results.append(store.transact(fn))
-        except StoreError as exc:
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(
-            target=run,
-            args=(
-                bad
-                if i == 3
-                else (
-                    lambda c, i=i: (
-                        c.execute("INSERT INTO meta VALUES (?, 'v')", (f"k{i}",)).rowcount
-                    )
-                ),
-            ),
-        )
-        for i in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(errors) == 1 and "nowhere" in str(errors[0])
-    assert len(store.query("SELECT * FROM meta")) == 7
-    store.close()
-    with pytest.raises(StoreError, match="closed"):
-        store.transact(lambda c: None)
-
-
-def test_secret_headers_are_never_stored():
-    kept = clean_headers(
-        {
-            "Authorization": "Bearer sk-123",
-            "Cookie": "a=b",
-            "X-Webhook-Signature": "sig",
-            "Content-Type": "application/json",
-        }
-    )
-    assert kept == {"X-Webhook-Signature": "sig", "Content-Type": "application/json"}
-    store = Store(":memory:")
-    store.record_rejection(
-        Delivery(body=b"x", headers={"Authorization": "Bearer sk-123"}), 400, "bad"
-    )
-    assert "sk-123" not in json.dumps(store.query("SELECT headers FROM deliveries"))
-    store.close()

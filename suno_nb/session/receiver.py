@@ -180,8 +180,14 @@ class Receiver:
         self.feed.unsubscribe(fn)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every committed change has reached the handlers."""
-        return self.feed.join(timeout)
+        """Wait until everything received so far is committed (rejections the server
+        answered itself included) and every change has reached the handlers."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.store.submit(lambda conn: None).result(timeout)  # after all queued before it
+        except Exception:  # closed or timed out: nothing more will be committed
+            return False
+        return self.feed.join(max(0.0, deadline - time.monotonic()))
 
     # --- results ----------------------------------------------------------------------
 

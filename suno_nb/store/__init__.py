@@ -118,8 +118,8 @@ class Store:
                 ) from exc
             raise
         self._wconn, self._rconn = wconn, rconn
-        self._wlock = threading.Lock()
-        self._rlock = self._wlock if self.memory else threading.Lock()
+        self._wlock = threading.RLock()  # re-entrant: a read inside a read (or a body)
+        self._rlock = self._wlock if self.memory else threading.RLock()
         self._guard = FileGuard(None if self.memory else self.path)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(
