@@ -304,7 +304,8 @@ def test_stop_lets_a_send_under_way_finish_and_drops_the_rest() -> None:
     serving = threading.Thread(target=httpd.serve_forever, name="test-slow", daemon=True)
     serving.start()
     try:
-        sb = Sandbox(delay=0.05, retry_backoff=0.05, callback_timeout=30.0).start()
+        # A long backoff: the retry could only come after stop() has dropped it.
+        sb = Sandbox(delay=0.05, retry_backoff=5.0, callback_timeout=30.0).start()
         sandbox.append(sb)
         client = SunoClient(base_url=sb.url, api_key=sb.api_key)
         song = sb.create_song(duration=30)

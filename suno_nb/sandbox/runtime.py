@@ -66,10 +66,6 @@ class Runtime:
 
     # -- scheduling (any thread) -------------------------------------------------------
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def _enter(self) -> bool:
         with self._cond:
             if self._stopping:
@@ -184,7 +180,12 @@ class Runtime:
         if _running_loop() is self.loop:  # called from the loop itself: cannot wait here
             self.loop.create_task(self._drain(timeout))
             return
-        future = asyncio.run_coroutine_threadsafe(self._drain(timeout), self.loop)
+        drained = self._drain(timeout)
+        try:
+            future = asyncio.run_coroutine_threadsafe(drained, self.loop)
+        except RuntimeError:  # the loop is closed already: nothing runs on it any more
+            drained.close()
+            return
         try:
             future.result(timeout + 1.0)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
