@@ -10,10 +10,11 @@ The CLI (``python -m suno_nb sandbox``) calls :func:`main`.
 
 from __future__ import annotations
 
+from .cli import main
 from .delivery import DeliveryAttempt
 from .faults import ERROR_CODES, Failure, Faults
 from .records import Song, SongTrack
-from .server import Sandbox, main
+from .server import Sandbox
 from .synth import decode_audio, encode_mp3, synthesize_song
 from .takes import replace_section
 

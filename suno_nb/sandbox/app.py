@@ -3,40 +3,44 @@
 The API routes come from the provider's contract table (``Sandbox(provider="kie.ai")``
 serves credits at ``/api/v1/chat/credit``), need the Bearer key, and answer like the hosted
 API: HTTP 200 with the outcome in the JSON ``code``.  The result files are served like a
-public CDN (no auth) by Starlette's ``FileResponse`` from a temporary folder, which gives
+public CDN (no auth) from memory by :class:`~.ranges.BytesResponse`, with
 ``Range``/``HEAD``/``416`` for audio players that seek.
+
+Every endpoint is ``async def`` and answers on the server's loop: Starlette never hands
+work to AnyIO's thread pool.  The service's operations are short bookkeeping; the only
+slow work, rendering a file the first time, goes to the sandbox's worker pool
+(:meth:`~.runtime.Runtime.blocking`).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..contract import Provider
 from ..errors import PayloadError
 from ..payloads import decode_json
+from .delivery import public_url
+from .ranges import BytesResponse
+from .runtime import Stopped
+from .service import Service
 from .validate import Reply
-
-if TYPE_CHECKING:
-    from .server import Sandbox
 
 log = logging.getLogger("suno_nb.sandbox")
 
 _ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 _FILE = re.compile(r"^([0-9a-fA-F-]{8,64})\.(mp3|png)$")
 _CACHE = {"Cache-Control": "public, max-age=86400"}
+_TYPES = {"mp3": "audio/mpeg", "png": "image/png"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -49,40 +53,16 @@ def _reply(reply: Reply) -> JSONResponse:
     return _json(*reply)
 
 
-class FileStore:
-    """Result files written once to a private temporary folder, for ``FileResponse``."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="suno-sandbox-")
-        self.path = Path(self._dir.name)
-
-    def file(self, name: str, make: Callable[[], bytes | None]) -> Path | None:
-        target = self.path / name
-        if target.exists():
-            return target
-        data = make()
-        if data is None:
-            return None
-        tmp = target.with_name(f".{name}.{os.getpid()}.{id(data)}")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # atomic: a concurrent reader sees all or nothing
-        return target
-
-    def close(self) -> None:
-        self._dir.cleanup()
-
-
-def build_app(sb: Sandbox, files: FileStore) -> Starlette:
-    """The Starlette app of one sandbox (its routes read ``sb.provider``)."""
-    service = sb._service
-    routes = sb.provider.routes
+def build_app(service: Service, *, provider: Provider, api_key: str) -> Starlette:
+    """The Starlette app of one sandbox's ``service`` (routes from ``provider``)."""
+    routes = provider.routes
+    expected = f"Bearer {api_key}".encode()
 
     def authorized(request: Request) -> JSONResponse | None:
         given = request.headers.get("authorization")
         if not given:
             msg = "Unauthorized: send the header 'Authorization: Bearer <API key>'"
             return _json(401, {"code": 401, "msg": msg})
-        expected = f"Bearer {sb.api_key}".encode()
         if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
             return _json(401, {"code": 401, "msg": "Unauthorized: invalid API key"})
         return None
@@ -91,8 +71,11 @@ def build_app(sb: Sandbox, files: FileStore) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 return await fn(request)
+            except Stopped:
+                return _json(503, {"code": 503, "msg": "the sandbox is stopping"})
             except Exception as exc:  # answer, log, keep serving
-                log.exception("sandbox route %s %s failed", request.method, request.url.path)
+                where = public_url(str(request.url))  # ids shortened, no query
+                log.exception("sandbox route %s %s failed", request.method, where)
                 msg = f"sandbox internal error: {type(exc).__name__}"
                 return _json(500, {"code": 500, "msg": msg})
 
@@ -108,7 +91,7 @@ def build_app(sb: Sandbox, files: FileStore) -> Starlette:
                 body = decode_json(raw) if raw else None
             except PayloadError as exc:
                 return _json(200, {"code": 400, "msg": f"request body is not valid JSON: {exc}"})
-            return _reply(await run_in_threadpool(op, body))
+            return _reply(op(body))  # bookkeeping under a short lock: fine on the loop
 
         return guarded(endpoint)
 
@@ -121,16 +104,16 @@ def build_app(sb: Sandbox, files: FileStore) -> Starlette:
         return authorized(request) or _reply(service.credit())
 
     async def audio(request: Request, audio_id: str, ext: str) -> Response:
-        if ext == "png":
-            made = service.cover_bytes
-            ctype = "image/png"
-        else:
-            made = service.audio_bytes
-            ctype = "audio/mpeg"
-        path = await run_in_threadpool(files.file, f"{audio_id}.{ext}", lambda: made(audio_id))
-        if path is None:
+        published, data = service.peek_file(audio_id, ext)
+        if published and data is None:  # the first request for it: render off the loop
+            runtime = service.runtime
+            if runtime is None:
+                raise Stopped("the sandbox is not running")
+            data = await runtime.blocking(service.file_bytes, audio_id, ext)
+        if data is None:
             return _json(404, {"code": 404, "msg": "no such file (unknown id, or not ready)"})
-        return FileResponse(path, media_type=ctype, headers=_CACHE)
+        # Audio is a pure function of the track, so the id (and the kind) is a strong ETag.
+        return BytesResponse(data, media_type=_TYPES[ext], etag=f"{audio_id}-{ext}", headers=_CACHE)
 
     async def file_route(request: Request) -> Response:
         m = _FILE.match(request.path_params["name"])

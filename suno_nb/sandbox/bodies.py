@@ -1,8 +1,8 @@
 """What the sandbox's service shows: tracks as the API describes them, record-info data,
 callback bodies (the seeds' forms and /generate's stages), a summary of its tasks.
 
-A mixin of :class:`~.service.Service`: it reads the service's ``lock``, ``base_url``,
-``_tasks`` and ``_tracks``.
+A layer of :class:`~.service.Service` over its :class:`~.state.State` (``lock``,
+``base_url``, ``_tasks``, ``_tracks``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
 from .delivery import public_url
 from .records import SongTrack, TaskRecord, TrackRecord
+from .state import State
 
 SUCCESS_MSG = "All generated successfully."
 # Stage callbacks of /generate (generate-music-callbacks): text, then first, then complete.
@@ -23,12 +24,8 @@ STAGE_MSG = {
 }
 
 
-class Bodies:
+class Bodies(State):
     """The service's answers and callback bodies, built from its records."""
-
-    base_url: str
-    _tasks: dict[str, TaskRecord]
-    _tracks: dict[str, TrackRecord]
 
     def _song_track(self, track: TrackRecord) -> SongTrack:
         base = self.base_url
@@ -83,12 +80,12 @@ class Bodies:
         failure body in ``error_form`` whose ``callbackType`` is ``failure_stage``."""
         if stage in STAGE_MSG:
             tracks = task.tracks[:1] if stage == "first" else []
-            data = {
+            staged = {
                 "callbackType": stage,
                 "task_id": task.task_id,
                 "data": self._items(task, tracks),
             }
-            return {"code": 200, "msg": STAGE_MSG[stage], "data": data}
+            return {"code": 200, "msg": STAGE_MSG[stage], "data": staged}
         if task.failure is None:
             items = self._items(task, task.tracks)
             return {

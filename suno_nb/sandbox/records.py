@@ -198,6 +198,16 @@ class AudioCache:
         """PNG cover bytes for ``seed``."""
         return self._get("covers", self._covers, seed, lambda: synth.cover_png(seed))
 
+    def peek_mp3(self, recipe: Recipe) -> bytes | None:
+        """MP3 bytes of ``recipe`` if they are cached (never renders)."""
+        found: bytes | None = self._lookup(self._mp3, recipe)
+        return found
+
+    def peek_cover(self, seed: int) -> bytes | None:
+        """PNG cover bytes for ``seed`` if they are cached (never renders)."""
+        found: bytes | None = self._lookup(self._covers, seed)
+        return found
+
     def _lookup(self, cache: OrderedDict, key: Any) -> Any:
         with self._lock:
             if key in cache:

@@ -1,19 +1,21 @@
-"""The sandbox's public handle, :class:`Sandbox`, and its command line.
+"""The sandbox's public handle, :class:`Sandbox` (its command line is in :mod:`.cli`).
 
 The HTTP side is a Starlette app (:mod:`.app`) served by the same server as the receiver,
 :class:`suno_nb.server.ServerThread` (uvicorn + httptools on one background thread): the
 hosted API's routes for the chosen provider (Bearer auth, HTTP 200 with the error in the
 JSON ``code``), and the result files like a public CDN (no auth, HTTP Range for seeking).
+
+Threads: that server thread's event loop also keeps the sandbox's timers and drives its
+callback deliveries, and a pool of two worker threads does the blocking work (rendering
+audio, POSTing a callback): three threads, all named ``suno-sandbox-*``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import secrets
 import threading
-import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +23,10 @@ import numpy as np
 
 from ..contract import Provider, get_provider
 from ..server import Limits, ServerThread
-from .app import FileStore, build_app
-from .delivery import CallbackSender, DeliveryAttempt, Scheduler
+from .app import build_app
+from .delivery import CallbackSender, DeliveryAttempt
 from .faults import Faults
+from .runtime import MAX_WORKERS, Runtime
 from .service import Service, Song
 
 if TYPE_CHECKING:
@@ -61,7 +64,13 @@ class Sandbox:
     ``faults`` / :meth:`inject` / :meth:`set_task_faults` make things go wrong on purpose.
 
     The sandbox key is not a secret (it guards nothing real), but it is kept out of repr
-    and logs like a real one, and so is ``hmac_key``.
+    and logs like a real one, and so is ``hmac_key``; a callback URL's path token is kept
+    out of repr, logs and :meth:`delivery_frame` too.
+
+    Threads: the HTTP server's one thread (``suno-sandbox-http``) serves the API, keeps
+    every timer and drives callback delivery on its event loop; ``workers`` threads
+    (``suno-sandbox-worker_N``, at most 2, the default) render audio and POST callbacks.
+    A larger ``workers`` is capped at 2 (it is kept for old callers).
     """
 
     def __init__(
@@ -82,7 +91,7 @@ class Sandbox:
         sample_rate: int = 22050,
         cost_generate: float = 12.0,
         cost_replace: float = 5.0,
-        workers: int = 8,
+        workers: int = MAX_WORKERS,
         provider: str | Provider | None = None,
     ) -> None:
         if delay < 0 or retry_backoff < 0 or callback_timeout <= 0:
@@ -119,8 +128,7 @@ class Sandbox:
         )
         self._lock = threading.Lock()
         self._http: ServerThread | None = None
-        self._files: FileStore | None = None
-        self._scheduler: Scheduler | None = None
+        self._runtime: Runtime | None = None
         self._sender: CallbackSender | None = None
         self._stopped = threading.Event()
         self._state = "new"  # new | running | stopped
@@ -134,49 +142,50 @@ class Sandbox:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
-            files = FileStore()
+            app = build_app(self._service, provider=self.provider, api_key=self._api_key)
             http = ServerThread(
-                build_app(self, files),
+                app,
                 host=self.host,
                 port=self._port,
                 name="suno-sandbox-http",
                 limits=Limits(max_body=MAX_BODY, request_timeout=30.0),
             )
-            try:
-                http.start()
-            except BaseException:
-                files.close()
-                raise
-            self._scheduler = Scheduler(self._workers)
+            http.start()
+            # One loop for everything timed: the server's own (see runtime.py).
+            runtime = Runtime(http.loop, workers=self._workers)
             self._sender = CallbackSender(
-                self._scheduler,
+                runtime,
                 timeout=self.callback_timeout,
                 max_attempts=self.max_attempts,
                 retry_backoff=self.retry_backoff,
                 hmac_key=self._hmac_key,
             )
-            self._http, self._files = http, files
+            self._http, self._runtime = http, runtime
             self._port = http.port
             self._service.base_url = self.url
-            self._service.scheduler = self._scheduler
+            self._service.runtime = runtime
             self._service.sender = self._sender
             self._state = "running"
         log.info("sandbox serving at %s", self.url)
         return self
 
     def stop(self) -> None:
-        """Stop serving, drop callbacks not yet sent, join the threads; safe to call twice."""
+        """Stop serving and join every thread; safe to call twice.
+
+        Results and callbacks not started yet (and pending retries) are dropped; a callback
+        POST under way finishes (up to ``callback_timeout``) and is logged."""
         with self._lock:
             if self._state != "running":
                 self._state = "stopped"
                 self._stopped.set()
                 return
             self._state = "stopped"
-            http, files, scheduler = self._http, self._files, self._scheduler
-        assert http is not None and files is not None and scheduler is not None
+            http, runtime = self._http, self._runtime
+        assert http is not None and runtime is not None
+        grace = self.callback_timeout + 1
+        runtime.drain(grace)  # while the loop still runs: sends under way finish on it
         http.stop()  # closes every connection, joins its thread, frees the port
-        scheduler.stop(timeout=self.callback_timeout + 1)
-        files.close()
+        runtime.close(grace)  # joins the workers
         self._stopped.set()
         log.info("sandbox at %s stopped", self.url)
 
@@ -315,8 +324,8 @@ class Sandbox:
     def wait_idle(self, timeout: float | None = 30.0) -> bool:
         """Block until every scheduled result and callback attempt (retries included) is
         done; return False if ``timeout`` seconds pass first."""
-        scheduler = self._scheduler
-        return True if scheduler is None else scheduler.wait_idle(timeout)
+        runtime = self._runtime
+        return True if runtime is None else runtime.wait_idle(timeout)
 
     def delivery_log(self) -> list[dict[str, Any]]:
         """Every callback attempt, oldest first: task_id, copy, attempt, url (no query, no
@@ -330,64 +339,3 @@ class Sandbox:
         import pandas as pd  # lazy: the sandbox does not need pandas to serve
 
         return pd.DataFrame(self.delivery_log(), columns=_ATTEMPT_COLUMNS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m suno_nb sandbox``: serve a sandbox until Ctrl-C."""
-    parser = argparse.ArgumentParser(
-        prog="python -m suno_nb sandbox",
-        description="Run a local emulator of the Suno API (replace-section workflow).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--api-key", default=None, help="default: a random sk-sandbox-... key")
-    parser.add_argument("--hmac-key", default=None, help="sign callbacks with this key")
-    parser.add_argument("--delay", type=float, default=2.0, help="seconds until a result")
-    parser.add_argument("--credits", type=float, default=500.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--callback-timeout", type=float, default=10.0)
-    parser.add_argument("--max-attempts", type=int, default=3)
-    parser.add_argument("--retry-backoff", type=float, default=1.0)
-    parser.add_argument(
-        "--provider", default=None, help="whose contract to emulate: sunoapi.org (default), kie.ai"
-    )
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
-    sb = Sandbox(
-        api_key=args.api_key,
-        host=args.host,
-        port=args.port,
-        credits=args.credits,
-        delay=args.delay,
-        retry_backoff=args.retry_backoff,
-        callback_timeout=args.callback_timeout,
-        max_attempts=args.max_attempts,
-        hmac_key=args.hmac_key,
-        seed=args.seed,
-        provider=args.provider,
-    )
-    try:
-        sb.start()
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc}")
-        return 1
-    started = time.monotonic()
-    try:  # from here on, Ctrl-C at any moment ends in a clean stop
-        song = sb.create_song()
-        # The sandbox key guards nothing real, so printing it here is fine (and needed).
-        print(f"Suno API sandbox at {sb.url}")
-        print(f"API key: {sb.api_key}")
-        print(f"Contract: {sb.provider.name} (sections {sb.provider.section.describe()})")
-        print(f"An original to replace sections of: taskId={song.task_id} audioId={song.audio_id}")
-        print(f"  ({song.duration:g} s, {song.audio_url})")
-        print("Press Ctrl-C to stop.", flush=True)
-        sb.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sb.stop()
-    print(f"sandbox stopped after {time.monotonic() - started:.0f} s")
-    return 0

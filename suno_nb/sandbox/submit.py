@@ -1,9 +1,9 @@
 """The sandbox's submit endpoints: ``/generate`` and ``/generate/replace-section``, and the
 originals ``Sandbox.create_song`` makes for free.
 
-A mixin of :class:`~.service.Service`: requests are checked by :mod:`.validate` from the
-provider's contract, then become tasks through the service's ``_new_task``, ``_charge`` and
-``_next_faults``.
+A layer of :class:`~.service.Service`: requests are checked by :mod:`.validate` from the
+provider's contract, then become tasks through the state's ``_new_task``, ``_charge`` and
+``_next_faults``.  Nothing here is timed: the service schedules what a new task needs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from ..errors import SectionValidationError
 from ..payloads import SUCCESS_STATUS
 from ..rules import validate_section
 from . import synth
+from .bodies import Bodies
 from .faults import Faults
-from .records import Recipe, Song, TrackRecord
+from .records import Recipe, Song, TaskRecord, TrackRecord
 from .validate import (
     GENERATE,
     REPLACE,
@@ -44,7 +45,10 @@ def model_name(model: str) -> str:
     return "chirp-" + model.lower().replace("_", "-")
 
 
-class Submissions:
+Submitted = tuple[Reply, TaskRecord | None]  # the answer, and the task if one was made
+
+
+class Submissions(Bodies):
     """Turn valid submit requests into tasks (see :class:`~.service.Service`)."""
 
     def _new_tracks(
@@ -124,20 +128,20 @@ class Submissions:
             )
             return Song(task.task_id, [self._song_track(t) for t in task.tracks])
 
-    def generate(self, body: Any) -> Reply:
-        """``POST /api/v1/generate``: staged callbacks text -> first -> complete."""
+    def _submit_generate(self, body: Any) -> Submitted:
+        """``POST /api/v1/generate``: a staged task (text -> first -> complete)."""
         try:
             req = parse_generate(self.provider, body)
         except Rejected as rej:
-            return rej.reply
+            return rej.reply, None
         with self.lock:
             refused = self._charge(self.cost_generate, GENERATE)
             if refused:
-                return refused
+                return refused, None
             faults = self._next_faults()
             if faults.reply_code is not None:
                 self.credits += self.cost_generate
-                return self._fault_reply(faults, GENERATE)
+                return self._fault_reply(faults, GENERATE), None
             n = next(self._counter)
             durations = [
                 round(self._rng.uniform(100.0, 160.0), 2) for _ in range(self.tracks_per_task)
@@ -160,15 +164,7 @@ class Submissions:
                 ),
             )
             task.staged = True
-        span = task.ready_at - time.monotonic()
-        # The stages land where record-info moves to TEXT_SUCCESS and FIRST_SUCCESS.
-        for stage, at in (("text", 1 / 3), ("first", 2 / 3)):
-            if self.scheduler is not None:
-                self.scheduler.call_later(
-                    max(0.0, span * at), lambda st=stage: self._send_stage(task.task_id, st)
-                )
-        self._schedule_completion(task.task_id, span)
-        return ok({"taskId": task.task_id})
+        return ok({"taskId": task.task_id}), task
 
     def _fault_reply(self, faults: Faults, endpoint: str) -> Reply:
         code = faults.reply_code
@@ -176,39 +172,42 @@ class Submissions:
         info = self.provider.code(endpoint, code) or self.provider.code("record-info", code)
         return fail(code, faults.error_message or (info.meaning if info else f"error {code}"))
 
-    def replace_section(self, body: Any) -> Reply:
+    def _submit_replace(self, body: Any) -> Submitted:
         """``POST /api/v1/generate/replace-section``: the service's own validation first."""
         try:
             req = parse_replace(self.provider, body)
         except Rejected as rej:
-            return rej.reply
+            return rej.reply, None
         with self.lock:
+            source: TrackRecord | Reply
             if req.task_id is not None:
                 source = self._parent_track(req.task_id, req.audio_id or "")
             else:
                 source = self._uploaded(req.upload_url or "", req.model or "")
             if isinstance(source, tuple):
-                return source
+                return source, None
             try:
                 section = validate_section(
                     req.start, req.end, source.duration, section=self.provider.section
                 )
             except SectionValidationError as exc:
-                return invalid(self.provider, REPLACE, exc).reply
+                return invalid(self.provider, REPLACE, exc).reply, None
             refused = self._charge(self.cost_replace, REPLACE)
             if refused:
-                return refused
+                return refused, None
             faults = self._next_faults()
             if faults.reply_code is not None:
                 self.credits += self.cost_replace
-                return self._fault_reply(faults, REPLACE)
+                return self._fault_reply(faults, REPLACE), None
             n = next(self._counter)
-            # The audition's audio faults (Faults fields appended on branch i11).
+            # The audition's audio faults, passed to takes.replace_section when set.
             audio_fx = tuple(
-                (name, getattr(faults, name, None))
+                (name, getattr(faults, name))
                 for name in ("outside_gain_db", "shift_ms", "hard_seams")
-                if getattr(faults, name, None)
+                if getattr(faults, name)
             )
+
+            parent: TrackRecord = source
 
             def tracks(task_id: str, created: str) -> list[TrackRecord]:
                 out = []
@@ -216,7 +215,7 @@ class Submissions:
                     # Each result track is its own variant, derived from the request.
                     seed = synth.stable_seed(
                         self.seed,
-                        source.recipe,
+                        parent.recipe,
                         req.prompt,
                         req.tags,
                         section.start,
@@ -225,9 +224,9 @@ class Submissions:
                         i,
                     )
                     recipe = Recipe(
-                        source.recipe.base_seed,
-                        source.duration,
-                        (*source.recipe.ops, (section.start, section.end, seed, *audio_fx)),
+                        parent.recipe.base_seed,
+                        parent.duration,
+                        (*parent.recipe.ops, (section.start, section.end, seed, *audio_fx)),
                     )
                     out.append(
                         TrackRecord(
@@ -235,11 +234,11 @@ class Submissions:
                             task_id=task_id,
                             index=i,
                             prompt=req.prompt,
-                            model_name=source.model_name,
+                            model_name=parent.model_name,
                             title=req.title,
                             tags=req.tags,
                             create_time=created,
-                            duration=source.duration,
+                            duration=parent.duration,
                             recipe=recipe,
                         )
                     )
@@ -254,8 +253,7 @@ class Submissions:
                 faults=faults,
                 tracks=tracks,
             )
-        self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
-        return ok({"taskId": task.task_id})
+        return ok({"taskId": task.task_id}), task
 
     def _parent_track(self, parent_id: str, audio_id: str) -> TrackRecord | Reply:
         """Mode 1: the track ``audio_id`` of the finished task ``parent_id``."""

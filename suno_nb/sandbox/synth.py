@@ -14,7 +14,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -234,7 +234,7 @@ def _events(plan: SongPlan, sr: int, t0: float, t1: float) -> Iterable[Event]:
             yield (
                 start,
                 bar,
-                _scaled(lambda n=note: _tone(_midi_hz(n), bar, sr, "organ"), 0.05 * level),
+                _scaled(partial(_tone, _midi_hz(note), bar, sr, "organ"), 0.05 * level),
             )
         # Arpeggio (replacements mostly): sixteenth-note broken chord, an octave up.
         if plan.arpeggio and part != "outro":
@@ -243,7 +243,7 @@ def _events(plan: SongPlan, sr: int, t0: float, t1: float) -> Iterable[Event]:
                 yield (
                     start + i * beat / 4,
                     beat / 4,
-                    _scaled(lambda n=n: _tone(_midi_hz(n), beat / 4, sr, "pluck"), 0.06 * level),
+                    _scaled(partial(_tone, _midi_hz(n), beat / 4, sr, "pluck"), 0.06 * level),
                 )
         # Bass: root on the beats (eighths in the chorus).
         if part != "intro":
@@ -254,7 +254,7 @@ def _events(plan: SongPlan, sr: int, t0: float, t1: float) -> Iterable[Event]:
                 yield (
                     start + i * d,
                     d * 0.9,
-                    _scaled(lambda n=n, d=d: _tone(_midi_hz(n), d * 0.9, sr, "piano"), 0.22),
+                    _scaled(partial(_tone, _midi_hz(n), d * 0.9, sr, "piano"), 0.22),
                 )
         # Lead melody from the part's motif, transposed up an octave in the chorus.
         if part not in ("intro", "outro"):
@@ -273,8 +273,13 @@ def _events(plan: SongPlan, sr: int, t0: float, t1: float) -> Iterable[Event]:
                     start + slot * beat / 2,
                     d,
                     _scaled(
-                        lambda n=n, d=d: _tone(
-                            _midi_hz(n), d, sr, plan.lead, 0.004 if plan.lead == "flute" else 0.0
+                        partial(
+                            _tone,
+                            _midi_hz(n),
+                            d,
+                            sr,
+                            plan.lead,
+                            0.004 if plan.lead == "flute" else 0.0,
                         ),
                         0.16 * level,
                     ),
@@ -335,6 +340,7 @@ def _drums(
         yield start + 2.5 * beat, 0.35, hit("kick", 0.45)
     for s in snares[style]:
         yield start + s * beat, 0.2, hit("snare", 0.35)
+    hats: tuple[float, ...]
     if style == "shuffle":
         hats = (0, 2 / 3, 1, 5 / 3, 2, 8 / 3, 3, 11 / 3)
     else:

@@ -8,7 +8,7 @@ request field (``fullLyrics``, ``infillEndS``, ...) and the limit, like the serv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -159,23 +159,23 @@ def parse_replace(provider: Provider, body: Any) -> ReplaceRequest:
         validate_section(start, end, section=provider.section)
     except SectionValidationError as exc:
         raise invalid(provider, REPLACE, exc) from None
-    common = dict(
+    request = ReplaceRequest(
         prompt=prompt or "",
         tags=tags or "",
         title=title or "",
-        start=float(start),  # type: ignore[arg-type]
-        end=float(end),  # type: ignore[arg-type]
+        start=float(start),  # validate_section checked both are numbers
+        end=float(end),
         callback_url=callback_url,
         full_lyrics=full_lyrics,
     )
     if mode1:
-        return ReplaceRequest(
+        return replace(
+            request,
             task_id=f.text("taskId", required=True),
             audio_id=f.text("audioId", required=True),
-            **common,
         )
-    return ReplaceRequest(
-        upload_url=f.url("uploadUrl", required=True), model=f.model(required=True), **common
+    return replace(
+        request, upload_url=f.url("uploadUrl", required=True), model=f.model(required=True)
     )
 
 
