@@ -28,8 +28,7 @@ The metrics, one sentence each for a musician:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -285,27 +284,27 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
     return jobs
 
 
-def _fetch_all(urls: Iterable[str], progress: bool, workers: int) -> dict[str, str | None]:
-    """Fetch every URL into the cache in parallel; URL -> None or the error text.
+def _fetch_all(
+    urls: Iterable[str], progress: bool, workers: int, connect: float, total: float
+) -> dict[str, str | None]:
+    """Fetch every URL into the cache in parallel: URL -> None or the reason it failed.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
     from tqdm.auto import tqdm
 
     todo = sorted({u for u in urls if u})
-    errors: dict[str, str | None] = {}
-    if not todo:
-        return errors
     bar = tqdm(total=len(todo), desc="fetching audio", unit="file", disable=not progress)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {pool.submit(audio.fetch, u): u for u in todo}
-            for fut in as_completed(futures):
-                exc = fut.exception()
-                errors[futures[fut]] = None if exc is None else str(exc)
-                bar.update(1)
+        done = audio.fetch_many(
+            todo,
+            workers=workers,
+            connect_timeout=connect,
+            deadline=total,
+            on_done=lambda _url: bar.update(1),
+        )
     finally:
         bar.close()
-    return errors
+    return {u: str(r) if isinstance(r, SunoNbError) else None for u, r in done.items()}
 
 
 def compare_takes(
@@ -314,15 +313,24 @@ def compare_takes(
     *,
     progress: bool = True,
     workers: int = 4,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
+    known_failures: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Measure every take of replace-section task(s) against the original: one row per take.
 
     ``task_id``: one task id, a list of them, or None for the receiver's latest succeeded
     replace task.  The original is the parent track (the task's ``parent_task_id`` and
     ``audio_id``), from the receiver's results or else ``rx.client.get_details``.  Audio is
-    fetched in parallel into the cache (:func:`suno_nb.audio.fetch`; a tqdm bar with
-    ``progress``) and decoded once per process.  A take whose audio cannot be had gets NaN
-    metrics and the reason in ``error``.
+    fetched in parallel into the cache (:func:`suno_nb.audio.fetch_many`; a tqdm bar with
+    ``progress``) and decoded once per process.  Only ``http(s)`` URLs are fetched; each
+    file has ``connect_timeout`` (default 10 s) to connect and ``deadline`` (default 60 s)
+    for its whole download (defaults also settable with ``$SUNO_NB_AUDIO_CONNECT_TIMEOUT`` /
+    ``$SUNO_NB_AUDIO_DEADLINE``).  A take whose audio cannot be had gets NaN metrics and the
+    reason in ``error``; nothing about a failure is kept, so a later call tries again.
+
+    ``known_failures`` (URL -> reason) is for callers that already tried some URLs in the
+    same operation (the audition fetches its lanes first): those are not fetched again.
 
     Columns: ``task_id, take_no (1, 2, ...), track_id, original_track_id, start_s, end_s``, then
     ``offset_ms, outside_gain_db, outside_diff_db, seam_start_db, seam_end_db, section_lufs,
@@ -337,11 +345,13 @@ def compare_takes(
         ids = [task_id]
     else:
         ids = [str(t) for t in task_id]
+    connect, total = audio.timeouts(connect_timeout, deadline)
     jobs = _plan(rx, ids)
-    fetched = _fetch_all(
-        [u for j in jobs if not j["error"] for u in (j["take_url"], j["original_url"])],
-        progress,
-        workers,
+    failed = dict(known_failures or {})
+    fetched: dict[str, str | None] = dict(failed)
+    urls = [u for j in jobs if not j["error"] for u in (j["take_url"], j["original_url"])]
+    fetched.update(
+        _fetch_all([u for u in urls if u not in failed], progress, workers, connect, total)
     )
     rows = []
     for job in jobs:
@@ -362,8 +372,8 @@ def compare_takes(
             row["error"] = problem
             continue
         try:
-            original, sr = audio.load(job["original_url"])
-            take, sr_take = audio.load(job["take_url"])
+            original, sr = audio.load(job["original_url"], connect_timeout=connect, deadline=total)
+            take, sr_take = audio.load(job["take_url"], connect_timeout=connect, deadline=total)
         except SunoNbError as exc:
             row["error"] = str(exc)
             continue

@@ -165,17 +165,23 @@ def test_default_task_is_the_latest_replace_task_and_unknowns_are_named(world):
         compare_takes(rx, "no-such-task", progress=False)
 
 
-def test_unreachable_audio_is_reported_per_take_not_raised(world, monkeypatch):
-    """After the sandbox stops, a take whose audio was never fetched says so in ``error``."""
-    from suno_nb import audio
+def test_unreachable_audio_is_reported_per_take_not_raised(world):
+    """A take whose audio host is gone (nobody listens on its port) says so in ``error``."""
+    import socket
 
-    def broken(url, **kw):
-        raise audio.NetworkError("GET http://127.0.0.1/x: ConnectionError")
-
-    monkeypatch.setattr(audio, "fetch", broken)
+    with socket.socket() as s:  # a port that was free a moment ago: connections are refused
+        s.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}"
+    task_id = world["ids"]["clean"]
+    frame = world["rx"].frame().copy()
+    mine = frame.task_id == task_id
+    frame.loc[mine, "audio_url"] = [f"{gone}/secret-token/{t}.mp3" for t in frame[mine].track_id]
+    frame.loc[mine, "stream_audio_url"] = None
+    view = SimpleNamespace(tasks=world["rx"].tasks, frame=lambda: frame, client=world["rx"].client)
     clear_memory_cache()
-    t = compare_takes(world["rx"], world["ids"]["clean"], progress=False)
-    assert len(t) == 2 and t.error.str.contains("ConnectionError").all()
+    t = compare_takes(view, task_id, progress=False)
+    assert len(t) == 2 and t.error.str.contains("take audio: .*ConnectionError").all(), t.error
+    assert not t.error.str.contains("secret-token").any()  # hosts only, never paths
     assert t[list(METRICS)].isna().all().all()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -10,24 +11,15 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from ..errors import SunoNbError
-from .core import (
-    _KIND_DEFAULT_EXT,
-    AUDIO_EXTENSIONS,
-    DEFAULT_TIMEOUT,
-    IMAGE_EXTENSIONS,
-    _existing,
-    _ext_from_type,
-    _ext_from_url,
-    _get,
-    _safe_name,
-    _write_atomic,
-)
+from .core import _existing, _safe_name
+from .transfer import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, audio_ext, download, image_ext, timeouts
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("suno_nb.audio")
 
+_KIND_DEFAULT_EXT = {"audio": ".mp3", "image": ".jpg"}
 DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "bytes", "error"]
 
 
@@ -46,8 +38,7 @@ def _jobs(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
             if key in seen:
                 continue
             seen.add(key)
-            has_url = isinstance(url, str) and url.strip()
-            jobs.append((task_id, track_id, kind, url.strip() if has_url else ""))
+            jobs.append((task_id, track_id, kind, url.strip() if isinstance(url, str) else ""))
     return jobs
 
 
@@ -57,15 +48,21 @@ def download_results(
     *,
     session: requests.Session | None = None,
     progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> pd.DataFrame:
     """Archive every result track's audio and cover image of ``frame`` into ``dest``.
 
     ``frame`` is :meth:`Receiver.frame` (needs ``task_id``, ``track_id``, ``audio_url``,
     ``image_url``).  Files go to ``dest/<task_id>/<track_id>.<ext>``, the extension taken from
     the URL or else the answer's content type.  A file already there is skipped, so a second
-    call downloads nothing; writes are atomic (temporary name, then rename).  One failed file
-    does not stop the others: it is reported with ``status == "failed"`` and its error.
+    call downloads nothing (one that is not audio, or not an image, is fetched again).  Only
+    http(s) URLs are fetched.  Each file has ``connect_timeout`` (default 10 s) to connect
+    and ``deadline`` (default 60 s) for its whole download (defaults also settable with
+    ``$SUNO_NB_AUDIO_CONNECT_TIMEOUT`` / ``$SUNO_NB_AUDIO_DEADLINE``).  A file is written
+    under a temporary name and renamed into place only when it is complete and is audio (or
+    an image); one failed file does not stop the others: it is reported with
+    ``status == "failed"`` and its error, and leaves nothing behind.
 
     Returns one row per file: ``task_id, track_id, kind ("audio"/"image"), url, path,
     status ("downloaded"/"skipped"/"failed"/"no url"), bytes, error``.  Remember the service
@@ -75,6 +72,7 @@ def download_results(
     from tqdm.auto import tqdm
 
     root = Path(dest).expanduser()
+    connect, total = timeouts(connect_timeout, deadline)  # a bad value fails before any I/O
     jobs = _jobs(frame)
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs), desc="downloading results", unit="file", disable=not progress)
@@ -98,22 +96,27 @@ def download_results(
             if not url:
                 continue
             hit = _existing(folder, stem, allowed)
-            if hit is not None:
+            if hit is not None and (audio_ext if kind == "audio" else image_ext)(hit):
                 row.update(path=str(hit), status="skipped", bytes=hit.stat().st_size)
                 continue
             try:
-                with _get(url, session, timeout) as resp:
-                    ext = (
-                        _ext_from_url(url, allowed)
-                        or _ext_from_type(resp.headers.get("Content-Type"), allowed)
-                        or _KIND_DEFAULT_EXT[kind]
-                    )
-                    target = folder / f"{stem}{ext}"
-                    size = _write_atomic(resp, target)
+                target, size = download(
+                    url,
+                    folder,
+                    stem,
+                    kind=kind,
+                    default_ext=_KIND_DEFAULT_EXT[kind],
+                    session=session,
+                    connect_timeout=connect,
+                    deadline=total,
+                )
             except SunoNbError as exc:
                 log.warning("could not download %s of track %s: %s", kind, track_id, exc)
                 row.update(status="failed", error=str(exc))
                 continue
+            if hit is not None and hit != target:  # the unreadable file it replaces
+                with contextlib.suppress(OSError):
+                    hit.unlink()
             row.update(path=str(target), status="downloaded", bytes=size)
     finally:
         bar.close()

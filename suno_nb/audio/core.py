@@ -11,46 +11,32 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
-from ..errors import AudioError, NetworkError
+from ..errors import AudioError, SunoNbError
+from .transfer import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    audio_ext,
+    check_url,
+    download,
+    timeouts,
+    url_origin,
+)
 
 log = logging.getLogger("suno_nb.audio")
 
 CACHE_ENV = "SUNO_NB_CACHE_DIR"
-DEFAULT_TIMEOUT = 60.0
-CHUNK = 1 << 16
 
-AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".ogg", ".oga", ".flac", ".aac", ".opus", ".webm")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-_TYPE_EXT = {
-    "audio/mpeg": ".mp3",
-    "audio/mp3": ".mp3",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/wave": ".wav",
-    "audio/mp4": ".m4a",
-    "audio/x-m4a": ".m4a",
-    "audio/aac": ".aac",
-    "audio/ogg": ".ogg",
-    "audio/opus": ".opus",
-    "audio/flac": ".flac",
-    "audio/x-flac": ".flac",
-    "audio/webm": ".webm",
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/jpg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-}
-_KIND_DEFAULT_EXT = {"audio": ".mp3", "image": ".jpg"}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# what a cache entry may be called: audio extensions, plus names older versions used
+_CACHED = (*AUDIO_EXTENSIONS, *IMAGE_EXTENSIONS, ".bin")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -74,24 +60,6 @@ def _safe_name(text: str) -> str:
     return name[:120] or "_"
 
 
-def _show_url(url: str) -> str:
-    """URL without query string (signed CDN links carry tokens there) for messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "<url>"
-
-
-def _ext_from_url(url: str, allowed: tuple[str, ...]) -> str | None:
-    suffix = Path(urlsplit(url).path).suffix.lower()
-    return suffix if suffix in allowed else None
-
-
-def _ext_from_type(content_type: str | None, allowed: tuple[str, ...]) -> str | None:
-    if not content_type:
-        return None
-    ext = _TYPE_EXT.get(content_type.split(";")[0].strip().lower())
-    return ext if ext in allowed else None
-
-
 def _existing(folder: Path, stem: str, allowed: tuple[str, ...]) -> Path | None:
     """A finished file ``<stem><ext>`` with ``ext`` in ``allowed``, if one exists."""
     if not folder.is_dir():
@@ -103,47 +71,21 @@ def _existing(folder: Path, stem: str, allowed: tuple[str, ...]) -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def _get(url: str, session: requests.Session | None, timeout: float) -> Iterator[requests.Response]:
-    sender: Any = session if session is not None else requests
-    try:
-        resp = sender.get(url, stream=True, timeout=timeout)
-    except requests.RequestException as exc:
-        raise NetworkError(f"GET {_show_url(url)}: {type(exc).__name__}") from None
-    try:
-        if resp.status_code != 200:
-            raise AudioError(
-                f"GET {_show_url(url)} answered HTTP {resp.status_code}",
-                url=url,
-                status=resp.status_code,
-            )
-        yield resp
-    finally:
-        resp.close()
+def cached_audio(folder: Path, stem: str) -> Path | None:
+    """The cached audio file ``<stem>.*`` in ``folder``, if there is one that decodes.
 
-
-def _write_atomic(resp: requests.Response, target: Path) -> int:
-    """Stream ``resp`` into a temporary file beside ``target``, then rename it in place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in resp.iter_content(CHUNK):
-                out.write(chunk)
-                size += len(chunk)
-        if size == 0:
-            raise AudioError(f"GET {_show_url(resp.url)} returned an empty body", url=resp.url)
-        os.replace(tmp, target)
-    except requests.RequestException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise NetworkError(f"GET {_show_url(resp.url)}: {type(exc).__name__}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size
+    A file there that is not audio (cached by an older version from a host that answered
+    200 with an error page) is deleted, so that the next fetch downloads it again.
+    """
+    while (hit := _existing(folder, stem, _CACHED)) is not None:
+        if audio_ext(hit) is not None:
+            return hit
+        log.warning("cached file %s is not audio: deleted, it will be fetched again", hit.name)
+        try:
+            hit.unlink()
+        except OSError:
+            return None
+    return None
 
 
 # --- fetch / decode / waveform -----------------------------------------------------------------
@@ -154,33 +96,91 @@ def fetch(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     session: requests.Session | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Path:
-    """Download ``url`` once into the local cache and return the cached file's path.
+    """Download the audio at ``url`` once into the local cache and return the file's path.
 
-    The cache is keyed by a hash of the URL (``$SUNO_NB_CACHE_DIR`` or
-    ``~/.cache/suno_nb/audio`` unless ``cache_dir`` is given); a cached URL is returned without
-    any request.  Files are written to a temporary name and renamed, so a crash never leaves
-    a half file under the final name.  Raises :class:`AudioError` on an HTTP error status and
-    :class:`~suno_nb.errors.NetworkError` when no answer came.
+    ``url`` must be an ``http://`` or ``https://`` URL: a path, ``file:`` or any other scheme
+    is refused before any I/O.  The cache is keyed by a hash of the URL
+    (``$SUNO_NB_CACHE_DIR`` or the user cache folder's ``audio`` unless ``cache_dir`` is
+    given); a cached URL is returned without any request.
+
+    ``connect_timeout`` (default 10 s) bounds the connect, ``deadline`` (default 60 s,
+    plenty for a 3-minute MP3) the whole download; the defaults can also be set with
+    ``$SUNO_NB_AUDIO_CONNECT_TIMEOUT`` / ``$SUNO_NB_AUDIO_DEADLINE`` (see
+    :mod:`suno_nb.audio.transfer`).  Only a complete body that decodes as audio is cached;
+    a failure leaves nothing behind, so the next call tries again.
+
+    Raises :class:`AudioError` for a refused URL, an HTTP error status, a timeout, a
+    truncated body or one that is not audio, and :class:`~suno_nb.errors.NetworkError` when
+    the connection failed.
     """
+    check_url(url)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     key = _url_key(url)
-    allowed = AUDIO_EXTENSIONS + IMAGE_EXTENSIONS + (".bin",)
-    hit = _existing(folder, key, allowed)
+    hit = cached_audio(folder, key)
     if hit is not None:
-        log.debug("cache hit %s -> %s", _show_url(url), hit.name)
+        log.debug("cache hit %s/… -> %s", url_origin(url), hit.name)
         return hit
-    with _get(url, session, timeout) as resp:
-        ext = (
-            _ext_from_url(url, allowed)
-            or _ext_from_type(resp.headers.get("Content-Type"), allowed)
-            or ".bin"
-        )
-        target = folder / f"{key}{ext}"
-        size = _write_atomic(resp, target)
-    log.info("fetched %s (%d bytes) -> %s", _show_url(url), size, target)
-    return target
+    path, _size = download(
+        url,
+        folder,
+        key,
+        kind="audio",
+        session=session,
+        connect_timeout=connect_timeout,
+        deadline=deadline,
+    )
+    return path
+
+
+def fetch_many(
+    urls: Iterable[str],
+    *,
+    workers: int = 4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    session: requests.Session | None = None,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
+    on_done: Callable[[str], object] | None = None,
+) -> dict[str, Path | SunoNbError]:
+    """:func:`fetch` every URL (duplicates and empty ones dropped), ``workers`` at a time.
+
+    Returns URL -> cached path, or the error that URL failed with (failures are returned,
+    not raised, and not remembered).  Each download has ``connect_timeout`` / ``deadline``
+    as in :func:`fetch`, so the call takes at most about one ``deadline`` per ``workers``
+    URLs.  ``on_done(url)`` is called on the calling thread as each URL finishes (e.g. to
+    move a progress bar).
+    """
+    connect, total = timeouts(connect_timeout, deadline)  # bad values fail before any I/O
+    todo = list(dict.fromkeys(u for u in urls if u))
+    out: dict[str, Path | SunoNbError] = {}
+    if not todo:
+        return out
+    with ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="suno_nb-fetch"
+    ) as pool:
+        futures = {
+            pool.submit(
+                fetch,
+                u,
+                cache_dir=cache_dir,
+                session=session,
+                connect_timeout=connect,
+                deadline=total,
+            ): u
+            for u in todo
+        }
+        for fut in as_completed(futures):
+            url = futures[fut]
+            try:
+                out[url] = fut.result()
+            except SunoNbError as exc:
+                out[url] = exc
+            if on_done is not None:
+                on_done(url)
+    return out
 
 
 def decode(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray, int]:
@@ -237,24 +237,45 @@ _DECODED_LOCK = threading.Lock()
 _DECODED: OrderedDict[tuple[str, int, int], tuple[np.ndarray, int]] = OrderedDict()
 
 
+def _source_path(
+    source: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None,
+    session: requests.Session | None,
+    connect_timeout: float | None,
+    deadline: float | None,
+) -> Path:
+    """A str is a URL, fetched (http/https only); a path object is a file on this machine."""
+    if isinstance(source, str):
+        return fetch(
+            source,
+            cache_dir=cache_dir,
+            session=session,
+            connect_timeout=connect_timeout,
+            deadline=deadline,
+        )
+    if isinstance(source, os.PathLike):
+        return Path(source).expanduser()
+    raise TypeError(f"source must be a URL (str) or a pathlib.Path, got {type(source).__name__}")
+
+
 def load(
     source: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     session: requests.Session | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """:func:`fetch` (for a URL) and :func:`decode`, keeping decoded samples in memory.
 
-    ``source`` is an ``http(s)`` URL or a local path.  The decoded array is read-only and
+    ``source`` is an ``http(s)`` URL (a ``str``, fetched into the cache with
+    ``connect_timeout`` / ``deadline`` as in :func:`fetch`) or a file on this machine given
+    as a :class:`pathlib.Path`.  A ``str`` that is not an http(s) URL is refused, so a URL
+    taken from a callback never names a local file.  The decoded array is read-only and
     shared between callers; the memory cache holds at most :data:`DECODED_CACHE_SAMPLES`
     samples (least recently used dropped first) and is keyed by file, size and mtime.
     """
-    text = os.fspath(source)
-    if text.startswith(("http://", "https://")):
-        path = fetch(text, cache_dir=cache_dir, session=session, timeout=timeout)
-    else:
-        path = Path(text).expanduser()
+    path = _source_path(source, cache_dir, session, connect_timeout, deadline)
     try:
         st = path.stat()
     except OSError as exc:
@@ -288,16 +309,17 @@ def peaks(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     session: requests.Session | None = None,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Compact waveform of a URL or file: ``(mins, maxs, duration_s)``, ``points`` bins.
 
-    ``mins``/``maxs`` are float32 in [-1, 1] (what a player draws); the result is cached on
-    disk beside the cached audio (``<file>.peaks<points>.npy``, a few kB), so a widget
-    opened again does not decode the track again.
+    ``source`` is as in :func:`load` (a ``str`` must be an http(s) URL; a local file is a
+    :class:`pathlib.Path`).  ``mins``/``maxs`` are float32 in [-1, 1] (what a player draws);
+    the result is cached on disk beside the cached audio (``<file>.peaks<points>.npy``, a
+    few kB), so a widget opened again does not decode the track again.
     """
-    text = os.fspath(source)
-    is_url = text.startswith(("http://", "https://"))
-    path = fetch(text, cache_dir=cache_dir, session=session) if is_url else Path(text)
+    path = _source_path(source, cache_dir, session, connect_timeout, deadline)
     store = path.with_name(f"{path.name}.peaks{int(points)}.npy")
     if store.is_file() and store.stat().st_mtime_ns >= path.stat().st_mtime_ns:
         with contextlib.suppress(OSError, ValueError):

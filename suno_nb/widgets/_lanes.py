@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -46,12 +47,14 @@ def in_cache(url: str) -> bool:
     return _existing(audio.default_cache_dir(), _url_key(url), allowed) is not None
 
 
-def plain_error(what: str, exc: Exception) -> str:
-    """An audio failure in words a musician understands (no tokens: URLs lose their query)."""
-    detail = str(exc)
-    if "Connection" in detail or "refused" in detail.lower():
+def plain_error(what: str, exc: Exception | str) -> str:
+    """An audio failure in words a musician understands (messages name hosts, not paths)."""
+    detail = str(exc).rstrip(".")
+    if detail.startswith("refused to fetch"):  # not an http(s) URL: say so as it is
+        why = detail
+    elif "Connection" in detail or "refused" in detail.lower():
         why = "the server did not answer (has the sandbox or the service stopped?)"
-    elif "404" in detail or "410" in detail:
+    elif getattr(exc, "status", None) in (404, 410) or re.search(r"\bHTTP 4(04|10)\b", detail):
         why = "the file is gone (results are kept 14 days)"
     else:
         why = detail
@@ -113,11 +116,37 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _track_url(track: dict[str, Any]) -> str:
+    return text(track.get("audio_url")) or text(track.get("stream_audio_url"))
+
+
+def _prefetch(urls: list[str], measuring: bool) -> dict[str, SunoNbError]:
+    """Fetch the audio this view reads (all of it when the takes are measured) in parallel,
+    once: URL -> why it failed.  Kept for this view's build only, never cached."""
+    wanted = []
+    for url in urls:
+        try:
+            audio.check_url(url)
+        except SunoNbError:
+            continue  # refused before any I/O; the lane says why
+        if measuring or is_local(url) or in_cache(url):
+            wanted.append(url)
+    done = audio.fetch_many(wanted)
+    return {u: r for u, r in done.items() if isinstance(r, SunoNbError)}
+
+
 def _lane(
-    key: str, label: str, kind: str, color: str, track: dict[str, Any], metrics: dict | None
+    key: str,
+    label: str,
+    kind: str,
+    color: str,
+    track: dict[str, Any],
+    metrics: dict | None,
+    failed: dict[str, SunoNbError] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """A lane and its audio URL (kept in Python for the "audio" message)."""
-    url = text(track.get("audio_url")) or text(track.get("stream_audio_url"))
+    """A lane and its audio URL (kept in Python for the "audio" message).  ``failed``: URLs
+    this build could not fetch (URL -> why), so they are not fetched again."""
+    url = _track_url(track)
     lane: dict[str, Any] = {
         "key": key,
         "label": label,
@@ -137,8 +166,16 @@ def _lane(
     if not url:
         lane["error"] = f"{label} has no audio URL."
         return lane, url
+    try:
+        audio.check_url(url)  # http(s) only: never a path or file: URL from a callback
+    except SunoNbError as exc:
+        lane["error"] = plain_error(what(label), exc)
+        return lane, url
     local = is_local(url)
     if local or in_cache(url):
+        if failed and url in failed:
+            lane["error"] = plain_error(what(label), failed[url])
+            return lane, url
         try:
             lane["peaks"], duration = _peaks(url)  # fetches into the cache if needed
             lane["duration"] = duration or lane["duration"]
@@ -176,21 +213,27 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
         lookup_error = None if original else "The original track is not known to this receiver."
     except SunoNbError as exc:
         original, lookup_error = None, plain_error("the original", exc)
+    takes = frame[frame["task_id"] == task_id]
+    measuring = start is not None and end is not None and original is not None
+    tracks = ([original] if original is not None else []) + [dict(t) for _, t in takes.iterrows()]
+    failed = _prefetch([_track_url(t) for t in tracks], measuring)  # one deadline for all
     metrics: dict[str, dict] = {}
-    if start is not None and end is not None and original is not None:
-        table = analysis.compare_takes(rx, task_id, progress=False)
+    if measuring:
+        known = {u: str(e) for u, e in failed.items()}
+        table = analysis.compare_takes(rx, task_id, progress=False, known_failures=known)
         for r in table.to_dict("records"):
             metrics[r["track_id"]] = {k: _finite(r[k]) for k in analysis.METRICS}
     lanes, sources = [], {}
     if original is not None:
-        lane, url = _lane("original", "Original", "original", ORIGINAL_COLOR, original, None)
+        lane, url = _lane(
+            "original", "Original", "original", ORIGINAL_COLOR, original, None, failed
+        )
         lanes.append(lane)
         sources[lane["key"]] = url
-    takes = frame[frame["task_id"] == task_id]
     for i, (_, take) in enumerate(takes.iterrows(), start=1):
         m = metrics.get(str(take["track_id"]))
         color = TAKE_COLORS[(i - 1) % len(TAKE_COLORS)]
-        lane, url = _lane(f"take{i}", f"Take {i}", "take", color, dict(take), m)
+        lane, url = _lane(f"take{i}", f"Take {i}", "take", color, dict(take), m, failed)
         lanes.append(lane)
         sources[lane["key"]] = url
     for lane in lanes:
