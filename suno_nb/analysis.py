@@ -225,17 +225,16 @@ def _latest_task(tasks: pd.DataFrame) -> str:
 
 def original_track(rx: Any, task: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any] | None:
     """The parent track of a replace task (``parent_task_id`` + ``audio_id``): from the
-    receiver's frame when it received the parent, else looked up with ``rx.client``."""
+    receiver's frame when it received the parent, else from the service (``rx.lookup``)."""
     parent, audio_id = _text(task.get("parent_task_id")), _text(task.get("audio_id"))
     if not parent or not audio_id:
         return None
     rows = frame[(frame["task_id"] == parent) & (frame["track_id"] == audio_id)]
     if len(rows):
         return dict(rows.iloc[0])
-    client = getattr(rx, "client", None)
-    if client is None:
+    info = rx.lookup(parent)
+    if info is None:
         return None
-    info = client.get_details(parent)
     for t in info.tracks:
         if t.id == audio_id:
             return {
@@ -321,7 +320,7 @@ def compare_takes(
 
     ``task_id``: one task id, a list of them, or None for the receiver's latest succeeded
     replace task.  The original is the parent track (the task's ``parent_task_id`` and
-    ``audio_id``), from the receiver's results or else ``rx.client.get_details``.  Audio is
+    ``audio_id``), from the receiver's results or else the service's (``rx.lookup``).  Audio is
     fetched in parallel into the cache (:func:`suno_nb.audio.fetch_many`; a tqdm bar with
     ``progress``) and decoded once per process.  Only ``http(s)`` URLs are fetched; each
     file has ``connect_timeout`` (default 10 s) to connect and ``deadline`` (default 60 s)

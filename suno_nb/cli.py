@@ -74,7 +74,7 @@ def _quickstart_inline(store: str) -> None:
     with Sandbox(delay=1.0) as sb:
         rx = start_receiver(store, tunnel=None, poll_interval=2.0, poll_grace=5.0)
         try:
-            client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+            client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
             song = sb.create_song(duration=90.0, title="Quickstart Original", tags="lofi, keys")
             print(f"original: task {song.task_id}, audio {song.audio_id}, {song.duration:g} s")
             job = client.replace_section(

@@ -79,6 +79,7 @@ class Poller:
         self._timer: Timer | None = None
         self._lock = threading.Lock()
         self._running = False
+        self._stopped = False
         self._warned_no_fetch = False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -95,6 +96,7 @@ class Poller:
         """No more rounds (a request under way ends by its own timeout)."""
         with self._lock:
             self._running = False
+            self._stopped = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -170,7 +172,7 @@ class Poller:
             return self.interval
         next_due = now + self.interval
         for task in live:
-            if not self._running:
+            if self._stopped:
                 break
             due = self._due_at(task)
             if due <= now:

@@ -131,6 +131,7 @@ class StrictProtocol(HttpToolsProtocol):
         self._current = 0  # the request an error answer belongs to
         self._error: tuple[int, str] | None = None
         self._answered_error = False
+        self._linger = True
         self._dropped = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -148,9 +149,9 @@ class StrictProtocol(HttpToolsProtocol):
         if len(live) > self.limits.max_connections:
             idle = [c for c in live if c is not self and c._sheddable()]
             if idle:
-                min(idle, key=lambda c: c._since)._fail(503, "closed: too many open connections")
+                min(idle, key=lambda c: c._since)._shed("closed: too many open connections")
             else:
-                self._fail(503, "too many open connections; retry later", quiet=True)
+                self._shed("too many open connections; retry later")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.live.discard(self)
@@ -159,7 +160,19 @@ class StrictProtocol(HttpToolsProtocol):
 
     def _sheddable(self) -> bool:
         """Stalled, idle or lingering: no request of it is waiting for the app's answer."""
-        return self._done == self._started or self._receiving
+        return self._answered_error or self._receiving or self._done == self._started
+
+    def _shed(self, reason: str) -> None:
+        """Close now to make room (503 if a request was under way), without lingering."""
+        self.live.discard(self)
+        if self._sock is None or self._sock.is_closing():
+            return
+        if not self._answered_error and self._seen_bytes:
+            self._fail(503, reason, quiet=True, linger=False)
+        else:
+            self._answered_error = True
+            self._disarm()
+            self._sock.close()
 
     def shutdown(self) -> None:
         if self._receiving or self._answered_error or self._sock is None:
@@ -199,7 +212,9 @@ class StrictProtocol(HttpToolsProtocol):
         status, reason = self._error or (400, "invalid HTTP request")
         self._fail(status, reason)
 
-    def _fail(self, status: int, reason: str, *, quiet: bool = False) -> None:
+    def _fail(
+        self, status: int, reason: str, *, quiet: bool = False, linger: bool = True
+    ) -> None:
         """Report, then answer ``status`` as JSON and close.  Answers go out in request
         order: while an earlier pipelined request is still being answered, the error waits
         (reading stops meanwhile).  A request the app has answered already gets no second
@@ -211,11 +226,12 @@ class StrictProtocol(HttpToolsProtocol):
         if not quiet and self.report is not None:
             self._report(status, reason)
         self._error = (status, reason)
+        self._linger = linger
         self._current = self._started if (self._receiving and self._counted) else self._started + 1
         if self._done >= self._current:  # the app answered this request already
             self._error = None
             self._write_error()
-        elif self._done < self._current - 1:
+        elif self._done < self._current - 1 and linger:
             self._sock.pause_reading()  # see on_response_complete
         else:
             self._write_error()
@@ -234,7 +250,7 @@ class StrictProtocol(HttpToolsProtocol):
                 f"content-length: {len(body)}\r\n\r\n"
             )
             sock.write(head.encode("ascii") + body)
-        if sock.can_write_eof():
+        if self._linger and sock.can_write_eof():
             # A lingering close: FIN after the answer, then read and drop what the client still
             # sends for a moment; closing with unread data would send an RST, which can destroy
             # the answer before the client reads it (a 413 mid-upload).

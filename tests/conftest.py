@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,18 @@ def pytest_configure(config):
     scratch = Path(tempfile.mkdtemp(prefix="suno_nb_tests_"))
     os.environ.setdefault("SUNO_NB_CACHE_DIR", str(scratch / "cache"))
     os.environ.setdefault("SUNO_NB_STATE_DIR", str(scratch / "state"))
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    """Wait (without sleeping the whole time away) until ``predicate()`` is truthy; False
+    if ``timeout`` seconds pass first.  For conditions no event announces."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.02)
+    return True
 
 
 def seed_bytes(name: str) -> bytes:

@@ -60,9 +60,11 @@ def world(tmp_path_factory):
                 table = compare_takes(rx, list(ids.values()), progress=False)
                 # The autouse fixture stops the current receiver after each test; what
                 # compare_takes reads from it (its tables, its client) is kept here.
-                snap = SimpleNamespace(tasks=rx.tasks(), frame=rx.frame(), client=client)
+                snap = SimpleNamespace(tasks=rx.tasks(), frame=rx.frame())
                 view = SimpleNamespace(
-                    tasks=lambda: snap.tasks, frame=lambda: snap.frame, client=client
+                    tasks=lambda: snap.tasks,
+                    frame=lambda: snap.frame,
+                    lookup=lambda task_id, timeout=10.0: client.get_details(task_id),
                 )
                 yield {"rx": view, "sb": sb, "song": song, "ids": ids, "table": table}
         finally:
@@ -177,7 +179,7 @@ def test_unreachable_audio_is_reported_per_take_not_raised(world):
     mine = frame.task_id == task_id
     frame.loc[mine, "audio_url"] = [f"{gone}/secret-token/{t}.mp3" for t in frame[mine].track_id]
     frame.loc[mine, "stream_audio_url"] = None
-    view = SimpleNamespace(tasks=world["rx"].tasks, frame=lambda: frame, client=world["rx"].client)
+    view = SimpleNamespace(tasks=world["rx"].tasks, frame=lambda: frame, lookup=world["rx"].lookup)
     clear_memory_cache()
     t = compare_takes(view, task_id, progress=False)
     assert len(t) == 2 and t.error.str.contains("take audio: .*ConnectionError").all(), t.error

@@ -109,7 +109,7 @@ def _start(cf, name: str = "q.sqlite3", **kwargs):
 def test_public_url_is_the_reported_one_and_a_post_through_it_is_stored(cf, caplog):
     caplog.set_level(logging.DEBUG)
     rx = _start(cf)
-    tun = rx._tunnel
+    tun = rx.tunnel
     assert rx.mode == "cloudflared"
     assert QUICK_URL.match(rx.public_url)
     reported = requests.get(f"{tun.metrics_url}/quicktunnel", timeout=5).json()["hostname"]
@@ -131,9 +131,9 @@ def test_public_url_is_the_reported_one_and_a_post_through_it_is_stored(cf, capl
 
 def test_rerun_reuses_one_agent_and_stop_leaves_no_process(cf):
     rx = _start(cf)
-    pid, url = rx._tunnel.agent_pid, rx.public_url
+    pid, url = rx.tunnel.agent_pid, rx.public_url
     again = _start(cf)
-    assert again is rx and rx.public_url == url and rx._tunnel.agent_pid == pid
+    assert again is rx and rx.public_url == url and rx.tunnel.agent_pid == pid
     assert _agents(cf.program) == [pid]
     port = rx.port
     session.stop_receiver()
@@ -151,7 +151,7 @@ def test_program_from_path_and_url_from_the_banner(cf, monkeypatch):
     monkeypatch.setenv("FAKE_CLOUDFLARED_HOSTNAME", "quiet-river-maple-orbit.trycloudflare.com")
     rx = _start(cf, cloudflared_path=None)
     assert rx.public_url == "https://quiet-river-maple-orbit.trycloudflare.com"
-    assert rx._tunnel.program == cf.program
+    assert rx.tunnel.program == cf.program
 
 
 def test_program_pycloudflared_already_downloaded(cf, monkeypatch):
@@ -165,7 +165,7 @@ def test_program_pycloudflared_already_downloaded(cf, monkeypatch):
     monkeypatch.setitem(sys.modules, "pycloudflared.util", util)
     monkeypatch.setenv("PATH", str(cf.tmp / "empty"))
     rx = _start(cf, cloudflared_path=None)
-    assert rx._tunnel.program == cf.program
+    assert rx.tunnel.program == cf.program
     session.stop_receiver()
     util.get_info = lambda: SimpleNamespace(executable=str(cf.tmp / "not-downloaded"))
     with pytest.raises(CloudflaredUnavailable, match=r"pycloudflared\.util import download"):
@@ -174,13 +174,13 @@ def test_program_pycloudflared_already_downloaded(cf, monkeypatch):
 
 def test_a_dead_agent_is_replaced_on_rerun(cf):
     rx = _start(cf)
-    old_pid, old_url = rx._tunnel.agent_pid, rx.public_url
+    old_pid, old_url = rx.tunnel.agent_pid, rx.public_url
     os.kill(old_pid, signal.SIGKILL)
     assert _wait_gone(old_pid)
     again = _start(cf)
-    assert again is rx and rx._tunnel.agent_pid != old_pid
+    assert again is rx and rx.tunnel.agent_pid != old_pid
     assert rx.public_url != old_url  # a quick tunnel gets a new random URL per start
-    assert _agents(cf.program) == [rx._tunnel.agent_pid]
+    assert _agents(cf.program) == [rx.tunnel.agent_pid]
 
 
 def test_missing_program_says_how_to_get_it(cf, monkeypatch):
@@ -268,7 +268,7 @@ KERNEL = textwrap.dedent("""
     signal.signal(signal.SIGINT, lambda *_: print("interrupted", flush=True))
     rx = session.start_receiver(sys.argv[1], tunnel="cloudflared", poll=False,
                                 cloudflared_path=sys.argv[2])
-    print(json.dumps({"pid": rx._tunnel.agent_pid, "metrics": rx._tunnel.metrics_url}), flush=True)
+    print(json.dumps({"pid": rx.tunnel.agent_pid, "metrics": rx.tunnel.metrics_url}), flush=True)
     while True:
         time.sleep(0.1)
 """)
@@ -298,5 +298,5 @@ def test_interrupt_spares_the_agent_and_a_dead_kernels_orphan_is_ended(cf):
     assert (cf.state / f"cloudflared-agent-{info['pid']}.json").exists()
     rx = _start(cf, name="k2.sqlite3")  # the next start here ends it by its recorded pid
     assert _wait_gone(info["pid"])
-    assert _agents(cf.program) == [rx._tunnel.agent_pid]
+    assert _agents(cf.program) == [rx.tunnel.agent_pid]
     assert not (cf.state / f"cloudflared-agent-{info['pid']}.json").exists()

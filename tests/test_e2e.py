@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import suno_nb.session as session
@@ -30,20 +28,11 @@ def sb():
         yield sandbox
 
 
-def _wait_until(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def test_dropped_callback_is_found_by_polling_and_the_late_callback_adds_no_row(sb, tmp_path):
-    client = SunoClient(base_url=sb.url, api_key=sb.api_key, backoff=0.01)
     rx = session.start_receiver(
-        tmp_path / "p.sqlite3", tunnel=None, client=client, poll_interval=0.4, poll_grace=0.5
+        tmp_path / "p.sqlite3", tunnel=None, poll_interval=0.4, poll_grace=0.5
     )
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, backoff=0.01, receiver=rx)
     song = sb.create_song(duration=60.0)
     # The callback comes 3 s after the result exists: polling sees SUCCESS first.
     sb.inject(Faults(callback_delay=3.0))
@@ -65,15 +54,15 @@ def test_dropped_callback_is_found_by_polling_and_the_late_callback_adds_no_row(
 
 
 def test_a_poll_after_the_callback_adds_no_row(sb, tmp_path):
-    client = SunoClient(base_url=sb.url, api_key=sb.api_key)
     rx = session.start_receiver(
-        tmp_path / "c.sqlite3", tunnel=None, client=client, poll_interval=60, poll_grace=60
+        tmp_path / "c.sqlite3", tunnel=None, poll_interval=60, poll_grace=60
     )
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
     song = sb.create_song(duration=60.0)
     job = _submit(client, song, callback_url=rx.url)
     assert rx.wait(job.task_id, timeout=20, progress=False).source == "callback"
     # Force a poll anyway, as a racing poller would.
-    assert rx.poller.poll_task(client, job.task_id) == "SUCCESS"
+    assert rx.poller.poll_task(job.task_id) == "SUCCESS"
     mine = rx.frame()[lambda f: f["task_id"] == job.task_id]
     assert len(mine) == 2 and set(mine["source"]) == {"callback"}
     polls = rx.deliveries()[lambda d: (d["task_id"] == job.task_id) & (d["source"] == "poll")]
@@ -82,15 +71,15 @@ def test_a_poll_after_the_callback_adds_no_row(sb, tmp_path):
 
 def test_kernel_restart_resumes_polling_of_pending_tasks(sb, tmp_path):
     path = tmp_path / "k.sqlite3"
-    client = SunoClient(base_url=sb.url, api_key=sb.api_key)
-    rx = session.start_receiver(path, tunnel=None, client=client, poll=False)
+    rx = session.start_receiver(path, tunnel=None, poll=False)
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
     song = sb.create_song(duration=60.0)
     sb.inject(Faults(drop=True))  # the callback never comes
     job = _submit(client, song)
     session.stop_receiver()  # the kernel dies with the task pending
     assert sb.wait_idle(10)
     # A new kernel: new client object, same store file.
-    client2 = SunoClient(base_url=sb.url, api_key=sb.api_key)
+    client2 = SunoClient(base_url=sb.url, api_key=sb.api_key)  # no submission: hand it over
     rx2 = session.start_receiver(
         path, tunnel=None, client=client2, poll_interval=0.4, poll_grace=0.0
     )
@@ -101,10 +90,10 @@ def test_kernel_restart_resumes_polling_of_pending_tasks(sb, tmp_path):
 
 
 def test_failure_status_ends_the_task_as_failed_with_the_service_message(sb, tmp_path):
-    client = SunoClient(base_url=sb.url, api_key=sb.api_key)
     rx = session.start_receiver(
-        tmp_path / "f.sqlite3", tunnel=None, client=client, poll_interval=0.4, poll_grace=0.3
+        tmp_path / "f.sqlite3", tunnel=None, poll_interval=0.4, poll_grace=0.3
     )
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
     song = sb.create_song(duration=60.0)
     sb.inject(Faults(sensitive_word=True, drop=True))
     job = _submit(client, song)
@@ -133,10 +122,10 @@ MIXED = [
 
 
 def test_twenty_replace_tasks_with_mixed_faults_end_right(sb, tmp_path):
-    client = SunoClient(base_url=sb.url, api_key=sb.api_key)
     rx = session.start_receiver(
-        tmp_path / "m.sqlite3", tunnel=None, client=client, poll_interval=0.5, poll_grace=1.5
+        tmp_path / "m.sqlite3", tunnel=None, poll_interval=0.5, poll_grace=1.5
     )
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
     song = sb.create_song(duration=120.0)
     expected = {}
     for n in range(20):
@@ -181,8 +170,8 @@ def test_rx_wait_follows_a_generated_original_through_its_stages(tmp_path):
     an older receiver the intermediate stages are answered 400.
     """
     with Sandbox(delay=0.9, retry_backoff=0.05, callback_timeout=2.0) as sb:
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
-        rx = session.start_receiver(tmp_path / "g.sqlite3", tunnel=None, client=client, poll=False)
+        rx = session.start_receiver(tmp_path / "g.sqlite3", tunnel=None, poll=False)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         job = client.generate(prompt="a calm harbour song", model="V5_5")
         assert job.callback_url and job.callback_url.startswith(rx.url.rsplit("/", 1)[0])
         result = rx.wait(job.task_id, timeout=30, progress=False)

@@ -81,8 +81,8 @@ def seen(caplog):
 def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "burst.sqlite3"
     with Sandbox(delay=1.0, retry_backoff=0.4, callback_timeout=2.0) as sb:
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
-        rx = session.start_receiver(path, tunnel=None, client=client, poll=False)
+        rx = session.start_receiver(path, tunnel=None, poll=False)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         port = rx.port
         song = sb.create_song(duration=120.0)
         task_ids = []
@@ -119,17 +119,17 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen)
 def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "fail.sqlite3"
     with Sandbox(delay=0.2, retry_backoff=0.3, callback_timeout=2.0) as sb:
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
         rx = session.start_receiver(
-            path, tunnel=None, client=client, poll_interval=0.5, poll_grace=2.0
+            path, tunnel=None, poll_interval=0.5, poll_grace=2.0
         )
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         song = sb.create_song(duration=120.0)
         task_ids = [_submit(client, song, n) for n in range(10)]
         for task_id in task_ids:  # before: stored as usual
             rx.wait(task_id, timeout=60, progress=False)
         # The disk fills up: the receiver cannot store, answers 5xx, and the sender retries.
         answered_5xx = seen("HTTP 503")
-        rx.store.transact(
+        rx.store.write(
             lambda c: c.execute(
                 "CREATE TRIGGER full BEFORE INSERT ON tracks "
                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
@@ -137,7 +137,7 @@ def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
         )
         task_ids += [_submit(client, song, n) for n in range(10, 20)]
         assert answered_5xx.wait(60)
-        rx.store.transact(lambda c: c.execute("DROP TRIGGER full"))  # space again
+        rx.store.write(lambda c: c.execute("DROP TRIGGER full"))  # space again
         task_ids += [_submit(client, song, n) for n in range(20, 30)]
         for task_id in task_ids:
             rx.wait(task_id, timeout=60, progress=False)
@@ -232,9 +232,9 @@ def test_invalid_failure_stage_names_the_allowed_values():
 
 def test_failed_stage_callback_ends_the_task_as_failed(tmp_path):
     with Sandbox(delay=0.2, retry_backoff=0.05, callback_timeout=2.0) as sb:
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
         # No polling: the only way the receiver can learn the result is the callback.
-        rx = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, client=client, poll=False)
+        rx = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, poll=False)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         try:
             song = sb.create_song(duration=60.0)
             sb.inject(Faults(error_code=501, failure_stage="failed"))

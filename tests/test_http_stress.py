@@ -71,7 +71,7 @@ def test_1000_stalled_and_1000_trickling_connections(tmp_path, max_connections):
         assert threads <= 2, threads
         assert rss_mb < 150, rss_mb
         assert max(latencies) < 2.0, latencies  # well inside: typically a few ms
-        assert rx._server.http.connections <= max_connections + 2
+        assert rx.server.connections <= max_connections + 2
         assert len(rx.frame()) == 6
     finally:
         _close(stalled + trickling)

@@ -167,7 +167,7 @@ def test_a_replace_section_through_a_receiver_stays_within_the_budget(tmp_path: 
     with census:
         sb = Sandbox(delay=0.3)
         with sb:
-            client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+            client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
             song = sb.create_song(duration=30)
             task_id = _replace(client, song)
             result = rx.wait(task_id, timeout=60, progress=False)

@@ -57,7 +57,7 @@ def _shown(rx) -> str:
         rx._repr_html_(),
         repr(rx.config),
         str(dataclasses.asdict(rx.config)),
-        repr(rx._tunnel) if rx._tunnel is not None else "",
+        repr(rx.tunnel) if rx.tunnel is not None else "",
         rx.deliveries().to_string(),
         rx.tasks().to_string(),
     ]
@@ -73,7 +73,7 @@ def _gone(pid: int) -> bool:
 
 
 def _agent_cmdline(rx) -> list[str]:
-    return psutil.Process(rx._tunnel.agent_pid).cmdline()
+    return psutil.Process(rx.tunnel.agent_pid).cmdline()
 
 
 def test_colab_secret_opens_the_tunnel_and_is_never_shown(agent_paths, colab, caplog):  # noqa: F811
@@ -87,7 +87,7 @@ def test_colab_secret_opens_the_tunnel_and_is_never_shown(agent_paths, colab, ca
     assert rx.frame().iloc[0]["title"] == "Relaxing Piano"
     shown = _shown(rx) + caplog.text
     assert TOKEN not in shown
-    assert rx.config.authtoken_sha256 and rx.config.authtoken is None
+    assert rx.config.authtoken is not None and rx.config.authtoken.source == "colab"
 
 
 def test_argument_and_environment_come_before_colab(agent_paths, colab, monkeypatch):  # noqa: F811
@@ -129,11 +129,11 @@ def test_rerun_after_setting_the_token_opens_the_tunnel_on_the_same_receiver(
     assert rx.port == port and rx.local_url == local_url  # same port, same callback path
     assert rx.url.endswith(local_url.split(str(port), 1)[1])
     assert post(rx.url, seed_bytes("seed_success.json")).status_code == 200
-    pid = rx._tunnel.agent_pid
+    pid = rx.tunnel.agent_pid
 
     third = session.start_receiver("r.sqlite3", poll=False, **agent_paths)  # plain re-run
-    assert third is rx and rx._tunnel.agent_pid == pid
-    endpoints = requests.get(f"{rx._tunnel.api_url}/api/endpoints", timeout=5).json()
+    assert third is rx and rx.tunnel.agent_pid == pid
+    endpoints = requests.get(f"{rx.tunnel.api_url}/api/endpoints", timeout=5).json()
     assert len(endpoints["endpoints"]) == 1
 
     monkeypatch.setenv("NGROK_AUTHTOKEN", OTHER)  # a new token: a new agent with it
@@ -143,7 +143,7 @@ def test_rerun_after_setting_the_token_opens_the_tunnel_on_the_same_receiver(
     assert _gone(pid)
 
     monkeypatch.delenv("NGROK_AUTHTOKEN")  # and without one: local again, agent ended
-    pid = rx._tunnel.agent_pid
+    pid = rx.tunnel.agent_pid
     fifth = session.start_receiver("r.sqlite3", poll=False, **agent_paths)
     assert fifth is rx and rx.mode == "local" and rx.port == port
     assert _gone(pid)
@@ -155,7 +155,9 @@ def test_authtoken_lookup_order(tmp_path, monkeypatch, colab):  # noqa: F811
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     config = tmp_path / "ngrok.yml"
     config.write_text('version: "3"\nagent:\n    authtoken: from-config-1234\n')
-    resolve = tunnel.resolve_authtoken
+    def resolve(*args, **kwargs):
+        return tunnel.resolve_authtoken(*args, **kwargs).value
+
     assert resolve(config_path=str(config)) == "from-config-1234"
     colab["NGROK_AUTHTOKEN"] = "from-colab-1234"
     assert resolve(config_path=str(config)) == "from-colab-1234"

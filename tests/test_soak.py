@@ -122,19 +122,18 @@ def _submit(client: SunoClient, song: Any, n: int) -> str:
 
 def test_tunnel_dropped_mid_burst_loses_nothing_and_polling_recovers_the_rest(ngrok, tmp_path):
     path = tmp_path / "tunnel.sqlite3"
-    with Sandbox(delay=0.3, retry_backoff=0.3, callback_timeout=2.0, workers=8) as sb:
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+    with Sandbox(delay=0.3, retry_backoff=0.3, callback_timeout=2.0) as sb:
         rx = session.start_receiver(
             path,
             tunnel="ngrok",
             authtoken=TOKEN,
-            client=client,
             poll_interval=0.5,
             poll_grace=2.0,
             **ngrok,
         )
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         assert rx.mode == "ngrok" and rx.url.startswith(rx.public_url) and rx.url != rx.local_url
-        pid, public = rx._tunnel.agent_pid, rx.public_url
+        pid, public = rx.tunnel.agent_pid, rx.public_url
         song = sb.create_song(duration=SONG_S)
         task_ids = []
         for n in range(36):  # results fan out over 0.3-2.05 s after each submission
@@ -193,11 +192,10 @@ def test_300_callbacks_with_duplicates_and_failures_end_as_planned(tmp_path):
     copies = sum(0 if f.drop else 1 + f.duplicates for f in plan)
     assert copies >= 300
     path = tmp_path / "mixed.sqlite3"
-    with Sandbox(delay=0.2, callback_timeout=5.0, workers=16, credits=1e6) as sb:
+    with Sandbox(delay=0.2, callback_timeout=5.0, credits=1e6) as sb:
         song = sb.create_song(duration=SONG_S)
-        poller = SunoClient(base_url=sb.url, api_key=sb.api_key)
         rx = session.start_receiver(
-            path, tunnel=None, client=poller, poll_interval=0.5, poll_grace=3.0
+            path, tunnel=None, poll_interval=0.5, poll_grace=3.0
         )
         for f in plan:
             sb.inject(f, count=1)
@@ -206,7 +204,7 @@ def test_300_callbacks_with_duplicates_and_failures_end_as_planned(tmp_path):
         errors: list[BaseException] = []
 
         def submit() -> None:  # four submitters, each with its own client
-            with SunoClient(base_url=sb.url, api_key=sb.api_key) as client:
+            with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx) as client:
                 while True:
                     with lock:
                         n = next(numbers, None)

@@ -512,7 +512,7 @@ def test_authtoken_required_and_read_from_config(env, upstream, monkeypatch):
         open_tunnel(upstream.port, _settings(env, authtoken=None))
 
     Path(env.config_path).write_text(f'version: "3"\nagent:\n    authtoken: {TOKEN}\n')
-    token = resolve_authtoken(config_path=env.config_path)
+    token = _value(resolve_authtoken(config_path=env.config_path))
     assert token == TOKEN
     tun = open_tunnel(upstream.port, _settings(env, authtoken=None))  # the agent reads it
     tun.close()
@@ -625,22 +625,26 @@ def test_interrupt_during_start_leaves_no_agent(env, upstream, monkeypatch):
 # --- settings and authtoken lookup ------------------------------------------------------------
 
 
+def _value(secret):
+    return None if secret is None else secret.value
+
+
 def test_resolve_authtoken_precedence(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no .env file on the way up (one would come before Colab)
     config = tmp_path / "ngrok.yml"
     config.write_text('version: "3"\nagent:\n    authtoken: from-config-v3\n')
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
 
-    assert resolve_authtoken(config_path=str(config)) == "from-config-v3"
+    assert _value(resolve_authtoken(config_path=str(config))) == "from-config-v3"
     monkeypatch.setenv("NGROK_AUTHTOKEN", "from-env")  # set after import: read at call time
-    assert resolve_authtoken(config_path=str(config)) == "from-env"
-    assert resolve_authtoken("explicit", config_path=str(config)) == "explicit"
+    assert _value(resolve_authtoken(config_path=str(config))) == "from-env"
+    assert _value(resolve_authtoken("explicit", config_path=str(config))) == "explicit"
     monkeypatch.setenv("NGROK_AUTHTOKEN", "")
-    assert resolve_authtoken("  ", config_path=str(config)) == "from-config-v3"
+    assert _value(resolve_authtoken("  ", config_path=str(config))) == "from-config-v3"
 
     legacy = tmp_path / "v2.yml"
     legacy.write_text("authtoken: from-config-v2\nregion: eu\n")
-    assert resolve_authtoken(config_path=str(legacy)) == "from-config-v2"
+    assert _value(resolve_authtoken(config_path=str(legacy))) == "from-config-v2"
     assert resolve_authtoken(config_path=str(tmp_path / "absent.yml")) is None
     empty = tmp_path / "empty.yml"
     empty.write_text('version: "3"\n')
@@ -687,7 +691,7 @@ def test_fake_agent_side_commands(tmp_path):
     config = PyngrokConfig(ngrok_path=path, config_path=config_path)
     assert ngrok.get_version(config)[0] == "3.20.0"
     ngrok.set_auth_token(TOKEN, config)
-    assert resolve_authtoken(config_path=config_path) == TOKEN
+    assert _value(resolve_authtoken(config_path=config_path)) == TOKEN
 
 
 # --- agent records and pid checks through psutil, with real child processes --------------------

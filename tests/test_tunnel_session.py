@@ -53,7 +53,7 @@ def ngrok(tmp_path, monkeypatch):
 
 
 def _agent_endpoints(rx) -> list[dict]:
-    api = rx._tunnel.api_url
+    api = rx.tunnel.api_url
     return requests.get(f"{api}/api/endpoints", timeout=5).json()["endpoints"]
 
 
@@ -90,9 +90,9 @@ def test_rerun_reuses_the_single_endpoint_and_stop_ends_the_agent(ngrok, tmp_pat
     assert again is rx
     endpoints = _agent_endpoints(rx)
     assert len(endpoints) == 1
-    pid = rx._tunnel.agent_pid
+    pid = rx.tunnel.agent_pid
     public = rx.public_url
-    api = rx._tunnel.api_url
+    api = rx.tunnel.api_url
     session.stop_receiver()
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
@@ -107,14 +107,14 @@ def test_rerun_reuses_the_single_endpoint_and_stop_ends_the_agent(ngrok, tmp_pat
 def test_rerun_after_the_agent_died_opens_a_new_one_on_the_same_receiver(ngrok, tmp_path):
     path = tmp_path / "d.sqlite3"
     rx = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
-    port, pid = rx.port, rx._tunnel.agent_pid
+    port, pid = rx.port, rx.tunnel.agent_pid
     os.kill(pid, signal.SIGKILL)  # the agent crashed or was killed from a terminal
     deadline = time.monotonic() + 10
-    while not rx._tunnel.closed and time.monotonic() < deadline:
+    while not rx.tunnel.closed and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert rx._tunnel.closed
+    assert rx.tunnel.closed
     again = session.start_receiver(path, tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok)
-    assert again is rx and rx.port == port and rx._tunnel.agent_pid != pid
+    assert again is rx and rx.port == port and rx.tunnel.agent_pid != pid
     r = post(rx.url, seed_bytes("seed_success.json"))
     assert r.status_code == 200 and r.json() == {"code": 200, "msg": "success"}
 
@@ -253,7 +253,7 @@ KERNEL = textwrap.dedent("""
     signal.signal(signal.SIGINT, lambda *_: print("interrupted", flush=True))
     rx = session.start_receiver(sys.argv[1], tunnel="ngrok", authtoken=sys.argv[2], poll=False,
                                 ngrok_path=sys.argv[3], ngrok_config_path=sys.argv[4])
-    print(json.dumps({"url": rx.url, "pid": rx._tunnel.agent_pid}), flush=True)
+    print(json.dumps({"url": rx.url, "pid": rx.tunnel.agent_pid}), flush=True)
     while True:
         time.sleep(0.1)
 """)

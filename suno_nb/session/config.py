@@ -98,11 +98,10 @@ class ReceiverConfig:
             from ..tunnel import resolve_authtoken
 
             explicit = values.get("authtoken")
-            token = resolve_authtoken(
-                explicit.value if isinstance(explicit, Secret) else explicit,
+            values["authtoken"] = resolve_authtoken(
+                explicit.text if isinstance(explicit, Secret) else explicit,
                 config_path=values.get("ngrok_config_path"),
             )
-            values["authtoken"] = as_secret("NGROK_AUTHTOKEN", token)
         else:
             values["authtoken"] = as_secret("NGROK_AUTHTOKEN", values.get("authtoken"))
         return cls(store=store, **values)

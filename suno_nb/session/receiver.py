@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ReceiverError, WaitTimeout
 from ..events import CallbackEvent, Change, Feed, Handler
 from ..logbook import Logbook
+from ..payloads import RecordInfo
 from ..poller import Fetch, Poller
 from ..receiver import AllowList, CallbackApp, Rejection, Verifier
 from ..rows import Delivery, Submission
@@ -44,6 +45,7 @@ class Receiver:
                 token = secrets.token_urlsafe(24)  # 192 bits: the path is a capability
                 self.store.set_meta(TOKEN_META_KEY, token)
             self.tunnel: Any = None
+            self.fetch: Fetch | None = None
             self.tunnel_note: str | None = None
             key = config.hmac_key
             self.app = CallbackApp(
@@ -143,16 +145,25 @@ class Receiver:
         """Record a submitted task as pending; ``fetch(task_id, timeout)`` polls it if its
         callback does not come (the client hands over its ``get_details``)."""
         self.store.record_submission(submission)
-        if fetch is not None and self.poller is not None:
-            self.poller.fetch = fetch
-        if self.poller is not None:
+        if fetch is not None:
+            self._use_fetch(fetch)
+        elif self.poller is not None:
             self.poller.wake()
 
     def use_client(self, client: Any) -> None:
-        """Poll with ``client`` (a :class:`~suno_nb.SunoClient`) from now on."""
+        """Poll (and look tasks up) with ``client`` (a :class:`~suno_nb.SunoClient`)."""
+        self._use_fetch(client.poll_fetch)
+
+    def _use_fetch(self, fetch: Fetch) -> None:
+        self.fetch = fetch
         if self.poller is not None:
-            self.poller.fetch = client.poll_fetch
+            self.poller.fetch = fetch
             self.poller.wake()
+
+    def lookup(self, task_id: str, timeout: float = 10.0) -> RecordInfo | None:
+        """The service's record of ``task_id`` (record-info, one request), or None when no
+        client is known to ask with (pass ``client=`` to ``start_receiver``)."""
+        return None if self.fetch is None else self.fetch(task_id, timeout)
 
     # --- the change feed ----------------------------------------------------------------
 

@@ -99,9 +99,11 @@ class Store:
         new = True if self.memory else check_file(self.path)
         wconn = rconn = None
         try:
-            wconn = self._connect()
-            if new:
+            wconn = self._connect(wal=False)
+            if new:  # in the rollback journal: the header that marks it ours is in the file
                 create(wconn)
+            if not self.memory:
+                wconn.execute("PRAGMA journal_mode=WAL")
             # Refuse now what would fail every write later (a read-only file or folder).
             wconn.execute("BEGIN IMMEDIATE")
             wconn.execute("ROLLBACK")
@@ -127,9 +129,9 @@ class Store:
         )
         self._writer.start()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, wal: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        if not self.memory:
+        if wal and not self.memory:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")

@@ -93,7 +93,9 @@ class TunnelSettings:
         return conf.DEFAULT_NGROK_PATH
 
 
-def resolve_authtoken(explicit: str | None = None, *, config_path: str | None = None) -> str | None:
+def resolve_authtoken(
+    explicit: str | None = None, *, config_path: str | None = None
+) -> Secret | None:
     """The ngrok authtoken to use, or ``None`` when there is none.
 
     In order: ``explicit``; ``NGROK_AUTHTOKEN`` as set when this is called (or in a ``.env``
@@ -105,7 +107,7 @@ def resolve_authtoken(explicit: str | None = None, *, config_path: str | None = 
     secret = find_secret(AUTHTOKEN_ENV, (explicit or "").strip() or None)
     if secret is not None and secret.text.strip():
         log.debug("authtoken taken from %s", secret.source)
-        return secret.text.strip()
+        return Secret(AUTHTOKEN_ENV, secret.text.strip(), secret.source)
     if config_path:
         candidates = [Path(config_path).expanduser()]
     else:
@@ -116,7 +118,7 @@ def resolve_authtoken(explicit: str | None = None, *, config_path: str | None = 
         token = _token_from_config(path)
         if token:
             log.debug("authtoken taken from the ngrok config file %s", path)
-            return token
+            return Secret(AUTHTOKEN_ENV, token, "ngrok config")
     return None
 
 
