@@ -24,7 +24,8 @@ function render({ model, el }) {
   button.className = "jupyter-button widget-button mod-primary suno-nb-submit";
   const queued = document.createElement("span");
   queued.className = "suno-nb-queued";
-  queued.style.cssText = "margin-left: 8px; color: #8a5a00; font-size: 13px;";
+  queued.style.cssText =
+    "margin-left: 8px; color: var(--jp-warn-color1, #f57c00); font-size: 13px;";
   let timer = null;
   const waiting = () => model.get("clicks") > model.get("acked");
   const draw = () => {
