@@ -16,6 +16,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ._common import UPDATE_LOCK
+
 QUEUED_TEXT = "queued — runs when the current cell finishes"
 
 _ESM = """
@@ -90,7 +92,8 @@ class QueuedButton(anywidget.AnyWidget):
 
     def _on_clicks(self, change: dict[str, Any]) -> None:
         # The kernel handles the click now: acknowledge first, so the page clears "queued".
-        self.acked = change["new"]
+        with UPDATE_LOCK:
+            self.acked = change["new"]
         for fn in list(self._handlers):
             fn(self)
 
