@@ -2,15 +2,17 @@
 
 A notebook opens a receiver on a store holding tasks from earlier kernels (their sandbox is
 gone, so the service does not know them; one is older than the service keeps results),
-then sleeps while the poller meets them, then shows the tracker and a submit form.
-"Restart kernel and run all" — twice — must leave no stderr output in any cell (before the
-fix, "poll: task … is unknown to the service" landed in the sleeping cell, more after every
-restart).  A Submit click while the kernel runs code says "queued" in the page and sends one
-task, however many clicks.  Reuses the JupyterLab and Chromium fixtures of test_browser.py.
+then waits in a running cell while the poller gives them up, then shows the tracker and a
+submit form.  "Restart kernel and run all" — twice — must leave no stderr output in any cell
+(before the fix, "poll: task … is unknown to the service" landed in the waiting cell, more
+after every restart).  A Submit click while the kernel runs code says "queued" in the page
+and sends one task, however many clicks (the busy cell waits on a FIFO the test writes to:
+no sleeps).  Reuses the JupyterLab and Chromium fixtures of test_browser.py.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,14 +23,12 @@ from suno_nb.store import Store, Submission
 from suno_nb.widgets._button import QUEUED_TEXT
 from tests.test_browser import ARTIFACTS, lab, page  # noqa: F401 - the fixtures
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = "stale_store.ipynb"
 STALE = ("stale-a", "stale-b", "stale-c")
 CELLS = [
-    """import time
-
-import suno_nb as snb
+    """import suno_nb as snb
 from suno_nb import widgets as snw
 
 sb = snb.Sandbox(delay=0.5).start()  # a new sandbox: it knows none of the stale tasks
@@ -38,7 +38,9 @@ rx = snb.start_receiver(
 )
 song = sb.create_song(duration=60, title="Harbour Lights", tags="indie pop")
 print("ready")""",
-    "time.sleep(5)  # the poller meets the stale tasks meanwhile",
+    """# a running cell while the poller meets the stale tasks and gives them up
+for task in ("stale-a", "stale-b", "stale-c"):
+    rx.wait(task, timeout=60, progress=False)""",
     "snw.tracker(rx)",
     """snw.submit_form(
     client,
@@ -126,9 +128,13 @@ def test_restart_and_run_all_on_a_stale_store_writes_nothing_to_stderr(lab, page
         ".some(b => b.innerText.includes('Ready to submit'))",
         timeout=30_000,
     )
+    form.locator("img.widget-image").wait_for()  # the original's waveform, drawn by the feed
+    release = lab.root / "release.fifo"
+    os.mkfifo(release)  # the busy cell blocks reading it until the test writes
     page.evaluate(
-        "() => { window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-        ".requestExecute({code: 'import time; time.sleep(6)'}); }"
+        "(code) => { window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+        ".requestExecute({code}); }",
+        f"open({str(release)!r}).read()",
     )
     page.wait_for_function(
         "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
@@ -144,6 +150,8 @@ def test_restart_and_run_all_on_a_stale_store_writes_nothing_to_stderr(lab, page
     )
     assert button.is_disabled()
     form.screenshot(path=str(ARTIFACTS / "submit-queued.png"))
+    with release.open("w") as fifo:  # opens once the kernel reads: the busy cell ends
+        fifo.write("go")
     page.wait_for_selector("text=Submitted: task", timeout=30_000)
     assert queued.inner_text() == ""
     page.wait_for_function(IDLE, timeout=30_000)

@@ -5,9 +5,12 @@
 >>> snw.tracker(rx)                 # live table of tasks, updated as callbacks land
 >>> snw.audition(rx)                # original vs replacement, the section marked
 
-Every widget updates itself from background threads by setting traits only, serialised by
-one lock; none prints.  Their plain-text reprs are stable (no ids, no times), so notebooks
-that display them pass nbval.
+The widgets start no thread: they subscribe to the receiver's change feed (``rx.subscribe``)
+and run their timed and slow work (redraws, lookups, the submit, audio) as jobs on the
+receiver's one dispatcher thread.  They update themselves by setting traits only, serialised
+by one lock; none prints.  Re-running a widget's cell closes the previous widget with every
+model it made.  Their plain-text reprs are stable (no ids, no times), so notebooks that
+display them pass nbval.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ._common import UPDATE_LOCK
+
 QUEUED_TEXT = "queued — runs when the current cell finishes"
 
 _ESM = """
@@ -24,7 +26,8 @@ function render({ model, el }) {
   button.className = "jupyter-button widget-button mod-primary suno-nb-submit";
   const queued = document.createElement("span");
   queued.className = "suno-nb-queued";
-  queued.style.cssText = "margin-left: 8px; color: #8a5a00; font-size: 13px;";
+  queued.style.cssText =
+    "margin-left: 8px; color: var(--jp-warn-color1, #f57c00); font-size: 13px;";
   let timer = null;
   const waiting = () => model.get("clicks") > model.get("acked");
   const draw = () => {
@@ -89,7 +92,8 @@ class QueuedButton(anywidget.AnyWidget):
 
     def _on_clicks(self, change: dict[str, Any]) -> None:
         # The kernel handles the click now: acknowledge first, so the page clears "queued".
-        self.acked = change["new"]
+        with UPDATE_LOCK:
+            self.acked = change["new"]
         for fn in list(self._handlers):
             fn(self)
 

@@ -1,9 +1,11 @@
-"""Shared plumbing of the widgets: one update lock, a latest-job worker, formatting.
+"""Shared plumbing of the widgets: one update lock, live slots, closing, formatting.
 
-Widgets are updated from background threads (the receiver's dispatcher, the tracker's
-watcher, the render worker).  Setting traits from several threads at once is not safe
-(ipython#7411), so every update made by this package goes through :data:`UPDATE_LOCK`.
-Nothing here prints: threads only set traits, and log through ``suno_nb.widgets``.
+Widgets are updated from the kernel's thread (a cell, a click) and from the receiver's ONE
+dispatcher thread (feed subscribers and jobs, see :mod:`._feed`); they start no thread of
+their own.  Setting traits from several threads at once is not safe (ipython#7411), so
+every update made by this package goes through :data:`UPDATE_LOCK`.  Nothing here prints:
+background work only sets traits, and logs through ``suno_nb.widgets``.  Every colour is a
+JupyterLab CSS variable (with a light-theme fallback), so dark themes stay dark.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import html
 import logging
 import math
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
+
+from ipywidgets import Widget
 
 log = logging.getLogger("suno_nb.widgets")
 
@@ -33,28 +36,61 @@ def set_traits(widget: Any, **values: Any) -> None:
             setattr(widget, name, value)
 
 
-# --- one live widget of a kind per receiver --------------------------------------------------
+# --- one live widget of a kind per receiver (or per cell), and closing one for good ----------
 
-_LIVE: weakref.WeakKeyDictionary[Any, dict[str, weakref.ref[Any]]] = weakref.WeakKeyDictionary()
+_LIVE: weakref.WeakKeyDictionary[Any, dict[str, tuple[weakref.ref[Any], str | None]]]
+_LIVE = weakref.WeakKeyDictionary()
+_RETIRED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], weakref.ref[Any]]]
+_RETIRED = weakref.WeakKeyDictionary()
 _LIVE_LOCK = threading.Lock()
 
 
-def take_slot(kind: str, rx: Any, widget: Any) -> None:
-    """Make ``widget`` the live ``kind`` widget of ``rx``, closing the previous one.
+def take_slot(kind: str, rx: Any, widget: Any, cell: str | None) -> None:
+    """Make ``widget`` (made in notebook cell ``cell``) the live ``kind`` widget of ``rx``.
 
-    Re-running a widget cell must not add a thread and a handler each time: the instance the
-    cell made before is closed (its output is being replaced anyway).
+    The previous one is closed for good when it was made in the same cell (the cell is being
+    re-run: its output is replaced anyway) or when either cell is unknown; one made in
+    another cell is *retired* instead, when it can be (``previous.retire()``: it stops
+    updating and says, in its own output, that a newer one replaced it).  A widget retired
+    earlier from ``cell`` is closed now: that cell is being re-run.
     """
     with _LIVE_LOCK:
         slots = _LIVE.setdefault(rx, {})
-        old = slots.get(kind)
-        slots[kind] = weakref.ref(widget)
-    previous = old() if old is not None else None
-    if previous is not None and previous is not widget:
+        retired = _RETIRED.setdefault(rx, {})
+        old_ref, old_cell = slots.get(kind, (None, None))
+        slots[kind] = (weakref.ref(widget), cell)
+        stale = retired.pop((kind, cell), None) if cell else None
+        previous = old_ref() if old_ref is not None else None
+        retire = bool(
+            previous is not None
+            and cell
+            and old_cell
+            and old_cell != cell
+            and hasattr(previous, "retire")
+        )
+        if retire and old_cell:
+            retired[(kind, old_cell)] = weakref.ref(previous)
+    for target, how in (
+        (stale() if stale is not None else None, "close"),
+        (previous, "retire" if retire else "close"),
+    ):
+        if target is None or target is widget:
+            continue
         try:
-            previous.close()
+            getattr(target, how)()
         except Exception:  # closing an old view must never break the new one
             log.exception("closing the previous %s failed", kind)
+
+
+def free_slot(kind: str, rx: Any, widget: Any) -> None:
+    """Forget ``widget`` as the live (or a retired) ``kind`` widget of ``rx``."""
+    with _LIVE_LOCK:
+        slots = _LIVE.get(rx)
+        if slots is not None and kind in slots and slots[kind][0]() is widget:
+            del slots[kind]
+        retired = _RETIRED.get(rx) or {}
+        for key in [k for k, ref in retired.items() if k[0] == kind and ref() is widget]:
+            del retired[key]
 
 
 def current_cell_id() -> str | None:
@@ -70,18 +106,36 @@ def current_cell_id() -> str | None:
         return None
     try:
         metadata = (get_parent() or {}).get("metadata") or {}
-    except Exception:  # an unusual shell: no cell id, no slot
+    except Exception:  # an unusual shell: no cell id
         return None
     cell = metadata.get("cellId") or metadata.get("cell_id")
     return str(cell) if cell else None
 
 
-def free_slot(kind: str, rx: Any, widget: Any) -> None:
-    """Forget ``widget`` as the live ``kind`` widget of ``rx`` (it is being closed)."""
-    with _LIVE_LOCK:
-        slots = _LIVE.get(rx)
-        if slots is not None and slots.get(kind) is not None and slots[kind]() is widget:
-            del slots[kind]
+def close_tree(widget: Any) -> None:
+    """Close ``widget`` and every widget model it holds (children, layout, style...): a
+    closed box alone leaves its children's models open in the kernel and the page."""
+    seen: set[int] = set()
+
+    def walk(w: Any) -> None:
+        if id(w) in seen:
+            return
+        seen.add(id(w))
+        held = []
+        for name in w.keys:
+            try:
+                value = getattr(w, name)
+            except Exception:  # a trait that cannot be read any more: nothing to close there
+                continue
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(item, Widget):
+                    held.append(item)
+        with UPDATE_LOCK:
+            Widget.close(w)  # the model itself (a subclass's close() may call close_tree)
+        for item in held:
+            walk(item)
+
+    walk(widget)
 
 
 def history_toggle(value: bool, what: str) -> Any:
@@ -96,74 +150,6 @@ def history_toggle(value: bool, what: str) -> Any:
         tooltip=f"also {what} from before this receiver started",
         layout=widgets.Layout(width="100px"),
     )
-
-
-IDLE_EXIT_S = 30.0  # a render worker with nothing to do ends after this long
-
-
-class LatestWorker:
-    """Runs submitted jobs on one daemon thread; only the latest pending job is kept.
-
-    ``submit(fn, delay=0.3)`` replaces any job not yet started and runs ``fn`` once
-    ``delay`` seconds have passed without a newer submission (a debounce).  A job that
-    raises is logged.  :meth:`wait_idle` blocks until nothing is queued or running.
-    """
-
-    def __init__(self, name: str):
-        self._name = name
-        self._cond = threading.Condition()
-        self._job: Callable[[], None] | None = None
-        self._due = 0.0
-        self._busy = False
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-
-    def submit(self, fn: Callable[[], None], *, delay: float = 0.0) -> None:
-        with self._cond:
-            if self._stopped:
-                return
-            self._job = fn
-            self._due = time.monotonic() + delay
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped:
-                    if self._job is not None:
-                        wait = self._due - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    elif not self._cond.wait(IDLE_EXIT_S) and self._job is None:
-                        self._thread = None  # idle: end; the next submit starts a new one
-                        return
-                if self._stopped:
-                    return
-                job, self._job, self._busy = self._job, None, True
-            try:
-                assert job is not None
-                job()
-            except Exception:
-                log.exception("%s: background job failed", self._name)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True once no job is queued or running; False if ``timeout`` passes first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._job = None
-            self._cond.notify_all()
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -223,46 +209,68 @@ def text(value: Any, default: str = "") -> str:
     return str(value)
 
 
-BOX_STYLE = "font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; line-height: 1.45;"
-TABLE_STYLE = "border-collapse: collapse; width: 100%; line-height: 1.4; font-size: 13px;"
+def var(name: str, fallback: str) -> str:
+    """A JupyterLab theme variable with its light-theme fallback (other front ends)."""
+    return f"var(--jp-{name}, {fallback})"
+
+
+FG = var("ui-font-color1", "#212121")
+MUTED_FG = var("ui-font-color2", "#616161")
+BOX_STYLE = (
+    f"font-family: {var('ui-font-family', 'sans-serif')}; font-size: 13px; line-height: 1.45; "
+    f"color: {FG};"
+)
+TABLE_STYLE = (
+    f"border-collapse: collapse; width: 100%; line-height: 1.4; font-size: 13px; color: {FG};"
+)
+RULE = var("border-color1", "#bdbdbd")  # the table head's underline
+DIVIDER = var("border-color2", "#e0e0e0")  # between rows
 TH_STYLE = (
-    "text-align: left; padding: 4px 8px; border-bottom: 2px solid #9e9e9e; "
+    f"text-align: left; padding: 4px 8px; border-bottom: 2px solid {RULE}; "
     "font-weight: 600; white-space: nowrap;"
 )
 TD_STYLE = (
-    "text-align: left; padding: 4px 8px; border-bottom: 1px solid #e0e0e0; vertical-align: top;"
+    f"text-align: left; padding: 4px 8px; border-bottom: 1px solid {DIVIDER}; vertical-align: top;"
 )
-MUTED = "color: #757575;"
+MUTED = f"color: {MUTED_FG};"
 
+# badge backgrounds; the text is the inverse font colour (white on light, black on dark)
 STATE_COLORS = {
-    "pending": "#b26a00",
-    "running": "#1565c0",
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "unknown": "#6d4c41",
-    "expired": "#616161",
+    "pending": var("warn-color1", "#f57c00"),
+    "running": var("brand-color1", "#1976d2"),
+    "succeeded": var("success-color1", "#388e3c"),
+    "failed": var("error-color1", "#d32f2f"),
+    "unknown": var("layout-color4", "#757575"),
+    "expired": var("layout-color4", "#757575"),
 }
 
 
 def badge(state: str) -> str:
-    color = STATE_COLORS.get(state, "#546e7a")
+    color = STATE_COLORS.get(state, var("layout-color4", "#757575"))
+    fg = var("ui-inverse-font-color0", "#ffffff")
     return (
-        f"<span style='background: {color}; color: #fff; border-radius: 9px; "
+        f"<span style='background: {color}; color: {fg}; border-radius: 9px; "
         f"padding: 1px 8px; font-size: 12px; white-space: nowrap;'>{esc(state)}</span>"
     )
 
 
+NOTE_ACCENTS = {
+    "info": var("brand-color1", "#1976d2"),
+    "ok": var("success-color1", "#388e3c"),
+    "warn": var("warn-color1", "#f57c00"),
+    "error": var("error-color1", "#d32f2f"),
+}
+
+
 def note(message: str, *, kind: str = "info") -> str:
-    """A one-line message box: ``info``, ``ok``, ``warn`` or ``error``."""
-    colors = {
-        "info": ("#546e7a", "#eceff1"),
-        "ok": ("#2e7d32", "#e8f5e9"),
-        "warn": ("#8a5a00", "#fff8e1"),
-        "error": ("#b71c1c", "#ffebee"),
-    }
-    fg, bg = colors.get(kind, colors["info"])
+    """A one-line message box: ``info``, ``ok``, ``warn`` or ``error``.  Its text and
+    background follow the theme; the kind shows as the accent of the left border and a
+    faint tint of it (``color-mix``; a plain theme background where that is unknown)."""
+    accent = NOTE_ACCENTS.get(kind, NOTE_ACCENTS["info"])
+    tint = f"color-mix(in srgb, {accent} 12%, {var('layout-color1', '#ffffff')})"
     return (
-        f"<div style='{BOX_STYLE} color: {fg}; background: {bg}; border-left: 4px solid {fg}; "
+        f"<div style='{BOX_STYLE} background: {var('layout-color2', '#eeeeee')}; "
+        f"background: {tint}; border-left: 4px solid {accent}; "
         f"padding: 4px 10px; margin: 2px 0;'>{message}</div>"
     )
 

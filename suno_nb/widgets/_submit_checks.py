@@ -2,21 +2,23 @@
 
 A mixin of :class:`~suno_nb.widgets.submit.SubmitForm` (kept apart to keep modules small).
 Every section check goes through :meth:`SubmitChecks.check_section`, which applies the
-client's provider rules when the client knows its provider (``client.provider.section``),
-else :func:`~suno_nb.rules.validate_section`'s defaults.  The submit request runs on the
-form's sender thread; a click while one is under way, or a second click with exactly the
-settings already submitted, sends nothing.
+client's provider rules (``client.provider.section``; text limits from the same provider).
+The submit request runs as a job on the receiver's dispatcher thread; a click while one is
+under way, or a second click with exactly the settings already submitted, sends nothing.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..errors import ApiError, NetworkError, SectionValidationError
-from ..rules import MAX_SECTION_FRACTION, MAX_SECTION_S, MIN_SECTION_S, validate_section
-from ..rules import validate_text as _validate_text
+from ..rules import validate_section, validate_text
 from ._common import BOX_STYLE, MUTED, UPDATE_LOCK, esc, fmt_clock, log, note, set_traits
+
+NOT_RUNNING = (
+    "Not sent — the receiver is stopped, so no callback could land. Start it again "
+    "(<code>snb.start_receiver()</code>) and re-run this cell."
+)
 
 
 def _reason(exc: SectionValidationError) -> str:
@@ -31,7 +33,7 @@ def _reason(exc: SectionValidationError) -> str:
 class SubmitChecks:
     """Validation and submit for :class:`SubmitForm` (which owns the widgets and state:
     ``_client``, ``_rx``, ``_original``, ``_looking``, ``_lookup_error``/``_lookup_fatal``,
-    ``_busy``, ``_last_fp``, ``_sender``, ``reason``, ``last_job``, and the fields)."""
+    ``_busy``, ``_last_fp``, ``_jobs``, ``reason``, ``last_job``, and the fields)."""
 
     _client: Any
     _rx: Any
@@ -41,7 +43,7 @@ class SubmitChecks:
     _lookup_fatal: bool
     _busy: bool
     _last_fp: tuple[Any, ...] | None
-    _sender: Any
+    _jobs: Any
     reason: str
     last_job: Any
     task_id: Any
@@ -58,11 +60,8 @@ class SubmitChecks:
     status: Any
 
     def _limits(self) -> tuple[float, float | None, float]:
-        """(shortest, longest, largest fraction of the original) of the section rules."""
+        """(shortest, longest or None, largest fraction of the original) of the section."""
         rules = self._section_rules()
-        if rules is None:  # the default provider's; math.inf there means "no maximum"
-            longest = MAX_SECTION_S if math.isfinite(MAX_SECTION_S) else None
-            return MIN_SECTION_S, longest, MAX_SECTION_FRACTION
         return rules.min_s, rules.max_s, rules.max_fraction
 
     def _section_html(self) -> str:
@@ -82,24 +81,22 @@ class SubmitChecks:
     # --- validation ---------------------------------------------------------------------------
 
     def _section_rules(self) -> Any:
-        """The provider's section rules when the client knows its provider, else None
-        (:func:`~suno_nb.rules.validate_section`'s defaults)."""
-        return getattr(getattr(self._client, "provider", None), "section", None)
+        """The client's provider's section rules (a :class:`~suno_nb.contract.SectionRules`)."""
+        return self._client.provider.section
 
     def check_section(self, start: float, end: float, duration: float | None) -> None:
         """Check a section: the ONE place the form applies section rules (raises
         :class:`~suno_nb.errors.SectionValidationError` naming the field and limit)."""
-        rules = self._section_rules()
-        if rules is None:
-            validate_section(start, end, duration)
-        else:
-            validate_section(start, end, duration, section=rules)
+        validate_section(start, end, duration, section=self._section_rules())
+
+    def _validate_text(self, field: str, value: str, *, required: bool) -> None:
+        validate_text(field, value, required=required, provider=self._client.provider)
 
     def _check(self) -> str:
         """The first broken rule as ``field: message (limit)``, or "" when all pass."""
         try:
-            _validate_text("task_id", self.task_id.value, required=True)
-            _validate_text("audio_id", self.audio_id.value, required=True)
+            self._validate_text("task_id", self.task_id.value, required=True)
+            self._validate_text("audio_id", self.audio_id.value, required=True)
             if self._looking is not None:
                 return "task_id: looking up the original on the service… (limit: its answer)"
             if self._lookup_fatal and self._lookup_error:
@@ -108,11 +105,11 @@ class SubmitChecks:
                 return "task_id: load the original first (limit: a known track)"
             start, end = self.section.value
             self.check_section(start, end, self._original.duration)
-            _validate_text("prompt", self.prompt.value, required=True)
-            _validate_text("tags", self.tags.value, required=True)
-            _validate_text("title", self.title.value, required=True)
-            _validate_text("negative_tags", self.negative_tags.value, required=False)
-            _validate_text("full_lyrics", self.full_lyrics.value, required=True)
+            self._validate_text("prompt", self.prompt.value, required=True)
+            self._validate_text("tags", self.tags.value, required=True)
+            self._validate_text("title", self.title.value, required=True)
+            self._validate_text("negative_tags", self.negative_tags.value, required=False)
+            self._validate_text("full_lyrics", self.full_lyrics.value, required=True)
         except SectionValidationError as exc:
             return _reason(exc)
         return ""
@@ -148,7 +145,8 @@ class SubmitChecks:
         }
 
     def _on_submit(self, _button: Any = None) -> None:
-        """Kernel thread (a click): check, then send from a worker; never twice."""
+        """Kernel thread (a click): check, then send from the dispatcher thread; never
+        twice."""
         if self._busy:
             return  # a click while the previous one is being sent
         if not self._revalidate():
@@ -172,10 +170,14 @@ class SubmitChecks:
         set_traits(self.submit, disabled=True, description="Submitting…")
         set_traits(self.status, value=note("Submitting…", kind="info"))
         duration = self._original.duration if self._original else None
-        self._sender.submit(lambda: self._send(params, fingerprint, duration))
+        if not self._jobs.post(lambda: self._send(params, fingerprint, duration)):
+            self._busy = False
+            set_traits(self.submit, description="Submit")
+            set_traits(self.status, value=note(NOT_RUNNING, kind="error"))
+            self._revalidate()
 
     def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
-        """Worker thread: the request itself, then its outcome in the form."""
+        """Dispatcher thread: the request itself, then its outcome in the form."""
         try:
             job = self._client.replace_section(
                 **params,

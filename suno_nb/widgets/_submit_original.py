@@ -1,12 +1,14 @@
 """The submit form's original: finding it (store first, then the service) and its waveform.
 
 A mixin of :class:`~suno_nb.widgets.submit.SubmitForm` (kept apart to keep modules small).
-A lookup on the service and every waveform picture run on the form's worker threads; their
-answers are shown only if the user has not picked another original meanwhile.
+A lookup on the service and every waveform picture run as jobs on the receiver's dispatcher
+thread; their answers are shown only if the user has not picked another original meanwhile,
+and a lookup no longer wanted when its turn comes is not sent at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._common import UPDATE_LOCK, esc, log, note, set_traits
@@ -19,9 +21,9 @@ UNKNOWN_DURATION_MAX = 480.0  # slider range when the original's length is unkno
 class SubmitOriginal:
     """The original's lookup, section range and waveform for :class:`SubmitForm` (which owns
     the widgets and state: ``_client``, ``_rx``, ``_original``, ``_looking``, ``_cache``,
-    ``_lookup_error``/``_lookup_fatal``, ``_wanted_section``, ``_show_waveform``, the
-    ``_lookup`` and ``_worker`` threads, and the fields) and :class:`SubmitChecks` (which
-    provides ``_revalidate``, ``_limits`` and ``_section_html``)."""
+    ``_lookup_error``/``_lookup_fatal``, ``_wanted_section``, ``_show_waveform``, its feed
+    jobs ``_jobs`` and the ``_waveform`` redraw, and the fields) and :class:`SubmitChecks`
+    (which provides ``_revalidate``, ``_limits`` and ``_section_html``)."""
 
     _client: Any
     _rx: Any
@@ -32,21 +34,25 @@ class SubmitOriginal:
     _cache: dict[tuple[str, str], Original]
     _wanted_section: tuple[float, float] | None
     _show_waveform: bool
-    _lookup: Any
-    _worker: Any
+    _jobs: Any
+    _waveform: Any
     task_id: Any
     audio_id: Any
     section: Any
     section_info: Any
     original_info: Any
     waveform: Any
+    # provided by SubmitChecks (annotations only: nothing here shadows them in the MRO)
+    _revalidate: Callable[[], bool]
+    _limits: Callable[[], tuple[float, float | None, float]]
+    _section_html: Callable[[], str]
 
     # --- the original ---------------------------------------------------------------------
 
     def load_original(self) -> Original | None:
         """Find the typed/picked original: at once from this receiver's store, else on the
-        service from a worker thread (:meth:`wait_idle` waits for it).  Returns what is known
-        now."""
+        service from the dispatcher thread (:meth:`wait_idle` waits for it).  Returns what
+        is known now."""
         ids = (self.task_id.value.strip(), self.audio_id.value.strip())
         self._lookup_error, self._lookup_fatal = None, False
         if not ids[0] or not ids[1]:
@@ -64,11 +70,15 @@ class SubmitOriginal:
             self.section.disabled = True
         self._update_original_view()
         self._revalidate()
-        self._lookup.submit(lambda: self._finish_lookup(ids))
+        if not self._jobs.post(lambda: self._finish_lookup(ids)):
+            self._looking = None  # the receiver is stopped: no lookup, say what we know
+            self._apply_original(None)
         return self._original
 
     def _finish_lookup(self, ids: tuple[str, str]) -> None:
-        """Worker thread: ask the service, then show the answer if the ids still match."""
+        """Dispatcher thread: ask the service, then show the answer if the ids still match."""
+        if self._looking != ids:
+            return  # other ids were typed before this lookup's turn came: not sent
         original, problem, fatal = resolve_remote(self._client, *ids)
         if self._looking != ids:
             return  # other ids were typed meanwhile
@@ -91,7 +101,7 @@ class SubmitOriginal:
                 self.section.disabled = False
         self._update_original_view()
         self._revalidate()
-        self._schedule_waveform(delay=0.0)
+        self._schedule_waveform()
 
     def _reset_section(self, duration: float | None) -> None:
         shortest, longest, fraction = self._limits()
@@ -115,9 +125,11 @@ class SubmitOriginal:
 
     def _on_section(self, _change: dict[str, Any]) -> None:
         self._revalidate()
-        self._schedule_waveform(delay=0.35)
+        self._schedule_waveform()
 
-    def _schedule_waveform(self, *, delay: float) -> None:
+    def _schedule_waveform(self) -> None:
+        """Redraw the waveform soon (debounced: a dragged slider is drawn a few times a
+        second, with the section as it is when the drawing starts)."""
         if not self._show_waveform:
             return
         o = self._original
@@ -125,36 +137,27 @@ class SubmitOriginal:
             with UPDATE_LOCK:
                 self.waveform.layout.display = "none"
             return
-        url, section = o.audio_url, tuple(self.section.value)
-        duration = o.duration
+        self._waveform.trigger()
 
-        def render() -> None:
+    def _draw_waveform(self) -> None:
+        """Dispatcher thread: the original's waveform with the section shaded."""
+        o = self._original
+        if o is None or not o.audio_url:
+            return
+        url, duration, section = o.audio_url, o.duration, tuple(self.section.value)
+        try:
             env = envelope_for(url, "original")
-            if duration:
-                env = Envelope(env.label, env.times, env.mins, env.maxs, float(duration), env.color)
-            png = waveform_png([env], section=(section[0], section[1]), row_px=110)
-            with UPDATE_LOCK:
-                if self._original is None or self._original.audio_url != url:
-                    return  # a newer original was picked meanwhile
-                self.waveform.value = png
-                self.waveform.layout.display = ""
-
-        self._worker.submit(self._guarded(render), delay=delay)
-
-    def _guarded(self, fn: Any) -> Any:
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:
-                # said in the form, where the user looks; the log keeps it at INFO
-                log.info("waveform of the original unavailable: %s", exc)
-                set_traits(
-                    self.section_info,
-                    value=self._section_html()
-                    + note(
-                        esc(f"The original's audio cannot be fetched, so no waveform: {exc}"),
-                        kind="warn",
-                    ),
-                )
-
-        return run
+        except Exception as exc:
+            # said in the form, where the user looks; the log keeps it at INFO
+            log.info("waveform of the original unavailable: %s", exc)
+            problem = esc(f"The original's audio cannot be fetched, so no waveform: {exc}")
+            set_traits(self.section_info, value=self._section_html() + note(problem, kind="warn"))
+            return
+        if duration:
+            env = Envelope(env.label, env.times, env.mins, env.maxs, float(duration), env.color)
+        png = waveform_png([env], section=(section[0], section[1]), row_px=110)
+        with UPDATE_LOCK:
+            if self._original is None or self._original.audio_url != url:
+                return  # a newer original was picked meanwhile
+            self.waveform.value = png
+            self.waveform.layout.display = ""

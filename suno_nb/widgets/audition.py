@@ -13,6 +13,12 @@ channel as message buffers when a view asks for it, so players keep working afte
 sandbox stops and on remote kernels; public URLs are streamed by the browser.  No audio is
 in a synced trait, so none is saved into the notebook.  Front ends without a widget manager
 show a PNG of the waveforms and a text summary instead.
+
+It runs on the receiver's change feed and starts no thread: new results (``rx.subscribe``)
+trigger a debounced reload on the receiver's dispatcher thread, which is also where the
+slow work runs (building a task's lanes: fetching, decoding and measuring its audio; audio
+for a page), so a pick in the browser never blocks the kernel.  Ratings given elsewhere
+(``rx.rate`` in a cell) show up too.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import anywidget
 import traitlets
 
 from ..errors import SunoNbError
+from ..events import CallbackEvent
 from . import _lanes
 from ._common import (
     UPDATE_LOCK,
-    LatestWorker,
+    QuietMixin,
+    close_tree,
     current_cell_id,
     fmt_range,
     free_slot,
@@ -38,14 +46,16 @@ from ._common import (
     short_id,
     take_slot,
 )
+from ._feed import FeedJobs
 
 if TYPE_CHECKING:
-    from ..events import CallbackEvent
+    from ..events import Change
     from ..session import Receiver
 
 __all__ = ["Audition", "audition", "fragment_url"]
 
 STATIC = Path(__file__).parent / "static"
+RELOAD_S = 0.2  # new results are picked up at most this long after they land
 EMPTY_MESSAGE = (
     "Nothing to audition yet: no replace-section task has succeeded in this receiver. "
     "Submit one; it shows here when its result lands."
@@ -75,7 +85,7 @@ def fragment_url(
     return f"{base}#t={a:.2f},{b:.2f}"
 
 
-class Audition(anywidget.AnyWidget):
+class Audition(QuietMixin, anywidget.AnyWidget):
     """Original vs takes of a finished replace-section task, in one player.
 
     ``task_id`` (synced) is the task shown; ``tasks`` the picker's choices (a batch when
@@ -88,10 +98,10 @@ class Audition(anywidget.AnyWidget):
     _css = STATIC / "audition.css"
 
     task_id = traitlets.Unicode("").tag(sync=True)
-    tasks = traitlets.List().tag(sync=True)
+    tasks: traitlets.List[dict[str, str]] = traitlets.List().tag(sync=True)
     heading = traitlets.Dict().tag(sync=True)
-    section = traitlets.List().tag(sync=True)
-    lanes = traitlets.List().tag(sync=True)
+    section: traitlets.List[float] = traitlets.List().tag(sync=True)
+    lanes: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     ratings = traitlets.Dict().tag(sync=True)
     message = traitlets.Unicode("").tag(sync=True)
     feedback = traitlets.Unicode("").tag(sync=True)
@@ -115,18 +125,19 @@ class Audition(anywidget.AnyWidget):
         self._wanted = task_id or (self._batch[0] if self._batch else None)
         self._sources: dict[str, str] = {}
         self._notes: dict[str, str] = {}  # notes typed before any stars were given
-        self._worker = LatestWorker("suno_nb-audition")
+        self._jobs = FeedJobs(rx.feed, "audition")
+        self._reload = self._jobs.debounced(self.refresh, RELOAD_S)
+        self._rerate = self._jobs.debounced(self._reload_ratings, RELOAD_S)
         self._lock = threading.RLock()
-        self._showing = False
         self.on_msg(self._on_msg)
         self.observe(self._on_task, names="task_id")
-        rx.on_callback(self._on_event)
-        # Re-running an audition cell closes the audition that cell made before (bounded
-        # threads and handlers); auditions in different cells live side by side.
+        # Re-running an audition cell closes the audition that cell made before (with its
+        # models and subscription); auditions in different cells live side by side.
         cell = current_cell_id()
         self._slot = f"audition:{cell}" if cell else None
         if self._slot is not None:
-            take_slot(self._slot, rx, self)
+            take_slot(self._slot, rx, self, cell)
+        rx.subscribe(self._on_changes)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -161,24 +172,28 @@ class Audition(anywidget.AnyWidget):
         return bundle
 
     def close(self) -> None:
-        """Stop listening to the receiver and close the widget."""
-        rx, worker = getattr(self, "_rx", None), getattr(self, "_worker", None)
+        """Stop listening to the receiver and close the widget (and its layout model)."""
+        if self.comm is None and getattr(self, "_finished", False):
+            return  # closed already (ipywidgets closes again when the object is collected)
+        self._finished = True
+        rx, jobs = getattr(self, "_rx", None), getattr(self, "_jobs", None)
         try:
             if rx is not None:
-                rx.on_callback(self._on_event, remove=True)
-                if getattr(self, "_slot", None) is not None:
-                    free_slot(self._slot, rx, self)
+                rx.unsubscribe(self._on_changes)
+                slot = getattr(self, "_slot", None)
+                if slot is not None:
+                    free_slot(slot, rx, self)
         finally:
-            if worker is not None:
-                worker.stop()
-            super().close()
+            if jobs is not None:
+                jobs.close()
+            close_tree(self)
 
     # --- which task ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Reload the task list; show the wanted task, else keep the current one, else the
         newest finished one."""
-        with self._lock:  # one refresh/show at a time: the kernel's and the worker's
+        with self._lock:  # one refresh/show at a time: the kernel's and the feed's
             self._refresh()
 
     def _refresh(self) -> None:
@@ -204,12 +219,8 @@ class Audition(anywidget.AnyWidget):
             data = _lanes.build(self._rx, task_id)
             self._wanted = task_id if not data["lanes"] else None
             self._sources = data.pop("sources")
-            with UPDATE_LOCK:
-                self._showing = True  # our own change of task_id: _on_task must not show again
-                try:
-                    self.task_id = task_id
-                finally:
-                    self._showing = False
+            with UPDATE_LOCK, self._quietly():  # our own change: _on_task must not show again
+                self.task_id = task_id
             self._set(**data, ratings=self._ratings(task_id), feedback="")
 
     def _set(self, **values: Any) -> None:
@@ -218,19 +229,39 @@ class Audition(anywidget.AnyWidget):
                 setattr(self, name, value)
 
     def _on_task(self, change: dict[str, Any]) -> None:
-        # the picker in the browser changed task_id (kernel thread)
-        if self._showing or not change["new"]:
+        # the picker in the browser changed task_id (kernel thread): its lanes are built on
+        # the dispatcher thread (audio is fetched and measured), the kernel stays free
+        if self._is_quiet() or not change["new"]:
             return
-        self.show(change["new"])
+        task_id = str(change["new"])
+        with UPDATE_LOCK:
+            self.feedback = f"Loading task {short_id(task_id)}…"
+        self._jobs.post(lambda: self._show_picked(task_id))
 
-    def _on_event(self, event: CallbackEvent) -> None:
-        # dispatcher thread: reload in the background, the newest event wins
-        if event.state == "succeeded" or event.task_id == self._wanted:
-            self._worker.submit(self.refresh, delay=0.2)
+    def _show_picked(self, task_id: str) -> None:
+        if self.task_id == task_id:  # not if another task was picked meanwhile
+            self.show(task_id)
+
+    def _on_changes(self, changes: list[Change]) -> None:
+        # dispatcher thread: new results reload (debounced); ledger changes of the task
+        # shown (a rating given in a cell) redraw the stars
+        for change in changes:
+            if isinstance(change, CallbackEvent):
+                new = change.verdict == "accepted" or change.source == "replay"
+                if new and (change.state == "succeeded" or change.task_id == self._wanted):
+                    self._reload.trigger()
+            elif change.kind == "ledger" and change.task_id == self.task_id:
+                self._rerate.trigger()
+
+    def _reload_ratings(self) -> None:
+        ratings = self._ratings(self.task_id)
+        with UPDATE_LOCK:
+            self.ratings = ratings
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until background refreshes (after callbacks) are done."""
-        return self._worker.wait_idle(timeout)
+        """Wait until the work started so far (reloads after new results, a task picked in
+        the page, audio asked for) is done; not from a feed handler."""
+        return self._jobs.wait_idle(timeout)
 
     # --- messages from the browser (kernel thread) ---------------------------------------------
 
@@ -239,12 +270,23 @@ class Audition(anywidget.AnyWidget):
         try:
             if kind == "libs":
                 self.send({"type": "libs"}, buffers=_libraries())
-            elif kind == "audio":
-                self._send_audio(str(content.get("key")))
+            elif kind == "audio":  # may fetch: on the dispatcher thread, not the kernel's
+                key = str(content.get("key"))
+                self._jobs.post(lambda: self._guarded(kind, lambda: self._send_audio(key)))
             elif kind in ("rate", "note", "pick"):
                 self._rate(kind, content)
         except Exception as exc:  # a message from the page must never kill the widget
-            log.warning("audition: %s message failed: %s", kind, exc)
+            self._failed(kind, exc)
+
+    def _guarded(self, kind: str | None, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            self._failed(kind, exc)
+
+    def _failed(self, kind: str | None, exc: Exception) -> None:
+        log.warning("audition: %s message failed: %s", kind, exc)
+        with UPDATE_LOCK:
             self.feedback = f"Could not do that: {exc}"
 
     def _send_audio(self, key: str) -> None:
@@ -271,22 +313,22 @@ class Audition(anywidget.AnyWidget):
         if kind == "rate":
             note = self._notes.pop(track_id, None)
             self._rx.rate(track_id, int(content.get("stars", 0)), note, task_id=task_id)
-            self.feedback = f"Rated take {short_id(track_id)}: {int(content['stars'])} ★"
+            feedback = f"Rated take {short_id(track_id)}: {int(content['stars'])} ★"
         elif kind == "note":
             note = str(content.get("note") or "")
             if current.get("stars"):
                 self._rx.rate(track_id, int(current["stars"]), note, task_id=task_id)
-                self.feedback = "Note saved."
+                feedback = "Note saved."
             else:
                 self._notes[track_id] = note
-                self.feedback = "Note kept: it is saved with the stars you give this take."
+                feedback = "Note kept: it is saved with the stars you give this take."
         elif content.get("picked", True):
             self._rx.pick(track_id, task_id=task_id)
-            self.feedback = f"Keeping take {short_id(track_id)}."
+            feedback = f"Keeping take {short_id(track_id)}."
         else:
-            self._rx.store.unpick(task_id)
-            self.feedback = "No take kept for this task."
-        self.ratings = self._ratings(task_id)
+            self._rx.unpick(task_id)
+            feedback = "No take kept for this task."
+        self._set(feedback=feedback, ratings=self._ratings(task_id))
 
     def _ratings(self, task_id: str) -> dict[str, dict[str, Any]]:
         store = getattr(self._rx, "store", None)

@@ -1,19 +1,21 @@
 """The submit form: pick an original, choose the section on its waveform, submit.
 
-Validation is live and uses the same rules as the client (:mod:`suno_nb.rules`), all section
-checks through :meth:`SubmitForm.check_section`: while any rule is broken the Submit button
-is disabled and the reason (field and limit) is shown.  Service errors are shown in the form,
-never as tracebacks.  Every network call (looking an original up, fetching its audio for the
-waveform, the submit itself) runs on a worker thread, never on the kernel's thread or the
-receiver's dispatcher.  A click queued behind a running cell says so on the page and is never
-sent twice.  The Known track list holds this session's tracks; "history" adds earlier ones.
-Re-running the cell closes the previous form of the same receiver.
+Validation is live and uses the client's provider rules (``client.provider.section``), all
+section checks through :meth:`SubmitForm.check_section`: while any rule is broken the Submit
+button is disabled and the reason (field and limit) is shown.  Service errors are shown in
+the form, never as tracebacks.  The form starts no thread: every network call (looking an
+original up, fetching its audio for the waveform, the submit itself) runs as a job on the
+receiver's dispatcher thread (``rx.feed``), never on the kernel's thread, and the Known
+track list follows the feed (``rx.subscribe``), debounced.  A click queued behind a running
+cell says so on the page and is never sent twice.  The Known track list holds this
+session's tracks; "history" adds earlier ones.  Re-running the cell closes the previous form
+of the same receiver with every model it made; one made in another cell says it was
+replaced.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -23,13 +25,16 @@ from ._common import (
     BOX_STYLE,
     MUTED,
     UPDATE_LOCK,
-    LatestWorker,
     QuietMixin,
+    close_tree,
+    current_cell_id,
     free_slot,
     history_toggle,
     log,
+    note,
     take_slot,
 )
+from ._feed import FeedJobs
 from ._original import (
     PLACEHOLDER,
     Original,
@@ -41,13 +46,18 @@ from ._submit_original import SubmitOriginal
 
 if TYPE_CHECKING:
     from ..client import SunoClient
-    from ..events import CallbackEvent
+    from ..events import Change
     from ..session import Receiver
 
 __all__ = ["Original", "SubmitForm", "submit_form"]
 
 _DESC = {"description_width": "110px"}
-_WIDE = widgets.Layout(width="98%")
+KNOWN_S = 0.1  # the Known track list is re-read at most this often while results land
+WAVEFORM_S = 0.3  # the waveform is redrawn at most this often while the section is dragged
+REPLACED = (
+    "This form was replaced by a newer form of the same receiver (in another cell). "
+    "Re-run this cell to use it here."
+)
 
 
 def _field(
@@ -82,7 +92,8 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
     ``negative_tags``, ``full_lyrics`` (required), ``submit`` (a button with ``click()``),
     ``status`` (HTML), ``waveform`` (Image).  ``reason`` is the current validation failure (or
     "") and ``last_job`` the last :class:`~suno_nb.client.ReplaceJob` submitted.  Work done
-    on worker threads (lookup, waveform, submit) can be awaited with :meth:`wait_idle`.
+    on the receiver's dispatcher thread (lookup, waveform, submit, the Known list) can be
+    awaited with :meth:`wait_idle`.
     """
 
     def __init__(
@@ -112,11 +123,9 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         self._busy = False
         self._last_fp: tuple[Any, ...] | None = None
         self._show_waveform = show_waveform
-        self._worker = LatestWorker("suno_nb-submit-render")  # waveform pictures
-        self._lookup = LatestWorker("suno_nb-submit-lookup")  # the original, on the service
-        self._sender = LatestWorker("suno_nb-submit-send")  # the submit request
-        self._lister = LatestWorker("suno_nb-submit-known")  # the Known track list
-        self._workers = (self._worker, self._lookup, self._sender, self._lister)
+        self._jobs = FeedJobs(rx.feed, "submit form")  # lookup, submit: one-off jobs
+        self._waveform = self._jobs.debounced(self._draw_waveform, WAVEFORM_S)
+        self._lister = self._jobs.debounced(self.refresh_known, KNOWN_S)
         self._known_lock = threading.Lock()
         self.reason = ""
         self.last_job: Any = None
@@ -158,7 +167,7 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
             continuous_update=True,
             disabled=True,
             style=_DESC,
-            layout=_WIDE,
+            layout=widgets.Layout(width="98%"),
         )
         self.section_info = widgets.HTML()
         self.prompt = _field(
@@ -184,25 +193,23 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         )
         self.status = widgets.HTML()
 
-        super().__init__(
-            children=[
-                self.header,
-                widgets.HBox([self.known, self.refresh_button, self.history]),
-                widgets.HBox([self.task_id, self.audio_id]),
-                self.original_info,
-                self.waveform,
-                self.section,
-                self.section_info,
-                self.prompt,
-                widgets.HBox([self.tags, self.title]),
-                self.negative_tags,
-                self.full_lyrics,
-                self.validation,
-                self.submit,
-                self.status,
-            ],
-            layout=widgets.Layout(max_width="940px"),
-        )
+        self._parts: list[Any] = [
+            self.header,
+            widgets.HBox([self.known, self.refresh_button, self.history]),
+            widgets.HBox([self.task_id, self.audio_id]),
+            self.original_info,
+            self.waveform,
+            self.section,
+            self.section_info,
+            self.prompt,
+            widgets.HBox([self.tags, self.title]),
+            self.negative_tags,
+            self.full_lyrics,
+            self.validation,
+            self.submit,
+            self.status,
+        ]
+        super().__init__(children=self._parts, layout=widgets.Layout(max_width="940px"))
 
         self.known.observe(self._on_known, names="value")
         self.refresh_button.on_click(lambda _b: self.refresh_known())
@@ -213,8 +220,8 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         for w in (self.prompt, self.tags, self.title, self.negative_tags, self.full_lyrics):
             w.observe(lambda _c: self._revalidate(), names="value")
         self.submit.on_click(self._on_submit)
-        take_slot("submit_form", rx, self)
-        rx.on_callback(self._on_event)
+        take_slot("submit_form", rx, self, current_cell_id())
+        rx.subscribe(self._on_changes)
 
         self.refresh_known()
         if task_id and audio_id:
@@ -228,15 +235,32 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
     def __repr__(self) -> str:
         return "SubmitForm(replace a section)"
 
+    def _stop(self) -> None:
+        """Stop following the receiver; cancel what has not started (a submit under way
+        finishes)."""
+        self._rx.unsubscribe(self._on_changes)
+        self._jobs.close()
+
     def close(self) -> None:
-        """Stop listening to the receiver, end the worker threads and close the widgets."""
-        try:
-            self._rx.on_callback(self._on_event, remove=True)
-        finally:
-            for worker in self._workers:
-                worker.stop()
+        """Stop listening to the receiver and close the form with every model it made."""
+        if self.comm is None and getattr(self, "_finished", False):
+            return  # closed already (ipywidgets closes again when the object is collected)
+        self._finished = True
+        if getattr(self, "_jobs", None) is not None:  # not when __init__ failed early
+            self._stop()
             free_slot("submit_form", self._rx, self)
-            super().close()
+        close_tree(self)
+
+    def retire(self) -> None:
+        """A newer form (in another cell) replaced this one: stop, close every model but
+        the status line, which says so (it stays in this cell's output)."""
+        self._stop()
+        with UPDATE_LOCK:
+            self.status.value = note(REPLACED, kind="info")
+            dropped = [c for c in self._parts if c is not self.status]
+            self.children = (self.status,)
+        for child in dropped:
+            close_tree(child)
 
     @property
     def original(self) -> Original | None:
@@ -248,14 +272,9 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         return not self.reason
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until lookups, waveform pictures and a submit in progress are done."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for worker in self._workers:
-                if not worker.wait_idle(max(0.0, deadline - time.monotonic())):
-                    return False
-            if all(w.wait_idle(0) for w in self._workers):  # none re-queued another's work
-                return True
+        """Wait until lookups, waveform pictures, the Known list and a submit in progress
+        are done (not from a feed handler)."""
+        return self._jobs.wait_idle(timeout)
 
     # --- known tracks (this session's, by key) -----------------------------------------------
 
@@ -277,9 +296,10 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
                     values = [v for _, v in options]
                     self.known.value = current if current in values else ""
 
-    def _on_event(self, _event: CallbackEvent) -> None:
-        # dispatcher thread: only queue the work, debounced; the list reads on its own thread
-        self._lister.submit(self.refresh_known, delay=0.1)
+    def _on_changes(self, changes: list[Change]) -> None:
+        # dispatcher thread: results and submissions change the list (re-read, debounced)
+        if any(c.kind in ("callback", "submission") for c in changes):
+            self._lister.trigger()
 
     def _on_known(self, change: dict[str, Any]) -> None:
         if self._is_quiet() or not change["new"]:
