@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install suno_nb with its dev extra into .venv and run the whole test suite:
-# unit and HTTP tests, the example notebooks under nbval, and the real-browser test.
+# Install suno_nb with its dev extra into .venv, check style and types, and run the whole test
+# suite: unit and HTTP tests, the example notebooks under nbval, and the real-browser tests.
+# Extra arguments go to pytest: `bash scripts/test.sh -m "not slow"` is the fast lane.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 .venv/bin/python -m ruff check suno_nb tests benchmarks
+.venv/bin/python -m ruff format --check -q suno_nb tests benchmarks
+.venv/bin/python -m mypy  # suno_nb, configured in pyproject.toml
 exec .venv/bin/python -m pytest "$@"

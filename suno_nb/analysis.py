@@ -289,7 +289,7 @@ def _fetch_all(
     """Fetch every URL into the cache in parallel: URL -> None or the reason it failed.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
-    from tqdm.auto import tqdm
+    from .progress import bar as tqdm
 
     todo = sorted({u for u in urls if u})
     bar = tqdm(total=len(todo), desc="fetching audio", unit="file", disable=not progress)

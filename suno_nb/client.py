@@ -35,6 +35,7 @@ from .client_errors import error_for_code, is_loopback, tell_user, url_origin
 from .contract import API_FIELDS, Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info
+from .rows import Submission
 from .rules import (
     check_url,
     missing_required,
@@ -44,7 +45,6 @@ from .rules import (
     validate_section,
     validate_text,
 )
-from .rows import Submission
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -300,7 +300,7 @@ class BaseClient:
             doc = decode_json(resp.content)
         except PayloadError:
             doc = None
-        mapped = {"provider": self.provider, "route": route, "retry_after": retry_after_s(resp)}
+        retry_after = retry_after_s(resp)
         if isinstance(doc, dict):
             code = int_code(doc.get("code"))
             if code == 200:
@@ -309,13 +309,19 @@ class BaseClient:
                 msg = doc.get("msg")
                 if not isinstance(msg, str):
                     msg = "" if msg is None else str(msg)
-                raise error_for_code(code, self._redact(msg), endpoint=endpoint, **mapped)
+                raise error_for_code(
+                    code,
+                    self._redact(msg),
+                    endpoint=endpoint,
+                    provider=self.provider,
+                    route=route,
+                    retry_after=retry_after,
+                )
             if 200 <= status < 300:  # an envelope without a code: take it at its word
                 return doc.get("data")
         what = "a body that is not the API's JSON" if doc is None else "JSON without a code"
         message = f"HTTP {status} {resp.reason or ''}".rstrip() + f" with {what}: {snippet(resp)!r}"
         if status == 429:  # HTTP's own "too many requests" (a gateway's, not the API's code)
-            retry_after = mapped["retry_after"]
             raise RateLimitError(
                 status,
                 self._redact(message),
@@ -323,7 +329,14 @@ class BaseClient:
                 meaning="too many requests",
                 retry_after=retry_after,
             )
-        raise error_for_code(status, self._redact(message), endpoint=endpoint, **mapped)
+        raise error_for_code(
+            status,
+            self._redact(message),
+            endpoint=endpoint,
+            provider=self.provider,
+            route=route,
+            retry_after=retry_after,
+        )
 
     def _network_error(
         self,

@@ -98,7 +98,7 @@ def _from_env_file(name: str) -> str | None:
 
 def _from_colab(name: str) -> str | None:
     try:
-        from google.colab import userdata  # type: ignore[import-not-found]
+        from google.colab import userdata
     except ImportError:
         return None
     try:

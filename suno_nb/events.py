@@ -138,12 +138,16 @@ class Feed:
             return self._published
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every change published so far was delivered and no timer job runs."""
+        """Wait until every change published so far was delivered, and every timer job due
+        by now has run."""
         with self._cond:
-            target = self._published
-            return self._cond.wait_for(
-                lambda: (self._delivered >= target and not self._busy) or self._closed, timeout
-            )
+            target, now = self._published, time.monotonic()
+
+            def done() -> bool:
+                due = any(due <= now and not t.cancelled for due, _, t in self._timers)
+                return self._closed or (self._delivered >= target and not self._busy and not due)
+
+            return self._cond.wait_for(done, timeout)
 
     # --- subscribers -----------------------------------------------------------------------
 

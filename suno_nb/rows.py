@@ -53,7 +53,9 @@ class Column:
 
     @property
     def ddl(self) -> str:
-        return f"{self.name} {SQL_TYPES[self.kind]}{' ' + self.constraint if self.constraint else ''}"
+        return (
+            f"{self.name} {SQL_TYPES[self.kind]}{' ' + self.constraint if self.constraint else ''}"
+        )
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,8 @@ class View:
 
     def sql(self, *, one_task: bool = False) -> str:
         select = ", ".join(
-            f"{expr} AS {col.name}" for col, expr in zip(self.columns, self.expressions, strict=True)
+            f"{expr} AS {col.name}"
+            for col, expr in zip(self.columns, self.expressions, strict=True)
         )
         where = f" WHERE {self.key} = ?" if one_task else ""
         return f"SELECT {select} FROM {self.source}{where} ORDER BY {self.order}"

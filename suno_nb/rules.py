@@ -18,12 +18,6 @@ from .contract import API_FIELDS, Provider, SectionRules, get_provider
 from .errors import SectionValidationError
 
 _DEFAULT = get_provider()
-# Kept for older callers; they describe the DEFAULT provider only.  New code reads
-# ``client.provider.section`` (or ``get_provider(...).section``).
-MIN_SECTION_S = _DEFAULT.section.min_s
-MAX_SECTION_S = _DEFAULT.section.max_s if _DEFAULT.section.max_s is not None else math.inf
-MAX_SECTION_FRACTION = _DEFAULT.section.max_fraction
-MAX_TEXT_LENGTH = dict(_DEFAULT.max_chars)
 
 
 @dataclass(frozen=True)

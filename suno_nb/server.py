@@ -14,6 +14,7 @@ answers itself are reported to ``on_protocol_error`` and never wait for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import json
 import logging
@@ -212,9 +213,7 @@ class StrictProtocol(HttpToolsProtocol):
         status, reason = self._error or (400, "invalid HTTP request")
         self._fail(status, reason)
 
-    def _fail(
-        self, status: int, reason: str, *, quiet: bool = False, linger: bool = True
-    ) -> None:
+    def _fail(self, status: int, reason: str, *, quiet: bool = False, linger: bool = True) -> None:
         """Report, then answer ``status`` as JSON and close.  Answers go out in request
         order: while an earlier pipelined request is still being answered, the error waits
         (reading stops meanwhile).  A request the app has answered already gets no second
@@ -262,10 +261,8 @@ class StrictProtocol(HttpToolsProtocol):
 
     def _report(self, status: int, reason: str) -> None:
         method = None
-        try:
+        with contextlib.suppress(Exception):  # the parser had not read a method yet
             method = self.parser.get_method().decode("ascii", "replace")
-        except Exception:  # the parser had not read a method yet
-            pass
         error = ProtocolError(
             status,
             reason,
@@ -430,7 +427,9 @@ class ServerThread:
         with self._lock:
             if self.running:
                 return self
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # proto=TCP: asyncio turns Nagle off only on sockets that say they are TCP, and a
+            # JSON answer written as head + body would otherwise wait for a delayed ACK (40 ms).
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, self._requested_port))
@@ -443,7 +442,7 @@ class ServerThread:
                 (StrictProtocol,),
                 {
                     "limits": self.limits,
-                    "report": staticmethod(self.on_protocol_error),
+                    "report": self.on_protocol_error and staticmethod(self.on_protocol_error),
                     "live": self._live,
                 },
             )

@@ -39,6 +39,13 @@ def _isolated_env(monkeypatch, tmp_path):
     session.stop_receiver()
 
 
+def pytest_collection_modifyitems(items):
+    """The notebooks under nbval are slow (a kernel each): out of the fast lane."""
+    for item in items:
+        if item.nodeid.startswith("notebooks/"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     """Keep caches and agent records of this run (nbval kernels included) out of HOME."""
     scratch = Path(tempfile.mkdtemp(prefix="suno_nb_tests_"))

@@ -75,6 +75,7 @@ def test_a_trickling_host_is_reported_in_the_lanes_and_the_audio_message(
     sent = _sent(au)
     t0 = time.monotonic()
     au._on_msg(au, {"type": "audio", "key": "take1"}, [])  # what the page asks for
+    assert rx.feed.join(60)
     assert time.monotonic() - t0 < NO_HANG
     (content, buffers), *_ = sent
     assert content["type"] == "audio_error" and buffers == []
@@ -130,6 +131,7 @@ def test_the_audition_refuses_paths_and_other_schemes(kind, fifo, hosts, files, 
     assert not take["bytes"] and take["url"] == "" and take["peaks"] == []
     sent = _sent(au)
     _guarded(lambda: au._on_msg(au, {"type": "audio", "key": "take1"}, []))
+    assert rx.feed.join(60)
     (content, _), *_ = sent
     assert content["type"] == "audio_error" and "refused" in content["message"]
     assert ftp_host.connections == 0

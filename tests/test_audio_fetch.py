@@ -21,6 +21,7 @@ import pytest
 import suno_nb.audio as audio
 from suno_nb.analysis import METRICS, compare_takes
 from suno_nb.errors import AudioError, NetworkError
+from suno_nb.events import Feed
 from suno_nb.sandbox import media, synth, takes
 from tests.test_audio import FileServer
 
@@ -179,10 +180,15 @@ def stub_receiver(original_url: str, take_urls: list[str]) -> SimpleNamespace:
     return SimpleNamespace(
         tasks=lambda: tasks.copy(),
         frame=lambda: frame.copy(),
-        client=None,
+        lookup=lambda task_id, timeout=10.0: None,
         started_at=None,
-        on_callback=lambda fn, remove=False: None,
+        feed=STUB_FEED,
+        subscribe=lambda fn: None,
+        unsubscribe=lambda fn: None,
     )
+
+
+STUB_FEED = Feed()  # the stand-in receiver's feed: the audition runs its jobs there
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from .conftest import post, seed_bytes
 from .rawhttp import one_answer, read_until_close
 from .test_kill import _body, start_child
 
+pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+
 SEED = seed_bytes("seed_success.json")
 
 

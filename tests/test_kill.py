@@ -18,6 +18,8 @@ from suno_nb.store import Store
 
 from .conftest import seed_bytes
 
+pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

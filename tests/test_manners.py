@@ -17,7 +17,7 @@ from suno_nb.store import Store, Submission
 from suno_nb.widgets import submit_form, tracker
 from suno_nb.widgets._button import QUEUED_TEXT, QueuedButton
 from suno_nb.widgets.tracker import render_tasks
-from tests.test_widgets import WAIT_S, hand_over, settle, trait_change
+from tests.test_widgets import WAIT_S, settle, trait_change
 
 
 def _ours() -> list[str]:
@@ -76,7 +76,6 @@ def mrx(old_store):
 @pytest.fixture
 def client(sb, mrx):
     with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=mrx) as c:
-        hand_over(mrx, c)
         yield c
 
 

@@ -34,6 +34,8 @@ from nbformat.v4 import new_code_cell
 from suno_nb.sandbox import Sandbox
 from suno_nb.store import Store
 
+pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 SANITIZE_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
@@ -68,7 +70,8 @@ assert suno_nb.current_receiver() is rx
 assert [n for n in _names if n.startswith("suno_nb-receiver-")] == [
     f"suno_nb-receiver-{rx.port}"
 ], _names
-assert _names.count("suno_nb-poller") == 1, _names
+assert _names.count("suno_nb-dispatch") == 1, _names  # the poller runs on it
+assert _names.count("suno_nb-store-writer") == 1, _names
 """
 ALL_STOPPED = """\
 import threading

@@ -156,6 +156,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_unknown_and_hanging_tasks_stay_quiet_and_do_not_stop_the_others(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)

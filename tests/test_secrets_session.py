@@ -155,6 +155,7 @@ def test_authtoken_lookup_order(tmp_path, monkeypatch, colab):  # noqa: F811
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     config = tmp_path / "ngrok.yml"
     config.write_text('version: "3"\nagent:\n    authtoken: from-config-1234\n')
+
     def resolve(*args, **kwargs):
         return tunnel.resolve_authtoken(*args, **kwargs).value
 

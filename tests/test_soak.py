@@ -23,6 +23,8 @@ import suno_nb.session as session
 from suno_nb import Faults, Sandbox, SunoClient, tunnel
 from suno_nb.store import Store
 
+pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
 TOKEN = "fake-token"
 SONG_S = 120.0
@@ -194,9 +196,7 @@ def test_300_callbacks_with_duplicates_and_failures_end_as_planned(tmp_path):
     path = tmp_path / "mixed.sqlite3"
     with Sandbox(delay=0.2, callback_timeout=5.0, credits=1e6) as sb:
         song = sb.create_song(duration=SONG_S)
-        rx = session.start_receiver(
-            path, tunnel=None, poll_interval=0.5, poll_grace=3.0
-        )
+        rx = session.start_receiver(path, tunnel=None, poll_interval=0.5, poll_grace=3.0)
         for f in plan:
             sb.inject(f, count=1)
         numbers = iter(range(len(plan)))

@@ -211,7 +211,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path):
     conn.commit()
     conn.close()
     before, listing = _sha(path), _files(tmp_path)
-    with pytest.raises(StoreError, match="did not create.*nothing was written"):
+    with pytest.raises(StoreError, match=r"did not create.*nothing was written"):
         Store(path)
     assert _sha(path) == before and _files(tmp_path) == listing  # no -wal, no -shm
 
@@ -228,7 +228,7 @@ def test_an_older_suno_nb_store_is_refused_with_what_to_do(tmp_path):
     )
     conn.close()
     before, listing = _sha(path), _files(tmp_path)
-    with pytest.raises(StoreError, match="older suno_nb.*move the file aside"):
+    with pytest.raises(StoreError, match=r"older suno_nb.*move the file aside"):
         Store(path)
     assert _sha(path) == before and _files(tmp_path) == listing
 
@@ -247,7 +247,7 @@ def test_a_read_only_store_is_refused_when_it_opens(tmp_path):
     path = tmp_path / "ro.sqlite3"
     Store(path).close()
     path.chmod(0o444)
-    with pytest.raises(StoreError, match="cannot use the store.*writable"):
+    with pytest.raises(StoreError, match=r"cannot use the store.*writable"):
         Store(path)
 
 
@@ -256,7 +256,7 @@ def test_a_store_in_a_read_only_folder_is_refused_when_it_opens(tmp_path):
     should be), so SQLite cannot create its journal beside the store."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    with pytest.raises(StoreError, match="cannot use the store|directory"):
+    with pytest.raises(StoreError, match=r"cannot use the store|directory"):
         Store(blocker / "s.sqlite3")
 
 

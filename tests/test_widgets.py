@@ -98,18 +98,9 @@ def wrx(tmp_path):
     stop_receiver()
 
 
-def hand_over(rx, client) -> None:
-    """The audition finds an original it never received through ``rx.client``
-    (``analysis.original_track``), which the new Receiver does not keep yet: hand it over
-    until the core does (see the widgets branch's report)."""
-    if getattr(rx, "client", None) is None:
-        rx.client = client
-
-
 @pytest.fixture
 def client(sb, wrx):
     with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=wrx) as c:
-        hand_over(wrx, c)
         yield c
 
 

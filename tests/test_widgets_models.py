@@ -21,7 +21,7 @@ from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.store import Submission
 from suno_nb.widgets import audition, render_tasks, submit_form, tracker
 from suno_nb.widgets._common import note
-from tests.test_widgets import WAIT_S, hand_over, land, settle, trait_change
+from tests.test_widgets import WAIT_S, land, settle, trait_change
 
 RERUNS = 10
 
@@ -49,7 +49,6 @@ def rx(tmp_path):
 @pytest.fixture
 def client(sb, rx):
     with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx) as c:
-        hand_over(rx, c)
         yield c
 
 

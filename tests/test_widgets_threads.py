@@ -14,7 +14,7 @@ import threading
 import suno_nb
 from suno_nb import Sandbox, SunoClient
 from suno_nb.widgets import audition, submit_form, tracker
-from tests.test_widgets import WAIT_S, hand_over, settle
+from tests.test_widgets import WAIT_S, settle
 
 
 def _ours() -> list[str]:
@@ -26,7 +26,6 @@ def test_widgets_add_no_thread_to_the_receivers_three(tmp_path, capsys):
     try:
         with Sandbox(delay=0.3, retry_backoff=0.1) as sb:
             client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
-            hand_over(rx, client)
             song = sb.create_song(duration=60, title="Harbour Lights", tags="indie pop")
             job = client.replace_section(
                 task_id=song.task_id,

@@ -69,7 +69,8 @@ def download_results(
     keeps generated files for 14 days only.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+
+    from ..progress import bar as tqdm
 
     root = Path(dest).expanduser()
     connect, total = timeouts(connect_timeout, deadline)  # a bad value fails before any I/O

@@ -66,9 +66,7 @@ class ReceiverConfig:
 
     def __post_init__(self) -> None:
         if self.tunnel is not None and self.tunnel not in TUNNEL_MODES:
-            raise ValueError(
-                f"tunnel={self.tunnel!r}: use 'auto', 'ngrok', 'cloudflared' or None"
-            )
+            raise ValueError(f"tunnel={self.tunnel!r}: use 'auto', 'ngrok', 'cloudflared' or None")
         _loopback_only(self.host)
         for name in ("signature_tolerance", "tunnel_timeout", "poll_interval", "request_timeout"):
             if not getattr(self, name) > 0:

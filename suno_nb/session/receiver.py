@@ -263,7 +263,7 @@ class Receiver:
                 "rx.wait() cannot run in a handler or widget callback: it would wait for "
                 "itself. React to the event instead."
             )
-        from .progress import WaitBar
+        from ..progress import WaitBar
 
         deadline = time.monotonic() + timeout
         with WaitBar(task_id, progress) as bar:
@@ -368,6 +368,7 @@ class Receiver:
         self.tunnel = None
         self.server.stop()
         self.store.close()
+        self.feed.publish(Change("stopped"))  # the widgets say so at once
         self.feed.close()
         self.logbook.detach()
 

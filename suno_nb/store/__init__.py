@@ -124,9 +124,7 @@ class Store:
         self._rlock = self._wlock if self.memory else threading.RLock()
         self._guard = FileGuard(None if self.memory else self.path)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._run, name="suno_nb-store-writer", daemon=True
-        )
+        self._writer = threading.Thread(target=self._run, name="suno_nb-store-writer", daemon=True)
         self._writer.start()
 
     def _connect(self, *, wal: bool = True) -> sqlite3.Connection:

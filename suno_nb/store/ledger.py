@@ -38,7 +38,11 @@ def _check_unicode(field: str, value: str) -> None:
 def check_stars(stars: object) -> int:
     """``stars`` as an int 1..5 (any integral number, e.g. numpy's), else ValueError naming
     the field and the range."""
-    if isinstance(stars, bool) or not isinstance(stars, numbers.Integral) or not 1 <= stars <= 5:
+    if (
+        isinstance(stars, bool)
+        or not isinstance(stars, numbers.Integral)
+        or not 1 <= int(stars) <= 5
+    ):
         raise ValueError(f"stars must be an integer from 1 to 5, got {stars!r}")
     return int(stars)
 

@@ -234,7 +234,8 @@ def record_submission(conn: sqlite3.Connection, sub: Submission) -> None:
     values[names.index("params")] = json.dumps(dict(sub.params), sort_keys=True, default=str)
     columns = ("task_id", "state", *names, "first_seen_at", "updated_at")
     conn.execute(
-        TASKS.insert_sql(columns) + " ON CONFLICT(task_id) DO UPDATE SET "
+        TASKS.insert_sql(columns)
+        + " ON CONFLICT(task_id) DO UPDATE SET "
         + ", ".join(f"{n} = excluded.{n}" for n in (*names, "updated_at")),
         (sub.task_id, PENDING, *values, now, now),
     )

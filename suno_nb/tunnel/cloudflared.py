@@ -92,8 +92,8 @@ class QuickTunnel(_agent.AgentTunnel):
             if _open.get((self.program, self.port)) is self:
                 del _open[(self.program, self.port)]
             if self._proc.poll() is None:
-                log.info("ending cloudflared (pid %d)", self.agent_pid)
-                _agent.terminate([self.agent_pid])
+                log.info("ending cloudflared (pid %d)", self._proc.pid)
+                _agent.terminate([self._proc.pid])
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1.0)  # reap it
             _agent.remove_record(self._state_dir, RECORD_PREFIX, self.agent_pid)
@@ -125,7 +125,7 @@ def find_program(explicit: str | None) -> str:
 def _pycloudflared_binary() -> str | None:
     """pycloudflared's binary if it is already on disk (its ``download()`` is never called)."""
     try:
-        from pycloudflared.util import get_info  # type: ignore[import-not-found]
+        from pycloudflared.util import get_info
 
         path = str(get_info().executable)
     except Exception:  # not installed, unsupported platform, another layout
@@ -152,7 +152,7 @@ def open_quick_tunnel(
                 log.info("reusing quick tunnel %s -> port %d", existing.public_url, port)
                 return existing
             existing.close()
-        own = {t.agent_pid for t in _open.values() if not t.closed}
+        own = {t.agent_pid for t in _open.values() if not t.closed and t.agent_pid is not None}
         _agent.reap_leftovers(state_dir, RECORD_PREFIX, own)
         metrics = f"127.0.0.1:{_free_port()}"
         args = [program, "tunnel", "--url", upstream, "--metrics", metrics, "--no-autoupdate"]

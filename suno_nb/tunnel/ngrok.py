@@ -187,6 +187,7 @@ def open_ngrok(port: int, settings: TunnelSettings, *, host: str = "localhost") 
                 _started.pop(path, None)
                 _agent.remove_record(state_dir, RECORD_PREFIX, pid)
             raise error
+        assert endpoint is not None  # found or connected, else an error was raised
         tunnel = NgrokTunnel(
             public_url=str(endpoint.public_url),
             port=port,

@@ -1,9 +1,20 @@
-"""The progress line ``rx.wait()`` shows in notebooks (tqdm, without its monitor thread)."""
+"""Progress bars (tqdm's, notebook or text) without tqdm's monitor thread.
+
+tqdm starts a monitor thread with its first bar (disabled bars too).  :func:`bar` makes bars
+of a subclass whose monitor is off: the setting belongs to that subclass, never to tqdm.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+
+def bar(**kwargs: Any) -> Any:
+    """A ``tqdm.auto`` bar (``kwargs`` as for tqdm) that starts no monitor thread."""
+    from tqdm.auto import tqdm
+
+    return type("SunoNbTqdm", (tqdm,), {"monitor_interval": 0})(**kwargs)
 
 
 def in_notebook() -> bool:
@@ -26,11 +37,7 @@ class WaitBar:
         self.refresh = 1.0 if show else math.inf
         self._bar: Any = None
         if show:
-            from tqdm.auto import tqdm
-
-            # A subclass, not a global setting: no monitor thread for this bar only.
-            bar_class = type("WaitTqdm", (tqdm,), {"monitor_interval": 0})
-            self._bar = bar_class(
+            self._bar = bar(
                 total=None,
                 desc=f"waiting for {task_id[:12]}",
                 unit="s",
