@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install suno_nb with its dev extra into .venv, check style and types, and run the whole test
 # suite: unit and HTTP tests, the example notebooks under nbval, and the real-browser tests.
-# Extra arguments go to pytest: `bash scripts/test.sh -m "not slow"` is the fast lane.
+# Extra arguments go to both pytest runs (e.g. `-k receiver`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,7 @@ fi
 .venv/bin/python -m ruff check suno_nb tests benchmarks
 .venv/bin/python -m ruff format --check -q suno_nb tests benchmarks
 .venv/bin/python -m mypy  # suno_nb, configured in pyproject.toml
-exec .venv/bin/python -m pytest "$@"
+# The fast lane on four workers, then the slow tests (notebooks, browser, soak, stress, kill,
+# README) one at a time: they start kernels, browsers and load generators of their own.
+.venv/bin/python -m pytest -m "not slow" "$@"
+exec .venv/bin/python -m pytest -m slow -n 0 "$@"

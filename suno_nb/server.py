@@ -353,15 +353,37 @@ class _Config(uvicorn.Config):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's Server, telling the starting thread when it listens."""
+    """uvicorn's Server, telling the starting thread when it listens, and woken at once by
+    :meth:`exit` instead of at its next 0.1 s tick (each stop would otherwise wait for it)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         await super().startup(sockets)
         self.ready.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's tick loop (``on_tick`` every 0.1 s), with an interruptible wait."""
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    def exit(self) -> None:
+        """From any thread: shut down (uvicorn's ``should_exit``), now rather than at the
+        next tick."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(wake.set)
 
 
 class ServerThread:
@@ -489,7 +511,7 @@ class ServerThread:
             self._thread = None
         if thread is None or server is None:
             return
-        server.should_exit = True  # uvicorn's main loop sees it within a tick (0.1 s)
+        server.exit()
         if thread is not threading.current_thread():
             thread.join(timeout)
 

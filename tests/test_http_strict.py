@@ -196,6 +196,7 @@ def _dump(value) -> bytes:
     return json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
+@pytest.mark.slow
 def test_fuzz_only_200_or_4xx_every_request_answered_every_rejection_a_row(tmp_path):
     rx = session.start_receiver(
         tmp_path / "fuzz.sqlite3", tunnel=None, poll=False, hmac_key=KEY, request_timeout=1.0

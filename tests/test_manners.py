@@ -237,11 +237,6 @@ def test_tracker_keeps_its_table_and_says_when_the_receiver_stops(tmp_path):
         tr.close()
 
 
-@pytest.mark.xfail(
-    reason="needs the core to announce a stop on the feed (Receiver.stop() publishes nothing "
-    "before feed.close(); see the widgets branch's report)",
-    strict=False,
-)
 def test_tracker_says_by_itself_when_the_receiver_stops(tmp_path):
     rx = start_receiver(tmp_path / "s2.sqlite3", tunnel=None, poll=False)
     rx.store.record_submission(Submission("t-1", "p", "a", 10.0, 20.0, title="one"))

@@ -1,6 +1,7 @@
 """The thread census: what a notebook session costs in threads, counted in a fresh process.
 
-Receiver + Sandbox + one replace_section + rx.wait + tracker + audition: at most 3 threads on
+Receiver + Sandbox + one replace_section + rx.wait + tracker + audition (and a submit form):
+at most 3 threads on
 the receiver's side (server loop, store writer, feed dispatcher), at most 4 in the sandbox,
 at most 8 in the whole process (the main thread included); back to 1 after both stop.
 """
@@ -38,12 +39,18 @@ SCRIPT = textwrap.dedent(
     result = rx.wait(job.task_id, timeout=60, progress=False)
     tracker = widgets.tracker(rx)
     player = widgets.audition(rx)
+    form = widgets.submit_form(
+        client, rx, task_id=song.task_id, audio_id=song.audio_id, section=(5.0, 17.0)
+    )
+    form.section.value = (6.0, 18.0)  # a debounced waveform redraw, on the feed
     player.wait_idle()
+    form.wait_idle()
     assert rx.flush(30) and sb.wait_idle(30)
     seen["peak"] = census()
     seen["ok"] = result.ok and len(player.lanes) == 3
     tracker.close()
     player.close()
+    form.close()
     rx.stop()
     sb.stop()
     seen["after"] = census()

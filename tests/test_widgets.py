@@ -275,6 +275,7 @@ def test_unreachable_service_shows_in_the_form(wrx, song, made):
     assert "Connection refused" in form.status.value
 
 
+@pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_known_tracks_fill_the_ids_and_the_waveform_is_drawn(client, wrx, song, made):
     job = _replace(client, song)
     wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
@@ -433,6 +434,7 @@ def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, son
     assert all(b"export{" in b for b in buffers)
 
 
+@pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_sends_audio_bytes_and_keeps_working_after_the_sandbox_stops(
     client, wrx, sb, song, made
 ):
@@ -459,6 +461,7 @@ def test_audition_sends_audio_bytes_and_keeps_working_after_the_sandbox_stops(
     assert "cannot be fetched" in content["message"] and "stopped" in content["message"]
 
 
+@pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, tmp_path):
     job = _replace(client, song, 20.0, 32.0)
     wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
@@ -488,6 +491,7 @@ def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, 
     assert rows[take2]["stars"] == 2 and not rows[take2]["picked"]
 
 
+@pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made, monkeypatch):
     from suno_nb.widgets import _lanes
 
@@ -524,6 +528,7 @@ def test_audition_of_a_pending_task_shows_it_when_it_lands(client, wrx, song, ma
     assert au.task_id == job.task_id and au.message == ""
 
 
+@pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_shows_ratings_given_elsewhere(client, wrx, song, made):
     job = _replace(client, song, 20.0, 32.0)
     wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)

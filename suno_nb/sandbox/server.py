@@ -284,17 +284,22 @@ class Sandbox:
         tags: str = "pop, synth",
         prompt: str = "[Verse] Lights over the harbour\n[Chorus] We sing it again",
         *,
-        model: str = "V3_5",
+        model: str | None = None,
     ) -> Song:
         """A finished original, at once, free and without callback: something to replace
         sections of.  Its record-info is a SUCCESS ``GENERATE`` task with
         ``tracks_per_task`` tracks of ``duration`` seconds, deterministic from the seed and
-        title.  Audio is rendered on first request (about 1 s for 120 s).
+        title.  Audio is rendered on first request (about 1 s for 120 s).  ``model``: one of
+        the provider's models (default: its newest).
         """
         if self._state != "running":
             raise RuntimeError("start the sandbox first (`with Sandbox() as sb:` or sb.start())")
         return self._service.create_song(
-            duration=duration, title=title, tags=tags, prompt=prompt, model=model
+            duration=duration,
+            title=title,
+            tags=tags,
+            prompt=prompt,
+            model=model or self.provider.models[-1],
         )
 
     def record_info(self, task_id: str) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from .validate import (
     parse_replace,
 )
 
-LEGACY_MODELS = ("V3_5",)  # create_song() still accepts it; requests follow the contract
 MAX_SONG_S = 480.0
 STANDIN_S = 150.0  # length of the stand-in for an uploadUrl the sandbox does not serve
 _OWN_FILE = re.compile(r"^/(?:files|stream)/([0-9a-fA-F-]{8,64})(?:\.mp3)?$")
@@ -94,7 +93,7 @@ class Submissions(Bodies):
                 f"{rules.min_s:g} s section may cover at most {rules.max_fraction:.0%}), "
                 f"got {duration}"
             )
-        models = LEGACY_MODELS + self.provider.models
+        models = self.provider.models
         if model not in models:
             raise ValueError(f"model must be one of {', '.join(models)}, got {model!r}")
         duration = round(float(duration), 2)
