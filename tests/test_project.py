@@ -142,6 +142,85 @@ def test_imports_flow_downward():
     assert problems == []
 
 
+def _third_party_names(tree: ast.Module) -> set[str]:
+    """Names a module binds to third-party modules or their members (not the stdlib's)."""
+    names: set[str] = set()
+
+    def third(module: str) -> bool:
+        top = module.split(".")[0]
+        return top != "suno_nb" and top not in sys.stdlib_module_names
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.asname or a.name.split(".")[0] for a in node.names if third(a.name))
+        elif isinstance(node, ast.ImportFrom) and not node.level and third(node.module or ""):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Call | ast.Subscript):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _own_private_names(trees: list[ast.Module]) -> set[str]:
+    """Private attribute and method names the package defines itself (mixins included)."""
+    own: set[str] = set()
+    for tree in trees:
+        for n in ast.walk(tree):
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
+                own.add(n.name)
+            targets = (
+                n.targets
+                if isinstance(n, ast.Assign)
+                else [n.target]
+                if isinstance(n, ast.AnnAssign | ast.AugAssign)
+                else []
+            )
+            for t in targets:
+                if isinstance(t, ast.Attribute) and _root(t) == "self":
+                    own.add(t.attr)
+                elif isinstance(t, ast.Name):
+                    own.add(t.id)  # class attributes
+    return own
+
+
+def test_no_private_attribute_of_a_third_party_package_is_used():
+    """suno_nb uses uvicorn, pyngrok and the rest through their public API only: no
+    ``module._name`` (or ``getattr(module, "_name")``) on anything imported from them, and a
+    subclass of a third-party class touches no private name it does not define itself."""
+    files = {path: ast.parse(path.read_text()) for path in PKG.rglob("*.py")}
+    own = _own_private_names(list(files.values()))
+    problems = []
+    for path, tree in files.items():
+        foreign = _third_party_names(tree)
+        where = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                if _root(node.value) in foreign:
+                    problems.append(f"{where}:{node.lineno} .{node.attr}")
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr":
+                args = node.args
+                if len(args) >= 2 and isinstance(args[1], ast.Constant):
+                    if _private(str(args[1].value)) and _root(args[0]) in foreign:
+                        problems.append(f"{where}:{node.lineno} getattr {args[1].value}")
+            elif isinstance(node, ast.ClassDef) and any(_root(b) in foreign for b in node.bases):
+                for n in ast.walk(node):
+                    if (
+                        isinstance(n, ast.Attribute)
+                        and _private(n.attr)
+                        and _root(n) == "self"
+                        and n.attr not in own
+                    ):
+                        problems.append(f"{where}:{n.lineno} self.{n.attr} (inherited)")
+    assert problems == []
+
+
 def test_import_is_light():
     heavy = {"pyngrok", "ipywidgets", "matplotlib", "soundfile", "pandas", "numpy"}
     code = f"import sys, suno_nb; print(sorted({heavy!r} & set(sys.modules)))"

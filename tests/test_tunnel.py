@@ -486,26 +486,6 @@ def test_agent_start_errors(env, upstream, caplog, monkeypatch, code, kind, phra
     assert not _agents_of(env.ngrok_path)
 
 
-def test_error_line_pyngrok_left_unread(env, upstream, caplog, monkeypatch):
-    """pyngrok stops reading once the agent has exited; the unread error line still counts."""
-    from pyngrok import process
-
-    caplog.set_level(logging.DEBUG)
-    real_healthy = process.NgrokProcess.healthy
-
-    def slow_healthy(self: Any) -> bool:
-        if self.api_url and not self._tunnel_started:
-            self.proc.wait(timeout=10)  # the agent exits before pyngrok looks again
-        return real_healthy(self)
-
-    monkeypatch.setattr(process.NgrokProcess, "healthy", slow_healthy)
-    monkeypatch.setenv("FAKE_NGROK_FAIL", "4018")
-    with pytest.raises(NgrokAuthtokenMissing):
-        open_tunnel(upstream.port, _settings(env))
-    _no_secret(caplog.text)
-    assert not _agents_of(env.ngrok_path)
-
-
 def test_authtoken_required_and_read_from_config(env, upstream, monkeypatch):
     monkeypatch.setenv("FAKE_NGROK_REQUIRE_TOKEN", "1")
     with pytest.raises(NgrokAuthtokenMissing):
@@ -807,12 +787,3 @@ def test_alive_and_terminate(tmp_path):
     stubborn.stdout.close()
 
 
-def test_pyngrok_registry_is_still_there():
-    """The one private pyngrok read (tunnel.ngrok._starting_process): fails loudly on an
-    upgrade that removes it, instead of silently losing the start-up watchdog."""
-    from pyngrok import process
-
-    from suno_nb.tunnel import ngrok as tunnel_ngrok
-
-    assert isinstance(getattr(process, "_current_processes", None), dict)
-    assert tunnel_ngrok._starting_process("/nowhere/ngrok") is None

@@ -3,9 +3,7 @@
 The only module of the package that imports pyngrok (inside functions, so ``import suno_nb``
 stays light).  The agent runs in its own session (``start_new_session=True``), so
 interrupting a cell does not kill it; a re-run reuses the endpoint already pointing at the
-port.  pyngrok's private process registry is read in exactly one place,
-:func:`_starting_process`, guarded, and ``tests/test_tunnel.py`` fails loudly if a pyngrok
-upgrade removes it.
+port.  Only pyngrok's public API is used; the agent being started is found with psutil.
 """
 
 from __future__ import annotations
@@ -209,19 +207,24 @@ def open_ngrok(port: int, settings: TunnelSettings, *, host: str = "localhost") 
 # --- pyngrok plumbing ----------------------------------------------------------------------------
 
 
-def _starting_process(path: str) -> Any:
-    """pyngrok's process object for ``path`` while pyngrok is still starting it, or None.
+def _starting_agent(path: str) -> Any:
+    """The agent pyngrok is starting for ``path`` (a psutil process), or None.
 
-    The one read of pyngrok's private state: during ``get_ngrok_process`` no public call
-    hands out the process, yet it is needed to end an agent that never answers and to read
-    the error line pyngrok left in the pipe.  ``test_pyngrok_registry_is_still_there``
-    fails if a pyngrok upgrade removes it; here a missing registry only costs those two
-    extras.
+    pyngrok hands out no process object until the agent is up, yet an agent that never
+    answers must be ended: it is found as a child of this process running ``path`` (psutil's
+    public API; a script agent runs under its interpreter, so the first two arguments count).
     """
-    from pyngrok import process
+    import psutil
 
-    registry = getattr(process, "_current_processes", None)
-    return registry.get(path) if isinstance(registry, dict) else None
+    want = os.path.realpath(path)
+    for child in psutil.Process().children():
+        try:
+            args = child.cmdline()[:2]
+        except psutil.Error:
+            continue
+        if any(os.path.realpath(a) == want for a in args if a):
+            return child
+    return None
 
 
 def _managed_pid(config: Any) -> int | None:
@@ -276,10 +279,8 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
     """Start (or get) the agent; a watchdog ends one that stays silent past the timeout.
 
     pyngrok reads the agent's stdout line by line and checks its own timeout only between
-    lines, so an agent that prints nothing would block it forever.  pyngrok also stops
-    reading as soon as the agent has exited, which can leave the agent's error line unread in
-    the pipe; that rest is read here so the error can still be named.  An interrupt (the
-    user stopping the cell) during a fresh start ends the half-started agent too.
+    lines, so an agent that prints nothing would block it forever.  An interrupt (the user
+    stopping the cell) during a fresh start ends the half-started agent too.
     """
     from pyngrok import ngrok, process
 
@@ -287,21 +288,14 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
     done = threading.Event()
     timed_out = threading.Event()
     limit = settings.start_timeout + _WATCHDOG_GRACE
-    starting: dict[str, Any] = {}  # the process object being started, once seen
 
     def watch() -> None:
-        began = time.monotonic()
-        while not done.wait(0.05):
-            current = _starting_process(path)
-            if current is not None:
-                starting.setdefault("agent", current)
-            if time.monotonic() - began > limit and not done.is_set():
-                timed_out.set()
-                agent = starting.get("agent")
-                if agent is not None:
-                    with contextlib.suppress(OSError):
-                        agent.proc.kill()
-                return
+        if not done.wait(limit):
+            timed_out.set()
+            agent = _starting_agent(path)
+            if agent is not None:
+                with contextlib.suppress(Exception):  # gone meanwhile
+                    agent.kill()
 
     watchdog = threading.Thread(target=watch, name="suno_nb-ngrok-watchdog", daemon=True)
     if fresh:
@@ -312,14 +306,15 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
         agent = ngrok.get_ngrok_process(config)
     except Exception as exc:
         slow = timed_out.is_set() or time.monotonic() - began >= settings.start_timeout
-        late = _drain(starting.get("agent") or _starting_process(path)) if fresh else []
-        error = _translate(exc, settings, path, timed_out=slow, foreign=foreign, late=late)
+        error = _translate(exc, settings, path, timed_out=slow, foreign=foreign)
     except BaseException:
         if fresh:
             with contextlib.suppress(Exception):
                 _kill_agent(config)
-            with contextlib.suppress(Exception):  # not registered yet: end it by what we saw
-                starting["agent"].proc.kill()
+            with contextlib.suppress(Exception):  # not registered yet: end it by what we see
+                agent = _starting_agent(path)
+                if agent is not None:
+                    agent.kill()
         raise
     finally:
         done.set()
@@ -330,38 +325,6 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
             _kill_agent(config)
         raise ngrok_timeout(path, settings.start_timeout)
     return agent
-
-
-def _drain(agent: Any) -> list[str]:
-    """Errors the failed agent printed that pyngrok did not read; closes its stdout."""
-    stream = getattr(getattr(agent, "proc", None), "stdout", None)
-    if stream is None:
-        return []
-    if agent.proc.poll() is None:
-        with contextlib.suppress(OSError):
-            agent.proc.kill()
-    rest: list[str] = []
-
-    def read() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            rest.append(stream.read())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(1.0)  # EOF comes at once from a dead agent; never hang on a stray writer
-    if not reader.is_alive():
-        with contextlib.suppress(OSError, ValueError):
-            stream.close()
-    from pyngrok.log import NgrokLog
-
-    errors = []
-    for line in "".join(rest).splitlines():
-        entry = NgrokLog(line)
-        if entry.line:
-            log.debug("ngrok agent (unread by pyngrok): %s", scrub(entry.line))
-        if entry.lvl in ("ERROR", "CRITICAL") and entry.err:
-            errors.append(entry.err)
-    return errors
 
 
 def _translate(
