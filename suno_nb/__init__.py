@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import logging
+import typing
 
-from .client import GenerateJob, ReplaceJob, SunoClient
 from .contract import Provider, get_provider
 from .errors import (
     ApiError,
@@ -40,7 +40,12 @@ from .errors import (
 )
 from .payloads import CALLBACK_CODES, code_table
 from .rules import validate_section
-from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
+
+if typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
+    from .analysis import compare_takes
+    from .client import GenerateJob, ReplaceJob, SunoClient
+    from .sandbox import Faults, Sandbox
+    from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
 
 __version__ = "0.1.0"
 
@@ -50,8 +55,17 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-# Loaded on first use, so `import suno_nb` imports neither numpy's audio stack nor ipywidgets.
+# Loaded on first use, so `import suno_nb` stays light: the HTTP client (requests), the
+# server (uvicorn), numpy's audio stack and ipywidgets come in with what needs them.
 _LAZY = {
+    "SunoClient": ".client",
+    "ReplaceJob": ".client",
+    "GenerateJob": ".client",
+    "Receiver": ".session",
+    "TaskResult": ".session",
+    "current_receiver": ".session",
+    "start_receiver": ".session",
+    "stop_receiver": ".session",
     "Sandbox": ".sandbox",
     "Faults": ".sandbox",
     "widgets": ".widgets",
