@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import ApiError, NetworkError, NotFoundError, PayloadError, StoreError
 from .events import Feed, Timer
-from .payloads import RecordInfo, callback_from_record
+from .payloads import STAGE_OF_STATUS, RecordInfo, callback_from_record
 from .rows import Delivery
 from .store import Store
 from .store.schema import EXPIRED, UNKNOWN
@@ -91,6 +91,22 @@ class Poller:
     def wake(self) -> None:
         """Plan a round now (a task was submitted, or a fetch function became known)."""
         self._schedule(0.0)
+
+    def confirm(self, task_id: str) -> None:
+        """Ask the service about ``task_id`` now (an unconfirmed callback came), on the
+        feed's thread, at most 3 times a second per task like every poll."""
+        task = self.store.task(task_id)
+        last = (task or {}).get("last_polled_at") or 0.0
+        wait = max(0.0, last + MIN_INTERVAL_S - time.time())
+        self.feed.call_later(wait, lambda: self._confirm_now(task_id))
+
+    def _confirm_now(self, task_id: str) -> None:
+        if self._stopped or self.fetch is None:
+            return
+        try:
+            self.poll_task(task_id, confirm=True)
+        except Exception:  # never let a confirmation end the feed's work
+            log.exception("confirming task %s with the service failed", task_id)
 
     def stop(self) -> None:
         """No more rounds (a request under way ends by its own timeout)."""
@@ -176,15 +192,16 @@ class Poller:
                 break
             due = self._due_at(task)
             if due <= now:
-                self.poll_task(task["task_id"])
+                self.poll_task(task["task_id"], confirm=bool(task.get("unconfirmed")))
             else:
                 next_due = min(next_due, due)
         return max(MIN_INTERVAL_S, next_due - time.time())
 
     # --- one poll ---------------------------------------------------------------------------
 
-    def poll_task(self, task_id: str) -> str | None:
-        """Ask record-info once for ``task_id``; store a terminal answer.  Returns the status."""
+    def poll_task(self, task_id: str, *, confirm: bool = False) -> str | None:
+        """Ask record-info once for ``task_id``; store a terminal answer (and, ``confirm``-ing
+        an unconfirmed callback, an interim stage too).  Returns the status."""
         if self.fetch is None:
             raise RuntimeError("the poller has no fetch function yet")
         try:
@@ -211,7 +228,7 @@ class Poller:
             self.store.note_poll(task_id, None)
             return None
         self.store.note_poll(task_id, info.status)
-        if info.terminal:
+        if info.terminal or (confirm and info.status in STAGE_OF_STATUS):
             body = json.dumps({"code": 200, "msg": "success", "data": info.raw}).encode()
             delivery = Delivery(body=body, source="poll", method="GET", path=RECORD_INFO_PATH)
             self.store.record_callback(delivery, callback_from_record(info)).result()

@@ -28,7 +28,7 @@ from .events import CallbackEvent
 from .payloads import Callback, parse_callback
 from .rows import Delivery
 from .server import ProtocolError, send_json
-from .signing import SignatureMemory, header, signature_key, verify
+from .signing import header, verify
 from .store import Store
 
 log = logging.getLogger("suno_nb.receiver")
@@ -36,6 +36,7 @@ log = logging.getLogger("suno_nb.receiver")
 __all__ = [
     "CALLBACK_PREFIX",
     "STORE_FAILED",
+    "Accepted",
     "AllowList",
     "CallbackApp",
     "Rejection",
@@ -79,24 +80,29 @@ class AllowList:
 
 
 class Verifier:
-    """Webhook signatures: HMAC of ``task_id.timestamp``, fresh within ``tolerance``, and
-    each signature bound to the first body it came with (it does not cover the body)."""
+    """Webhook signatures: HMAC of ``task_id.timestamp``, fresh within ``tolerance``.  The
+    signature does not cover the body: the store binds each one to the first body it came
+    with (see :meth:`suno_nb.store.Store.record_callback`)."""
 
     def __init__(self, key: Any, tolerance: float = 300.0) -> None:
         self._key = key
         self.tolerance = tolerance
-        self.memory = SignatureMemory(tolerance)
 
-    def check(self, delivery: Delivery, task_id: str, now: float | None) -> str | None:
-        """None if the delivery's signature holds, else the reason it does not."""
+    def check(self, delivery: Delivery, task_id: str, now: float | None) -> int | str:
+        """The verified timestamp, or the reason the signature does not hold."""
         key = self._key.value if hasattr(self._key, "value") else self._key
         try:
-            verify(key, delivery.headers, task_id, now=now, tolerance=self.tolerance)
+            return verify(key, delivery.headers, task_id, now=now, tolerance=self.tolerance)
         except SignatureError as exc:
             return f"signature check failed: {exc.reason}"
-        if not self.memory.check(signature_key(delivery.headers), delivery.body, now):
-            return "signature reused with a different body"
-        return None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A delivery to store: its callback, and its verified signature's timestamp if signed."""
+
+    callback: Callback
+    signature_ts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,8 @@ class CallbackApp:
 
     def judge(
         self, delivery: Delivery, *, signature_now: float | None = None
-    ) -> Callback | Rejection:
-        """The parsed callback to store, or the :class:`Rejection` to answer."""
+    ) -> Accepted | Rejection:
+        """What to store (:class:`Accepted`), or the :class:`Rejection` to answer."""
         ctype = header(delivery.headers, "Content-Type") or ""
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
             return Rejection(415, f"Content-Type must be application/json, got {ctype[:100]!r}")
@@ -144,25 +150,35 @@ class CallbackApp:
         except Exception as exc:  # bad input never becomes a 5xx
             log.warning("body could not be parsed: %s", type(exc).__name__)
             return Rejection(400, f"body could not be parsed ({type(exc).__name__})")
-        if self.verifier is not None:
-            reason = self.verifier.check(delivery, callback.task_id, signature_now)
-            if reason is not None:
-                return Rejection(401, reason, callback.task_id)
-        return callback
+        if self.verifier is None:
+            return Accepted(callback)
+        checked = self.verifier.check(delivery, callback.task_id, signature_now)
+        if isinstance(checked, str):
+            return Rejection(401, checked, callback.task_id)
+        return Accepted(callback, checked)
 
-    async def record(self, delivery: Delivery, judged: Callback | Rejection) -> tuple[int, str]:
+    async def record(self, delivery: Delivery, judged: Accepted | Rejection) -> tuple[int, str]:
         """Store the delivery as judged; return the (status, message) to answer."""
         if isinstance(judged, Rejection):
             await self._rejected(delivery, judged)
             return judged.status, judged.reason
         try:
             event: CallbackEvent = await asyncio.wrap_future(
-                self.store.record_callback(delivery, judged)
+                self.store.record_callback(
+                    delivery, judged.callback, signature_ts=judged.signature_ts
+                )
             )
         except Exception as exc:  # StoreError, or anything else: never a 200, never a 500
             log.error("store write failed; answering 503 so the sender retries: %s", exc)
             return 503, STORE_FAILED
         log.debug("task %s: %s (%s)", event.task_id, event.verdict, event.state)
+        if event.verdict == "unconfirmed":
+            log.warning(
+                "task %s: a callback under a signature already used with another body was "
+                "kept but not applied; asking the service",
+                event.task_id,
+            )
+            return 200, "received; not applied until the service confirms it"
         return 200, "success"
 
     async def _rejected(self, delivery: Delivery, rejection: Rejection) -> None:

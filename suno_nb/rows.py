@@ -150,7 +150,7 @@ DELIVERIES = Table(
         Column("headers", "json", "NOT NULL DEFAULT '{}'"),  # credential-like ones dropped
         Column("body", "blob"),
         Column("status", "int"),
-        Column("verdict", "text", "NOT NULL"),  # accepted | duplicate | rejected
+        Column("verdict", "text", "NOT NULL"),  # accepted | duplicate | unconfirmed | rejected
         Column("reason", "text"),
         Column("task_id", "text"),
         Column("replay_of", "int"),
@@ -185,6 +185,9 @@ TASKS = Table(
         Column("completed_at", "time"),
         Column("poll_count", "count"),
         Column("unknown_polls", "count"),
+        # deliveries under a reused signature that would change results, kept but not
+        # applied until the service confirms (a poll); 0 once it has answered
+        Column("unconfirmed", "count"),
         Column("last_polled_at", "time"),
         Column("updated_at", "time", "NOT NULL"),
     ),
@@ -218,7 +221,20 @@ RATINGS = Table(
 
 META = Table("meta", (Column("key", "text", "PRIMARY KEY"), Column("value", "text")))
 
-TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS)
+# Which body each webhook signature first came with (the signature covers task_id.timestamp,
+# not the body), shared by every process on the store; kept while the signature is fresh.
+SIGNATURES = Table(
+    "signatures",
+    (
+        Column("task_id", "text", "NOT NULL"),
+        Column("ts", "int", "NOT NULL"),
+        Column("body_sha256", "text", "NOT NULL"),
+        Column("seen_at", "time", "NOT NULL"),
+    ),
+    ("PRIMARY KEY (task_id, ts)",),
+)
+
+TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS, SIGNATURES)
 
 
 # --- the views shown as DataFrames -----------------------------------------------------------
@@ -290,7 +306,7 @@ TASKS_VIEW = _view(
     "coalesce(t.submitted_at, t.first_seen_at), t.rowid",
     "t.task_id",
     *_same("t", TASKS, "task_id", "state", "stage", "reason", "code", "msg", "error"),
-    *_same("t", TASKS, "callback_type", "source", "service_status"),
+    *_same("t", TASKS, "callback_type", "source", "service_status", "unconfirmed"),
     (
         "title",
         "coalesce(t.title, (SELECT tr.title FROM tracks tr WHERE tr.task_id = t.task_id"

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -39,6 +41,8 @@ __all__ = ["Limits", "ProtocolError", "ServerThread", "json_answer", "send_json"
 LINGER_S = 2.0  # after an error answer, how long unread input is still drained
 LINGER_BYTES = 4 * 1024 * 1024  # and how much of it
 GRACE_S = 2.5  # stop(): how long requests being answered get to finish
+FD_RESERVE = 64  # descriptors left for the store, pipes, agents and the notebook itself
+FRAMING_BYTES = 64 * 1024  # chunk-size lines a request may spend beyond head and trailers
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class StrictProtocol(HttpToolsProtocol):
     limits: Limits = Limits()
     report: Callable[[ProtocolError], object] | None = None
     live: set[StrictProtocol]  # this server's connections, oldest first by _since
+    max_live: int = Limits().max_connections  # limits.max_connections, or fewer (see start())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,12 +137,14 @@ class StrictProtocol(HttpToolsProtocol):
         self._current = 0  # the request an error answer belongs to
         self._error: tuple[int, str] | None = None
         self._answered_error = False
+        self._report_due = False
         self._linger = True
         self._dropped = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head = 0
         self._body = 0
+        self._wire = 0  # bytes of the current request received so far
 
     # --- connection -------------------------------------------------------------------
 
@@ -147,7 +154,7 @@ class StrictProtocol(HttpToolsProtocol):
         self._arm()
         live = self.live
         live.add(self)
-        if len(live) > self.limits.max_connections:
+        if len(live) > self.max_live:
             idle = [c for c in live if c is not self and c._sheddable()]
             if idle:
                 min(idle, key=lambda c: c._since)._shed("closed: too many open connections")
@@ -222,13 +229,14 @@ class StrictProtocol(HttpToolsProtocol):
             return
         self._answered_error = True
         self._disarm()
-        if not quiet and self.report is not None:
-            self._report(status, reason)
         self._error = (status, reason)
+        self._report_due = not quiet and self.report is not None
         self._linger = linger
         self._current = self._started if (self._receiving and self._counted) else self._started + 1
-        if self._done >= self._current:  # the app answered this request already
-            self._error = None
+        if self._done >= self._current:  # the app answered this request already: no answer
+            if self._report_due:
+                self._report(status, reason)
+            self._error, self._report_due = None, False
             self._write_error()
         elif self._done < self._current - 1 and linger:
             self._sock.pause_reading()  # see on_response_complete
@@ -238,6 +246,9 @@ class StrictProtocol(HttpToolsProtocol):
     def _write_error(self) -> None:
         """Write the error answer (if any: see :meth:`_fail`) and close, lingering."""
         sock = self._sock
+        if self._report_due and self._error is not None:  # recorded in request order too
+            self._report_due = False
+            self._report(*self._error)
         if sock is None or sock.is_closing():
             return
         if self._error is not None:
@@ -286,13 +297,19 @@ class StrictProtocol(HttpToolsProtocol):
             return
         self._seen_bytes = True
         self._arm()
+        self._wire += len(data)
         super().data_received(data)
+        # What is not body is head, trailers and chunk framing: bounded even while the
+        # parser is still buffering one endless header or trailer line of it.
+        limit = 2 * self.limits.max_header_bytes + FRAMING_BYTES
+        if self._receiving and not self._answered_error and self._wire - self._body > limit:
+            self._fail(431, f"request headers and trailers exceed {limit} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()
         self._receiving, self._counted = True, False
-        self._url, self._headers, self._head, self._body = b"", [], 0, 0
+        self._url, self._headers, self._head, self._body, self._wire = b"", [], 0, 0, 0
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -451,7 +468,7 @@ class ServerThread:
                 return self
             # proto=TCP: asyncio turns Nagle off only on sockets that say they are TCP, and a
             # JSON answer written as head + body would otherwise wait for a delayed ACK (40 ms).
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock = _Listener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, self._requested_port))
@@ -466,6 +483,7 @@ class ServerThread:
                     "limits": self.limits,
                     "report": self.on_protocol_error and staticmethod(self.on_protocol_error),
                     "live": self._live,
+                    "max_live": _connection_cap(self.limits.max_connections),
                 },
             )
             config = _Config(
@@ -477,6 +495,9 @@ class ServerThread:
                 interface="asgi3",
                 timeout_keep_alive=max(1, round(self.limits.keepalive)),
                 timeout_graceful_shutdown=max(1, round(GRACE_S)),
+                # asyncio (3.11) retries accept() once per backlog slot when it runs out of
+                # descriptors: a short queue keeps that burst small.  Plenty for callbacks.
+                backlog=128,
                 server_header=False,
                 proxy_headers=False,  # the receiver decides what X-Forwarded-For means
             )
@@ -518,6 +539,71 @@ class ServerThread:
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self._port is not None else "unbound"
         return f"<ServerThread {self.name} {where} {'running' if self.running else 'stopped'}>"
+
+
+class _Listener(socket.socket):
+    """The listening socket.  Out of file descriptors, ``accept()`` would fail while the
+    socket stays readable: asyncio (3.11) then retries in a burst per queued connection and
+    the loop spins.  Instead a spare descriptor, kept for the purpose, is freed to accept the
+    newcomer and close it at once (it may retry), so the queue drains and the loop idles
+    until descriptors are free again; it is said in the log once a minute."""
+
+    _warned = 0.0
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._spare: int | None = _open_spare()
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            now = time.monotonic()
+            if now - self._warned > 60.0:
+                self._warned = now
+                log.warning("out of file descriptors: refusing new connections until some close")
+            if self._spare is not None:
+                os.close(self._spare)
+                with contextlib.suppress(OSError):
+                    super().accept()[0].close()
+                self._spare = _open_spare()
+            raise BlockingIOError(errno.EAGAIN, "no descriptor for a new connection") from None
+
+    def close(self) -> None:
+        if self._spare is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._spare)
+            self._spare = None
+        super().close()
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, or fewer when this process may open fewer files: a new connection past
+    the cap sheds a stalled one instead of running the process out of descriptors."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        in_use = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    cap = max(8, soft - in_use - FD_RESERVE)
+    if cap < wanted:
+        log.info(
+            "at most %d connections: the process may open %d files (%d open)", cap, soft, in_use
+        )
+    return min(wanted, cap)
 
 
 class _LoopErrors:

@@ -2,9 +2,9 @@
 
 Per the reference: ``X-Webhook-Timestamp`` is Unix seconds and ``X-Webhook-Signature`` is
 ``base64(HMAC-SHA256(key, task_id + "." + timestamp))``.  The signature does not cover the
-body: it proves origin and freshness, not body integrity, so :class:`SignatureMemory` binds
-each signature to the first body it came with while it is fresh.  The sandbox signs, the
-receiver verifies.
+body: it proves origin and freshness, not the body.  What a receiver does about that (the
+store remembers which body each signature first came with) is in docs/architecture.md,
+"Signatures that do not cover the body".  The sandbox signs, the receiver verifies.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import base64
 import hashlib
 import hmac
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 
 from .errors import SignatureError
@@ -23,9 +21,10 @@ from .errors import SignatureError
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 DEFAULT_TOLERANCE_S = 300
-# A sane Unix time in seconds: ASCII digits only (no sign, "_", spaces or other scripts'
-# digits that int() would take), at most 11 of them (year 5138).
-_TIMESTAMP = re.compile(r"[0-9]{1,11}")
+# A canonical Unix time in seconds: ASCII digits only, no leading zero (so one number has one
+# spelling: "0" + ts is not a second way to send ts), no sign, "_", spaces or other scripts'
+# digits that int() would take, at most 11 digits (year 5138).
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,10}")
 
 
 def _key_bytes(key: str | bytes) -> bytes:
@@ -57,6 +56,18 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def single(headers: Mapping[str, str], name: str) -> str | None:
+    """The one value of header ``name``: a header sent twice arrives joined with ", "; the
+    same value twice counts once, two different values are refused (SignatureError)."""
+    raw = header(headers, name)
+    if raw is None:
+        return None
+    values = {part.strip() for part in raw.split(",")}
+    if len(values) > 1:
+        raise SignatureError(f"{name} was sent more than once with different values")
+    return values.pop()
+
+
 def verify(
     key: str | bytes,
     headers: Mapping[str, str],
@@ -71,15 +82,18 @@ def verify(
     header, a malformed timestamp, a timestamp outside ``tolerance`` seconds, or a
     signature that does not match (wrong key, or a body whose task_id was changed).
     """
-    raw_ts = header(headers, TIMESTAMP_HEADER)
-    raw_sig = header(headers, SIGNATURE_HEADER)
+    raw_ts = single(headers, TIMESTAMP_HEADER)
+    raw_sig = single(headers, SIGNATURE_HEADER)
     if raw_ts is None:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
     if raw_sig is None:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    if not _TIMESTAMP.fullmatch(raw_ts.strip()):
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not an integer Unix time in seconds")
-    ts = int(raw_ts.strip())
+    if not _TIMESTAMP.fullmatch(raw_ts):
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} is not a Unix time in seconds written plainly (digits only, "
+            "no leading zero)"
+        )
+    ts = int(raw_ts)
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance:
         raise SignatureError(
@@ -90,47 +104,9 @@ def verify(
         expected = sign(key, task_id, ts)
     except UnicodeEncodeError:  # a lone surrogate: no sender could have signed it
         raise SignatureError("task_id cannot be encoded as UTF-8") from None
-    if not hmac.compare_digest(
-        expected.encode("ascii"), raw_sig.strip().encode("ascii", "replace")
-    ):
+    if not hmac.compare_digest(expected.encode("ascii"), raw_sig.encode("ascii", "replace")):
         raise SignatureError(
             f"{SIGNATURE_HEADER} does not match HMAC-SHA256(task_id.timestamp) for this "
             "key (wrong key, or the body's task_id differs from the one signed)"
         )
     return ts
-
-
-def signature_key(headers: Mapping[str, str]) -> str:
-    """What identifies one signature: its timestamp and signature headers."""
-    timestamp = (header(headers, TIMESTAMP_HEADER) or "").strip()
-    return f"{timestamp}:{(header(headers, SIGNATURE_HEADER) or '').strip()}"
-
-
-class SignatureMemory:
-    """Which body each signature came with, while the signature is inside its window.
-
-    The webhook signature covers ``task_id.timestamp``, not the body: without this, a
-    captured signature could carry any body for the same task until it goes stale.
-    """
-
-    def __init__(self, tolerance: float, capacity: int = 100_000):
-        self.tolerance = tolerance
-        self.capacity = capacity
-        self._seen: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def check(self, signature: str, body: bytes, now: float | None = None) -> bool:
-        """Remember ``body`` for ``signature``; False if it came before with another body."""
-        now = time.time() if now is None else now
-        digest = hashlib.sha256(body).digest()
-        with self._lock:
-            while self._seen:  # forget signatures that are stale anyway
-                oldest_sig, (_, at) = next(iter(self._seen.items()))
-                if now - at <= 2 * self.tolerance and len(self._seen) < self.capacity:
-                    break
-                del self._seen[oldest_sig]
-            known = self._seen.get(signature)
-            if known is not None:
-                return hmac.compare_digest(known[0], digest)
-            self._seen[signature] = (digest, now)
-            return True

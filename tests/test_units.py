@@ -137,5 +137,6 @@ def test_sign_matches_the_reference_formula():
     assert signing.verify("k", headers, "task", now=1700000100) == 1700000000
     with pytest.raises(SignatureError, match="tolerance"):
         signing.verify("k", headers, "task", now=1700000301)
-    with pytest.raises(SignatureError, match="not an integer"):
-        signing.verify("k", {**headers, signing.TIMESTAMP_HEADER: "soon"}, "task")
+    for odd in ("soon", "01700000000", "+1700000000", " 1700000000x", "1_700_000_000", "١٧"):
+        with pytest.raises(SignatureError, match="digits only, no leading zero"):
+            signing.verify("k", {**headers, signing.TIMESTAMP_HEADER: odd}, "task", now=1.7e9)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from ..receiver import AllowList, CallbackApp, Rejection, Verifier
 from ..rows import Delivery, Submission
 from ..server import ServerThread
 from ..store import TERMINAL_STATES, Store
+from ..store.writes import damaged
 from . import tunnels, view
 from .config import TOKEN_META_KEY, ReceiverConfig, TaskResult
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
     import pandas as pd
 
 log = logging.getLogger("suno_nb.session")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")  # what secrets.token_urlsafe() writes
 
 
 class Receiver:
@@ -38,12 +42,18 @@ class Receiver:
         self.config = config
         self.started_at = time.time()  # views default to tasks since then (+ open ones)
         self.feed = Feed()
-        self.store = Store(config.store, on_commit=self.feed.publish)
+        self.store = Store(
+            config.store,
+            on_commit=self.feed.publish,
+            signature_window=2 * config.signature_tolerance,
+        )
         try:
             token = self.store.get_meta(TOKEN_META_KEY)
             if token is None:
                 token = secrets.token_urlsafe(24)  # 192 bits: the path is a capability
                 self.store.set_meta(TOKEN_META_KEY, token)
+            elif not isinstance(token, str) or not _TOKEN.fullmatch(token):
+                raise damaged(f"meta row {TOKEN_META_KEY!r}", "not a callback token")
             self.tunnel: Any = None
             self.fetch: Fetch | None = None
             self.tunnel_note: str | None = None
@@ -77,6 +87,7 @@ class Receiver:
             self.store.close()
             raise
         self.logbook.attach()
+        self.feed.subscribe(self._confirm)
         log.info("receiver listening on %s:%d", config.host, self.server.port)
         self._stopped = False
         if client is not None:
@@ -164,6 +175,19 @@ class Receiver:
         """The service's record of ``task_id`` (record-info, one request), or None when no
         client is known to ask with (pass ``client=`` to ``start_receiver``)."""
         return None if self.fetch is None else self.fetch(task_id, timeout)
+
+    def _confirm(self, change: Change) -> None:
+        """An unconfirmed delivery (a reused signature, another body): ask the service."""
+        if not (isinstance(change, CallbackEvent) and change.verdict == "unconfirmed"):
+            return
+        if self.poller is not None and self.poller.fetch is not None:
+            self.poller.confirm(change.task_id)
+        else:
+            log.warning(
+                "task %s has an unconfirmed callback and no client to check it with: pass "
+                "client= to start_receiver() (or submit with receiver=rx)",
+                change.task_id,
+            )
 
     # --- the change feed ----------------------------------------------------------------
 
@@ -319,16 +343,23 @@ class Receiver:
         row = self.store.delivery(delivery_id)
         if row is None:
             raise KeyError(f"no delivery with id {delivery_id}")
-        import json
-
+        body = row["body"] if row["body"] is not None else b""
+        try:
+            headers = json.loads(row["headers"] or "{}")
+            if not isinstance(body, bytes) or not isinstance(headers, dict):
+                raise TypeError(f"body {type(body).__name__}, headers {type(headers).__name__}")
+            if not all(isinstance(v, str) for v in headers.values()):
+                raise TypeError("a header value that is not text")
+        except (ValueError, TypeError) as exc:
+            raise damaged(f"delivery row {delivery_id}", exc) from None
         delivery = Delivery(
-            body=bytes(row["body"] or b""),
+            body=body,
             source="replay",
             remote_addr=row["remote_addr"],
             via_tunnel=bool(row["via_tunnel"]),
             method=row["method"],
             path=row["path"],
-            headers=json.loads(row["headers"] or "{}"),
+            headers=headers,
             replay_of=delivery_id,
         )
         judged = self.app.judge(delivery, signature_now=row["received_at"])
@@ -337,7 +368,9 @@ class Receiver:
                 delivery, judged.status, judged.reason, judged.task_id
             ).result()
             return judged
-        return self.store.record_callback(delivery, judged).result()
+        return self.store.record_callback(
+            delivery, judged.callback, signature_ts=judged.signature_ts
+        ).result()
 
     # --- display and log --------------------------------------------------------------
 

@@ -78,6 +78,8 @@ class Store:
     """Durable storage for deliveries, tasks, tracks and ratings.  Thread-safe.
 
     ``path``: a file (default ``suno_callbacks.sqlite3`` here) or ``":memory:"``.
+    ``signature_window``: seconds a webhook signature's first body is remembered (twice the
+    receiver's freshness tolerance).
     ``on_commit(change)`` is called on the writer thread after each committed change (keep
     it cheap and non-blocking: :meth:`suno_nb.events.Feed.publish`).
     """
@@ -89,8 +91,11 @@ class Store:
         on_commit: Callable[[Change], None] | None = None,
         max_rejected: int = MAX_REJECTED,
         max_rejected_bytes: int = MAX_REJECTED_BYTES,
+        signature_window: float = 600.0,
     ) -> None:
         self.path = str(path)
+        self.signature_window = signature_window  # how long a signature's body is remembered
+        self._forgot = 0.0
         self.memory = self.path == ":memory:"
         self.max_rejected = max_rejected
         self.max_rejected_bytes = max_rejected_bytes
@@ -255,10 +260,25 @@ class Store:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def record_callback(self, delivery: Delivery, callback: Callback) -> Future[CallbackEvent]:
+    def record_callback(
+        self, delivery: Delivery, callback: Callback, *, signature_ts: int | None = None
+    ) -> Future[CallbackEvent]:
         """Queue a delivery and its parsed callback; the future holds what it did
-        (``verdict`` ``duplicate`` when it added nothing)."""
-        return self.submit(lambda c: writes.apply_callback(c, delivery, callback), _same)
+        (``verdict``: ``accepted``, ``duplicate`` when it added nothing, or ``unconfirmed``).
+
+        ``signature_ts``: the verified webhook timestamp of a signed delivery.  The store
+        remembers which body each (task, timestamp) signature first came with, for every
+        process on the file; a later, different body under it that would change results is
+        kept ``unconfirmed`` and not applied (see :func:`.writes.apply_callback`).
+        """
+
+        def work(conn: sqlite3.Connection) -> CallbackEvent:
+            if signature_ts is not None and delivery.received_at - self._forgot > 60:
+                writes.forget_signatures(conn, delivery.received_at - self.signature_window)
+                self._forgot = delivery.received_at  # writer thread only
+            return writes.apply_callback(conn, delivery, callback, signature_ts)
+
+        return self.submit(work, _same)
 
     def record_rejection(
         self, delivery: Delivery, status: int, reason: str, task_id: str | None = None

@@ -34,6 +34,7 @@ OPEN_STATES = (PENDING, RUNNING)  # still polled
 FINAL_STATES = (SUCCEEDED, FAILED)  # decided by the service
 GAVE_UP_STATES = (UNKNOWN, EXPIRED)  # decided by us; a later real result still decides
 TERMINAL_STATES = FINAL_STATES + GAVE_UP_STATES  # nothing more is polled
+STATES = OPEN_STATES + TERMINAL_STATES
 
 APPLICATION_ID = 0x534E4E42  # "SNNB": this file is a suno_nb store
 SCHEMA_VERSION = 4  # 0.x stores before this one used 1..3 and no application_id
@@ -45,11 +46,15 @@ INDEXES = (
     "CREATE INDEX tracks_track ON tracks(track_id)",
     "CREATE INDEX deliveries_rejected ON deliveries(id) WHERE verdict = 'rejected'",
     "CREATE UNIQUE INDEX ratings_one_pick ON ratings(task_id) WHERE picked",
+    "CREATE INDEX signatures_seen ON signatures(seen_at)",
 )
 
-# Headers never stored: anything credential-like, by name.  The webhook's own timestamp and
-# signature are kept: they are HMAC outputs, not keys, and replay() needs them.
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|key|secret|passw|session|credential", re.I)
+# Headers never stored: anything credential-like, by name (generously: a harmless header
+# dropped costs nothing).  The webhook's own timestamp and signature are kept: they are HMAC
+# outputs, not keys, and replay() needs them.
+_SECRET_HEADER = re.compile(
+    r"auth|bearer|cookie|token|key|secret|pass|pwd|jwt|otp|cert|session|credential", re.I
+)
 KEPT_HEADERS = frozenset({"x-webhook-timestamp", "x-webhook-signature"})
 
 

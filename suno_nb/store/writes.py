@@ -4,16 +4,18 @@ The decisions themselves are :mod:`.state`'s pure functions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Mapping
 
+from ..errors import StoreError
 from ..events import CallbackEvent
 from ..payloads import Callback
 from ..rows import DELIVERIES, TASKS, TRACK_VALUES, TRACKS, Delivery, Submission, Track
-from .schema import FINAL_STATES, OPEN_STATES, PENDING, SUCCEEDED, clean_headers
+from .schema import FINAL_STATES, OPEN_STATES, PENDING, STATES, SUCCEEDED, clean_headers
 from .state import decide, merge_tracks
 
 log = logging.getLogger("suno_nb.store")
@@ -113,34 +115,99 @@ def insert_delivery(
     return int(conn.execute(_INSERT_DELIVERY, values).lastrowid or 0)
 
 
+def damaged(what: str, detail: object) -> StoreError:
+    """The error for a row that is not what suno_nb wrote (edited by hand, or corrupted)."""
+    return StoreError(
+        f"the store's {what} is damaged ({detail}); it was not written by suno_nb as it is. "
+        "Move the store file aside (or pass another store path) to start a new one"
+    )
+
+
 def _stored_tracks(conn: sqlite3.Connection, task_id: str) -> dict[str, Track]:
     tracks = {}
     for track_id, *values in conn.execute(_TRACKS_OF, (task_id,)):
         fields = dict(zip(TRACK_VALUES, values, strict=True))
-        fields["extra"] = json.loads(fields["extra"] or "{}")
+        try:
+            extra = json.loads(fields["extra"] or "{}")
+            duration = fields["duration"]
+            if not isinstance(extra, dict) or not isinstance(track_id, str):
+                raise TypeError("not an object")
+            if duration is not None and not isinstance(duration, int | float):
+                raise TypeError(f"duration {duration!r}")
+        except (ValueError, TypeError) as exc:
+            raise damaged(f"track row ({task_id!r}, {track_id!r})", exc) from None
+        fields["extra"] = extra
         tracks[track_id] = Track(id=track_id, **fields)
     return tracks
 
 
-def apply_callback(conn: sqlite3.Connection, d: Delivery, cb: Callback) -> CallbackEvent:
+UNCONFIRMED = (
+    "signed with a signature that came before with another body: kept, not applied until "
+    "the service confirms it"
+)
+
+
+def _reused(conn: sqlite3.Connection, d: Delivery, task_id: str, ts: int) -> bool:
+    """Remember which body the signature (task_id, ts) came with; True if it came before
+    with another body."""
+    digest = hashlib.sha256(d.body).hexdigest()
+    row = conn.execute(
+        "SELECT body_sha256 FROM signatures WHERE task_id = ? AND ts = ?", (task_id, ts)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO signatures (task_id, ts, body_sha256, seen_at) VALUES (?, ?, ?, ?)",
+            (task_id, ts, digest, d.received_at),
+        )
+        return False
+    return bool(row[0] != digest)
+
+
+def apply_callback(
+    conn: sqlite3.Connection, d: Delivery, cb: Callback, signature_ts: int | None = None
+) -> CallbackEvent:
     """Store a delivery and what it says about its task and tracks.
 
     Used for callbacks, poll answers and replays alike.  A delivery that changes nothing
-    (state, stage, tracks) is a ``duplicate``.
+    (state, stage, tracks) is a ``duplicate``.  A signed one (``signature_ts``) whose
+    signature came before with another body, and which would change results, is kept as
+    ``unconfirmed`` and changes nothing but the task's ``unconfirmed`` count: the service
+    is asked (a poll) before any result moves.
     """
     source = "poll" if d.source == "poll" else "callback"
     if not cb.known:
         log.info("task %s: callback stage %r is not documented; stored", cb.task_id, cb.stage)
     row = conn.execute("SELECT state, stage FROM tasks WHERE task_id = ?", (cb.task_id,)).fetchone()
     before, before_stage = (row[0], row[1]) if row else (None, None)
+    if row is not None and before not in STATES:
+        raise damaged(f"task row {cb.task_id!r}", f"state {before!r}")
     after, stage = decide(before, before_stage, cb)
     stored = _stored_tracks(conn, cb.task_id) if row else {}
     fresh, changed = merge_tracks(stored, cb.tracks, overwrite=after == SUCCEEDED)
     moved = after != before or stage != before_stage
-    verdict = "accepted" if (moved or changed) else "duplicate"
     status = 200 if d.method == "POST" else None
-    delivery_id = insert_delivery(conn, d, verdict, status, None, cb.task_id)
     now = d.received_at
+    # The signature is remembered whatever happens; only a changing body is held back.
+    reused = signature_ts is not None and _reused(conn, d, cb.task_id, signature_ts)
+    if reused and (moved or changed):
+        delivery_id = insert_delivery(conn, d, "unconfirmed", status, UNCONFIRMED, cb.task_id)
+        conn.execute(
+            "INSERT INTO tasks (task_id, state, first_seen_at, updated_at, unconfirmed)"
+            " VALUES (?, ?, ?, ?, 1) ON CONFLICT(task_id) DO UPDATE SET"
+            " unconfirmed = unconfirmed + 1, updated_at = excluded.updated_at",
+            (cb.task_id, PENDING, now, now),
+        )
+        return CallbackEvent(
+            task_id=cb.task_id,
+            state=before or PENDING,
+            verdict="unconfirmed",
+            source=d.source,
+            delivery_id=delivery_id,
+            new_track_ids=(),
+            callback=cb,
+        )
+    verdict = "accepted" if (moved or changed) else "duplicate"
+    delivery_id = insert_delivery(conn, d, verdict, status, None, cb.task_id)
     if changed:
         conn.executemany(
             _UPSERT_TRACK,
@@ -244,16 +311,24 @@ def record_submission(conn: sqlite3.Connection, sub: Submission) -> None:
 def note_poll(
     conn: sqlite3.Connection, task_id: str, service_status: str | None, unknown: bool
 ) -> int:
-    """Count a poll; return the consecutive "unknown to the service" answers (0 if known)."""
+    """Count a poll; return the consecutive "unknown to the service" answers (0 if known).
+    A poll the service answered (``service_status``) settles unconfirmed deliveries: what
+    the service said is what is stored."""
     now = time.time()
     row = conn.execute(
         "UPDATE tasks SET poll_count = poll_count + 1, last_polled_at = ?,"
         " service_status = coalesce(?, service_status),"
+        " unconfirmed = CASE WHEN ? IS NULL THEN unconfirmed ELSE 0 END,"
         " unknown_polls = CASE WHEN ? THEN unknown_polls + 1 ELSE 0 END, updated_at = ?"
         " WHERE task_id = ? RETURNING unknown_polls",
-        (now, service_status, bool(unknown), now, task_id),
+        (now, service_status, service_status, bool(unknown), now, task_id),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def forget_signatures(conn: sqlite3.Connection, before: float) -> None:
+    """Drop the memory of signatures first seen before ``before`` (stale by then anyway)."""
+    conn.execute("DELETE FROM signatures WHERE seen_at < ?", (before,))
 
 
 def give_up(conn: sqlite3.Connection, task_id: str, state: str, reason: str) -> bool:

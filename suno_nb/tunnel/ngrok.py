@@ -287,6 +287,20 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
     fresh = not process.is_process_running(path)
     done = threading.Event()
     timed_out = threading.Event()
+
+    def on_log(entry: Any) -> None:
+        # pyngrok's public log hook.  An agent refused by the ngrok service keeps retrying
+        # (and pyngrok would wait out the whole start timeout): end it at the first error
+        # that carries an ERR_NGROK code, which pyngrok has read, so it is reported at once.
+        # Errors without one (no route to the service) may pass: those wait for the timeout.
+        coded = "ERR_NGROK_" in str(getattr(entry, "err", "") or "")
+        if fresh and not done.is_set() and coded and entry.lvl in ("ERROR", "CRITICAL"):
+            agent = _starting_agent(path)
+            if agent is not None:
+                with contextlib.suppress(Exception):
+                    agent.kill()
+
+    config.log_event_callback = on_log
     limit = settings.start_timeout + _WATCHDOG_GRACE
 
     def watch() -> None:

@@ -21,7 +21,8 @@ Knobs (environment variables, which pyngrok passes through):
 
 - ``FAKE_NGROK_FAIL=4018|105|106|107|108|324|<code>``: print the agent's error line for that
   code (the final ``lvl=crit`` line echoes the command line, authtoken included, as the real
-  agent does in some errors; 105 quotes the authtoken like the real message) and exit 1.
+  agent does in some errors; 105 quotes the authtoken like the real message), then wait to be
+  ended (exit 1).
 - ``FAKE_NGROK_CONNECT_FAIL=334|324|<code>``: the agent starts, but ``POST /api/endpoints``
   answers 502 with that error (334: "endpoint already online", a second kernel on the same
   dev domain).
@@ -491,8 +492,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 def _fail(code: str, argv: list[str], token: str | None = None) -> int:
     msg, err = ERRORS.get(code, ("failed to reconnect session", f"ERR_NGROK_{code}\\r\\n"))
     err = err.replace("{token}", token or "")
-    log("eror", msg, obj="tunnels.session", err=err)
     log("crit", "command failed", err=f"{err} (command: {' '.join(['ngrok', *argv])})")
+    log("eror", msg, obj="tunnels.session", err=err)
+    # Like the real agent's session loop: it stays up (retrying) until whoever started it
+    # has read the error and ends it, so the error line is always there to be read.
+    while not _STOP.wait(0.2):
+        pass
     return 1
 
 
