@@ -206,9 +206,9 @@ def test_no_private_attribute_of_a_third_party_package_is_used():
                     problems.append(f"{where}:{node.lineno} .{node.attr}")
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr":
                 args = node.args
-                if len(args) >= 2 and isinstance(args[1], ast.Constant):
-                    if _private(str(args[1].value)) and _root(args[0]) in foreign:
-                        problems.append(f"{where}:{node.lineno} getattr {args[1].value}")
+                named = len(args) >= 2 and isinstance(args[1], ast.Constant)
+                if named and _private(str(args[1].value)) and _root(args[0]) in foreign:
+                    problems.append(f"{where}:{node.lineno} getattr {args[1].value}")
             elif isinstance(node, ast.ClassDef) and any(_root(b) in foreign for b in node.bases):
                 for n in ast.walk(node):
                     if (

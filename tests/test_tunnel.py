@@ -785,5 +785,3 @@ def test_alive_and_terminate(tmp_path):
     assert not agent.alive(stubborn.pid)  # psutil reaped our child
     stubborn.wait(timeout=5)
     stubborn.stdout.close()
-
-
