@@ -253,3 +253,10 @@ def test_the_submit_form_uses_theme_colours_too(rx, client, song):
         assert fixed_colours(form.submit._esm) == []  # the "queued" text of the button
     finally:
         form.close()
+
+
+def test_the_tracker_says_when_a_callback_is_held_back_unconfirmed():
+    from suno_nb.widgets.tracker import render_tasks
+
+    row = {"task_id": "t1", "state": "running", "unconfirmed": 1, "title": "x"}
+    assert "unconfirmed callback is held back" in render_tasks([row])

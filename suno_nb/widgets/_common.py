@@ -233,6 +233,7 @@ TD_STYLE = (
     f"text-align: left; padding: 4px 8px; border-bottom: 1px solid {DIVIDER}; vertical-align: top;"
 )
 MUTED = f"color: {MUTED_FG};"
+WARN_FG = var("warn-color0", "#e65100")
 
 # badge backgrounds; the text is the inverse font colour (white on light, black on dark)
 STATE_COLORS = {

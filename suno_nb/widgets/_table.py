@@ -16,6 +16,7 @@ from ._common import (
     TABLE_STYLE,
     TD_STYLE,
     TH_STYLE,
+    WARN_FG,
     badge,
     esc,
     fmt_elapsed,
@@ -60,6 +61,9 @@ def _code(row: dict[str, Any]) -> str:
 def _detail(row: dict[str, Any]) -> str:
     """What the row's code/message tell, or "" when they only say it went well."""
     state = row["state"]
+    if row.get("unconfirmed"):  # a body under a reused signature, held back (see the docs)
+        said = "an unconfirmed callback is held back: checking with the service"
+        return f"<span style='color: {WARN_FG};'>{said}</span>"
     if state in OPEN:
         service = text(row.get("service_status"))
         extra = f" (service: {esc(service)})" if service else ""
