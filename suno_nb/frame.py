@@ -28,10 +28,13 @@ def _convert(series: pd.Series, kind: str) -> pd.Series:
         return pd.to_numeric(series, errors="coerce").fillna(0).astype("int64")
     if kind == "bool":
         return series.fillna(0).astype(bool)
+    # Nanosecond resolution whatever pandas would infer (pandas 3 infers seconds from text).
     if kind == "time":
-        return pd.to_datetime(pd.to_numeric(series, errors="coerce"), unit="s", utc=True)
+        seconds = pd.to_numeric(series, errors="coerce")
+        return pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[ns, UTC]")
     if kind == "stamp":
-        return pd.to_datetime(series, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+        parsed = pd.to_datetime(series, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+        return parsed.astype("datetime64[ns]")
     if kind == "json":
         return series.map(_loads).astype("object")
     # text and blob: Python objects, None (never NaN) when missing

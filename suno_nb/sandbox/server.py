@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..contract import Provider, get_provider
+from ..credentials import Secret, as_secret
 from ..server import Limits, ServerThread
 from .app import build_app
 from .delivery import CallbackSender, DeliveryAttempt
@@ -103,15 +104,16 @@ class Sandbox:
         if faults is not None and not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, got {type(faults).__name__}")
         self.provider: Provider = get_provider(provider)
-        self._api_key = api_key or f"sk-sandbox-{secrets.token_hex(16)}"
+        self._api_key = Secret("sandbox API key", api_key or f"sk-sandbox-{secrets.token_hex(16)}")
         self.host = host
         self._port = port
         self.retry_backoff = retry_backoff
         self.callback_timeout = callback_timeout
         self.max_attempts = max_attempts
         # Like the hosted account's webhook key; the receiver reads the same variable.
-        self._hmac_key = (
-            hmac_key if hmac_key is not None else (os.environ.get("SUNO_WEBHOOK_HMAC_KEY") or None)
+        self._hmac_key = as_secret(
+            "SUNO_WEBHOOK_HMAC_KEY",
+            hmac_key if hmac_key is not None else (os.environ.get("SUNO_WEBHOOK_HMAC_KEY") or None),
         )
         self.sample_rate = sample_rate
         self._workers = workers
@@ -142,7 +144,7 @@ class Sandbox:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
-            app = build_app(self._service, provider=self.provider, api_key=self._api_key)
+            app = build_app(self._service, provider=self.provider, api_key=self._api_key.text)
             http = ServerThread(
                 app,
                 host=self.host,
@@ -158,7 +160,7 @@ class Sandbox:
                 timeout=self.callback_timeout,
                 max_attempts=self.max_attempts,
                 retry_backoff=self.retry_backoff,
-                hmac_key=self._hmac_key,
+                hmac_key=self._hmac_key.value if self._hmac_key is not None else None,
             )
             self._http, self._runtime = http, runtime
             self._port = http.port
@@ -222,7 +224,7 @@ class Sandbox:
     @property
     def api_key(self) -> str:
         """The Bearer key this sandbox accepts (random ``sk-sandbox-...`` unless given)."""
-        return self._api_key
+        return self._api_key.text
 
     def __repr__(self) -> str:
         state = self._state
