@@ -122,7 +122,7 @@ def measure_once(
 
 def run(*, quick: bool = False, baseline: Path | None = None) -> dict[str, Any]:
     """The headline benchmark; prints its table and floors, returns the numbers."""
-    duration = 2.0 if quick else 6.0
+    duration = 2.0 if quick else 8.0
     repeats = 1 if quick else 3
     receivers: list[tuple[str, str, Path | None]] = [(SUNO, SUNO, None), (FLASK, FLASK, None)]
     if baseline is not None:

@@ -52,7 +52,7 @@ def measure(kind: str, *, busy: bool, duration: float, workdir: Path) -> dict[st
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     """Busy (the floor) and idle, suno_nb and Flask; prints a table, returns the numbers."""
-    busy_s, idle_s = (4.0, 1.5) if quick else (10.0, 3.0)
+    busy_s, idle_s = (4.0, 1.5) if quick else (15.0, 3.0)
     repeats = 1 if quick else 2
     workdir = Path(tempfile.mkdtemp(prefix="suno-bench-", dir=ROOT / "benchmarks"))
     runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}

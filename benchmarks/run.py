@@ -2,16 +2,17 @@
 
 From the repository root, with the project's virtualenv (Flask and psutil installed)::
 
-    .venv/bin/python -m benchmarks.run --quick        # ~3 minutes: every default part, short
-    .venv/bin/python -m benchmarks.run                # ~7 minutes: the numbers in docs/
-    .venv/bin/python -m benchmarks.run --only soak    # ~3 minutes: 10,000 callbacks with faults
-    .venv/bin/python -m benchmarks.run --only compare # ~1 minute: compare_takes, 20 takes
+    .venv/bin/python -m benchmarks.run --quick            # ~3 minutes: every default part
+    .venv/bin/python -m benchmarks.run                    # ~10 minutes: the numbers in docs/
+    .venv/bin/python -m benchmarks.run --only ack,latency # a subset
+    .venv/bin/python -m benchmarks.run --only gil         # GIL releases per callback (perf)
 
-Default parts: lines, import, ack, latency, stall, http, scaling; ``soak`` and ``compare``
-run only when named.  ``--baseline DIR`` also runs ``ack`` against the suno_nb found in DIR
-(e.g. a ``git worktree`` of an earlier commit), for a before/after column.  Every part prints
-its tables (ratios against Flask where there is a comparison); the run ends with the floors,
-PASS or MISS, and saves everything as JSON under ``benchmarks/results/`` (ignored by git).
+Default parts: lines, import, ack, latency, stall, http, scaling, compare, soak; ``gil``
+(needs root and perf) runs only when named.  ``--baseline DIR`` also runs ``ack`` against
+the suno_nb found in DIR (e.g. a ``git worktree`` of an earlier commit), for a before/after
+column.  Every part prints its tables (ratios against Flask where there is a comparison); the
+run ends with the floors, PASS or MISS, and saves everything as JSON under
+``benchmarks/results/`` (ignored by git).
 Not part of the pytest suite; all traffic is on 127.0.0.1; every loop is bounded.
 """
 
@@ -38,8 +39,19 @@ PARTS = {  # part -> module
     "scaling": "bench_scaling",
     "soak": "bench_soak",
     "compare": "bench_compare",
+    "gil": "bench_gil",
 }
-DEFAULT_PARTS = ("lines", "import", "ack", "latency", "stall", "http", "scaling")
+DEFAULT_PARTS = (
+    "lines",
+    "import",
+    "ack",
+    "latency",
+    "stall",
+    "http",
+    "scaling",
+    "compare",
+    "soak",
+)
 
 
 def _load() -> str:

@@ -88,6 +88,8 @@ def _child(
                 conn.send("ok")
             elif cmd == "connections":  # what the server holds open right now
                 conn.send(rx.server.connections if rx is not None else None)
+            elif cmd == "threads":  # native thread id -> name (for per-thread counters)
+                conn.send({t.native_id: t.name for t in threading.enumerate()})
             elif cmd == "stop":
                 stop.set()
                 return
@@ -177,6 +179,12 @@ class ServerProcess:
         assert self._conn is not None
         self._conn.send("connections")
         return self._conn.recv() if self._conn.poll(30) else None
+
+    def threads(self) -> dict[int, str]:
+        """The receiving process's Python threads: native id -> name."""
+        assert self._conn is not None
+        self._conn.send("threads")
+        return self._conn.recv() if self._conn.poll(30) else {}
 
     def busy_rate(self, i: int = 0, j: int = 1) -> float:
         """Busy-loop iterations per second between marks ``i`` and ``j``."""
