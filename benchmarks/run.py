@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.run", *argv])
     print(f"# suno_nb benchmarks{' (quick)' if args.quick else ''}\n")
     print(f"`{command}`, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
-    print(table(list(info), [list(info.values())]))
+    print(table(list(info), [list(info.values())], left_columns=len(info)))
     print(f"\nload average at start: {_load()}")
     flush = disk_flush_ms(ROOT / "benchmarks")
     print(
