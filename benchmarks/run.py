@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if part == "ack":
             kwargs["baseline"] = args.baseline
         out = module.run(**kwargs)
+        if out.get("floors"):
+            print(floors_table(out["floors"]) + "\n")
         load = _load()
         print(f"({part}: {time.time() - t0:.0f} s; load average after it: {load})\n")
         out["load_after"] = load
