@@ -4,7 +4,7 @@ A Sandbox makes the song and the takes; a receiver collects them.  The sandbox r
 MP3s once before timing (a GET of every URL), so "cold" is what a user pays on a fresh
 machine: download over loopback into an empty cache, decode, measure.  "disk cache" has the
 files but nothing decoded in memory (a new kernel); "memory cache" is a second call in the
-same kernel (only the measuring).
+same kernel (only the measuring).  No floor, no comparison: the time a user waits.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         rows.append([kind, med, 1000 * med / (2 * tasks), min(values), max(values)])
         out[kind] = {"median_s": med, "per_take_ms": 1000 * med / (2 * tasks), "runs": values}
     print(
-        f"## compare_takes: {tasks} tasks x 2 takes of a {SONG_S / 60:g}-minute song "
+        f"### compare: compare_takes, {tasks} tasks x 2 takes of a {SONG_S / 60:g}-minute song "
         f"(median of {repeats})\n"
     )
     print(table(["cache", "total s", "per take ms", "min s", "max s"], rows, digits=2))

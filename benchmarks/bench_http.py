@@ -1,19 +1,21 @@
 """The HTTP layer alone: why uvicorn + httptools (docs/architecture.md).
 
 A trivial ASGI app (read the body, answer 200 JSON) served by uvicorn with httptools (the
-receiver's :class:`suno_nb.server.ServerThread`) and with h11, each in a fresh process, plus
-the seeds' Flask receiver; 16 keep-alive senders (:func:`benchmarks.load.run_load`).  No
-storage: this isolates the server's own cost per request.
+receiver's :class:`suno_nb.server.ServerThread`, its strict protocol included) and with h11,
+each in a fresh process, plus the seeds' Flask receiver; 16 keep-alive senders
+(:func:`benchmarks.load.run_load`).  No storage: this isolates the server's own cost per
+request, the ceiling of the ``ack`` benchmark.  No floor.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 import time
 from typing import Any
 
-from .common import free_port, summarize_ms, table, wait_for_port
+from .common import free_port, ratio, summarize_ms, table, wait_for_port
 from .load import run_load
 
 
@@ -29,6 +31,7 @@ async def _app(scope: dict, receive: Any, send: Any) -> None:
 
 
 def _serve(kind: str, port: int, stop: Any) -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # Flask's banner: keep the tables clean
     if kind == "uvicorn+httptools (ServerThread)":
         from suno_nb.server import ServerThread
 
@@ -59,7 +62,8 @@ def _serve(kind: str, port: int, stop: Any) -> None:
 def run(*, quick: bool = False) -> dict[str, Any]:
     duration = 1.5 if quick else 4.0
     ctx = mp.get_context("spawn")
-    rows, out = [], {}
+    rows: list[list[Any]] = []
+    out: dict[str, Any] = {}
     for kind in ("uvicorn+httptools (ServerThread)", "uvicorn+h11", "flask (seeds)"):
         port = free_port()
         stop = ctx.Event()
@@ -75,10 +79,26 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             proc.terminate()
         s = summarize_ms(res.latencies)
         out[kind] = {"throughput": res.throughput, **s}
-        rows.append([kind, res.throughput, s["p50"], s["p99"], s["max"]])
+    flask = out["flask (seeds)"]
+    for kind, r in out.items():
+        rows.append(
+            [
+                kind,
+                r["throughput"],
+                f"{ratio(r['throughput'], flask['throughput']):.2f}×",
+                r["p50"],
+                r["p99"],
+                f"{ratio(r['p99'], flask['p99']):.2f}×",
+                r["max"],
+            ]
+        )
     print(
-        "### The HTTP layer alone: trivial app, 16 keep-alive senders\n\n"
-        + table(["server", "req/s", "p50 ms", "p99 ms", "max ms"], rows, digits=2)
+        "### http: the server alone, trivial app, 16 keep-alive senders (÷ Flask, same run)\n\n"
+        + table(
+            ["server", "req/s", "÷ Flask", "p50 ms", "p99 ms", "p99 ÷ Flask", "max ms"],
+            rows,
+            digits=2,
+        )
     )
     print()
     return out

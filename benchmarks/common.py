@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: bodies, percentiles, tables, machine facts."""
+"""Helpers shared by the benchmarks: bodies, percentiles, tables, floors, machine facts."""
 
 from __future__ import annotations
 
@@ -111,18 +111,32 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 1) -> str:
-    """A GitHub-flavoured Markdown table (it also reads well in a terminal)."""
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    digits: int = 1,
+    left_columns: int = 1,
+) -> str:
+    """A GitHub-flavoured Markdown table (it also reads well in a terminal): the first
+    ``left_columns`` (labels) left-aligned, the others (numbers) right-aligned."""
+    rows = [list(row) for row in rows]
     cells = [[fmt(v, digits) for v in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
     ]
+    left = [i < left_columns for i in range(len(headers))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    sep = "|" + "|".join(("-" * (w + 1) + ("-" if left[i] else ":")) for i, w in enumerate(widths))
     body = [
-        "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+        "| "
+        + " | ".join(
+            c.ljust(w) if left[i] else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        + " |"
+        for r in cells
     ]
-    return "\n".join([line, sep, *body])
+    return "\n".join([line, sep + "|", *body])
 
 
 def ratio(a: float, b: float) -> float:
@@ -185,3 +199,37 @@ def disk_flush_ms(directory: Path, samples: int = 200) -> dict[str, float]:
         os.close(fd)
         path.unlink(missing_ok=True)
     return summarize_ms(times)
+
+
+def floor(name: str, value: str, target: str, passed: bool) -> dict[str, Any]:
+    """One floor's verdict, as every benchmark returns it (``run`` prints them together)."""
+    return {"floor": name, "value": value, "target": target, "passed": bool(passed)}
+
+
+def floors_table(floors: Sequence[dict[str, Any]]) -> str:
+    """The floors as a Markdown table with PASS/MISS."""
+    return table(
+        ["floor", "target", "measured", "verdict"],
+        [[f["floor"], f["target"], f["value"], "PASS" if f["passed"] else "MISS"] for f in floors],
+        left_columns=4,
+    )
+
+
+def stored_counts(path: Path) -> dict[str, int]:
+    """What a suno_nb store file holds, read with plain sqlite3 after its receiver stopped:
+    tasks, tracks, callback deliveries by verdict, and tasks accepted more than once."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM tracks),"
+            " (SELECT count(*) FROM deliveries WHERE source = 'callback'),"
+            " (SELECT count(*) FROM deliveries WHERE verdict = 'accepted'),"
+            " (SELECT count(*) FROM deliveries WHERE verdict = 'duplicate'),"
+            " (SELECT count(*) FROM deliveries WHERE verdict = 'rejected'),"
+            " (SELECT count(*) FROM (SELECT task_id FROM deliveries WHERE verdict = 'accepted'"
+            "  GROUP BY task_id HAVING count(*) > 1))"
+        ).fetchone()
+    finally:
+        conn.close()
+    names = ("tasks", "tracks", "deliveries", "accepted", "duplicate", "rejected", "twice")
+    return dict(zip(names, (int(v) for v in row), strict=True))

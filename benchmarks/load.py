@@ -5,10 +5,10 @@ spawn); each drives N/P persistent raw-socket connections from ONE thread with a
 ``selectors`` loop, so no client-side GIL contention distorts the numbers.  Each connection
 is a closed-loop sender: it POSTs a seed-shaped callback, reads the full response, records
 the latency (``time.perf_counter`` from just before ``send`` until the last byte of the
-answer, measured client-side), and sends the next one.  Every task id is distinct (unless
-``dup_max > 1``, where each task is sent 1..dup_max times, the repeats interleaved with
-other traffic, like the service's retries).  Every loop is bounded by a duration and a
-request budget; a request unanswered for ``request_timeout`` seconds counts as a timeout.
+answer, measured client-side), and sends the next one.  Every task id is distinct, except
+that with ``dup_fraction`` that fraction of the sends repeats a recently sent task (like the
+service's retries).  Every loop is bounded by a duration and a request budget; a request
+unanswered for ``request_timeout`` seconds counts as a timeout.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class LoadResult:
     acked_total: int  # 200s including warm-up (what the store must hold)
     acked_tasks: int  # distinct task ids acknowledged, including warm-up
     sent_total: int
+    sent_tasks: int  # distinct task ids sent, including warm-up
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -104,30 +105,22 @@ def _parse(buf: bytes) -> tuple[int, int, bool] | None:
 
 
 class _Tasks:
-    """Task ids to send: all distinct, or each repeated 1..dup_max times, interleaved, or
-    (``dup_fraction``) that fraction of sends a repeat of a recently sent task."""
+    """Task ids to send: new ones, or (``dup_fraction`` of the sends) a repeat of one of the
+    last 1,000 sent."""
 
-    def __init__(self, prefix: str, dup_max: int, seed: int, dup_fraction: float = 0.0) -> None:
+    def __init__(self, prefix: str, seed: int, dup_fraction: float = 0.0) -> None:
         self.prefix = prefix
-        self.dup_max = dup_max
         self.dup_fraction = dup_fraction
         self.rng = random.Random(seed)
         self.n = 0
-        self.later: deque[str] = deque()
         self.recent: deque[str] = deque(maxlen=1000)
-        self.distinct: set[str] = set()
 
     def next(self) -> str:
         if self.dup_fraction and self.recent and self.rng.random() < self.dup_fraction:
             return self.rng.choice(self.recent)
-        if self.later and self.rng.random() < 0.5:
-            return self.later.popleft()
         self.n += 1
         task = f"{self.prefix}{self.n:08d}"
-        self.distinct.add(task)
         self.recent.append(task)
-        if self.dup_max > 1:
-            self.later.extend([task] * (self.rng.randint(1, self.dup_max) - 1))
         return task
 
 
@@ -137,7 +130,6 @@ def _worker(
     lanes_n: int,
     duration: float,
     budget: int,
-    dup_max: int,
     prefix: str,
     warmup: int,
     request_timeout: float,
@@ -150,7 +142,7 @@ def _worker(
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path
     maker = BodyMaker()
-    tasks = _Tasks(f"{prefix}p{index:02d}-", dup_max, seed=index, dup_fraction=dup_fraction)
+    tasks = _Tasks(f"{prefix}p{index:02d}-", seed=index, dup_fraction=dup_fraction)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         "User-Agent: suno-nb-bench\r\nContent-Length: "
@@ -291,6 +283,7 @@ def _worker(
             "acked_total": acked_total,
             "acked_tasks": sorted(acked_tasks),
             "sent_total": sent_total,
+            "sent_tasks": tasks.n,
             "errors": errors[:20],
         }
     )
@@ -303,7 +296,6 @@ def run_load(
     procs: int | None = None,
     duration: float = 5.0,
     max_requests: int = 200_000,
-    dup_max: int = 1,
     prefix: str = "bench-",
     warmup: int = 3,
     request_timeout: float = 10.0,
@@ -330,7 +322,6 @@ def run_load(
                 n,
                 duration,
                 budget,
-                dup_max,
                 prefix,
                 warmup,
                 request_timeout,
@@ -386,89 +377,6 @@ def run_load(
         acked_total=sum(r["acked_total"] for r in results),
         acked_tasks=len(tasks),
         sent_total=sum(r["sent_total"] for r in results),
+        sent_tasks=sum(r["sent_tasks"] for r in results),
         errors=[e for r in results for e in r["errors"]][:20],
     )
-
-
-def _storm_worker(url: str, index: int, conns: int, barrier: Any, out: Any) -> None:
-    """Open ``conns`` connections at once, one request each; time connect-to-answer."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    maker = BodyMaker()
-    barrier.wait(timeout=120)
-    sel = selectors.DefaultSelector()
-    t0 = time.perf_counter()
-    state: dict[socket.socket, list[Any]] = {}
-    for k in range(conns):
-        body = maker.body(f"storm-{index:02d}-{k:05d}-{int(t0 * 1e6)}")
-        req = (
-            f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode() + body
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.connect_ex((host, port))
-        state[sock] = [req, b"", time.perf_counter()]
-        sel.register(sock, selectors.EVENT_WRITE)
-    lat = array("d")
-    failures = 0
-    deadline = t0 + 30.0
-    while state and time.perf_counter() < deadline:
-        for key, mask in sel.select(timeout=0.25):
-            sock = key.fileobj  # type: ignore[assignment]
-            req, buf, start = state[sock]
-            try:
-                if mask & selectors.EVENT_WRITE:
-                    sock.sendall(req)  # small: fits the socket buffer
-                    sel.modify(sock, selectors.EVENT_READ)
-                    continue
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                buf += data
-                state[sock][1] = buf
-                if _parse(buf) is None:
-                    continue
-                lat.append(time.perf_counter() - start)
-            else:
-                failures += 1
-            sel.unregister(sock)
-            sock.close()
-            del state[sock]
-    failures += len(state)
-    for sock in state:
-        sock.close()
-    out.put({"lat": lat.tobytes(), "failures": failures})
-
-
-def storm(url: str, *, conns: int = 256, procs: int = 2) -> tuple[np.ndarray, int]:
-    """``conns`` simultaneous new connections (one request each) from ``procs`` processes.
-
-    Returns the connect-to-answer latencies (seconds) and the number that failed.  A listen
-    backlog too small for the burst shows up as answers near 1 s (the SYN retry timer).
-    """
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(procs + 1)
-    out = ctx.Queue()
-    per = conns // procs
-    workers = [
-        ctx.Process(target=_storm_worker, args=(url, i, per, barrier, out), daemon=True)
-        for i in range(procs)
-    ]
-    for w in workers:
-        w.start()
-    results = []
-    try:
-        barrier.wait(timeout=120)
-        for _ in workers:
-            results.append(out.get(timeout=90))
-    finally:
-        for w in workers:
-            w.join(timeout=10)
-            if w.is_alive():
-                w.terminate()
-                w.join(timeout=5)
-    lat = np.concatenate([np.frombuffer(r["lat"], dtype="float64") for r in results])
-    return lat, sum(r["failures"] for r in results)

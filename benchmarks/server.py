@@ -2,11 +2,12 @@
 
 This stands in for a Jupyter kernel.  :class:`ServerProcess` starts a fresh process
 (``multiprocessing`` spawn) that runs either suno_nb's receiver (``start_receiver(store,
-tunnel=None, poll=False)`` on a durable store file, ``synchronous=FULL``) or the seeds' Flask
-receiver (``app.run(..., threaded=True)`` on a daemon thread), then keeps its main thread
-either idle (blocked on an event) or busy in a CPU-bound pure-Python loop, like a notebook
-cell doing work.  The busy loop's progress is sampled with :meth:`ServerProcess.mark`, so a
-benchmark can also say how much the receiver slowed the "notebook" down.
+tunnel=None, poll=False)`` on a store file on disk: WAL, ``synchronous=FULL``) or the seeds'
+Flask receiver (``app.run(..., threaded=True)`` on a daemon thread), then keeps its main
+thread either idle (blocked on an event) or busy in a pure-Python loop, like a notebook cell
+computing.  The interpreter's switch interval is never changed; the child reports the one in
+force.  :meth:`ServerProcess.mark` samples the busy loop's progress and the process's CPU
+time, so a benchmark can also say how much the receiver slowed the "notebook" down.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 MAX_LIFE_S = 900.0  # a server process never outlives this, whatever happens to the parent
 SUNO, FLASK = "suno_nb", "flask"
-MINIMAL = "minimal (calibration)"  # benchmarks/minimal_receiver.py: what the machine allows
 
 
 @dataclass
@@ -34,10 +34,9 @@ class ServerInfo:
     url: str
     pid: int
     switch_interval: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _busy_work(rounds: int = 2000) -> int:
+def busy_work(rounds: int = 2000) -> int:
     """About a tenth of a millisecond of pure-Python arithmetic (holds the GIL)."""
     x = 0
     for i in range(rounds):
@@ -45,66 +44,8 @@ def _busy_work(rounds: int = 2000) -> int:
     return x
 
 
-def _install_probe(rx: Any, extra: dict[str, Any], what: str) -> None:
-    """Record when each task becomes visible to a handler and in ``frame()``.
-
-    ``what="handler"``: a handler registered with ``rx.on_callback`` notes the time it runs
-    (after checking the row is readable); ``what="frame"``: a watcher thread, like a live
-    widget, waits on
-    ``store.wait_for_change`` and calls ``rx.frame()`` after every change, noting when each
-    task id first appears.  Times are ``time.perf_counter()`` (CLOCK_MONOTONIC: comparable
-    with the sender's clock in another process).
-    """
-    handler_seen: dict[str, float] = {}
-    frame_seen: dict[str, float] = {}
-    frame_calls: list[float] = []
-    done = threading.Event()
-
-    def handler(event: Any) -> None:
-        if rx.store.tracks_of(event.task_id):  # the row is there for the handler to read
-            handler_seen.setdefault(event.task_id, time.perf_counter())
-
-    def watch() -> None:
-        seen = rx.store.version
-        deadline = time.monotonic() + MAX_LIFE_S
-        while not done.is_set() and time.monotonic() < deadline:
-            seen = rx.store.wait_for_change(seen, 0.2)
-            if done.is_set():
-                return
-            t0 = time.perf_counter()
-            df = rx.frame()
-            now = time.perf_counter()
-            frame_calls.append(now - t0)
-            for task in df["task_id"].unique():
-                if task not in frame_seen:
-                    frame_seen[task] = now
-
-    watcher = threading.Thread(target=watch, name="bench-frame-watcher", daemon=True)
-    if what == "handler":
-        rx.on_callback(handler)
-    else:
-        watcher.start()
-
-    def stop() -> None:
-        rx.flush(5.0)
-        time.sleep(0.3)  # let the watcher see the last change
-        done.set()
-        if watcher.is_alive():
-            watcher.join(timeout=10)
-
-    extra.update(
-        handler_seen=handler_seen, frame_seen=frame_seen, frame_calls=frame_calls, stop_probe=stop
-    )
-
-
 def _child(
-    kind: str,
-    store_path: str | None,
-    busy: bool,
-    store_sync: str,
-    suno_root: str | None,
-    probe: str | None,
-    conn: Connection,
+    kind: str, store_path: str | None, busy: bool, suno_root: str | None, conn: Connection
 ) -> None:
     """Entry point of the receiving process (see the module docstring)."""
     if suno_root is not None:  # benchmark another checkout of suno_nb (a baseline)
@@ -112,34 +53,12 @@ def _child(
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Flask's start-up banner goes to stdout; keep the tables clean
     rx: Any = None
-    minimal: Any = None
-    extra: dict[str, Any] = {}
     if kind == SUNO:
-        if store_sync != "FULL":  # an experiment only: what the fsync costs
-            import suno_nb.store as store_mod
-
-            store_mod.Store.__init__.__kwdefaults__["synchronous"] = store_sync
         from suno_nb.session import start_receiver
 
         assert store_path is not None
         rx = start_receiver(store_path, tunnel=None, poll=False)
         url = rx.url
-        if probe:
-            _install_probe(rx, extra, probe)
-        if os.environ.get("SUNO_BENCH_GROUPS") and hasattr(rx.store, "_commit_group"):
-            # diagnostics (the group-commit store before issue 11): time every commit group
-            groups: list[tuple[float, int]] = []
-            extra["groups"] = groups
-            inner = rx.store._commit_group
-
-            def timed(conn: Any, group: list) -> None:
-                t = time.perf_counter()
-                try:
-                    inner(conn, group)
-                finally:
-                    groups.append((time.perf_counter() - t, len(group)))
-
-            rx.store._commit_group = timed
     elif kind == FLASK:
         from . import flask_seed
         from .common import free_port, wait_for_port
@@ -150,12 +69,6 @@ def _child(
         ).start()
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}{flask_seed.PATH}"
-    elif kind == MINIMAL:
-        from .minimal_receiver import MinimalReceiver
-
-        assert store_path is not None
-        minimal = MinimalReceiver(store_path)
-        url = minimal.start()
     else:  # pragma: no cover - programming error
         raise ValueError(kind)
 
@@ -173,40 +86,30 @@ def _child(
             if cmd == "mark":
                 marks.append((time.perf_counter(), iterations[0], time.process_time()))
                 conn.send("ok")
-            elif cmd == "counts":
-                conn.send(rx.store.counts() if rx is not None else {})  # (minimal: none)
+            elif cmd == "connections":  # what the server holds open right now
+                conn.send(rx.server.connections if rx is not None else None)
+            elif cmd == "threads":  # native thread id -> name (for per-thread counters)
+                conn.send({t.native_id: t.name for t in threading.enumerate()})
             elif cmd == "stop":
                 stop.set()
                 return
 
-    conn.send(ServerInfo(kind, url, os.getpid(), sys.getswitchinterval(), {}))
+    conn.send(ServerInfo(kind, url, os.getpid(), sys.getswitchinterval()))
     listener = threading.Thread(target=listen, name="bench-listener", daemon=True)
     listener.start()
     deadline = time.monotonic() + MAX_LIFE_S
     if busy:
         while not stop.is_set() and time.monotonic() < deadline:
-            _busy_work()
+            busy_work()
             iterations[0] += 1
     else:
         stop.wait(MAX_LIFE_S)
-    report: dict[str, Any] = {"marks": marks, "iterations": iterations[0]}
-    if probe and rx is not None:
-        extra["stop_probe"]()
-        report["handler_seen"] = extra["handler_seen"]
-        report["frame_seen"] = extra["frame_seen"]
-        report["frame_calls"] = extra["frame_calls"]
-    if "groups" in extra:
-        report["groups"] = extra["groups"]
-    if minimal is not None:
-        minimal.http.stop()
-        report["counts"] = {"deliveries": minimal.count()}  # raw rows only: no tasks
+    report: dict[str, Any] = {"marks": marks, "switch_interval": sys.getswitchinterval()}
     if rx is not None:
-        report["counts"] = rx.store.counts()
-        report["switch_interval_running"] = sys.getswitchinterval()
+        rx.flush(10.0)
         from suno_nb.session import stop_receiver
 
-        stop_receiver()
-        report["switch_interval_after_stop"] = sys.getswitchinterval()
+        stop_receiver()  # the store is closed: the parent reads the file
     conn.send(report)
     conn.close()
 
@@ -214,13 +117,8 @@ def _child(
 class ServerProcess:
     """A receiving process; use as a context manager.
 
-    ``kind`` is ``"suno_nb"`` or ``"flask"``; ``busy`` keeps the main thread in a CPU loop
-    (the interpreter's switch interval is never changed: the report says what it was);
-    ``store_sync`` other than ``"FULL"`` is an experiment (what the fsync costs), never a
-    headline number; ``suno_root`` imports suno_nb from another checkout (a baseline);
-    ``probe`` (``"handler"`` or ``"frame"``) records when each task reaches a handler or
-    ``frame()`` (see
-    :func:`_install_probe`).
+    ``kind`` is ``"suno_nb"`` or ``"flask"``; ``busy`` keeps the main thread in a CPU loop;
+    ``suno_root`` imports suno_nb from another checkout (a baseline).
     """
 
     def __init__(
@@ -229,9 +127,7 @@ class ServerProcess:
         *,
         store_path: str | Path | None = None,
         busy: bool = False,
-        store_sync: str = "FULL",
         suno_root: str | Path | None = None,
-        probe: str | None = None,
     ) -> None:
         self.kind = kind
         self.busy = busy
@@ -239,9 +135,7 @@ class ServerProcess:
             kind,
             str(store_path) if store_path is not None else None,
             busy,
-            store_sync,
             str(suno_root) if suno_root is not None else None,
-            probe,
         )
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
@@ -268,18 +162,29 @@ class ServerProcess:
         assert self.info is not None
         return self.info.url
 
+    @property
+    def pid(self) -> int:
+        assert self.info is not None
+        return self.info.pid
+
     def mark(self) -> None:
-        """Sample the busy loop's progress now (see :meth:`busy_rate`)."""
+        """Sample the busy loop's progress and the CPU time now (see :meth:`busy_rate`)."""
         assert self._conn is not None
         self._conn.send("mark")
         if self._conn.poll(30):
             self._conn.recv()
 
-    def counts(self) -> dict[str, int]:
-        """The suno_nb store's counts (empty for Flask)."""
+    def connections(self) -> int | None:
+        """The connections suno_nb's server holds open (None for Flask)."""
         assert self._conn is not None
-        self._conn.send("counts")
-        return self._conn.recv() if self._conn.poll(60) else {}
+        self._conn.send("connections")
+        return self._conn.recv() if self._conn.poll(30) else None
+
+    def threads(self) -> dict[int, str]:
+        """The receiving process's Python threads: native id -> name."""
+        assert self._conn is not None
+        self._conn.send("threads")
+        return self._conn.recv() if self._conn.poll(30) else {}
 
     def busy_rate(self, i: int = 0, j: int = 1) -> float:
         """Busy-loop iterations per second between marks ``i`` and ``j``."""
@@ -297,7 +202,7 @@ class ServerProcess:
         return marks[j][2] - marks[i][2]
 
     def stop(self) -> dict[str, Any]:
-        """Stop the process; return its final report (marks, counts)."""
+        """Stop the process; return its final report (marks, switch interval)."""
         if self._conn is None:
             return self.report
         try:
@@ -316,7 +221,7 @@ class ServerProcess:
         proc = self._proc
         if proc is None:
             return
-        proc.join(timeout=10)
+        proc.join(timeout=15)
         if proc.is_alive():
             proc.terminate()  # only the process this object started
             proc.join(timeout=5)
