@@ -402,14 +402,27 @@ def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path):
     assert session.current_receiver() is None
 
 
-def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx):
+def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx, monkeypatch):
     from suno_nb.errors import TaskFailedError
 
-    timer = threading.Timer(
-        0.3, mrx.store.give_up, ("old-open", "unknown", "the service did not know this task")
-    )
-    timer.start()
-    result = mrx.wait("old-open", timeout=20, progress=False)
+    looked = threading.Event()  # set once rx.wait() has read the task (and found it open)
+    read_task = mrx.store.task
+
+    def watched(task_id):
+        row = read_task(task_id)
+        looked.set()
+        return row
+
+    monkeypatch.setattr(mrx.store, "task", watched)
+
+    def give_up_while_waiting() -> None:
+        if looked.wait(WAIT_S):
+            mrx.store.give_up("old-open", "unknown", "the service did not know this task")
+
+    giver = threading.Thread(target=give_up_while_waiting)
+    giver.start()
+    result = mrx.wait("old-open", timeout=WAIT_S, progress=False)
+    giver.join(WAIT_S)
     assert result.state == "unknown" and not result.ok
     assert "did not know this task" in repr(result)
     with pytest.raises(TaskFailedError, match="did not know this task"):

@@ -20,6 +20,8 @@ def _body(**data) -> bytes:
     ).encode()
 
 
+NO_HANG = 30.0  # seconds: a parse that must end rather than hang (speed: benchmarks/)
+
 # The named edge cases of issue 11: each is refused with a reason naming what is wrong.
 EDGE_CASES = {
     "lone high surrogate": (b'{"code": 200, "msg": "\\ud800", "data": {}}', "surrogate"),
@@ -52,7 +54,7 @@ def test_named_edge_cases_are_payload_errors_with_a_reason(case):
     with pytest.raises(PayloadError) as info:
         payloads.parse_callback(body)
     assert fragment in info.value.reason
-    assert time.perf_counter() - start < 5  # no hang (generous: shared machine)
+    assert time.perf_counter() - start < NO_HANG  # anti-hang guard, not a speed check
 
 
 def test_what_is_still_fine_passes():
