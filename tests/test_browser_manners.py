@@ -20,12 +20,12 @@ import nbformat
 import pytest
 
 from suno_nb.store import Store, Submission
-from suno_nb.widgets._button import QUEUED_TEXT
 from tests.test_browser import ARTIFACTS, lab, page  # noqa: F401 - the fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = "stale_store.ipynb"
+QUEUED_TEXT = "queued — runs when the current cell finishes"  # what the page shows
 STALE = ("stale-a", "stale-b", "stale-c")
 CELLS = [
     """import suno_nb as snb

@@ -15,9 +15,11 @@ from suno_nb import Sandbox, SunoClient
 from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.store import Store, Submission
 from suno_nb.widgets import submit_form, tracker
-from suno_nb.widgets._button import QUEUED_TEXT, QueuedButton
 from suno_nb.widgets.tracker import render_tasks
+from tests.frontend import shown
 from tests.test_widgets import WAIT_S, settle, trait_change
+
+QUEUED_TEXT = "queued — runs when the current cell finishes"  # what the page shows
 
 
 def _ours() -> list[str]:
@@ -126,7 +128,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
         assert token not in text and "k" * 32 not in text
         assert set(rx.log("WARNING")["level"]) == {"WARNING"}
         assert rx.log("ERROR").empty
-        assert "delivery to" in repr(rx) and "rx.log()" in rx._repr_html_()
+        assert "delivery to" in repr(rx) and "rx.log()" in shown(rx)["text/html"]
         with pytest.raises(ValueError, match="level"):
             rx.log("LOUD")
     finally:
@@ -137,7 +139,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
 def test_repr_says_how_many_tasks_were_given_up(mrx):
     mrx.store.give_up("old-open", "unknown", "the service did not know this task")
     assert "1 task unknown to the service" in repr(mrx)
-    assert "1 task unknown to the service" in mrx._repr_html_()
+    assert "1 task unknown to the service" in shown(mrx)["text/html"]
 
 
 # --- lifecycle promises -----------------------------------------------------------------------
@@ -336,17 +338,22 @@ def test_ten_reruns_of_an_audition_cell_stay_bounded_and_other_cells_keep_theirs
 # --- the Submit button: a queued click is acknowledged, never doubled -------------------------
 
 
-def test_queued_button_acknowledges_each_click_once():
-    button = QueuedButton(description="Submit")
-    calls: list[int] = []
-    button.on_click(lambda b: calls.append(b.clicks))
-    assert button.queued_text == QUEUED_TEXT
-    assert "queued_text" in button._esm and "acked" in button._esm
-    button.click()
-    assert calls == [1] and button.acked == 1
-    button.clicks = 2  # what the page sends when the kernel gets to a queued click
-    assert calls == [1, 2] and button.acked == 2
-    button.close()
+def test_queued_button_acknowledges_each_click_once(mrx, client):
+    form = submit_form(client, mrx)  # nothing filled in: a click sends nothing
+    button = form.submit
+    try:
+        calls: list[int] = []
+        button.on_click(lambda b: calls.append(b.clicks))
+        assert button.queued_text == QUEUED_TEXT
+        page_code = button.get_state()["_esm"]  # the module the page runs (anywidget)
+        assert "queued_text" in page_code and "acked" in page_code
+        button.click()
+        assert calls == [1] and button.acked == 1
+        button.clicks = 2  # what the page sends when the kernel gets to a queued click
+        assert calls == [1, 2] and button.acked == 2
+        assert len(mrx.tasks()) == 3  # the stale tasks only: neither click sent one
+    finally:
+        form.close()
 
 
 def _form(client, rx, song, **kw):

@@ -13,6 +13,7 @@ from suno_nb.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header
 from suno_nb.store import Store
 
 from .conftest import post, seed_bytes
+from .frontend import shown
 from .test_receiver import _body
 
 # --- signatures and the allow-list ----------------------------------------------------------
@@ -72,7 +73,7 @@ def test_hmac_key_never_in_repr_or_frames(signed_rx):
     post(signed_rx.url, seed_bytes("seed_success.json"), signature_headers(KEY, "2fac****9f72"))
     texts = [
         repr(signed_rx),
-        signed_rx._repr_html_(),
+        shown(signed_rx)["text/html"],
         repr(signed_rx.config),
         signed_rx.frame().to_string(),
         signed_rx.tasks().to_string(),

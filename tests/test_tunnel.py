@@ -264,21 +264,27 @@ def test_open_forward_reuse_close(env, upstream, caplog):
 
 
 def test_reuses_endpoint_already_on_the_agent(env, upstream):
-    """An endpoint for the port that this module did not open (lost handle) is adopted."""
+    """An endpoint for the port that this module did not open (a lost handle: opened by
+    pyngrok directly, or before the module state was reset) is adopted."""
     from pyngrok import ngrok
+    from pyngrok.conf import PyngrokConfig
 
     settings = _settings(env)
-    first = open_tunnel(upstream.port, settings)
-    other = ngrok.connect(str(_closed_port()), pyngrok_config=first._config)
-    tunnel.ngrok._open.clear()  # as if the handle were lost (e.g. the module state was reset)
+    other = open_tunnel(_closed_port(), settings)  # this module's agent, another port
+    config = PyngrokConfig(
+        ngrok_path=env.ngrok_path,
+        config_path=env.config_path,
+        auth_token=TOKEN,
+        start_new_session=True,
+    )
+    lost = ngrok.connect(f"http://localhost:{upstream.port}", pyngrok_config=config)
 
     adopted = open_tunnel(upstream.port, settings)
-    assert adopted is not first
-    assert adopted.public_url == first.public_url
-    assert adopted.agent_pid == first.agent_pid
+    assert adopted.public_url == lost.public_url
+    assert adopted.agent_pid == other.agent_pid
     urls = sorted(e["public_url"] for e in _endpoints(adopted.api_url))
-    assert urls == sorted([first.public_url, other.public_url])  # no second one for our port
-    first._closed = True  # the lost handle
+    assert urls == sorted([other.public_url, lost.public_url])  # no second one for our port
+    other.close()
     adopted.close()
     assert _wait_gone(adopted.agent_pid)
 

@@ -26,6 +26,7 @@ from suno_nb.errors import (
 )
 
 from .conftest import post, seed_bytes, wait_until
+from .frontend import shown
 
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
 TOKEN = "2fakeSESSIONauthtoken_Qw81xKp0_9dWmYt"
@@ -79,7 +80,7 @@ def test_ngrok_mode_gives_a_public_url_that_reaches_frame(ngrok, tmp_path, caplo
     assert rx.frame().iloc[0]["title"] == "Relaxing Piano"
     d = rx.deliveries().iloc[0]
     assert bool(d["via_tunnel"]) and d["remote_addr"] == "203.0.113.7"
-    texts = [repr(rx), rx._repr_html_(), caplog.text, rx.deliveries().to_string()]
+    texts = [repr(rx), shown(rx)["text/html"], caplog.text, rx.deliveries().to_string()]
     assert not any(TOKEN in t for t in texts)
     assert "mode=ngrok" in repr(rx)
 
@@ -157,7 +158,7 @@ def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplo
     assert rx.mode == "local" and rx.url == rx.local_url
     assert "cannot reach" in repr(rx) and "NGROK_AUTHTOKEN" in repr(rx)
     assert "tunnel='cloudflared'" in repr(rx)  # both ways to a public URL are named
-    assert "authtoken" in rx._repr_html_()
+    assert "authtoken" in shown(rx)["text/html"]
     assert "cannot reach a 127.0.0.1 URL" in caplog.text
 
 
