@@ -182,7 +182,7 @@ def server():
 
 @pytest.fixture
 def client(server):
-    with SunoClient(KEY, base_url=server.url, timeout=2.0, backoff=0.001) as c:
+    with SunoClient(KEY, base_url=server.url, timeout=30, backoff=0.001) as c:
         yield c
 
 

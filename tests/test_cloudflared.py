@@ -68,7 +68,7 @@ def _agents(program: str) -> list[int]:
     return found
 
 
-def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
+def _wait_gone(pid: int, timeout: float = 30.0) -> bool:
     try:
         psutil.Process(pid).wait(timeout)
     except psutil.NoSuchProcess:
@@ -254,7 +254,7 @@ def test_interrupt_during_start_leaves_no_agent(cf, monkeypatch):
             _start(cf, tunnel_timeout=60.0)
     finally:
         stop.set()
-        watcher.join(5)
+        watcher.join(30)
     assert _agents(cf.program) == []
     assert session.current_receiver() is None
     monkeypatch.delenv("FAKE_CLOUDFLARED_HANG")
@@ -293,7 +293,7 @@ def test_interrupt_spares_the_agent_and_a_dead_kernels_orphan_is_ended(cf):
         assert requests.get(f"{info['metrics']}/ready", timeout=5).status_code == 200
     finally:
         child.kill()  # the kernel dies without cleaning up
-        child.wait(10)
+        child.wait(30)
     assert psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE  # the orphan lives on
     assert (cf.state / f"cloudflared-agent-{info['pid']}.json").exists()
     rx = _start(cf, name="k2.sqlite3")  # the next start here ends it by its recorded pid

@@ -87,7 +87,7 @@ def test_stalled_connections_end_at_the_request_deadline(tmp_path):
             assert one_answer(read_until_close(conn))[0] == 408
     finally:
         _close(conns)
-    rx.flush()
+    assert rx.flush(30)
     assert {r["status"] for r in rx.store.query("SELECT status FROM deliveries")} == {408}
 
 
@@ -131,7 +131,7 @@ def test_ulimit_1024_with_1100_connections_no_spin(tmp_path, max_connections):
         _close(conns)
         child.stdin.close()
         try:
-            child.wait(10)
+            child.wait(30)
         except Exception:
             child.kill()
         err = child.stderr.read()

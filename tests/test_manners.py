@@ -119,7 +119,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
             done.set()
 
         threading.Thread(target=background).start()
-        assert done.wait(5)
+        assert done.wait(30)
         df = rx.log()
         assert list(df.columns) == ["time", "level", "logger", "message"]
         text = " ".join(df["message"])
@@ -154,16 +154,16 @@ def test_on_callback_is_a_decorator_that_returns_the_function(mrx, client, song)
 
     assert callable(handler) and handler.__name__ == "handler"
     job = _replace(client, song)
-    mrx.wait(job.task_id, timeout=20, progress=False)
-    assert mrx.flush(10)
+    mrx.wait(job.task_id, timeout=WAIT_S, progress=False)
+    assert mrx.flush(WAIT_S)
     assert job.task_id in seen
     assert mrx.on_callback(handler, remove=True) is handler
 
 
 def test_result_reads_only_the_task_it_is_asked_for(mrx, client, song):
     first, second = _replace(client, song, "A"), _replace(client, song, "B")
-    a = mrx.wait(first.task_id, timeout=20, progress=False)
-    mrx.wait(second.task_id, timeout=20, progress=False)
+    a = mrx.wait(first.task_id, timeout=WAIT_S, progress=False)
+    mrx.wait(second.task_id, timeout=WAIT_S, progress=False)
     assert set(a.tracks["task_id"]) == {first.task_id} and len(a.tracks) == 2
     whole = mrx.frame()
     expected = whole[whole["task_id"] == first.task_id].reset_index(drop=True)
@@ -194,7 +194,7 @@ def test_tracker_shows_this_session_by_default_and_history_on_request(mrx, clien
 
 def test_known_tracks_are_this_sessions_by_default(mrx, client, song, old_store):
     job = _replace(client, song)
-    mrx.wait(job.task_id, timeout=20, progress=False)
+    mrx.wait(job.task_id, timeout=WAIT_S, progress=False)
     form = submit_form(client, mrx)
     try:
         values = [v for _, v in form.known.options if v]
@@ -246,7 +246,7 @@ def test_tracker_says_by_itself_when_the_receiver_stops(tmp_path):
     try:
         with trait_change(tr.status, "value", lambda v: "receiver is stopped" in v) as said:
             stop_receiver()
-            assert said.wait(2)
+            assert said.wait(WAIT_S)
     finally:
         tr.close()
 

@@ -239,7 +239,7 @@ def test_body_over_the_limit_is_413_and_the_receiver_keeps_answering(rx):
     r = post(rx.url, big)
     assert r.status_code == 413
     assert "limit" in r.json()["msg"]
-    assert rx.flush()
+    assert rx.flush(30)
     assert rx.deliveries().iloc[0]["status"] == 413
     assert post(rx.url, seed_bytes("seed_success.json")).status_code == 200
 

@@ -69,7 +69,7 @@ def _shown(rx) -> str:
 
 def _gone(pid: int) -> bool:
     with contextlib.suppress(psutil.NoSuchProcess):
-        psutil.Process(pid).wait(10)
+        psutil.Process(pid).wait(30)
     return not agent.alive(pid)
 
 

@@ -410,7 +410,7 @@ def test_interrupted_cell_agent_survives_and_leftover_is_reaped(env, upstream, m
 def test_atexit_ends_the_agent(env, upstream):
     child = _spawn_child(env, upstream.port, "exit")
     pid = json.loads(child.readline())["pid"]
-    assert child.proc.wait(timeout=15) == 0
+    assert child.proc.wait(timeout=30) == 0
     assert _wait_gone(pid)
     assert not list(env.state.glob("ngrok-agent-*.json"))
 
@@ -727,7 +727,7 @@ def test_orphan_whose_identity_matches_is_ended(tmp_path, sleeper):
     assert agent.matches(sleeper.pid, record["agent_created"], record["agent_cmdline_sha256"])
 
     assert agent.reap_leftovers(tmp_path, "test-agent-", set()) == []
-    assert sleeper.wait(timeout=10) is not None  # ended (SIGTERM through psutil)
+    assert sleeper.wait(timeout=30) is not None  # ended (SIGTERM through psutil)
     assert not path.exists()
 
 

@@ -282,7 +282,7 @@ def test_interrupted_cell_leaves_receiver_and_agent_alive(ngrok, tmp_path):
         assert r.status_code == 200
     finally:
         child.terminate()
-        child.wait(10)
+        child.wait(30)
     # The next start in this process finds the dead kernel's agent by its recorded pid.
     session.start_receiver(
         tmp_path / "k2.sqlite3", tunnel="ngrok", authtoken=TOKEN, poll=False, **ngrok
