@@ -55,7 +55,7 @@ def world(tmp_path_factory):
                     ids[name] = job.task_id
                 for task_id in ids.values():
                     assert rx.wait(task_id, timeout=60, progress=False).state == "succeeded"
-                rx.flush()
+                assert rx.flush(30)
                 clear_memory_cache()
                 table = compare_takes(rx, list(ids.values()), progress=False)
                 # The autouse fixture stops the current receiver after each test; what

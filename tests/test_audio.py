@@ -252,7 +252,7 @@ def test_download_results_archives_a_receivers_frame_once(sandbox, rx, tmp_path)
         infill_end_s=15,
         original_duration=song.duration,
     )
-    rx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    rx.wait(job.task_id, timeout=60, progress=False, raise_on_failure=True)
     frame = rx.frame()
     assert len(frame) == 2
 

@@ -15,7 +15,8 @@ import time
 import pytest
 
 import suno_nb.audio as audio
-from suno_nb.widgets import _lanes, audition
+from suno_nb.widgets import audition
+from tests.frontend import send_from_page, sent_to_page
 from tests.test_audio_fetch import DEADLINE, NO_HANG, cache, files, hosts, songs, stub_receiver
 
 pytestmark = pytest.mark.timeout(120)  # a hang fails here, not after 300 s
@@ -34,12 +35,6 @@ def made():
     yield widgets
     for w in widgets:
         w.close()
-
-
-def _sent(au) -> list[tuple[dict, list]]:
-    out: list[tuple[dict, list]] = []
-    au.send = lambda content, buffers=None: out.append((content, list(buffers or [])))
-    return out
 
 
 def test_a_silent_host_does_not_hold_up_the_audition(hosts, cache, short_deadline, made):
@@ -63,18 +58,17 @@ def test_a_trickling_host_is_reported_in_the_lanes_and_the_audio_message(
     host = hosts("trickle")
     rx = stub_receiver(files.url("/original.mp3"), [host.url("/a.mp3")])
     t0 = time.monotonic()
-    view = _lanes.build(rx, "replace")
+    au = audition(rx, "replace")
+    made.append(au)
     assert time.monotonic() - t0 < NO_HANG
-    original, take = view["lanes"]
+    original, take = au.lanes
     assert original["error"] is None and original["bytes"] and len(original["peaks"]) == 800
     assert "cannot be fetched" in take["error"] and f"{DEADLINE:g} s deadline" in take["error"]
     assert take["metrics"]["offset_ms"] is None  # not measured
 
-    au = audition(rx, "replace")
-    made.append(au)
-    sent = _sent(au)
+    sent = sent_to_page(au)
     t0 = time.monotonic()
-    au._on_msg(au, {"type": "audio", "key": "take1"}, [])  # what the page asks for
+    send_from_page(au, {"type": "audio", "key": "take1"})  # what the page asks for
     assert rx.feed.join(60)
     assert time.monotonic() - t0 < NO_HANG
     (content, buffers), *_ = sent
@@ -129,8 +123,8 @@ def test_the_audition_refuses_paths_and_other_schemes(kind, fifo, hosts, files, 
     assert take["error"].startswith("The audio of take 1 cannot be fetched: refused to fetch")
     assert "only http:// and https://" in take["error"], take["error"]
     assert not take["bytes"] and take["url"] == "" and take["peaks"] == []
-    sent = _sent(au)
-    _guarded(lambda: au._on_msg(au, {"type": "audio", "key": "take1"}, []))
+    sent = sent_to_page(au)
+    _guarded(lambda: send_from_page(au, {"type": "audio", "key": "take1"}))
     assert rx.feed.join(60)
     (content, _), *_ = sent
     assert content["type"] == "audio_error" and "refused" in content["message"]

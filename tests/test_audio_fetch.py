@@ -287,13 +287,12 @@ def test_an_html_answer_is_not_cached_and_the_recovered_host_gives_metrics(files
 
 
 def test_a_non_audio_file_cached_by_an_older_version_is_fetched_again(files, songs, cache):
-    from suno_nb.audio.core import _url_key
-
     url = files.url("/original.mp3")
-    cache.mkdir(parents=True)
-    (cache / f"{_url_key(url)}.mp3").write_bytes(HTML)  # what the old cache kept
+    cached = audio.fetch(url)
+    assert cached.parent == cache and files.hits["/original.mp3"] == 1
+    cached.write_bytes(HTML)  # what the old cache kept under that name
     path = audio.fetch(url)
-    assert path.read_bytes() == songs["original"] and files.hits["/original.mp3"] == 1
+    assert path.read_bytes() == songs["original"] and files.hits["/original.mp3"] == 2
     samples, sr = audio.load(url)
     assert sr == SR and samples.size > 10 * SR
 

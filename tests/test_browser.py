@@ -306,7 +306,7 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
         "() => { const imgs = [...document.querySelectorAll('img.widget-image')]"
         ".filter(i => i.getAttribute('src'));"
         " return imgs.length >= 1 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-        timeout=20_000,
+        timeout=30_000,
     )
     widths = page.eval_on_selector_all(
         "img.widget-image", "els => els.filter(i => i.getAttribute('src')).map(i => i.naturalWidth)"
@@ -418,7 +418,7 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     root.locator(".snb-play").click()
     page.wait_for_function(
         "() => parseFloat(document.querySelector('.snb-audition').dataset.position) > 1.5",
-        timeout=15_000,
+        timeout=30_000,
     )
     page.keyboard.press("2")
     media = page.evaluate(MEDIA_STATE)
@@ -473,7 +473,7 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     # --- a star click lands in the ledger: rx.frame() in the kernel -----
     take1 = state["takes"][0]
     root.locator(".snb-lane").nth(1).locator(".snb-star[data-stars='4']").click()
-    page.wait_for_selector(".snb-lane[data-stars='4']", timeout=10_000)
+    page.wait_for_selector(".snb-lane[data-stars='4']", timeout=30_000)
     code = (
         "f = rx.frame().set_index('track_id')\n"
         f"print(int(f.loc['{take1}', 'rating']) if 'rating' in f.columns else "
@@ -496,7 +496,7 @@ def test_audition_plays_switches_seeks_and_rates(audition_lab, audio_page):
     # --- saved from the browser, the notebook stays small and holds no audio -----
     page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function(
-        "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=15_000
+        "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000
     )
     saved = (lab.root / AUDITION_NOTEBOOK.name).read_text()
     assert len(saved.encode()) < 1_000_000

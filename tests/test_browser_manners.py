@@ -20,12 +20,12 @@ import nbformat
 import pytest
 
 from suno_nb.store import Store, Submission
-from suno_nb.widgets._button import QUEUED_TEXT
 from tests.test_browser import ARTIFACTS, lab, page  # noqa: F401 - the fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = "stale_store.ipynb"
+QUEUED_TEXT = "queued — runs when the current cell finishes"  # what the page shows
 STALE = ("stale-a", "stale-b", "stale-c")
 CELLS = [
     """import suno_nb as snb
@@ -146,7 +146,7 @@ def test_restart_and_run_all_on_a_stale_store_writes_nothing_to_stderr(lab, page
     queued = page.locator(".suno-nb-queued")
     page.wait_for_function(
         f"() => document.querySelector('.suno-nb-queued').textContent === {QUEUED_TEXT!r}",
-        timeout=5_000,
+        timeout=30_000,
     )
     assert button.is_disabled()
     form.screenshot(path=str(ARTIFACTS / "submit-queued.png"))
@@ -155,7 +155,7 @@ def test_restart_and_run_all_on_a_stale_store_writes_nothing_to_stderr(lab, page
     page.wait_for_selector("text=Submitted: task", timeout=30_000)
     assert queued.inner_text() == ""
     page.wait_for_function(IDLE, timeout=30_000)
-    page.wait_for_selector("table.suno-nb-tracker tr[data-task-id]", timeout=15_000)
+    page.wait_for_selector("table.suno-nb-tracker tr[data-task-id]", timeout=30_000)
     rows = page.locator("table.suno-nb-tracker tr[data-task-id]")
     assert rows.count() == 1  # one click sent one task; the stale ones stay in history
     assert page.locator(STDERR).count() == 0

@@ -77,7 +77,7 @@ class Seen:
 class Reply:
     status: int = 200
     body: Any = None  # dict/list/number -> JSON; str/bytes -> sent raw as text/html
-    delay: float = 0.0
+    hold: threading.Event | None = None  # answer only once the test sets it
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,7 +87,7 @@ class RecordingServer:
 
     requests: list[Seen] = field(default_factory=list)
     script: dict[tuple[str, str], deque[Reply]] = field(default_factory=dict)
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)  # a reply held back
 
     def start(self) -> RecordingServer:
         owner = self
@@ -108,8 +108,9 @@ class RecordingServer:
                     )
                 )
                 reply = owner.next_reply(self.command, parts.path)
-                if reply.delay:
-                    owner.stop_event.wait(reply.delay)
+                if reply.hold is not None:  # released by the test, or by stop()
+                    owner.holding.set()
+                    reply.hold.wait()
                 if isinstance(reply.body, (str, bytes)):
                     raw = reply.body.encode() if isinstance(reply.body, str) else reply.body
                     ctype = "text/html"
@@ -141,7 +142,10 @@ class RecordingServer:
         return self
 
     def stop(self) -> None:
-        self.stop_event.set()
+        for queue in self.script.values():
+            for reply in queue:
+                if reply.hold is not None:
+                    reply.hold.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
@@ -153,10 +157,10 @@ class RecordingServer:
         status: int = 200,
         body: Any = None,
         *,
-        delay: float = 0.0,
+        hold: threading.Event | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        reply = Reply(status, body, delay, dict(headers or {}))
+        reply = Reply(status, body, hold, dict(headers or {}))
         self.script.setdefault((method, path), deque()).append(reply)
 
     def next_reply(self, method: str, path: str) -> Reply:
@@ -178,7 +182,7 @@ def server():
 
 @pytest.fixture
 def client(server):
-    with SunoClient(KEY, base_url=server.url, timeout=2.0, backoff=0.001) as c:
+    with SunoClient(KEY, base_url=server.url, timeout=30, backoff=0.001) as c:
         yield c
 
 
@@ -676,19 +680,29 @@ def test_connection_refused_post_is_not_retried(refused_url):
 
 
 def test_post_read_timeout_is_not_retried_and_may_have_reached(server):
-    server.reply("POST", REPLACE, 200, ok({"taskId": "late"}), delay=2.0)
+    release = threading.Event()
+    server.reply("POST", REPLACE, 200, ok({"taskId": "late"}), hold=release)
+    server.reply("GET", CREDIT, 200, ok(1))
     rx = FakeReceiver()
-    c = SunoClient(KEY, base_url=server.url, timeout=0.3, get_retries=5, backoff=0.001)
-    t0 = time.monotonic()
+    session = CountingSession()
+    c = SunoClient(
+        KEY, base_url=server.url, session=session, timeout=0.3, get_retries=5, backoff=0.001
+    )
     with pytest.raises(NetworkError) as info:
         c.replace_section(**args(), receiver=rx)
-    assert time.monotonic() - t0 < 1.5
+    # The client gave up on its own read timeout: the service had the POST and was still
+    # holding its answer back (released only now).
+    assert server.holding.wait(30)
+    release.set()
     exc = info.value
     assert exc.may_have_reached is True
     assert "no answer within 0.3 s" in str(exc)
     assert "client.get_details(" in str(exc) and "second paid task" in str(exc)
-    time.sleep(0.3)  # room for a (wrong) retry to show up
-    assert len(server.seen("POST")) == 1
+    assert session.calls == ["POST"]  # the POST was sent exactly once: no retry
+    # The service saw it once too: a later request of ours arrived after it (and after any
+    # retry the client could have sent before giving up).
+    assert requests.get(server.url + CREDIT, timeout=30).status_code == 200
+    assert [r.method for r in server.requests] == ["POST", "GET"]
     assert rx.submissions == []
 
 
@@ -788,20 +802,22 @@ def test_key_with_newline_is_refused_without_echoing_it():
 def test_api_key_never_in_repr_errors_or_logs(server, refused_url, caplog, recwarn):
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 included
     texts: list[str] = []
-    c = SunoClient(KEY, base_url=server.url, timeout=0.3, get_retries=1, backoff=0.001)
+    c = SunoClient(KEY, base_url=server.url, timeout=30, get_retries=1, backoff=0.001)
+    impatient = SunoClient(KEY, base_url=server.url, timeout=0.3, get_retries=1, backoff=0.001)
     texts.append(repr(c))
 
     # The service echoes the key back in its message and in a non-JSON error page.
     server.reply("POST", REPLACE, 200, {"code": 401, "msg": f"bad key {KEY}"})
     server.reply("GET", CREDIT, 500, f"<pre>Authorization: Bearer {KEY}</pre>")
     server.reply("GET", RECORD, 200, {"code": 500, "msg": f"lookup failed for {KEY}"})
-    server.reply("POST", GENERATE, 200, ok({"taskId": "g"}), delay=2.0)
+    held = threading.Event()  # the service never answers the generate POST in time
+    server.reply("POST", GENERATE, 200, ok({"taskId": "g"}), hold=held)
     calls = [
         lambda: c.replace_section(**args()),
         lambda: c.credits(),
         lambda: c.replace_section(**args(original_duration=None)),  # lookup warns, then 401
         lambda: c.replace_section(**args(infill_end_s=1)),
-        lambda: c.generate(prompt="p"),  # read timeout
+        lambda: impatient.generate(prompt="p"),  # read timeout
         lambda: SunoClient(KEY, base_url=refused_url, get_retries=1, backoff=0.001).credits(),
     ]
     for call in calls:

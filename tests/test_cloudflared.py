@@ -36,7 +36,7 @@ from suno_nb.errors import (
     TunnelError,
 )
 
-from .conftest import post, seed_bytes
+from .conftest import post, seed_bytes, wait_until
 
 FAKE = Path(__file__).resolve().parent / "fake_cloudflared" / "fake_cloudflared.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ KNOBS = (
     "NGROK_AUTHTOKEN",
 )
 QUICK_URL = re.compile(r"^https://[a-z0-9-]+\.trycloudflare\.com$")
+NO_HANG = 30.0  # seconds: a start that must fail rather than hang (not a speed check)
 
 
 def _fake():
@@ -67,7 +68,7 @@ def _agents(program: str) -> list[int]:
     return found
 
 
-def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
+def _wait_gone(pid: int, timeout: float = 30.0) -> bool:
     try:
         psutil.Process(pid).wait(timeout)
     except psutil.NoSuchProcess:
@@ -227,7 +228,7 @@ def test_failing_agent_gives_one_actionable_error(cf, monkeypatch, knob, error, 
     with pytest.raises(TunnelError) as caught:
         _start(cf, tunnel_timeout=1.0)
     assert type(caught.value) is error
-    assert time.monotonic() - began < 10
+    assert time.monotonic() - began < NO_HANG  # anti-hang guard, not a speed check
     for phrase in phrases:
         assert phrase in str(caught.value)
     assert caught.value.__cause__ is None
@@ -241,11 +242,10 @@ def test_interrupt_during_start_leaves_no_agent(cf, monkeypatch):
     monkeypatch.setenv("FAKE_CLOUDFLARED_HANG", "1")
     stop = threading.Event()
 
-    def interrupt_once_it_runs() -> None:
-        while not stop.wait(0.05):
-            if _agents(cf.program):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+    def interrupt_once_it_runs() -> None:  # the agent process exists: it is starting
+        started = wait_until(lambda: stop.is_set() or bool(_agents(cf.program)), 60)
+        if started and not stop.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
 
     watcher = threading.Thread(target=interrupt_once_it_runs, daemon=True)
     watcher.start()
@@ -254,7 +254,7 @@ def test_interrupt_during_start_leaves_no_agent(cf, monkeypatch):
             _start(cf, tunnel_timeout=60.0)
     finally:
         stop.set()
-        watcher.join(5)
+        watcher.join(30)
     assert _agents(cf.program) == []
     assert session.current_receiver() is None
     monkeypatch.delenv("FAKE_CLOUDFLARED_HANG")
@@ -293,7 +293,7 @@ def test_interrupt_spares_the_agent_and_a_dead_kernels_orphan_is_ended(cf):
         assert requests.get(f"{info['metrics']}/ready", timeout=5).status_code == 200
     finally:
         child.kill()  # the kernel dies without cleaning up
-        child.wait(10)
+        child.wait(30)
     assert psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE  # the orphan lives on
     assert (cf.state / f"cloudflared-agent-{info['pid']}.json").exists()
     rx = _start(cf, name="k2.sqlite3")  # the next start here ends it by its recorded pid

@@ -358,7 +358,7 @@ def test_sandbox_generate_callbacks_have_the_documented_stage_shapes(sb):
         gen = {**load("sunoapi.org/generate.request.json"), "callBackUrl": catcher.url}
         r = requests.post(f"{sb.url}/api/v1/generate", json=gen, headers=_auth(sb), timeout=5)
         assert r.json()["code"] == 200
-        assert sb.wait_idle(10)
+        assert sb.wait_idle(30)
         by_stage = {b["data"]["callbackType"]: b for b in catcher.bodies()}
         assert list(by_stage) == ["text", "first", "complete"]
         for stage in by_stage:
@@ -391,7 +391,7 @@ def test_sandbox_replace_section_callbacks_have_the_seed_shapes(sb, name, form):
             f"{sb.url}/api/v1/generate/replace-section", json=body, headers=_auth(sb), timeout=5
         )
         assert r.json()["code"] == 200
-        assert sb.wait_idle(10)
+        assert sb.wait_idle(30)
         [sent] = catcher.bodies()
         assert shape(sent) == shape(load(f"sunoapi.org/{name}"))
     finally:

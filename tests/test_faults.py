@@ -243,7 +243,7 @@ def test_failed_stage_callback_ends_the_task_as_failed(tmp_path):
             mine = log[log["task_id"] == task_id]
             assert list(mine["callback_type"]) == ["failed"]
             assert list(mine["code"]) == [501] and list(mine["status"]) == [200]
-            rx.flush()
+            assert rx.flush(30)
             row = rx.tasks().set_index("task_id").loc[task_id]
         finally:
             session.stop_receiver()

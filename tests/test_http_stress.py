@@ -1,7 +1,8 @@
 """Stalled and trickling connections, and a receiver at ``ulimit -n 1024`` (loopback only).
 
-Bounded loops; functional checks with generous margins (the machine is shared).  The figures
-themselves are measured in benchmarks/bench_stall.py and reported in docs/performance.md.
+Bounded loops; functional checks only (the machine is shared): no latency is asserted here.
+The figures themselves are measured in benchmarks/bench_stall.py and reported in
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 import suno_nb.session as session
 
-from .conftest import post, seed_bytes
+from .conftest import post, seed_bytes, wait_until
 from .rawhttp import one_answer, read_until_close
 from .test_kill import _body, start_child
 
@@ -40,16 +41,14 @@ def _close(conns: list[socket.socket]) -> None:
             conn.close()
 
 
-def _timed_post(url: str, body: bytes) -> tuple[int, float]:
-    started = time.perf_counter()
-    status = post(url, body).status_code
-    return status, time.perf_counter() - started
-
-
 @pytest.mark.parametrize("max_connections", [256, 2100])
 def test_1000_stalled_and_1000_trickling_connections(tmp_path, max_connections):
     rx = session.start_receiver(
-        tmp_path / "st.sqlite3", tunnel=None, poll=False, max_connections=max_connections
+        tmp_path / "st.sqlite3",
+        tunnel=None,
+        poll=False,
+        max_connections=max_connections,
+        request_timeout=3600,  # no stalled connection ends on its own during the test
     )
     proc = psutil.Process()
     threads0, rss0 = threading.active_count(), proc.memory_info().rss
@@ -58,21 +57,22 @@ def test_1000_stalled_and_1000_trickling_connections(tmp_path, max_connections):
     stalled = _open(rx.port, 1000, head)  # and nothing more, ever
     trickling = _open(rx.port, 1000, b"P")
     try:
-        latencies = []
+        held = []  # connections the server held open when each valid callback was answered
         for round_ in range(6):  # one more byte on each trickling connection per round
             for conn in trickling:
                 with contextlib.suppress(OSError):
                     conn.send(b"OST /x HTTP/1.1\r\nX-Slow: 1\r\n"[round_ : round_ + 1])
-            status, took = _timed_post(rx.url, _body(round_))
-            assert status == 200
-            latencies.append(took)
-            time.sleep(0.2)
+            assert post(rx.url, _body(round_)).status_code == 200
+            held.append(rx.server.connections)
+            time.sleep(0.2)  # pacing the trickle, not waiting for anything
         threads = threading.active_count() - threads0
         rss_mb = (proc.memory_info().rss - rss0) / 2**20
         # One server thread whatever the number of connections; memory stays small.
         assert threads <= 2, threads
         assert rss_mb < 150, rss_mb
-        assert max(latencies) < 2.0, latencies  # well inside: typically a few ms
+        # Answered while the slow connections were still open: nothing had to end first
+        # (with room for all of them, none was shed; with 256, only the cap's worth is kept).
+        assert min(held) >= min(2000, max_connections - 2), held
         assert rx.server.connections <= max_connections + 2
         assert len(rx.frame()) == 6
     finally:
@@ -87,7 +87,7 @@ def test_stalled_connections_end_at_the_request_deadline(tmp_path):
             assert one_answer(read_until_close(conn))[0] == 408
     finally:
         _close(conns)
-    rx.flush()
+    assert rx.flush(30)
     assert {r["status"] for r in rx.store.query("SELECT status FROM deliveries")} == {408}
 
 
@@ -119,20 +119,19 @@ def test_ulimit_1024_with_1100_connections_no_spin(tmp_path, max_connections):
             assert [post(url, _body(n)).status_code for n in range(10)] == [200] * 10
         _close(conns)
         conns = []
-        deadline = time.monotonic() + 15
-        while True:  # descriptors free again: valid callbacks are answered
+
+        def answered() -> bool:
             try:
-                if post(url, _body(99)).status_code == 200:
-                    break
+                return post(url, _body(99)).status_code == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+                return False
+
+        assert wait_until(answered)  # descriptors free again: valid callbacks are answered
     finally:
         _close(conns)
         child.stdin.close()
         try:
-            child.wait(10)
+            child.wait(30)
         except Exception:
             child.kill()
         err = child.stderr.read()

@@ -260,7 +260,7 @@ def test_random_raw_bytes_are_always_answered(srx):
 
     one()
     assert len(answered) >= 300
-    srx.flush()
+    assert srx.flush(30)
     assert len(_rows(srx)) >= len([s for s in answered if s != 408])
 
 

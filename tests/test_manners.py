@@ -15,9 +15,11 @@ from suno_nb import Sandbox, SunoClient
 from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.store import Store, Submission
 from suno_nb.widgets import submit_form, tracker
-from suno_nb.widgets._button import QUEUED_TEXT, QueuedButton
 from suno_nb.widgets.tracker import render_tasks
+from tests.frontend import shown
 from tests.test_widgets import WAIT_S, settle, trait_change
+
+QUEUED_TEXT = "queued — runs when the current cell finishes"  # what the page shows
 
 
 def _ours() -> list[str]:
@@ -117,7 +119,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
             done.set()
 
         threading.Thread(target=background).start()
-        assert done.wait(5)
+        assert done.wait(30)
         df = rx.log()
         assert list(df.columns) == ["time", "level", "logger", "message"]
         text = " ".join(df["message"])
@@ -126,7 +128,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
         assert token not in text and "k" * 32 not in text
         assert set(rx.log("WARNING")["level"]) == {"WARNING"}
         assert rx.log("ERROR").empty
-        assert "delivery to" in repr(rx) and "rx.log()" in rx._repr_html_()
+        assert "delivery to" in repr(rx) and "rx.log()" in shown(rx)["text/html"]
         with pytest.raises(ValueError, match="level"):
             rx.log("LOUD")
     finally:
@@ -137,7 +139,7 @@ def test_rx_log_keeps_records_without_secrets_and_detaches_on_stop(tmp_path):
 def test_repr_says_how_many_tasks_were_given_up(mrx):
     mrx.store.give_up("old-open", "unknown", "the service did not know this task")
     assert "1 task unknown to the service" in repr(mrx)
-    assert "1 task unknown to the service" in mrx._repr_html_()
+    assert "1 task unknown to the service" in shown(mrx)["text/html"]
 
 
 # --- lifecycle promises -----------------------------------------------------------------------
@@ -152,16 +154,16 @@ def test_on_callback_is_a_decorator_that_returns_the_function(mrx, client, song)
 
     assert callable(handler) and handler.__name__ == "handler"
     job = _replace(client, song)
-    mrx.wait(job.task_id, timeout=20, progress=False)
-    assert mrx.flush(10)
+    mrx.wait(job.task_id, timeout=WAIT_S, progress=False)
+    assert mrx.flush(WAIT_S)
     assert job.task_id in seen
     assert mrx.on_callback(handler, remove=True) is handler
 
 
 def test_result_reads_only_the_task_it_is_asked_for(mrx, client, song):
     first, second = _replace(client, song, "A"), _replace(client, song, "B")
-    a = mrx.wait(first.task_id, timeout=20, progress=False)
-    mrx.wait(second.task_id, timeout=20, progress=False)
+    a = mrx.wait(first.task_id, timeout=WAIT_S, progress=False)
+    mrx.wait(second.task_id, timeout=WAIT_S, progress=False)
     assert set(a.tracks["task_id"]) == {first.task_id} and len(a.tracks) == 2
     whole = mrx.frame()
     expected = whole[whole["task_id"] == first.task_id].reset_index(drop=True)
@@ -192,7 +194,7 @@ def test_tracker_shows_this_session_by_default_and_history_on_request(mrx, clien
 
 def test_known_tracks_are_this_sessions_by_default(mrx, client, song, old_store):
     job = _replace(client, song)
-    mrx.wait(job.task_id, timeout=20, progress=False)
+    mrx.wait(job.task_id, timeout=WAIT_S, progress=False)
     form = submit_form(client, mrx)
     try:
         values = [v for _, v in form.known.options if v]
@@ -244,7 +246,7 @@ def test_tracker_says_by_itself_when_the_receiver_stops(tmp_path):
     try:
         with trait_change(tr.status, "value", lambda v: "receiver is stopped" in v) as said:
             stop_receiver()
-            assert said.wait(2)
+            assert said.wait(WAIT_S)
     finally:
         tr.close()
 
@@ -336,17 +338,22 @@ def test_ten_reruns_of_an_audition_cell_stay_bounded_and_other_cells_keep_theirs
 # --- the Submit button: a queued click is acknowledged, never doubled -------------------------
 
 
-def test_queued_button_acknowledges_each_click_once():
-    button = QueuedButton(description="Submit")
-    calls: list[int] = []
-    button.on_click(lambda b: calls.append(b.clicks))
-    assert button.queued_text == QUEUED_TEXT
-    assert "queued_text" in button._esm and "acked" in button._esm
-    button.click()
-    assert calls == [1] and button.acked == 1
-    button.clicks = 2  # what the page sends when the kernel gets to a queued click
-    assert calls == [1, 2] and button.acked == 2
-    button.close()
+def test_queued_button_acknowledges_each_click_once(mrx, client):
+    form = submit_form(client, mrx)  # nothing filled in: a click sends nothing
+    button = form.submit
+    try:
+        calls: list[int] = []
+        button.on_click(lambda b: calls.append(b.clicks))
+        assert button.queued_text == QUEUED_TEXT
+        page_code = button.get_state()["_esm"]  # the module the page runs (anywidget)
+        assert "queued_text" in page_code and "acked" in page_code
+        button.click()
+        assert calls == [1] and button.acked == 1
+        button.clicks = 2  # what the page sends when the kernel gets to a queued click
+        assert calls == [1, 2] and button.acked == 2
+        assert len(mrx.tasks()) == 3  # the stale tasks only: neither click sent one
+    finally:
+        form.close()
 
 
 def _form(client, rx, song, **kw):
@@ -402,14 +409,27 @@ def test_a_receiver_that_cannot_bind_releases_its_store(tmp_path):
     assert session.current_receiver() is None
 
 
-def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx):
+def test_wait_ends_when_the_poller_gives_up_and_says_why(mrx, monkeypatch):
     from suno_nb.errors import TaskFailedError
 
-    timer = threading.Timer(
-        0.3, mrx.store.give_up, ("old-open", "unknown", "the service did not know this task")
-    )
-    timer.start()
-    result = mrx.wait("old-open", timeout=20, progress=False)
+    looked = threading.Event()  # set once rx.wait() has read the task (and found it open)
+    read_task = mrx.store.task
+
+    def watched(task_id):
+        row = read_task(task_id)
+        looked.set()
+        return row
+
+    monkeypatch.setattr(mrx.store, "task", watched)
+
+    def give_up_while_waiting() -> None:
+        if looked.wait(WAIT_S):
+            mrx.store.give_up("old-open", "unknown", "the service did not know this task")
+
+    giver = threading.Thread(target=give_up_while_waiting)
+    giver.start()
+    result = mrx.wait("old-open", timeout=WAIT_S, progress=False)
+    giver.join(WAIT_S)
     assert result.state == "unknown" and not result.ok
     assert "did not know this task" in repr(result)
     with pytest.raises(TaskFailedError, match="did not know this task"):

@@ -22,7 +22,6 @@ import importlib.util
 import os
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from nbformat.v4 import new_code_cell
 
 from suno_nb.sandbox import Sandbox
 from suno_nb.store import Store
+
+from .conftest import wait_until
 
 pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
 
@@ -341,7 +342,5 @@ def test_hosted_branch_uses_the_keys_and_the_tunnel_and_shows_no_secret(hosted_e
     for label, pattern in SECRET_PATTERNS.items():
         assert not pattern.findall(saved), label
 
-    deadline = time.monotonic() + 10
-    while _agents(hosted_env["ngrok_path"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _agents(hosted_env["ngrok_path"]), "the ngrok agent outlived the kernel"
+    gone = wait_until(lambda: not _agents(hosted_env["ngrok_path"]))
+    assert gone, "the ngrok agent outlived the kernel"

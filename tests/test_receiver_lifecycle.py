@@ -13,6 +13,7 @@ from suno_nb.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header
 from suno_nb.store import Store
 
 from .conftest import post, seed_bytes
+from .frontend import shown
 from .test_receiver import _body
 
 # --- signatures and the allow-list ----------------------------------------------------------
@@ -72,7 +73,7 @@ def test_hmac_key_never_in_repr_or_frames(signed_rx):
     post(signed_rx.url, seed_bytes("seed_success.json"), signature_headers(KEY, "2fac****9f72"))
     texts = [
         repr(signed_rx),
-        signed_rx._repr_html_(),
+        shown(signed_rx)["text/html"],
         repr(signed_rx.config),
         signed_rx.frame().to_string(),
         signed_rx.tasks().to_string(),
@@ -186,12 +187,12 @@ def test_handlers_run_after_the_ack_and_a_raising_handler_is_isolated(rx):
     assert post(rx.url, seed_bytes("seed_success.json")).status_code == 200
     assert order == []  # the ack came while the slow handler was still waiting
     gate.set()
-    assert rx.flush(5)
+    assert rx.flush(30)
     assert order == ["slow"]
     assert seen == [("2fac****9f72", "succeeded", ("e231****-****-****-****-****8cadc7dc",))]
     rx.on_callback(good, remove=True)
     post(rx.url, _body(5))
-    rx.flush(5)
+    assert rx.flush(30)
     assert len(seen) == 1
 
 
@@ -199,10 +200,10 @@ def test_replay_reruns_handlers_without_duplicate_rows(rx):
     events = []
     rx.on_callback(events.append)
     post(rx.url, seed_bytes("seed_success.json"))
-    rx.flush(5)
+    assert rx.flush(30)
     first = int(rx.deliveries().iloc[0]["delivery_id"])
     event = rx.replay(first)
-    rx.flush(5)
+    assert rx.flush(30)
     assert (event.source, event.verdict, event.state) == ("replay", "duplicate", "succeeded")
     assert [e.source for e in events] == ["callback", "replay"]
     assert len(rx.frame()) == 1

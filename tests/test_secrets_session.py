@@ -22,6 +22,7 @@ from suno_nb import tunnel
 from suno_nb.tunnel import agent
 
 from .conftest import post, seed_bytes
+from .frontend import shown as display_data
 from .test_credentials import colab  # noqa: F401  (the fixture)
 
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
@@ -54,7 +55,7 @@ def _shown(rx) -> str:
     """Everything a notebook could display or save about the receiver."""
     texts = [
         repr(rx),
-        rx._repr_html_(),
+        display_data(rx)["text/html"],
         repr(rx.config),
         str(dataclasses.asdict(rx.config)),
         repr(rx.tunnel) if rx.tunnel is not None else "",
@@ -68,7 +69,7 @@ def _shown(rx) -> str:
 
 def _gone(pid: int) -> bool:
     with contextlib.suppress(psutil.NoSuchProcess):
-        psutil.Process(pid).wait(10)
+        psutil.Process(pid).wait(30)
     return not agent.alive(pid)
 
 
@@ -112,7 +113,7 @@ def test_webhook_hmac_key_from_colab(agent_paths, colab, caplog):  # noqa: F811
     assert rx.signed
     reply = post(rx.url, seed_bytes("seed_success.json"))  # unsigned: refused, and said why
     assert 400 <= reply.status_code < 500
-    assert HMAC not in repr(rx) + rx._repr_html_() + caplog.text + repr(rx.config)
+    assert HMAC not in repr(rx) + display_data(rx)["text/html"] + caplog.text + repr(rx.config)
 
 
 def test_rerun_after_setting_the_token_opens_the_tunnel_on_the_same_receiver(

@@ -23,6 +23,8 @@ import suno_nb.session as session
 from suno_nb import Faults, Sandbox, SunoClient, tunnel
 from suno_nb.store import Store
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
 
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
@@ -93,15 +95,13 @@ def _lost(log: pd.DataFrame, rows: dict[str, Any]) -> int:
     return sum(max(0, n - rows["stored"].get(t, 0)) for t, n in acked.items())
 
 
-def _settle(sb: Sandbox, rx: Any, timeout: float) -> None:
-    """Until the Sandbox has nothing scheduled and the store no pending task."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = rx.store.query("SELECT count(*) AS n FROM tasks WHERE state = 'pending'")
-        if sb.wait_idle(0.2) and pending[0]["n"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not settled after {timeout} s")
+def _settle(sb: Sandbox, rx: Any, task_ids: list[str], timeout: float = 120.0) -> None:
+    """Until every task has its final result, the Sandbox has nothing scheduled (copies and
+    retries included) and the receiver has committed all it got (``timeout``: anti-hang)."""
+    for task_id in task_ids:
+        rx.wait(task_id, timeout=timeout, progress=False)
+    assert sb.wait_idle(timeout), f"the sandbox still had work after {timeout} s"
+    assert rx.flush(timeout)
 
 
 def _submit(client: SunoClient, song: Any, n: int) -> str:
@@ -137,17 +137,23 @@ def test_tunnel_dropped_mid_burst_loses_nothing_and_polling_recovers_the_rest(ng
         assert rx.mode == "ngrok" and rx.url.startswith(rx.public_url) and rx.url != rx.local_url
         pid, public = rx.tunnel.agent_pid, rx.public_url
         song = sb.create_song(duration=SONG_S)
+        results: list[str] = []
+        through = threading.Event()  # five results came through the tunnel: then it drops
+
+        @rx.on_callback
+        def count(event: Any) -> None:
+            results.append(event.task_id)
+            if len(results) >= 5:
+                through.set()
+
         task_ids = []
         for n in range(36):  # results fan out over 0.3-2.05 s after each submission
             sb.inject(Faults(duplicates=1 if n % 4 == 0 else 0, extra_delay=n * 0.05))
             task_ids.append(_submit(client, song, n))
-        deadline = time.monotonic() + 10
-        while rx.store.counts()["pending"] > len(task_ids) - 5:  # some got through first
-            assert time.monotonic() < deadline, "no callback came through the tunnel"
-            time.sleep(0.02)
+        assert through.wait(60), "no callback came through the tunnel"
         killed_at = time.time()
         os.kill(pid, signal.SIGKILL)  # the tunnel drops mid-burst: the public URL is dead
-        _settle(sb, rx, 30)
+        _settle(sb, rx, task_ids)
         log = _attempts(sb, task_ids)
     session.stop_receiver()
     tunnel.close_all()
@@ -166,10 +172,7 @@ def test_tunnel_dropped_mid_burst_loses_nothing_and_polling_recovers_the_rest(ng
     # No duplicate rows whatever arrived twice (copies, a callback beside a poll answer).
     assert all(rows["tracks"][t] == TRACKS and rows["accepted"][t] == 1 for t in task_ids)
     assert len(rows["track_keys"]) == len(set(rows["track_keys"]))
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid)  # no agent outlives the test
+    assert wait_until(lambda: not _alive(pid))  # no agent outlives the test
     assert tunnel.open_tunnels() == []
 
 
@@ -221,9 +224,9 @@ def test_300_callbacks_with_duplicates_and_failures_end_as_planned(tmp_path):
         for t in threads:
             t.join(60)
         assert errors == []
-        _settle(sb, rx, 30)
         # The Sandbox hands out injected faults in the order it creates tasks.
         task_ids = [t["task_id"] for t in sb.tasks() if t["type"] == "REPLACE_SECTION"]
+        _settle(sb, rx, task_ids)
         log = _attempts(sb, task_ids)
     session.stop_receiver()
     rows = _store(path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -145,12 +143,12 @@ def test_mp3_round_trip_keeps_length_and_sound(song: np.ndarray) -> None:
     assert 10 * np.log10(np.mean(song[: 10 * SR] ** 2) / np.mean(err**2)) > 10  # dB SNR
 
 
-def test_a_two_minute_song_synthesizes_and_encodes_quickly() -> None:
-    started = time.perf_counter()
+def test_a_two_minute_song_synthesizes_and_encodes() -> None:
+    # How fast is a benchmark's question (about 1 s on a laptop), not this test's.
     data = encode_mp3(synthesize_song(120.0, seed=1, sr=SR), SR)
-    elapsed = time.perf_counter() - started
     assert len(data) > 100_000
-    assert elapsed < 5.0, elapsed  # about 1 s on a laptop; generous for a busy CI box
+    decoded, sr = decode_audio(data)
+    assert sr == SR and abs(decoded.size / SR - 120.0) < 0.1  # the whole two minutes
 
 
 def test_covers_are_png_and_deterministic() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import threading
 import time
@@ -16,11 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
+import suno_nb.audio as audio
 from suno_nb import Faults, Sandbox, SunoClient
-from suno_nb.audio import decode
+from suno_nb.audio import CACHE_ENV, decode
 from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.widgets import (
     Audition,
@@ -32,8 +35,11 @@ from suno_nb.widgets import (
     tracker,
 )
 
+from .frontend import send_from_page, sent_to_page, shown
+from .test_audio_fetch import stub_receiver
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-WAIT_S = 20.0  # generous bounds for waits on events (a failure guard, not a measurement)
+WAIT_S = 30.0  # generous bounds for waits on events (a failure guard, not a measurement)
 
 
 def settle(rx, *widgets) -> None:
@@ -166,10 +172,10 @@ def test_entry_points_display_something_sensible_with_an_empty_receiver(client, 
     assert repr(tr) == "Tracker(filter='all')"
     assert repr(au) == "Audition(context=3 s)"
     for w in (form, tr):
-        bundle = w._repr_mimebundle_()
+        bundle = shown(w)
         assert bundle["text/plain"] == repr(w)
         assert "application/vnd.jupyter.widget-view+json" in bundle
-    data, _metadata = au._repr_mimebundle_()  # anywidget: (data, metadata)
+    data = shown(au)
     assert data["text/plain"] == repr(au)
     assert "application/vnd.jupyter.widget-view+json" in data and "image/png" not in data
     assert form.submit.disabled
@@ -238,7 +244,7 @@ def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
     form.submit.click()
     assert form.wait_idle(WAIT_S)
     assert len(wrx.tasks()) == 1 and "Not sent again" in form.status.value
-    result = wrx.wait(job.task_id, timeout=20, progress=False)
+    result = wrx.wait(job.task_id, timeout=WAIT_S, progress=False)
     assert result.ok and len(result.tracks) == 2
 
 
@@ -278,7 +284,7 @@ def test_unreachable_service_shows_in_the_form(wrx, song, made):
 @pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_known_tracks_fill_the_ids_and_the_waveform_is_drawn(client, wrx, song, made):
     job = _replace(client, song)
-    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
     form = _form(client, wrx, made, section=(5.0, 15.0))
     options = {v: k for k, v in form.known.options if v}
     takes = wrx.frame()
@@ -370,9 +376,9 @@ def test_tracker_filter(client, wrx, sb, song, made):
     ok = _replace(client, song, title="Good take")
     sb.inject(Faults(error_code=501), count=1)
     bad = _replace(client, song, 30.0, 40.0, title="Bad take")
-    wrx.wait(ok.task_id, timeout=20, progress=False)
-    wrx.wait(bad.task_id, timeout=20, progress=False)
-    wrx.flush()
+    wrx.wait(ok.task_id, timeout=WAIT_S, progress=False)
+    wrx.wait(bad.task_id, timeout=WAIT_S, progress=False)
+    assert wrx.flush(WAIT_S)
     tr = tracker(wrx)
     made.append(tr)
     assert _rows(tr.html.value) == {ok.task_id: "succeeded", bad.task_id: "failed"}
@@ -394,16 +400,9 @@ def test_tracker_filter(client, wrx, sb, song, made):
 # --- audition -------------------------------------------------------------------------------------
 
 
-def _sent(au) -> list[tuple[dict, list[bytes]]]:
-    """Capture what the widget sends to the browser (custom messages with buffers)."""
-    out: list[tuple[dict, list[bytes]]] = []
-    au.send = lambda content, buffers=None: out.append((content, list(buffers or [])))
-    return out
-
-
 def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, song, made):
     job = _replace(client, song, 20.0, 32.0)
-    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
     au = audition(wrx)  # default: the newest succeeded replace task of this session
     made.append(au)
     assert au.task_id == job.task_id and au.section == [20.0, 32.0]
@@ -420,14 +419,14 @@ def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, son
     assert au.lanes[0]["metrics"] is None
     assert repr(au) == "Audition(context=3 s)"
     assert au.summary() == "'Take' 0:20.00–0:32.00 (12.00 s): original + 2 takes"
-    data, _ = au._repr_mimebundle_()
+    data = shown(au)
     assert data["text/plain"] == repr(au) and data["image/png"][:8] == PNG_MAGIC
     # the synced state (what a notebook could save) is small and holds no audio
     state = json.dumps(au.get_state(), default=str)
     assert len(state) < 60_000 and "data:audio" not in state and "base64" not in state
     assert "katspaugh" not in state  # the player library is sent on request, not saved
-    sent = _sent(au)
-    au._on_msg(au, {"type": "libs"}, [])
+    sent = sent_to_page(au)
+    send_from_page(au, {"type": "libs"})
     (content, buffers), *_ = sent
     assert content == {"type": "libs"} and len(buffers) == 2  # vendored, not from a CDN
     assert b"wavesurfer.js 7." in buffers[0] and b"regions" in buffers[1]
@@ -436,25 +435,28 @@ def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, son
 
 @pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_sends_audio_bytes_and_keeps_working_after_the_sandbox_stops(
-    client, wrx, sb, song, made
+    client, wrx, sb, song, made, tmp_path, monkeypatch
 ):
+    cache = tmp_path / "audio-cache"  # this test's own audio cache: it empties it below
+    monkeypatch.setenv(CACHE_ENV, str(cache))
     job = _replace(client, song, 20.0, 32.0)
-    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
     au = audition(wrx, job.task_id)
     made.append(au)
-    sent = _sent(au)
+    sent = sent_to_page(au)
     sb.stop()  # the audio is in the cache now: the players must not depend on the sandbox
     for lane in au.lanes:
-        au._on_msg(au, {"type": "audio", "key": lane["key"]}, [])
+        send_from_page(au, {"type": "audio", "key": lane["key"]})
     assert au.wait_idle(WAIT_S)  # sent from the dispatcher thread
     assert [c["type"] for c, _ in sent] == ["audio"] * 3
     for (content, buffers), lane in zip(sent, au.lanes, strict=True):
         assert content["key"] == lane["key"] and content["mime"] == "audio/mpeg"
         samples, sr = decode(bytes(buffers[0]))
         assert abs(samples.size / sr - 60.0) < 0.5
-    # a track that cannot be fetched says so in plain words
-    au._sources["take1"] = sb.url + "/gone.mp3"
-    au._on_msg(au, {"type": "audio", "key": "take1"}, [])
+    # a track that cannot be fetched says so in plain words: with the cache emptied, take 1
+    # has to come from the stopped sandbox again
+    shutil.rmtree(cache)
+    send_from_page(au, {"type": "audio", "key": "take1"})
     assert au.wait_idle(WAIT_S)
     content, buffers = sent[-1]
     assert content["type"] == "audio_error" and buffers == []
@@ -464,19 +466,19 @@ def test_audition_sends_audio_bytes_and_keeps_working_after_the_sandbox_stops(
 @pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, tmp_path):
     job = _replace(client, song, 20.0, 32.0)
-    wrx.wait(job.task_id, timeout=20, progress=False, raise_on_failure=True)
+    wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
     au = audition(wrx)
     made.append(au)
     take1, take2 = (lane["track_id"] for lane in au.lanes[1:])
-    au._on_msg(au, {"type": "note", "track_id": take1, "note": "horns!"}, [])
+    send_from_page(au, {"type": "note", "track_id": take1, "note": "horns!"})
     assert "saved with the stars" in au.feedback
-    au._on_msg(au, {"type": "rate", "track_id": take1, "stars": 4}, [])
-    au._on_msg(au, {"type": "rate", "track_id": take2, "stars": 2}, [])
-    au._on_msg(au, {"type": "pick", "track_id": take2, "picked": True}, [])
-    au._on_msg(au, {"type": "pick", "track_id": take1, "picked": True}, [])  # one pick per task
+    send_from_page(au, {"type": "rate", "track_id": take1, "stars": 4})
+    send_from_page(au, {"type": "rate", "track_id": take2, "stars": 2})
+    send_from_page(au, {"type": "pick", "track_id": take2, "picked": True})
+    send_from_page(au, {"type": "pick", "track_id": take1, "picked": True})  # one pick per task
     assert au.ratings[take1] == {"stars": 4, "note": "horns!", "picked": True}
     assert au.ratings[take2] == {"stars": 2, "note": "", "picked": False}
-    au._on_msg(au, {"type": "rate", "track_id": take1, "stars": 7}, [])
+    send_from_page(au, {"type": "rate", "track_id": take1, "stars": 7})
     assert "stars" in au.feedback and "1" in au.feedback and "5" in au.feedback
     assert au.ratings[take1]["stars"] == 4
     frame = wrx.frame().set_index("track_id")
@@ -493,15 +495,20 @@ def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, 
 
 @pytest.mark.slow  # renders and decodes several songs: CI's slow run
 def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made, monkeypatch):
-    from suno_nb.widgets import _lanes
+    import suno_nb.analysis as analysis
 
-    built: list[str] = []
-    real_build = _lanes.build
-    monkeypatch.setattr(_lanes, "build", lambda rx, t: built.append(t) or real_build(rx, t))
+    built: list[str] = []  # the tasks whose takes were measured, in order
+    measure = analysis.compare_takes
+
+    def counted(rx, task_id, *args, **kwargs):
+        built.append(task_id)
+        return measure(rx, task_id, *args, **kwargs)
+
+    monkeypatch.setattr(analysis, "compare_takes", counted)
     first = _replace(client, song, 10.0, 20.0, title="First")
     second = _replace(client, song, 40.0, 58.5, title="Second")
     for job in (first, second):
-        wrx.wait(job.task_id, timeout=20, progress=False)
+        wrx.wait(job.task_id, timeout=WAIT_S, progress=False)
     au = audition(wrx, task_ids=[first.task_id, second.task_id], context=1.5)
     made.append(au)
     assert [t["task_id"] for t in au.tasks] == [first.task_id, second.task_id]
@@ -543,28 +550,45 @@ def test_audition_shows_ratings_given_elsewhere(client, wrx, song, made):
 def test_audition_of_a_failed_task_says_why(client, wrx, sb, song, made):
     sb.inject(Faults(error_code=531), count=1)
     job = _replace(client, song)
-    wrx.wait(job.task_id, timeout=20, progress=False)
+    wrx.wait(job.task_id, timeout=WAIT_S, progress=False)
     au = audition(wrx, job.task_id)
     made.append(au)
     assert "failed" in au.message and "531" in au.message and au.lanes == []
 
 
-def test_audition_streams_public_urls_and_sends_bytes_for_local_ones(monkeypatch):
-    from suno_nb.widgets import _lanes
+def test_audition_streams_public_urls_and_sends_bytes_for_local_ones(made, monkeypatch):
+    fetched: list[str] = []  # every URL the audition reads audio from (prefetch or peaks)
 
-    assert _lanes.is_local("http://127.0.0.1:8000/a.mp3") and _lanes.is_local("http://localhost/a")
-    assert _lanes.is_local("http://192.168.1.20/a.mp3") and _lanes.is_local("http://[::1]:80/a")
-    assert not _lanes.is_local("https://cdn1.suno.ai/abc.mp3")
-    fetched: list[str] = []
-    monkeypatch.setattr(_lanes, "_peaks", lambda url: fetched.append(url) or ([1, 2], 60.0))
-    track = {"track_id": "t1", "audio_url": "https://cdn1.suno.ai/t1.mp3", "duration": 60.0}
-    lane, url = _lanes._lane("take1", "Take 1", "take", "#000", track, None)
-    assert lane["url"] == url == track["audio_url"] and not lane["bytes"] and fetched == []
-    local = {**track, "audio_url": "http://127.0.0.1:9/t1.mp3"}
-    lane, _ = _lanes._lane("take1", "Take 1", "take", "#000", local, None)
-    assert lane["bytes"] and lane["url"] == "" and lane["peaks"] == [1, 2]
-    lane, _ = _lanes._lane("take1", "Take 1", "take", "#000", {"track_id": "t"}, None)
-    assert lane["error"] == "Take 1 has no audio URL."
+    def fake_fetch_many(urls, *args, **kwargs):
+        fetched.extend(urls)
+        return {}  # all fetched fine
+
+    def fake_peaks(url, points=1200, *args, **kwargs):
+        fetched.append(url)
+        return np.zeros(points), np.full(points, 0.5), 16.0
+
+    monkeypatch.setattr(audio, "fetch_many", fake_fetch_many)  # no network in this test
+    monkeypatch.setattr(audio, "peaks", fake_peaks)
+    local = [
+        "http://127.0.0.1:8000/a.mp3",
+        "http://localhost/a",
+        "http://192.168.1.20/a.mp3",
+        "http://[::1]:80/a",
+    ]
+    public = "https://cdn1.suno.ai/abc.mp3"
+    rx = stub_receiver(local[0], [*local[1:], public, None])
+    tasks = rx.tasks().assign(infill_start_s=None, infill_end_s=None)
+    rx.tasks = lambda: tasks.copy()  # no section: nothing is measured, so nothing public read
+    au = audition(rx, "replace")
+    made.append(au)
+    *near, far, silent = au.lanes
+    for lane in near:  # loopback and private addresses: fetched here, sent as bytes
+        assert lane["bytes"] and lane["url"] == "" and lane["error"] is None
+        assert lane["peaks"] == [128] * 800
+    assert far["url"] == public and not far["bytes"] and far["error"] is None
+    assert far["peaks"] == [] and public not in fetched  # the browser streams it
+    assert set(fetched) == set(local)
+    assert silent["error"] == "Take 5 has no audio URL."
 
 
 def test_fragment_url_is_kept_for_links():

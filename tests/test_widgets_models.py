@@ -20,7 +20,6 @@ from suno_nb import Sandbox, SunoClient
 from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.store import Submission
 from suno_nb.widgets import audition, render_tasks, submit_form, tracker
-from suno_nb.widgets._common import note
 from tests.test_widgets import WAIT_S, land, settle, trait_change
 
 RERUNS = 10
@@ -226,9 +225,8 @@ def test_every_colour_of_the_tracker_and_its_notes_is_a_theme_variable(tmp_path)
     for state in ("all", "pending", "succeeded", "failed"):
         html = render_tasks(_rows(now), state, now=now, hidden=3)
         assert fixed_colours(html) == [], (state, fixed_colours(html))
-    assert fixed_colours(render_tasks([], now=now)) == []
-    for kind in ("info", "ok", "warn", "error"):
-        assert fixed_colours(note("x", kind=kind)) == []
+    empty = render_tasks([], now=now)  # an "info" note
+    assert "No tasks yet" in empty and fixed_colours(empty) == []
     rx = start_receiver(tmp_path / "dark.sqlite3", tunnel=None, poll=False)
     rx.store.record_submission(Submission("t-1", "p", "a", 10.0, 20.0, title="one"))
     tr = tracker(rx)
@@ -243,14 +241,22 @@ def test_every_colour_of_the_tracker_and_its_notes_is_a_theme_variable(tmp_path)
 
 
 def test_the_submit_form_uses_theme_colours_too(rx, client, song):
-    form = submit_form(client, rx, task_id=song.task_id, audio_id=song.audio_id)
+    fields = {"prompt": "p", "tags": "t", "title": "T", "full_lyrics": "la la"}
+    form = submit_form(
+        client, rx, task_id=song.task_id, audio_id=song.audio_id, section=(20.0, 32.0), **fields
+    )
     try:
         assert form.wait_idle(WAIT_S)
-        form.submit.click()  # not ready: a "Not sent" error note
+        assert "Ready to submit" in form.validation.value  # an "ok" note
+        assert fixed_colours(form.validation.value) == [], form.validation.value
+        form.title.value = ""  # not ready: a "warn" note ...
+        form.submit.click()  # ... and a click: a "Not sent" error note
         for part in (form.header, form.original_info, form.validation, form.section_info):
             assert fixed_colours(part.value) == [], part.value
+        assert "Not ready" in form.validation.value
         assert fixed_colours(form.status.value) == [] and "Not sent" in form.status.value
-        assert fixed_colours(form.submit._esm) == []  # the "queued" text of the button
+        page_code = form.submit.get_state()["_esm"]  # the button's module, as the page gets it
+        assert fixed_colours(page_code) == []  # the "queued" text of the button
     finally:
         form.close()
 
