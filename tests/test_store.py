@@ -558,3 +558,15 @@ def test_reads_may_nest(store):
     with store.reading() as conn:
         assert store.task("t1")["state"] == SUCCEEDED  # a query inside a reading block
         assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == 2
+
+
+def test_a_store_of_an_earlier_schema_of_ours_is_refused_too(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "ours.sqlite3"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    with pytest.raises(StoreError, match=r"older suno_nb \(store schema 4\).*move the file aside"):
+        Store(path)

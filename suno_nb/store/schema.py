@@ -37,7 +37,7 @@ TERMINAL_STATES = FINAL_STATES + GAVE_UP_STATES  # nothing more is polled
 STATES = OPEN_STATES + TERMINAL_STATES
 
 APPLICATION_ID = 0x534E4E42  # "SNNB": this file is a suno_nb store
-SCHEMA_VERSION = 4  # 0.x stores before this one used 1..3 and no application_id
+SCHEMA_VERSION = 5  # 0.x stores: 1..3 had no application_id; 4 lacked signatures
 _OPEN_SQL = "('pending', 'running')"
 
 INDEXES = (
@@ -107,7 +107,9 @@ def check_file(path: str) -> bool:
                 f"{path} has store schema {user_version}, newer than this suno_nb understands "
                 f"({SCHEMA_VERSION}); upgrade suno_nb, or pass another store path"
             )
-    if application_id == 0 and _is_old_store(path):
+    if (application_id == APPLICATION_ID and user_version < SCHEMA_VERSION) or (
+        application_id == 0 and _is_old_store(path)
+    ):
         raise StoreError(
             f"{path} was written by an older suno_nb (store schema {user_version}). Before "
             "1.0 stores are not migrated: move the file aside (rename it, e.g. to "
