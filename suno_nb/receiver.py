@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import hmac
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from .rows import Delivery
 from .server import ProtocolError, send_json
 from .signing import header, verify
 from .store import Store
+from .store.writes import damaged
 
 log = logging.getLogger("suno_nb.receiver")
 
@@ -259,6 +261,38 @@ class CallbackApp:
             headers=dict(headers),
             received_at=time.time(),
         )
+
+    def replay(self, row: Mapping[str, Any]) -> CallbackEvent | Rejection:
+        """Judge and store a stored delivery (a ``deliveries`` row) again, as of its arrival
+        time; blocking.  A damaged row is a :class:`StoreError` naming it."""
+        body = row["body"] if row["body"] is not None else b""
+        try:
+            headers = json.loads(row["headers"] or "{}")
+            if not isinstance(body, bytes) or not isinstance(headers, dict):
+                raise TypeError(f"body {type(body).__name__}, headers {type(headers).__name__}")
+            if not all(isinstance(v, str) for v in headers.values()):
+                raise TypeError("a header value that is not text")
+        except (ValueError, TypeError) as exc:
+            raise damaged(f"delivery row {row['id']}", exc) from None
+        delivery = Delivery(
+            body=body,
+            source="replay",
+            remote_addr=row["remote_addr"],
+            via_tunnel=bool(row["via_tunnel"]),
+            method=row["method"],
+            path=row["path"],
+            headers=headers,
+            replay_of=row["id"],
+        )
+        judged = self.judge(delivery, signature_now=row["received_at"])
+        if isinstance(judged, Rejection):
+            self.store.record_rejection(
+                delivery, judged.status, judged.reason, judged.task_id
+            ).result()
+            return judged
+        return self.store.record_callback(
+            delivery, judged.callback, signature_ts=judged.signature_ts
+        ).result()
 
     def protocol_error(self, error: ProtocolError) -> None:
         """A request the server answered itself: its row, queued (never waited for)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ from ..logbook import Logbook
 from ..payloads import RecordInfo
 from ..poller import Fetch, Poller
 from ..receiver import AllowList, CallbackApp, Rejection, Verifier
-from ..rows import Delivery, Submission
+from ..rows import Submission
 from ..server import ServerThread
 from ..store import TERMINAL_STATES, Store
 from ..store.writes import damaged
@@ -343,34 +342,7 @@ class Receiver:
         row = self.store.delivery(delivery_id)
         if row is None:
             raise KeyError(f"no delivery with id {delivery_id}")
-        body = row["body"] if row["body"] is not None else b""
-        try:
-            headers = json.loads(row["headers"] or "{}")
-            if not isinstance(body, bytes) or not isinstance(headers, dict):
-                raise TypeError(f"body {type(body).__name__}, headers {type(headers).__name__}")
-            if not all(isinstance(v, str) for v in headers.values()):
-                raise TypeError("a header value that is not text")
-        except (ValueError, TypeError) as exc:
-            raise damaged(f"delivery row {delivery_id}", exc) from None
-        delivery = Delivery(
-            body=body,
-            source="replay",
-            remote_addr=row["remote_addr"],
-            via_tunnel=bool(row["via_tunnel"]),
-            method=row["method"],
-            path=row["path"],
-            headers=headers,
-            replay_of=delivery_id,
-        )
-        judged = self.app.judge(delivery, signature_now=row["received_at"])
-        if isinstance(judged, Rejection):
-            self.store.record_rejection(
-                delivery, judged.status, judged.reason, judged.task_id
-            ).result()
-            return judged
-        return self.store.record_callback(
-            delivery, judged.callback, signature_ts=judged.signature_ts
-        ).result()
+        return self.app.replay(row)
 
     # --- display and log --------------------------------------------------------------
 

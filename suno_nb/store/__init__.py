@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,35 +41,17 @@ from .schema import (
     check_file,
     create,
 )
+from .writer import Writer
 
 __all__ = ["DEFAULT_PATH", "OPEN_STATES", "TERMINAL_STATES", "Store"]
 
 log = logging.getLogger("suno_nb.store")
 T = TypeVar("T")
 
-MAX_GROUP = 64  # most queued functions sharing one COMMIT
 MAX_REJECTED = 10_000  # rejected deliveries kept (the newest): scanners cannot fill the disk
 MAX_REJECTED_BYTES = 32 * 1024 * 1024  # ... nor by sending large rejected requests
 _OPEN_SQL = "('pending', 'running')"
 _SINCE = "coalesce(submitted_at, first_seen_at)"
-
-
-@dataclass(eq=False)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    announce: Callable[[Any], Change | None] | None
-    future: Future = field(default_factory=Future)
-    value: Any = None
-    error: BaseException | None = None
-
-
-def _failure(exc: BaseException) -> BaseException:
-    """What a caller sees: SQLite's errors as StoreError; a caller's own mistake as is."""
-    if isinstance(exc, sqlite3.Error):
-        err = StoreError(f"store write failed: {exc}")
-        err.__cause__ = exc
-        return err
-    return exc
 
 
 class Store:
@@ -99,7 +79,6 @@ class Store:
         self.memory = self.path == ":memory:"
         self.max_rejected = max_rejected
         self.max_rejected_bytes = max_rejected_bytes
-        self._on_commit = on_commit
         self._closed = False
         new = True if self.memory else check_file(self.path)
         wconn = rconn = None
@@ -128,9 +107,7 @@ class Store:
         self._wlock = threading.RLock()  # re-entrant: a read inside a read (or a body)
         self._rlock = self._wlock if self.memory else threading.RLock()
         self._guard = FileGuard(None if self.memory else self.path)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._run, name="suno_nb-store-writer", daemon=True)
-        self._writer.start()
+        self._writer = Writer(wconn, self._wlock, check=self._guard.problem, on_commit=on_commit)
 
     def _connect(self, *, wal: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -169,94 +146,11 @@ class Store:
         other exception ``fn`` raises comes back as is.  ``announce(result)`` names the
         change to publish after the COMMIT.
         """
-        if threading.current_thread() is self._writer:
-            raise StoreError("a store transaction cannot wait for another one")
-        job = _Job(fn, announce)
-        if self._closed:
-            job.future.set_exception(StoreError("the store is closed"))
-        else:
-            self._queue.put(job)
-        return job.future
+        return self._writer.submit(fn, announce)
 
     def write(self, fn: Callable[[sqlite3.Connection], T], announce: Any = None) -> T:
         """:meth:`submit` and wait for the result."""
         return self.submit(fn, announce).result()
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs = [job]
-            stop = False
-            while len(jobs) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-            self._transact(jobs)
-            if stop:
-                return
-
-    def _transact(self, jobs: list[_Job]) -> None:
-        conn = self._wconn
-        with self._wlock:
-            try:
-                self._attempt(conn, jobs)
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                for job in jobs:
-                    job.error = job.error or exc
-                log.error("store write failed: %s", exc)
-        for job in jobs:  # publish first: flush() after a write must see its change
-            if job.error is None and job.announce is not None and self._on_commit is not None:
-                change = job.announce(job.value)
-                if change is not None:
-                    try:
-                        self._on_commit(change)
-                    except Exception:
-                        log.exception("publishing a committed change failed")
-        for job in jobs:
-            if job.error is None:
-                job.future.set_result(job.value)
-            else:
-                job.future.set_exception(_failure(job.error))
-
-    def _attempt(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        """Run ``jobs`` in one transaction (each in a savepoint when there are several)."""
-        conn.execute("BEGIN IMMEDIATE")
-        several = len(jobs) > 1
-        for job in jobs:
-            if several:
-                conn.execute("SAVEPOINT job")
-            try:
-                job.value = job.fn(conn)
-            except Exception as exc:
-                job.error = exc
-                if not conn.in_transaction:  # SQLite gave up the whole transaction
-                    raise sqlite3.OperationalError(f"transaction aborted: {exc}") from exc
-                if several:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                else:
-                    conn.execute("ROLLBACK")
-                    return
-            else:
-                if several:
-                    conn.execute("RELEASE job")
-        problem = self._guard.problem()
-        if problem is not None:
-            conn.execute("ROLLBACK")
-            for job in jobs:
-                job.error = job.error or StoreError(problem)
-            return
-        conn.execute("COMMIT")
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -440,16 +334,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        if threading.current_thread() is not self._writer:
-            self._writer.join(timeout)
-        while True:  # anything queued after the writer stopped is refused, not lost silently
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.future.set_exception(StoreError("the store is closed"))
+        self._writer.close(timeout)
         with self._wlock, contextlib.nullcontext() if self.memory else self._rlock:
             for conn in {id(self._wconn): self._wconn, id(self._rconn): self._rconn}.values():
                 with contextlib.suppress(sqlite3.Error):
