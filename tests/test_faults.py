@@ -123,9 +123,12 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen)
 
 def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "fail.sqlite3"
-    with Sandbox(delay=0.2, retry_backoff=0.3, callback_timeout=2.0) as sb:
+    # Bursts of 10 submits plus the poller's queries pass 20 per 10 s; the subject is the
+    # receiver, so neither side enforces the rate (as in the test above).
+    unlimited = dataclasses.replace(get_provider(), rate_limit=None)
+    with Sandbox(delay=0.2, retry_backoff=0.3, callback_timeout=2.0, rate_limit=False) as sb:
         rx = session.start_receiver(path, tunnel=None, poll_interval=0.5, poll_grace=2.0)
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx, provider=unlimited)
         song = sb.create_song(duration=120.0)
         task_ids = [_submit(client, song, n) for n in range(10)]
         for task_id in task_ids:  # before: stored as usual

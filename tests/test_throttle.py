@@ -8,9 +8,11 @@ fake clock whose ``sleep`` moves time forward (and records each wait).
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,6 +172,16 @@ def test_kie_http_429_on_record_info_is_a_rate_limit_and_retried(server, clock, 
     client = SunoClient(KEY, base_url=server.url, provider="kie.ai")
     assert client.get_details("t1").tracks[0].id == "a"
     assert clock.sleeps == [2.0]
+
+
+def test_a_retry_after_date_is_honoured(server, clock, gates):
+    gates(server.url, KEY, SUNO.rate_limit, clock)
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    server.reply("GET", RECORD, 200, {"code": 405, "msg": "slow"}, headers={"Retry-After": when})
+    server.reply("GET", RECORD, 200, record_info("t1", [("a", 100.0)]))
+    assert SunoClient(KEY, base_url=server.url).get_details("t1").task_id == "t1"
+    [waited] = clock.sleeps
+    assert 28.0 <= waited <= 30.0  # the date has whole seconds
 
 
 def test_a_submit_refused_every_time_is_resent_a_few_times_then_raises(server, clock, gates):
