@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from . import throttle
 from .client_errors import (
     error_for_code,
     int_code,
@@ -50,6 +51,7 @@ ENV_API_KEY = "SUNO_API_KEY"
 ENV_BASE_URL = "SUNO_API_BASE_URL"
 REDACTED = "***"
 MAX_RETRY_AFTER_S = 60.0  # a longer wait than this is the caller's decision, not ours
+POST_RATE_RETRIES = 3  # resends of a POST the service refused for the rate limit
 
 MISSING_KEY_MESSAGE = (
     f"no API key: pass api_key=..., set the environment variable {ENV_API_KEY}, put "
@@ -230,15 +232,21 @@ class BaseClient:
         retries: int | None = None,
     ) -> Any:
         """Send one request to ``route`` (a contract endpoint) and return the reply's
-        ``data``; GETs are retried (connection errors, timeouts, 5xx, rate limits).
-        ``timeout``/``retries`` override the client's for this request."""
+        ``data``; GETs are retried (connection errors, timeouts, 5xx, rate limits), POSTs
+        only after a rate-limit refusal.  Every attempt first waits for the throttle of this
+        host and key (:mod:`suno_nb.throttle`).  ``timeout``/``retries`` override the
+        client's for this request."""
         endpoint = self._endpoint_name(method, route)
         timeout = self.timeout if timeout is None else float(timeout)
         retries = self.get_retries if retries is None else int(retries)
-        attempts = 1 + (retries if method == "GET" else 0)
+        attempts = 1 + (retries if method == "GET" else POST_RATE_RETRIES)
+        name = f"{self.provider.name} at {url_origin(self.base_url)}"
+        gate = throttle.for_key(self.base_url, self._key.text, self.provider.rate_limit, name=name)
         for attempt in range(attempts):
             err: SunoNbError
             wait: float | None = None
+            if gate is not None:
+                gate.acquire(task=(params or {}).get("taskId"), what=endpoint)
             try:
                 resp = self.session.request(
                     method,
@@ -265,7 +273,11 @@ class BaseClient:
                 try:
                     return self._parse(resp, endpoint, route)
                 except (ServerError, RateLimitError) as exc:
-                    err, retryable, why = exc, method == "GET", f"code {exc.code}"
+                    # A rate-limit refusal proves the service did not accept the request (no
+                    # task, nothing spent): even a submit may be sent again.  Any other
+                    # failure of a POST might have created a task, so it is never resent.
+                    limited = isinstance(exc, RateLimitError)
+                    err, retryable, why = exc, method == "GET" or limited, f"code {exc.code}"
                     wait = getattr(exc, "retry_after", None)
                     if wait is not None and wait > MAX_RETRY_AFTER_S:
                         retryable = False  # the service asks for a long pause: say so
@@ -287,10 +299,13 @@ class BaseClient:
                 endpoint,
                 self._redact(why),
                 attempt + 1,
-                retries,
+                attempts - 1,
                 delay,
             )
-            time.sleep(delay)
+            if gate is not None and isinstance(err, RateLimitError):
+                gate.hold(delay)  # every request with this key waits it out in acquire()
+            else:
+                time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _parse(self, resp: requests.Response, endpoint: str, route: str) -> Any:
@@ -303,12 +318,21 @@ class BaseClient:
         retry_after = retry_after_s(resp)
         if isinstance(doc, dict):
             code = int_code(doc.get("code"))
-            if code == 200:
+            if code == 200 and status != 429:
                 return doc.get("data")
             if code is not None:
                 msg = doc.get("msg")
                 if not isinstance(msg, str):
                     msg = "" if msg is None else str(msg)
+                if status == 429:  # HTTP's own "too many requests" (kie.ai's refusal) whatever
+                    # the JSON code: the generic table would read a JSON 429 as no credits.
+                    raise RateLimitError(
+                        code,
+                        self._redact(msg),
+                        endpoint=endpoint,
+                        meaning="too many requests",
+                        retry_after=retry_after,
+                    )
                 raise error_for_code(
                     code,
                     self._redact(msg),

@@ -34,6 +34,7 @@ __all__ = [
     "PROVIDERS",
     "CodeInfo",
     "Provider",
+    "RateLimit",
     "SectionRules",
     "get_provider",
 ]
@@ -129,6 +130,35 @@ class CodeInfo:
             raise ValueError(f"where must be reply, failure or both, got {self.where!r}")
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """How fast one API key may call: ``requests`` in any ``per_s`` seconds, and at most
+    ``per_task_poll_per_s`` record-info queries a second for one task (None: none stated);
+    ``code`` is a refusal's code (also its HTTP status when it is 429); ``source`` is the
+    page.  :mod:`suno_nb.throttle` keeps the client under it; the sandbox enforces it."""
+
+    requests: int
+    per_s: float
+    per_task_poll_per_s: float | None = None
+    code: int = 430
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
+            raise TypeError(f"requests must be an int, got {self.requests!r}")
+        if self.requests < 1 or not self.per_s > 0:
+            raise ValueError(f"a rate limit needs requests >= 1 and per_s > 0, got {self}")
+        if self.per_task_poll_per_s is not None and not self.per_task_poll_per_s > 0:
+            raise ValueError(f"per_task_poll_per_s must be > 0 or None, got {self}")
+
+    def describe(self) -> str:
+        """The limit in one phrase, for log lines and status text."""
+        text = f"{self.requests} requests per {self.per_s:g} s per API key"
+        if self.per_task_poll_per_s is not None:
+            text += f", {self.per_task_poll_per_s:g} record-info queries per s per task"
+        return text
+
+
 def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -140,7 +170,8 @@ class Provider:
     ``routes`` (endpoint -> path), ``section`` (replace-section rules), ``required``
     (endpoint -> required request fields, API spelling), ``codes`` (endpoint -> code ->
     :class:`CodeInfo`), ``signs_webhooks`` (callbacks carry ``X-Webhook-Signature``),
-    ``sources`` (fact -> docs URL), ``notes`` (where pages disagree), ``models``.
+    ``sources`` (fact -> docs URL), ``notes`` (where pages disagree), ``models``,
+    ``rate_limit`` (a :class:`RateLimit`, None: no limit known).
     Frozen and :func:`dataclasses.replace` friendly.
     """
 
@@ -155,6 +186,7 @@ class Provider:
     notes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     models: tuple[str, ...] = MODELS
     max_chars: Mapping[str, int] = field(default_factory=lambda: _frozen(_MAX_CHARS))
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         for name in ("routes", "required", "sources", "notes", "max_chars"):
@@ -282,6 +314,8 @@ SUNOAPI_ORG = Provider(
             "maximum length; the Chinese page and older pages say 6-60 s."
         ),
     },
+    # "20 requests every 10 seconds" per key; beyond it code 430 "calls too frequent".
+    rate_limit=RateLimit(requests=20, per_s=10.0, source="https://docs.sunoapi.org/"),
 )
 
 KIE_AI = Provider(
@@ -327,6 +361,15 @@ KIE_AI = Provider(
             "fields: a different API, not covered here."
         ),
     },
+    # 20 new requests per 10 s per key (HTTP 429 beyond it), docs.kie.ai's getting-started
+    # page; record-info <= 3 queries/s per task: https://docs.kie.ai/suno-api/get-music-details
+    rate_limit=RateLimit(
+        requests=20,
+        per_s=10.0,
+        per_task_poll_per_s=3.0,
+        code=429,
+        source="https://docs.kie.ai/",
+    ),
 )
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (SUNOAPI_ORG, KIE_AI)}

@@ -5,6 +5,7 @@ Nothing here reaches beyond 127.0.0.1: the "service" is a scripted ThreadingHTTP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,6 +30,8 @@ from suno_nb.client import (
     ReplaceJob,
     SunoClient,
 )
+from suno_nb.client_base import POST_RATE_RETRIES
+from suno_nb.contract import get_provider
 from suno_nb.errors import (
     ApiError,
     ApiValidationError,
@@ -537,7 +540,8 @@ def test_documented_codes_map_to_exceptions(server, client, code, cls, http_stat
     assert info.value.message == message
     assert info.value.endpoint == f"POST {REPLACE}"
     assert message in str(info.value)
-    assert len(server.seen("POST")) == 1  # a POST is never retried
+    # A POST is resent only after a rate-limit refusal (proof it was not accepted).
+    assert len(server.seen("POST")) == (1 + POST_RATE_RETRIES if cls is RateLimitError else 1)
     assert rx.submissions == []
 
 
@@ -558,7 +562,9 @@ def test_any_code_and_message_are_carried(code, message, http_status):
     srv = _HYPOTHESIS_SERVER
     srv.script.clear()
     srv.reply("GET", CREDIT, http_status, {"code": code, "msg": message})
-    c = SunoClient(KEY, base_url=srv.url, get_retries=0)
+    # 60 examples against one server and key: the code mapping is the subject here, not
+    # the throttle (tests/test_throttle.py), so this client's provider states no rate limit.
+    c = SunoClient(KEY, base_url=srv.url, get_retries=0, provider=UNTHROTTLED)
     with pytest.raises(ApiError) as info:
         c.credits()
     assert type(info.value) is expected_class(code)
@@ -567,6 +573,7 @@ def test_any_code_and_message_are_carried(code, message, http_status):
 
 
 _HYPOTHESIS_SERVER: RecordingServer
+UNTHROTTLED = dataclasses.replace(get_provider(), rate_limit=None)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -995,12 +1002,13 @@ def test_get_honours_retry_after_on_rate_limit(server, caplog):
     assert "in 1.00 s" in caplog.text
 
 
-def test_post_rate_limit_is_not_retried(server, client):
-    server.reply("POST", REPLACE, 200, {"code": 429, "msg": "slow"}, headers={"Retry-After": "1"})
+def test_post_rate_limit_is_resent_a_few_times_then_raised(server, client):
+    # Retry-After 0 keeps it quick; tests/test_throttle.py checks the waits on a fake clock.
+    server.reply("POST", REPLACE, 200, {"code": 429, "msg": "slow"}, headers={"Retry-After": "0"})
     with pytest.raises(RateLimitError) as info:
         client.replace_section(**args())
-    assert info.value.retry_after == 1.0
-    assert len(server.requests) == 1
+    assert info.value.retry_after == 0.0
+    assert len(server.requests) == 1 + POST_RATE_RETRIES
 
 
 def test_generate_defaults_callback_to_receiver_and_records(server, client):

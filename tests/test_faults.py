@@ -3,6 +3,7 @@ the checks of ``Faults``' audio fields and its ``failed`` callback stage."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 import suno_nb.session as session
 from suno_nb import Faults, Sandbox, SunoClient, analysis
+from suno_nb.contract import get_provider
 from suno_nb.sandbox import faults as faults_mod
 from suno_nb.store import Store
 
@@ -80,9 +82,12 @@ def seen(caplog):
 
 def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "burst.sqlite3"
-    with Sandbox(delay=1.0, retry_backoff=0.4, callback_timeout=2.0) as sb:
+    # A burst of 60 submits in about a second is the premise: three times the 20 per 10 s a
+    # key may send.  The subject is the receiver, so neither side enforces the rate here.
+    unlimited = dataclasses.replace(get_provider(), rate_limit=None)
+    with Sandbox(delay=1.0, retry_backoff=0.4, callback_timeout=2.0, rate_limit=False) as sb:
         rx = session.start_receiver(path, tunnel=None, poll=False)
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx, provider=unlimited)
         port = rx.port
         song = sb.create_song(duration=120.0)
         task_ids = []
@@ -118,9 +123,12 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen)
 
 def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "fail.sqlite3"
-    with Sandbox(delay=0.2, retry_backoff=0.3, callback_timeout=2.0) as sb:
+    # Bursts of 10 submits plus the poller's queries pass 20 per 10 s; the subject is the
+    # receiver, so neither side enforces the rate (as in the test above).
+    unlimited = dataclasses.replace(get_provider(), rate_limit=None)
+    with Sandbox(delay=0.2, retry_backoff=0.3, callback_timeout=2.0, rate_limit=False) as sb:
         rx = session.start_receiver(path, tunnel=None, poll_interval=0.5, poll_grace=2.0)
-        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx, provider=unlimited)
         song = sb.create_song(duration=120.0)
         task_ids = [_submit(client, song, n) for n in range(10)]
         for task_id in task_ids:  # before: stored as usual

@@ -30,6 +30,7 @@ from ..contract import Provider
 from ..errors import PayloadError
 from ..payloads import decode_json
 from .delivery import public_url
+from .limits import Limiter, refusal
 from .ranges import BytesResponse
 from .runtime import Stopped
 from .service import Service
@@ -53,8 +54,11 @@ def _reply(reply: Reply) -> JSONResponse:
     return _json(*reply)
 
 
-def build_app(service: Service, *, provider: Provider, api_key: str) -> Starlette:
-    """The Starlette app of one sandbox's ``service`` (routes from ``provider``)."""
+def build_app(
+    service: Service, *, provider: Provider, api_key: str, limiter: Limiter | None = None
+) -> Starlette:
+    """The Starlette app of one sandbox's ``service`` (routes from ``provider``); with a
+    ``limiter``, requests past the key's rate limit are refused like the provider does."""
     routes = provider.routes
     expected = f"Bearer {api_key}".encode()
 
@@ -65,6 +69,12 @@ def build_app(service: Service, *, provider: Provider, api_key: str) -> Starlett
             return _json(401, {"code": 401, "msg": msg})
         if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected):
             return _json(401, {"code": 401, "msg": "Unauthorized: invalid API key"})
+        if limiter is not None:  # counted per key, so only once the key is known
+            task = request.query_params.get("taskId") if request.method == "GET" else None
+            wait = limiter.check(task)
+            if wait is not None:
+                (status, doc), headers = refusal(limiter.limit, wait)
+                return JSONResponse(doc, status_code=status, headers=headers)
         return None
 
     def guarded(fn: Endpoint) -> Endpoint:

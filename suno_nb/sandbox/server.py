@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..contract import Provider, get_provider
+from ..contract import Provider, RateLimit, get_provider
 from ..credentials import Secret, as_secret
 from ..server import Limits, ServerThread
 from .app import build_app
 from .delivery import CallbackSender, DeliveryAttempt
 from .faults import Faults
+from .limits import Limiter
 from .runtime import MAX_WORKERS, Runtime
 from .service import Service, Song
 
@@ -64,6 +65,13 @@ class Sandbox:
     pace).  Callbacks are delivered with the seeds' timeout, retries and backoff.
     ``faults`` / :meth:`inject` / :meth:`set_task_faults` make things go wrong on purpose.
 
+    ``rate_limit``: True (default) enforces the provider's documented limit per key
+    (sunoapi.org: 20 requests per 10 s, code 430 beyond it; kie.ai: the same with HTTP 429,
+    and 3 record-info queries a second per task), each refusal with a ``Retry-After``;
+    False serves without limit; a :class:`~suno_nb.contract.RateLimit` or a
+    :class:`~suno_nb.sandbox.limits.Limiter` (e.g. on a test's clock) sets another.
+    :attr:`rate_limiter` counts what was let through and refused.
+
     The sandbox key is not a secret (it guards nothing real), but it is kept out of repr
     and logs like a real one, and so is ``hmac_key``; a callback URL's path token is kept
     out of repr, logs and :meth:`delivery_frame` too.
@@ -94,6 +102,7 @@ class Sandbox:
         cost_replace: float = 5.0,
         workers: int = MAX_WORKERS,
         provider: str | Provider | None = None,
+        rate_limit: bool | RateLimit | Limiter = True,
     ) -> None:
         if delay < 0 or retry_backoff < 0 or callback_timeout <= 0:
             raise ValueError("delay and retry_backoff must be >= 0, callback_timeout > 0")
@@ -104,6 +113,21 @@ class Sandbox:
         if faults is not None and not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, got {type(faults).__name__}")
         self.provider: Provider = get_provider(provider)
+        limiter: Limiter | None
+        if isinstance(rate_limit, Limiter):
+            limiter = rate_limit
+        elif isinstance(rate_limit, RateLimit):
+            limiter = Limiter(rate_limit)
+        elif rate_limit is True:
+            known = self.provider.rate_limit
+            limiter = Limiter(known) if known is not None else None
+        elif rate_limit is False:
+            limiter = None
+        else:
+            raise TypeError(
+                f"rate_limit must be True, False, a RateLimit or a Limiter, got {rate_limit!r}"
+            )
+        self.rate_limiter: Limiter | None = limiter
         self._api_key = Secret("sandbox API key", api_key or f"sk-sandbox-{secrets.token_hex(16)}")
         self.host = host
         self._port = port
@@ -144,7 +168,12 @@ class Sandbox:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
-            app = build_app(self._service, provider=self.provider, api_key=self._api_key.text)
+            app = build_app(
+                self._service,
+                provider=self.provider,
+                api_key=self._api_key.text,
+                limiter=self.rate_limiter,
+            )
             http = ServerThread(
                 app,
                 host=self.host,
