@@ -253,7 +253,7 @@ def test_client_parses_record_info_and_credits(server, provider):
 def test_client_maps_the_documented_replace_section_errors(server):
     errors = load("sunoapi.org/replace-section.errors.json")
     doc = load("sunoapi.org/replace-section.request.json")
-    c = SunoClient(KEY, base_url=server.url)
+    c = SunoClient(KEY, base_url=server.url, backoff=0.001)
     for code, cls in [
         ("402", InsufficientCreditsError),
         ("422", ApiValidationError),
