@@ -34,7 +34,7 @@ from .client_base import (
 from .client_errors import error_for_code, is_loopback, tell_user, url_origin
 from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
-from .payloads import RecordInfo, parse_record_info
+from .payloads import RecordInfo, parse_record_info, parse_task_record
 from .rows import Submission
 from .rules import (
     check_options,
@@ -217,6 +217,10 @@ class SunoClient(BaseClient):
     ) -> RecordInfo:
         """Fetch a task's record-info (status, tracks, errors); a GET, costs no credit.
 
+        On kie.ai's task API this reads ``recordInfo``: its ``state`` becomes the status
+        (``SUCCESS``, ``GENERATE_AUDIO_FAILED`` or ``PENDING``), ``resultJson`` the tracks
+        and ``failCode``/``failMsg`` the error, in the same :class:`RecordInfo`.
+
         Retried ``retries`` times (default: the client's ``get_retries``) on connection
         errors, timeouts, 5xx and rate limits; ``timeout`` (seconds) overrides the client's.
         Raises :class:`NotFoundError` for an unknown task, :class:`PayloadError` for a wrong
@@ -226,6 +230,8 @@ class SunoClient(BaseClient):
         data = self._request(
             "GET", "record-info", params={"taskId": task_id}, timeout=timeout, retries=retries
         )
+        if self.provider.api == "task":  # kie.ai: recordInfo's state + resultJson
+            return parse_task_record(data)
         return parse_record_info(data)
 
     def poll_fetch(self, task_id: str, timeout: float) -> RecordInfo:
