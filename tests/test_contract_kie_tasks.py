@@ -307,3 +307,25 @@ def test_kie_task_reaches_rx_wait_by_callback_and_a_dropped_one_by_polling(kie_s
         assert (result.ok, result.code, result.source) == (False, 501, "callback")
     finally:
         rx.stop()
+
+
+def test_kie_task_callbacks_are_signed_over_their_task_id(tmp_path):
+    """kie.ai signs webhooks with HMAC(task_id.timestamp); the task API names it taskId."""
+    hmac_key = "whsec-kie-test-0123456789"
+    rx = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, poll=False, hmac_key=hmac_key)
+    try:
+        with Sandbox(provider="kie.ai", hmac_key=hmac_key, delay=0.3, retry_backoff=0.05) as sb:
+            client = SunoClient(base_url=sb.url, api_key=sb.api_key, provider="kie.ai", receiver=rx)
+            song = sb.create_song(duration=60.0)
+            job = _kie_submit(client, song)
+            result = rx.wait(job.task_id, timeout=60, progress=False)
+            assert result.ok and result.source == "callback"
+            assert sb.delivery_log()[-1]["signed"] is True
+            sb.inject(Faults(wrong_signature=True))
+            forged = _kie_submit(client, song)
+            assert sb.wait_idle(30) and rx.flush(30)
+            d = rx.deliveries()
+            mine = d[(d["task_id"] == forged.task_id) & (d["source"] == "callback")]
+            assert set(mine["verdict"]) == {"rejected"}
+    finally:
+        rx.stop()
