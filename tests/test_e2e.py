@@ -187,7 +187,7 @@ def test_rx_wait_follows_a_generated_original_through_its_stages(tmp_path):
     with Sandbox(delay=0.9, retry_backoff=0.05, callback_timeout=2.0) as sb:
         rx = session.start_receiver(tmp_path / "g.sqlite3", tunnel=None, poll=False)
         client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
-        job = client.generate(prompt="a calm harbour song", model="V5_5")
+        job = client.generate(prompt="a calm harbour song", model="V6")
         assert job.callback_url and job.callback_url.startswith(rx.url.rsplit("/", 1)[0])
         result = rx.wait(job.task_id, timeout=30, progress=False)
         assert result.ok and result.source == "callback"

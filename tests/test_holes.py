@@ -107,7 +107,7 @@ def test_3_staged_callbacks_under_one_signature_all_succeed(tmp_path):
     rx = session.start_receiver(tmp_path / "s.sqlite3", tunnel=None, hmac_key=KEY)
     with Sandbox(hmac_key=KEY, delay=0.3, retry_backoff=0.1) as sb:
         client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
-        jobs = [client.generate(prompt=f"song {n}", model="V5_5") for n in range(5)]
+        jobs = [client.generate(prompt=f"song {n}", model="V6") for n in range(5)]
         results = [rx.wait(job.task_id, timeout=60, progress=False) for job in jobs]
         assert sb.wait_idle(30) and rx.flush(30)
         assert [r.state for r in results] == ["succeeded"] * 5

@@ -169,7 +169,7 @@ def test_kie_http_429_on_record_info_is_a_rate_limit_and_retried(server, clock, 
     refusal = {"code": 429, "msg": "rate limited"}
     server.reply("GET", RECORD, 429, refusal, headers={"Retry-After": "2"})
     server.reply("GET", RECORD, 200, record_info("t1", [("a", 100.0)]))
-    client = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    client = SunoClient(KEY, base_url=server.url, provider="kie.ai-legacy")
     assert client.get_details("t1").tracks[0].id == "a"
     assert clock.sleeps == [2.0]
 
