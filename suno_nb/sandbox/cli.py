@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--retry-backoff", type=float, default=1.0)
     parser.add_argument(
-        "--provider", default=None, help="whose contract to emulate: sunoapi.org (default), kie.ai"
+        "--provider",
+        default=None,
+        help="whose contract to emulate: sunoapi.org (default), kie.ai (task API), kie.ai-legacy",
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
