@@ -382,3 +382,42 @@ def test_rate_limit_rejects_nonsense():
         RateLimit(requests=20, per_s=10.0, per_task_poll_per_s=0)
     with pytest.raises(TypeError, match="RateLimit"):
         Throttle(20)  # type: ignore[arg-type]
+
+
+# --- visible in the widgets -------------------------------------------------------------------
+
+
+def test_a_wait_for_the_rate_limit_shows_in_the_tracker_and_clears(tmp_path):
+    from suno_nb.session import start_receiver
+    from suno_nb.widgets import tracker
+
+    asleep, wake = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:  # the waiting request parks here until released
+        asleep.set()
+        assert wake.wait(30)
+
+    gate = Throttle(RateLimit(requests=1, per_s=60.0), name="test host", sleep=sleep)
+    gate.acquire()  # the one slot is used: the next request must wait
+    throttle.register("http://throttled.invalid", KEY, gate)
+    rx = start_receiver(tmp_path / "t.sqlite3", tunnel=None, poll=False)
+    tr = tracker(rx)
+    seen: list[str] = []
+    tr.status.observe(lambda change: seen.append(change["new"]), names="value")
+    try:
+        waiter = threading.Thread(target=gate.acquire, kwargs={"what": "a test request"})
+        waiter.start()
+        assert asleep.wait(30)
+        assert "before a test request" in tr.status.value
+        assert "test host allows 1 requests per 60 s" in tr.status.value
+        gate.hold(0.0)
+        gate.set_limit(RateLimit(requests=5, per_s=60.0))  # room again: the waiter goes
+        wake.set()
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert tr.status.value == "" and any("a test request" in s for s in seen)
+    finally:
+        wake.set()
+        tr.close()
+        rx.stop()
+        throttle.register("http://throttled.invalid", KEY, None)

@@ -8,6 +8,8 @@ tasks that changed) and one redraw, on the receiver's dispatcher thread.  While 
 are shown, a timer on the same thread (``rx.feed.call_later``) redraws the elapsed times
 once a ``tick`` from what it has, without reading the store.  It starts no thread, only
 sets the HTML widgets' ``value`` (under the package's update lock), and prints nothing.
+While a request of this process waits for the API's rate limit (:mod:`suno_nb.throttle`)
+the status line says what it waits for and how long.
 
 One tracker per receiver is live.  Re-running its cell closes the previous one with every
 model it made; a tracker made in another cell replaces it, and the old one says so in its
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .. import throttle
 from ._common import (
     UPDATE_LOCK,
     close_tree,
@@ -83,6 +86,7 @@ class Tracker(widgets.VBox):
         self._tracks: dict[str, tuple[Any, int, str | None]] = {}
         self._hidden = 0
         self._problem: str | None = None
+        self._throttled: str | None = None  # what a request waits for (the API's rate limit)
         self._live = True
         self._timer: Timer | None = None  # the elapsed-time tick, while open tasks are shown
         self.reads = 0  # store re-reads so far (tests check bursts are drawn once)
@@ -106,6 +110,7 @@ class Tracker(widgets.VBox):
         self._redraw = self._jobs.debounced(self._refresh_from_feed, DEBOUNCE_S)
         take_slot("tracker", rx, self, current_cell_id())
         rx.subscribe(self._on_changes)
+        throttle.watch(self._on_throttle)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -213,6 +218,27 @@ class Tracker(widgets.VBox):
             self._update_tick()
             return html
 
+    def _on_throttle(self, text: str | None) -> None:
+        """A request of this process started or stopped waiting for the API's rate limit
+        (called on the waiting thread): say so in the status line."""
+        with self._lock:
+            self._throttled = text
+            if self._live:
+                self._show_status(self._rx.running)
+
+    def _show_status(self, running: bool) -> None:
+        if not running:
+            status = note(STOPPED, kind="warn")
+        elif self._problem:
+            status = note(esc(self._problem), kind="error")
+        elif self._throttled:
+            status = note(esc(self._throttled), kind="info")
+        else:
+            status = ""
+        with UPDATE_LOCK:
+            if self.status.value != status:
+                self.status.value = status
+
     def _draw(self) -> str:
         running = self._rx.running
         html = render_tasks(
@@ -222,17 +248,10 @@ class Tracker(widgets.VBox):
             live=running,
             hidden=self._hidden,
         )
-        if not running:
-            status = note(STOPPED, kind="warn")
-        elif self._problem:
-            status = note(esc(self._problem), kind="error")
-        else:
-            status = ""
         with UPDATE_LOCK:
             if self.html.value != html:
                 self.html.value = html
-            if self.status.value != status:
-                self.status.value = status
+        self._show_status(running)
         return html
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -245,6 +264,7 @@ class Tracker(widgets.VBox):
         if timer is not None:
             timer.cancel()
         self._rx.unsubscribe(self._on_changes)
+        throttle.watch(self._on_throttle, remove=True)
         self._jobs.close()
 
     def retire(self) -> None:
