@@ -66,6 +66,7 @@ FLOORS = {
     "payloads": 2,
     "server": 2,
     "client_errors": 2,
+    "lyrics": 2,
     "events": 3,
     "tunnel": 3,
     "sandbox": 3,
