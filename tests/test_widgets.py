@@ -633,3 +633,103 @@ def test_dragging_the_region_checks_live_and_fetches_the_waveform_once(
     (content, buffers), *_ = sent
     assert content == {"type": "libs"} and len(buffers) == 2
     assert b"wavesurfer.js 7." in buffers[0] and b"regions" in buffers[1]
+
+
+# --- the lyrics pane ------------------------------------------------------------------------------
+
+LYRICS = """[Verse]
+lights over the harbour
+boats are coming home
+
+[Chorus]
+oh the tide turns
+and the lights go on
+
+[Verse]
+nets are drying slowly
+gulls above the foam
+"""
+
+
+def _words(lyrics: str = LYRICS, start: float = 4.0):
+    """A words frame of ``lyrics`` sung one word per 0.5 s from ``start`` (1.5 s between
+    lines), as :func:`suno_nb.lyrics.words_frame` makes of the service's alignedWords."""
+    from suno_nb.lyrics import lyric_lines, words_frame
+
+    aligned, t = [], start
+    for _, text, _ in lyric_lines(lyrics):
+        words = text.split()
+        for i, w in enumerate(words):
+            tail = "\n" if i == len(words) - 1 else " "
+            aligned.append({"word": w + tail, "success": True, "startS": t, "endS": t + 0.4})
+            t += 0.5
+        t += 1.0
+    return words_frame(aligned, lyrics)
+
+
+def test_choosing_lines_moves_the_region_and_submits_them_replaced(client, wrx, sb, song, made):
+    from suno_nb.lyrics import lines_frame, plan_lines
+
+    words = _words()
+    table = lines_frame(words)
+    fields = {"tags": "indie pop", "title": "Harbour Lights (new chorus)"}
+    form = _form(client, wrx, made, task_id=song.task_id, audio_id=song.audio_id, words=words)
+    form.tags.value, form.title.value = fields["tags"], fields["title"]
+    assert form.wait_idle(WAIT_S)
+    assert [row["text"] for row in form.section.lines] == table["text"].tolist()
+    assert form.section.lines[2]["section"].lower().startswith("chorus")
+    chorus = [i for i, row in enumerate(form.section.lines) if "tide" in row["text"]]
+    chorus.append(chorus[0] + 1)  # the chorus's two lines, as a shift-click chooses them
+
+    form.section.set_state({"selected": chorus})  # the page: click, then shift-click
+    expected = plan_lines(words, table["line"].iloc[chorus].tolist(), duration=song.duration)
+    assert form.section.value == (expected.start_s, expected.end_s)  # the region follows
+    assert form.section.new_lyrics == "oh the tide turns\nand the lights go on"  # to edit
+    assert "Lines" in form.section.plan and "widened" in form.section.plan.lower()
+    assert set(chorus) <= set(form.section.covered)
+    assert form.reason == "" and not form.submit.disabled  # prompt and lyrics come from lines
+
+    form.section.set_state({"new_lyrics": ""})  # the replacement emptied: a rule broken
+    assert form.submit.disabled and form.reason.startswith("new_lyrics:")
+    assert form.section.checks == form.reason
+    form.section.set_state({"new_lyrics": "oh the tide is high\nand the boats come in"})
+    assert not form.submit.disabled
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert (sent["infillStartS"], sent["infillEndS"]) == (expected.start_s, expected.end_s)
+    assert "oh the tide is high\nand the boats come in" in sent["fullLyrics"]
+    assert "tide turns" not in sent["fullLyrics"] and "nets are drying" in sent["fullLyrics"]
+    assert "the tide is high" in sent["prompt"] and sent["title"] == fields["title"]
+
+    # dragging the region by hand drops the lines' choice; the lines it covers are marked
+    form.section.set_state({"start": 0.0, "end": 10.0})
+    assert form.section.selected == [] and form.section.plan == ""
+    assert form.section.covered == [0, 1]  # the first verse is sung within 0-10 s
+    assert form.reason.startswith("prompt:")  # a section alone needs its prompt again
+
+
+def test_optional_settings_are_sent_only_when_set_and_checked_live(client, wrx, made):
+    form = _form(client, wrx, made)
+    assert set(form.options) == {
+        "model",
+        "vocal_gender",
+        "style_weight",
+        "weirdness_constraint",
+        "audio_weight",
+        "variety",
+    }
+    assert all(w.value in (None, "") for w in form.options.values())  # nothing set: defaults
+    assert form.more.selected_index is None  # collapsed
+    assert form._options() == {}
+    form.options["style_weight"].value = "1.5"
+    assert form.reason == "" or form.reason.startswith("task_id")  # ids come first
+    with pytest.raises(ValueError, match=r"style_weight: must be in 0-1"):
+        form._options()
+    form.options["style_weight"].value = "0.655"
+    with pytest.raises(ValueError, match=r"style_weight: has more than 2 decimals"):
+        form._options()
+    form.options["style_weight"].value = "0.65"
+    form.options["vocal_gender"].value = "f"
+    form.options["variety"].value = 0
+    assert form._options() == {"style_weight": 0.65, "vocal_gender": "f", "variety": 0}

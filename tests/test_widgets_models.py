@@ -256,7 +256,7 @@ def test_the_submit_form_uses_theme_colours_too(rx, client, song):
         picker = form.section.get_state()  # the waveform's module and styles, as the page gets
         assert fixed_colours(picker["_css"]) == [], fixed_colours(picker["_css"])
         # canvas colours (wavesurfer's) are read from the theme's variables in the page
-        assert "cssVar(root, \"--jp-ui-font-color2\"" in picker["_esm"]
+        assert 'cssVar(root, "--jp-ui-font-color2"' in picker["_esm"]
         assert "data-jp-theme-light" in picker["_esm"]  # and again when the theme changes
         assert "Not ready" in form.validation.value
         assert fixed_colours(form.status.value) == [] and "Not sent" in form.status.value

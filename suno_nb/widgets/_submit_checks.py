@@ -153,6 +153,13 @@ class SubmitChecks:
             try:
                 if lines:
                     self._line_plan()  # the chosen lines, widened to the rules
+                    validate_text(  # their replacement (sent as the prompt by default)
+                        "new_lyrics",
+                        self.section.new_lyrics,
+                        required=True,
+                        provider=self._client.provider,
+                        limit_key="prompt",
+                    )
                 else:
                     start, end = self.section.value
                     self.check_section(start, end, self._original.duration)
@@ -253,12 +260,29 @@ class SubmitChecks:
             set_traits(self.status, value=note(NOT_RUNNING, kind="error"))
             self._revalidate()
 
+    def _send_lines(self, sent: dict[str, Any], duration: Any) -> Any:
+        """The chosen lines: ``client.replace_lines`` where the client has it, else the same
+        request made here from the plan (its seconds, its full lyrics, the new lines as the
+        prompt when none is given)."""
+        replace_lines = getattr(self._client, "replace_lines", None)
+        if replace_lines is not None:
+            return replace_lines(**sent)
+        plan = self._line_plan()
+        rest = {k: v for k, v in sent.items() if k not in ("lines", "new_lyrics", "full_lyrics")}
+        return self._client.replace_section(
+            **{**rest, "prompt": sent.get("prompt") or sent["new_lyrics"]},
+            infill_start_s=plan.start_s,
+            infill_end_s=plan.end_s,
+            full_lyrics=plan.full_lyrics,
+            original_duration=duration,
+        )
+
     def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
         """Dispatcher thread: the request itself, then its outcome in the form."""
         try:
             sent = {**params, "callback_url": self._rx.url, "receiver": self._rx}
             if "lines" in params:
-                job = self._client.replace_lines(**sent)
+                job = self._send_lines(sent, duration)
             else:
                 job = self._client.replace_section(**sent, original_duration=duration)
         except SectionValidationError as exc:

@@ -110,6 +110,7 @@ class SubmitLines:
         """The :class:`~suno_nb.lyrics.LinePlan` of the chosen lines (cached per input);
         raises :class:`~suno_nb.errors.SectionValidationError` when no valid range exists."""
         from .. import lyrics
+        from ..errors import SectionValidationError
 
         duration = self._original.duration if self._original is not None else None
         chosen = self._chosen_lines()
@@ -119,11 +120,18 @@ class SubmitLines:
         plan = lyrics.plan_lines(
             self._words,
             chosen,
-            duration=duration,
+            duration=duration or 0.0,
             provider=self._client.provider,
             new_lyrics=self.section.new_lyrics or None,
             full_lyrics=self.full_lyrics.value or None,
         )
+        if plan.lyrics is not None and not plan.full_lyrics:
+            raise SectionValidationError(
+                "full_lyrics",
+                "is required: the song's lyrics are not known here; type them (the chosen "
+                "lines are replaced in them)",
+                limit="non-empty",
+            )
         self._plan_cache = (key, plan)
         return plan
 
@@ -158,14 +166,12 @@ class SubmitLines:
         first, last = plan.lines[0], plan.lines[-1]
         which = f"Line {first}" if first == last else f"Lines {first}–{last}"
         said = (
-            f"{which}: {fmt_clock(plan.span_start_s)} → {fmt_clock(plan.span_end_s)}"
-            f" ({plan.span_end_s - plan.span_start_s:.2f} s)"
+            f"{which}: sung {fmt_clock(plan.span_start_s)} → {fmt_clock(plan.span_end_s)}; "
+            f"section {fmt_clock(plan.start_s)} → {fmt_clock(plan.end_s)} "
+            f"({plan.end_s - plan.start_s:.2f} s)"
         )
         if plan.widened:
-            said += (
-                f", widened to {fmt_clock(plan.start_s)} → {fmt_clock(plan.end_s)}"
-                f" ({plan.end_s - plan.start_s:.2f} s) to meet the rules"
-            )
+            said += f" — {plan.widened}"
         with UPDATE_LOCK, self._quietly():
             set_traits(self.section, start=float(plan.start_s), end=float(plan.end_s), plan=said)
             self.section.covered = covered_lines(self.section.lines, plan.start_s, plan.end_s)
