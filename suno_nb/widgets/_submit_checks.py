@@ -210,10 +210,9 @@ class SubmitChecks:
         lines = self._chosen_lines()
         if lines:
             plan = self._line_plan()
-            extra = {"full_lyrics": self.full_lyrics.value} if self.full_lyrics.value else {}
             return {
                 **common,
-                **extra,
+                "full_lyrics": plan.full_lyrics,
                 "lines": tuple(int(n) for n in plan.lines),
                 "new_lyrics": self.section.new_lyrics,
                 "prompt": self.prompt.value.strip() or None,

@@ -106,15 +106,22 @@ class SubmitLines:
         lines = self.section.lines
         return [lines[i]["line"] for i in self.section.selected if 0 <= i < len(lines)]
 
-    def _line_plan(self) -> Any:
+    def _line_plan(self, *, compose: bool = True) -> Any:
         """The :class:`~suno_nb.lyrics.LinePlan` of the chosen lines (cached per input);
-        raises :class:`~suno_nb.errors.SectionValidationError` when no valid range exists."""
+        raises :class:`~suno_nb.errors.SectionValidationError` when no valid range exists.
+
+        With ``compose`` it also holds the full lyrics with the chosen lines replaced: the
+        song's own lyrics (from its timed words), or the form's Full lyrics where those are
+        not known."""
         from .. import lyrics
         from ..errors import SectionValidationError
 
         duration = self._original.duration if self._original is not None else None
         chosen = self._chosen_lines()
-        key = (tuple(chosen), self.section.new_lyrics, self.full_lyrics.value, duration)
+        known = self._words is not None and bool(self._words.attrs.get("lyrics"))
+        new = (self.section.new_lyrics or None) if compose else None
+        full = None if known or not compose else (self.full_lyrics.value or None)
+        key = (tuple(chosen), new, full, duration)
         if self._plan_cache is not None and self._plan_cache[0] == key:
             return self._plan_cache[1]
         plan = lyrics.plan_lines(
@@ -122,14 +129,14 @@ class SubmitLines:
             chosen,
             duration=duration or 0.0,
             provider=self._client.provider,
-            new_lyrics=self.section.new_lyrics or None,
-            full_lyrics=self.full_lyrics.value or None,
+            new_lyrics=new,
+            full_lyrics=full,
         )
-        if plan.lyrics is not None and not plan.full_lyrics:
+        if new is not None and not plan.full_lyrics:
             raise SectionValidationError(
                 "full_lyrics",
-                "is required: the song's lyrics are not known here; type them (the chosen "
-                "lines are replaced in them)",
+                "is required: the song's lyrics are not known from its timed words; type "
+                "them (the chosen lines are replaced in them)",
                 limit="non-empty",
             )
         self._plan_cache = (key, plan)
@@ -159,7 +166,7 @@ class SubmitLines:
         from ..errors import SectionValidationError
 
         try:
-            plan = self._line_plan()
+            plan = self._line_plan(compose=False)  # where: the lines' times alone
         except SectionValidationError as exc:
             set_traits(self.section, plan=f"These lines cannot be replaced: {exc}")
             return
