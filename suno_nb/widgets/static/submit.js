@@ -144,11 +144,12 @@ async function render({ model, el }) {
     const peaks = model.get("peaks") || [];
     const duration = model.get("duration") || 0;
     const key = `${peaks.length}:${duration}:${peaks.slice(0, 16).join(",")}`;
-    if (key === built) return placeRegion();
-    built = key;
+    if (key === built && ws) return placeRegion();
     destroyWave();
+    built = "";
     root.dataset.ready = "false";
     if (!WaveSurfer || !peaks.length || !(duration > 0)) return;
+    built = key;
     regions = Regions.create();
     ws = WaveSurfer.create({
       container: wave,
