@@ -234,6 +234,7 @@ _CODES = {
     "record-info": _GENERIC_CODES,
     "credits": _GENERIC_CODES,
     "callback": _CALLBACK_CODES,
+    "timestamped-lyrics": _GENERIC_CODES,  # the page lists the generic codes
 }
 
 _ROUTES = {
@@ -241,6 +242,8 @@ _ROUTES = {
     "generate": "/api/v1/generate",
     "record-info": "/api/v1/generate/record-info",
     "credits": "/api/v1/generate/credit",
+    # {taskId, audioId} -> data.alignedWords[{word, success, startS, endS, palign}], ...
+    "timestamped-lyrics": "/api/v1/generate/get-timestamped-lyrics",
 }
 
 _REPLACE_REQUIRED = ("prompt", "tags", "title", "infillStartS", "infillEndS")
@@ -274,6 +277,7 @@ SUNOAPI_ORG = Provider(
         "callbacks.replace-section": f"{_SUNOAPI_DOCS}/replace-section-callbacks",
         "record-info": f"{_SUNOAPI_DOCS}/get-music-generation-details",
         "credits": f"{_SUNOAPI_DOCS}/get-remaining-credits",
+        "timestamped-lyrics": f"{_SUNOAPI_DOCS}/get-timestamped-lyrics",
         "signs_webhooks": "no signature scheme is documented on docs.sunoapi.org",
     },
     notes={
@@ -314,6 +318,7 @@ KIE_AI = Provider(
         "callbacks.replace-section": f"{_KIE_DOCS}/replace-section-callbacks",
         "record-info": f"{_KIE_DOCS}/get-music-details",
         "credits": "https://docs.kie.ai/common-api/get-account-credits",
+        "timestamped-lyrics": f"{_KIE_DOCS}/get-timestamped-lyrics",
         "signs_webhooks": "https://docs.kie.ai/common-api/webhook-verification",
     },
     notes={

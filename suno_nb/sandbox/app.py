@@ -137,8 +137,12 @@ def build_app(service: Service, *, provider: Provider, api_key: str) -> Starlett
             msg = getattr(exc, "detail", "error")
         return _json(status, {"code": status, "msg": msg})
 
+    lyrics = [  # a provider of the user's own may not have this route
+        Route(routes["timestamped-lyrics"], post(service.timestamped_lyrics), methods=["POST"])
+    ] * ("timestamped-lyrics" in routes)
     return Starlette(
         routes=[
+            *lyrics,
             Route(routes["generate"], post(service.generate), methods=["POST"]),
             Route(routes["replace-section"], post(service.replace_section), methods=["POST"]),
             Route(routes["record-info"], guarded(record_info), methods=["GET"]),
