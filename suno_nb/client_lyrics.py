@@ -163,7 +163,8 @@ def replace_lines(
     range or list, a fragment of one line).  The section is planned from the track's
     timestamped lyrics (widened to the provider's minimum, edges in silences), the song's
     lyrics (``full_lyrics``, default: from record-info) get the chosen lines replaced, and
-    the request is :meth:`replace_section` with those seconds and ``fullLyrics``.  ``prompt``
+    the request is :meth:`replace_section` with those seconds, ``fullLyrics`` and, where the
+    provider documents the field, ``lyrics=new_lyrics`` (the segment's lyrics).  ``prompt``
     defaults to :func:`default_prompt`.  ``options`` go to ``replace_section`` as they are
     (``negative_tags``, ``callback_url``, ``receiver``, ...).  Everything is checked before
     the replace request; the job records ``lines``, ``span_*`` and ``widened``.
@@ -191,6 +192,8 @@ def replace_lines(
         new_lyrics=new_lyrics,
         full_lyrics=full_lyrics,
     )
+    if "lyrics" in getattr(client.provider, "fields", {}):
+        options.setdefault("lyrics", new_lyrics)  # the segment's lyrics, where documented
     job = client.replace_section(
         task_id=task_id,
         audio_id=audio_id,

@@ -97,7 +97,7 @@ def test_rewrite_the_second_chorus(sb, song, rx):
     assert "lines=6-7 (widened)" in repr(job)
     # fullLyrics: the new lines instead of the old ones, every other line as it was.
     full = sent["fullLyrics"]
-    assert sent["prompt"] == NEW
+    assert sent["prompt"] == NEW and sent["lyrics"] == NEW  # the segment's lyrics
     old = ["oh we sing it louder now", "all night long again"]
     assert all(line in _sung(full) for line in NEW.splitlines())
     assert not any(line in _sung(full) for line in old)
