@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from . import client_lyrics
 from .client_base import (
     DEFAULT_BASE_URL,
     MISSING_KEY_MESSAGE,
@@ -32,16 +33,19 @@ from .client_base import (
     ReplaceJob,
 )
 from .client_errors import error_for_code, is_loopback, tell_user, url_origin
-from .contract import API_FIELDS, Provider
+from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info
 from .rows import Submission
 from .rules import (
+    check_options,
     check_url,
     missing_required,
     original_duration_s,
     pick_model,
     replace_mode,
+    request_body,
+    required_by,
     validate_section,
     validate_text,
 )
@@ -98,17 +102,33 @@ class SunoClient(BaseClient):
         callback_url: str | None = None,
         original_duration: float | None = None,
         receiver: ReceiverLike | None = None,
+        lyrics: str | None = None,
+        vocal_gender: str | None = None,
+        style_weight: float | None = None,
+        weirdness_constraint: float | None = None,
+        audio_weight: float | None = None,
+        variety: int | None = None,
+        persona_id: str | None = None,
+        persona_model: str | None = None,
     ) -> ReplaceJob:
         """Replace ``infill_start_s``-``infill_end_s`` of a track with new music.
 
         Two modes, exactly one: a track the service made (``task_id`` + ``audio_id``), or
-        your own audio (``upload_url`` + ``model``, one of ``client.provider.models``).
+        your own audio (``upload_url`` + ``model``, one of ``client.provider.models``; a
+        deprecated model warns, naming ``client.provider.default_model``).
         ``full_lyrics`` (the whole lyrics after the change) is required where the provider
         requires it (sunoapi.org does).  The section must follow
         ``client.provider.section``: on sunoapi.org at least 10 s and at most 50 % of the
         original.  The original's length is ``original_duration`` or, in mode 1, looked up
         with :meth:`get_details` (a free GET).  A broken rule raises
         :class:`SectionValidationError` naming the field and the limit, before any request.
+
+        Optional fields, sent (in the provider's spelling) only when given, each checked
+        against ``client.provider.fields``: ``lyrics`` (the replaced segment's lyrics, at most
+        5000 characters; the service prefers it over ``prompt``), ``vocal_gender`` (``"m"`` or
+        ``"f"``), ``style_weight``, ``weirdness_constraint``, ``audio_weight`` (0-1, two
+        decimals), ``variety`` (integer 0-4), ``persona_id`` and ``persona_model``
+        (``"style_persona"`` or ``"voice_persona"``).
 
         ``callback_url`` defaults to the receiver's URL; that receiver also records the
         submission so ``rx.wait(job.task_id)`` and the polling fallback know the task.
@@ -120,49 +140,58 @@ class SunoClient(BaseClient):
         tags = _required("tags", tags, p)
         title = _required("title", title, p)
         full_lyrics = validate_text("full_lyrics", full_lyrics, required=False, provider=p)
-        if full_lyrics is None and p.requires(endpoint, API_FIELDS["full_lyrics"]):
+        if full_lyrics is None and required_by(p, endpoint, "full_lyrics"):
             raise missing_required("full_lyrics", p, endpoint)
         negative_tags = validate_text("negative_tags", negative_tags, required=False, provider=p)
+        options = check_options(
+            p,
+            {
+                "lyrics": lyrics,
+                "vocal_gender": vocal_gender,
+                "style_weight": style_weight,
+                "weirdness_constraint": weirdness_constraint,
+                "audio_weight": audio_weight,
+                "variety": variety,
+                "persona_id": persona_id,
+                "persona_model": persona_model,
+            },
+        )
         source = replace_mode(task_id, audio_id, upload_url, model, p)
         callback_url = check_url("callback_url", callback_url)
         duration = original_duration_s(original_duration)
 
         # The duration-free rules first: a bad section needs no lookup.
         section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
-        if duration is None and "taskId" in source:
-            duration = self._original_duration(source["taskId"], source["audioId"])
+        if duration is None and "task_id" in source:
+            duration = self._original_duration(source["task_id"], source["audio_id"])
             section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
 
         rx = self._pick_receiver(receiver)
         callback_url = self._callback_for(callback_url, rx, required=False)
-        body: dict[str, Any] = {
+        args: dict[str, Any] = {
             **source,
             "prompt": prompt,
             "tags": tags,
             "title": title,
-            "infillStartS": section.start,
-            "infillEndS": section.end,
+            "infill_start_s": section.start,
+            "infill_end_s": section.end,
+            "negative_tags": negative_tags,
+            "full_lyrics": full_lyrics,
+            **options,
         }
-        for name, value in (
-            ("negativeTags", negative_tags),
-            ("fullLyrics", full_lyrics),
-            ("callBackUrl", callback_url),
-        ):
-            if value is not None:
-                body[name] = value
-
+        body = request_body(p, endpoint, args, callback_url)
         submitted_at = time.time()
         data = self._request("POST", endpoint, body=body)
         new_task_id = _task_id_from(data, self._endpoint_name("POST", endpoint))
         job = ReplaceJob(
             task_id=new_task_id,
-            parent_task_id=source.get("taskId"),
-            audio_id=source.get("audioId"),
+            parent_task_id=source.get("task_id"),
+            audio_id=source.get("audio_id"),
             infill_start_s=section.start,
             infill_end_s=section.end,
             submitted_at=submitted_at,
             callback_url=callback_url,
-            upload_url=source.get("uploadUrl"),
+            upload_url=source.get("upload_url"),
             model=source.get("model"),
         )
         if rx is not None:
@@ -177,7 +206,7 @@ class SunoClient(BaseClient):
                 title=title,
                 negative_tags=negative_tags,
                 full_lyrics=full_lyrics,
-                params={k: v for k, v in body.items() if k != "callBackUrl"},
+                params=_params(body, p),
                 submitted_at=submitted_at,
             )
             self._record(rx, sub)
@@ -229,7 +258,7 @@ class SunoClient(BaseClient):
         title: str | None = None,
         custom_mode: bool = False,
         instrumental: bool = False,
-        model: str = "V4_5",
+        model: str | None = None,
         negative_tags: str | None = None,
         callback_url: str | None = None,
         receiver: ReceiverLike | None = None,
@@ -239,9 +268,16 @@ class SunoClient(BaseClient):
         ``prompt`` is required, except for an instrumental in custom mode; custom mode also
         requires ``style`` and ``title``.  The service requires a callback URL: it defaults
         to the receiver's (which also records the task, so ``rx.wait(job.task_id)`` follows
-        it through its ``text``/``first``/``complete`` callbacks).  Not retried.
+        it through its ``text``/``first``/``complete`` callbacks).  ``model`` defaults to the
+        provider's current default (``client.provider.default_model``); a deprecated one
+        warns.  Not retried.
         """
         p = self.provider
+        if "generate" not in p.routes:
+            raise ValueError(
+                f"{p.name} has no generate route in suno_nb's contract: "
+                f"{p.notes.get('generate', 'use another provider to create originals')}"
+            )
         custom_mode = bool(custom_mode)
         instrumental = bool(instrumental)
         prompt = validate_text(
@@ -254,12 +290,12 @@ class SunoClient(BaseClient):
         style = validate_text("style", style, required=custom_mode, provider=p)
         title = validate_text("title", title, required=custom_mode, provider=p)
         negative_tags = validate_text("negative_tags", negative_tags, required=False, provider=p)
-        model = pick_model(model, p)
+        model = pick_model(p.default_model if model is None else model, p)
         rx = self._pick_receiver(receiver)
         callback_url = self._callback_for(
             check_url("callback_url", callback_url),
             rx,
-            required=p.requires("generate", API_FIELDS["callback_url"]),
+            required=required_by(p, "generate", "callback_url"),
         )
         body: dict[str, Any] = {"customMode": custom_mode, "instrumental": instrumental}
         for name, value in (
@@ -286,12 +322,16 @@ class SunoClient(BaseClient):
                 tags=style,
                 title=title,
                 negative_tags=negative_tags,
-                params={k: v for k, v in body.items() if k != "callBackUrl"},
+                params=_params(body, p),
                 submitted_at=submitted_at,
             )
             self._record(rx, sub)
         log.info("submitted generate task %s", task_id)
         return GenerateJob(task_id, model, title, submitted_at, callback_url)
+
+    # "Rewrite the second chorus": the bodies live in client_lyrics.py.
+    timestamped_lyrics = client_lyrics.timestamped_lyrics
+    replace_lines = client_lyrics.replace_lines
 
     # --- lifecycle and display ------------------------------------------------------------
 
@@ -374,6 +414,16 @@ def _required(field: str, value: object, provider: Provider) -> str:
     text = validate_text(field, value, required=True, provider=provider)
     assert text is not None  # validate_text raised otherwise
     return text
+
+
+def _params(body: dict[str, Any], provider: Provider) -> dict[str, Any]:
+    """What a submission records of its request: the body without the callback URL (the
+    receiver's capability token)."""
+    callback = provider.api_name("callback_url")
+    params = {k: v for k, v in body.items() if k != callback}
+    if isinstance(params.get("input"), dict):  # the task API's fields
+        params["input"] = {k: v for k, v in params["input"].items() if k != callback}
+    return params
 
 
 def _task_id_from(data: Any, endpoint: str) -> str:

@@ -5,17 +5,27 @@ and the provider's ``max_chars``); this module only applies them, for the client
 widgets and the sandbox alike: ``0 <= infill_start_s < infill_end_s``, rounded to the
 provider's decimals; the section at least ``min_s`` (and at most ``max_s`` where a maximum
 is documented) long; at most ``max_fraction`` of the original; not past its end; required
-strings non-empty and within their length.
+strings non-empty and within their length; the optional fields (``lyrics``,
+``vocal_gender``, the weights, ``variety``, the persona) within their :class:`FieldSpec`;
+the model one the provider accepts (a deprecated one with a :class:`SunoNbWarning`).
+:func:`request_body` spells a request the provider's way (camelCase for the family's
+routes, ``{"model", "callBackUrl", "input": {snake_case}}`` for kie.ai's task API).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import warnings
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from .contract import API_FIELDS, Provider, SectionRules, get_provider
-from .errors import SectionValidationError
+from .contract import FieldSpec, Provider, SectionRules, get_provider
+from .errors import SectionValidationError, SunoNbWarning
+
+log = logging.getLogger("suno_nb.rules")
 
 _DEFAULT = get_provider()
 
@@ -146,13 +156,13 @@ def validate_text(
 
 def required_by(provider: Provider, endpoint: str, field: str) -> bool:
     """Does ``provider`` require the snake_case argument ``field`` on ``endpoint``?"""
-    return provider.requires(endpoint, API_FIELDS.get(field, field))
+    return provider.requires(endpoint, provider.api_name(field))
 
 
 def missing_required(field: str, provider: Provider, endpoint: str) -> SectionValidationError:
     """The error for a required argument left out, naming it and the docs page."""
     source = provider.sources.get(endpoint, provider.name)
-    api = API_FIELDS.get(field, field)
+    api = provider.api_name(field)
     return SectionValidationError(
         field,
         f"is required by {provider.name} on {endpoint} (request field {api}; {source})",
@@ -172,23 +182,123 @@ def check_url(field: str, url: object) -> str | None:
     return text.strip()
 
 
-def pick_model(model: object, provider: Provider) -> str:
-    """``model`` if the provider offers it, else an error listing the models."""
+def pick_model(model: object, provider: Provider, *, stacklevel: int = 3) -> str:
+    """``model`` if the provider accepts it, else an error listing the models.
+
+    A deprecated model is accepted with a :class:`SunoNbWarning` naming the current
+    default (shown in the cell when called from the notebook's thread, logged otherwise;
+    ``stacklevel`` points the warning at the user's line).
+    """
     if not isinstance(model, str) or model not in provider.models:
+        old = ", ".join(provider.deprecated_models)
         raise SectionValidationError(
             "model",
-            f"must be one of {', '.join(provider.models)} on {provider.name}, got {model!r}",
+            f"must be one of {', '.join(provider.current_models)} on {provider.name} "
+            f"(default {provider.default_model}; deprecated but accepted: {old}), got {model!r}",
             limit=provider.models,
             value=model,
         )
+    if model in provider.deprecated_models:
+        message = (
+            f"model {model!r} is deprecated on {provider.name} (kept only for backward "
+            f"compatibility); the current default is {provider.default_model!r} "
+            f"(current: {', '.join(provider.current_models)}; "
+            f"{provider.sources.get('models', provider.name)})"
+        )
+        log.warning("%s", message)
+        if threading.current_thread() is threading.main_thread():
+            warnings.warn(message, SunoNbWarning, stacklevel=stacklevel)
     return model
+
+
+def _option_error(spec: FieldSpec, what: str, value: object) -> SectionValidationError:
+    return SectionValidationError(
+        spec.name,
+        f"must be {spec.describe()} (request field {spec.api}; {spec.source}), {what}",
+        limit=spec.describe(),
+        value=value,
+    )
+
+
+def check_option(spec: FieldSpec, value: object) -> Any:
+    """One optional field's value checked against its :class:`FieldSpec`; the error names
+    the Python argument, the request field and the limit."""
+    got = f"got {value!r}"
+    if spec.kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise _option_error(spec, got if not isinstance(value, str) else "got ''", value)
+        if spec.max_chars is not None and len(value) > spec.max_chars:
+            raise _option_error(spec, f"got {len(value)} characters", len(value))
+        return value
+    if spec.kind == "choice":
+        if not isinstance(value, str) or value not in spec.choices:
+            raise _option_error(spec, got, value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _option_error(spec, got, value)
+    if not math.isfinite(value):
+        raise _option_error(spec, got, value)
+    if spec.kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+        raise _option_error(spec, got, value)
+    lo, hi = spec.minimum, spec.maximum
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise _option_error(spec, got, value)
+    if spec.kind == "int":
+        return int(value)
+    if spec.decimals is not None:
+        scaled = float(value) * 10**spec.decimals
+        if abs(scaled - round(scaled)) > 1e-6:
+            raise _option_error(spec, got, value)
+        return round(float(value), spec.decimals)
+    return float(value)
+
+
+def check_options(provider: Provider, values: dict[str, object]) -> dict[str, Any]:
+    """The given (not None) optional fields of ``values`` (Python names), checked against
+    ``provider.fields``; a name the provider does not know is refused."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        spec = provider.fields.get(name)
+        if spec is None:
+            raise SectionValidationError(
+                name,
+                f"is not a field {provider.name} documents for replace-section "
+                f"(known: {', '.join(provider.fields)})",
+                limit=tuple(provider.fields),
+                value=value,
+            )
+        out[name] = check_option(spec, value)
+    return out
+
+
+def request_body(
+    provider: Provider, endpoint: str, args: dict[str, Any], callback_url: str | None
+) -> dict[str, Any]:
+    """The JSON body of ``endpoint`` from ``args`` (Python names, None left out), spelled
+    the provider's way: camelCase fields for the family's routes; on kie.ai's task API
+    ``{"model": <task model>, "callBackUrl"?, "input": {snake_case fields}}``."""
+    fields = {provider.api_name(k): v for k, v in args.items() if v is not None}
+    if provider.api != "task":
+        if callback_url is not None:
+            fields[provider.api_name("callback_url")] = callback_url
+        return fields
+    task_model = provider.task_models.get(endpoint)
+    if task_model is None:
+        raise ValueError(f"{provider.name} has no task model for {endpoint!r} in its contract")
+    body: dict[str, Any] = {"model": task_model}
+    if callback_url is not None:
+        body[provider.api_name("callback_url")] = callback_url
+    body["input"] = fields
+    return body
 
 
 def replace_mode(
     task_id: object, audio_id: object, upload_url: object, model: object, provider: Provider
 ) -> dict[str, str]:
-    """The request fields naming the original, for exactly one of the two modes:
-    ``taskId`` + ``audioId`` (a track the service made) or ``uploadUrl`` + ``model``."""
+    """The arguments naming the original (Python names), for exactly one of the two modes:
+    ``task_id`` + ``audio_id`` (a track the service made) or ``upload_url`` + ``model``."""
     mode1 = task_id is not None or audio_id is not None
     mode2 = upload_url is not None or model is not None
     if mode1 and mode2:
@@ -198,13 +308,21 @@ def replace_mode(
             "model (your own audio), not both",
             limit="exactly one mode",
         )
+    if mode2 and not provider.upload_mode:
+        raise SectionValidationError(
+            "upload_url" if upload_url is not None else "model",
+            f"{provider.name} takes no upload mode on replace-section (its page names the "
+            "original by task_id + audio_id only; "
+            f"{provider.sources.get('replace-section', provider.name)})",
+            limit="task_id + audio_id",
+        )
     if mode2:
         url = check_url("upload_url", upload_url)
         if url is None:
             raise SectionValidationError(
                 "upload_url", "is required with model= (your own audio)", limit="required"
             )
-        return {"uploadUrl": url, "model": pick_model(model, provider)}
+        return {"upload_url": url, "model": pick_model(model, provider, stacklevel=4)}
     if not mode1:
         raise SectionValidationError(
             "task_id",
@@ -215,7 +333,7 @@ def replace_mode(
     ids = {}
     for field, value in (("task_id", task_id), ("audio_id", audio_id)):
         text = validate_text(field, value, required=True, provider=provider)
-        ids[API_FIELDS[field]] = text or ""
+        ids[field] = text or ""
     return ids
 
 

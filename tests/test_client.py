@@ -739,14 +739,15 @@ def test_generate_body_and_validation(server, client):
         callback_url="http://cb.test/x",
     )
     assert isinstance(job, GenerateJob)
-    assert (job.task_id, job.model, job.title) == ("orig-1", "V4_5", "T")
+    # The model defaults to the provider's current default.
+    assert (job.task_id, job.model, job.title) == ("orig-1", "V6", "T")
     assert server.requests[0].json == {
         "customMode": True,
         "instrumental": False,
         "prompt": "a song",
         "style": "Jazz",
         "title": "T",
-        "model": "V4_5",
+        "model": "V6",
         "callBackUrl": "http://cb.test/x",
     }
     with pytest.raises(SectionValidationError) as info:
@@ -863,9 +864,9 @@ def test_missing_full_lyrics_is_named_before_any_request(server, client):
     assert server.requests == []
 
 
-def test_kie_ai_does_not_require_full_lyrics(server):
+def test_kie_ai_legacy_does_not_require_full_lyrics(server):
     server.reply("POST", REPLACE, 200, ok({"taskId": "k1"}))
-    c = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    c = SunoClient(KEY, base_url=server.url, provider="kie.ai-legacy")
     assert c.replace_section(**args(full_lyrics=None)).task_id == "k1"
     assert "fullLyrics" not in server.requests[0].json
 
@@ -894,14 +895,14 @@ def test_seventy_seconds_of_two_hundred_is_sent_and_over_half_is_refused(server,
 def test_upload_mode_sends_upload_url_and_model_only(server, client):
     server.reply("POST", REPLACE, 200, ok({"taskId": "up-1"}))
     rx = FakeReceiver()
-    over = dict(task_id=None, audio_id=None, upload_url="https://cdn.test/mine.mp3", model="V5_5")
+    over = dict(task_id=None, audio_id=None, upload_url="https://cdn.test/mine.mp3", model="V6")
     job = client.replace_section(**args(**over), receiver=rx)
     body = server.requests[0].json
-    assert body["uploadUrl"] == "https://cdn.test/mine.mp3" and body["model"] == "V5_5"
+    assert body["uploadUrl"] == "https://cdn.test/mine.mp3" and body["model"] == "V6"
     assert "taskId" not in body and "audioId" not in body
     assert (job.upload_url, job.model, job.parent_task_id, job.audio_id) == (
         "https://cdn.test/mine.mp3",
-        "V5_5",
+        "V6",
         None,
         None,
     )
@@ -1006,12 +1007,12 @@ def test_post_rate_limit_is_not_retried(server, client):
 def test_generate_defaults_callback_to_receiver_and_records(server, client):
     server.reply("POST", GENERATE, 200, ok({"taskId": "orig-9"}))
     rx = FakeReceiver()
-    job = client.generate(prompt="a calm piano", model="V5_5", receiver=rx)
+    job = client.generate(prompt="a calm piano", model="V6_WILD", receiver=rx)
     assert job.task_id == "orig-9" and job.callback_url == RX_URL
     assert server.requests[0].json["callBackUrl"] == RX_URL
     [sub] = rx.submissions
     assert sub.task_id == "orig-9" and sub.parent_task_id is None
-    assert "callBackUrl" not in sub.params and sub.params["model"] == "V5_5"
+    assert "callBackUrl" not in sub.params and sub.params["model"] == "V6_WILD"
     assert "capability-token" not in repr(job)
 
 

@@ -116,12 +116,14 @@ def test_each_provider_cites_a_page_for_every_fact():
         for fact in ("replace-section", "section", "generate", "record-info", "credits"):
             assert p.sources[fact].startswith("https://"), (p.name, fact)
         assert p.section.source.startswith("https://")
-        assert p.signs_webhooks == (p.name == "kie.ai")
+        assert p.signs_webhooks == p.name.startswith("kie.ai")
         assert "signs_webhooks" in p.sources
-    kie = get_provider("kie.ai")
+    kie = get_provider("kie.ai-legacy")
     assert kie.routes["credits"] == "/api/v1/chat/credit"
     assert not kie.requires("replace-section", "fullLyrics")
     assert "optional" in kie.notes["required.replace-section"]
+    # kie.ai's task API requires full_lyrics (snake_case inside "input").
+    assert get_provider("kie.ai").requires("replace-section", "full_lyrics")
     org = get_provider("sunoapi.org")
     assert org.requires("replace-section", "fullLyrics")
     assert (org.section.min_s, org.section.max_s, org.section.max_fraction) == (10.0, None, 0.5)
@@ -209,7 +211,7 @@ def test_client_sends_kie_ai_request_without_full_lyrics(server):
     server.reply(
         "POST", "/api/v1/generate/replace-section", 200, load("kie.ai/replace-section.reply.json")
     )
-    kie = SunoClient(KEY, base_url=server.url, provider="kie.ai")
+    kie = SunoClient(KEY, base_url=server.url, provider="kie.ai-legacy")
     kie.replace_section(**arguments(doc, original_duration=198.44))
     assert server.requests[0].json == doc
 
@@ -233,12 +235,13 @@ def test_client_sends_the_documented_generate_request(server):
 # --- the client understands the pages' answers --------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", ["sunoapi.org", "kie.ai"])
+@pytest.mark.parametrize("provider", ["sunoapi.org", "kie.ai-legacy"])
 def test_client_parses_record_info_and_credits(server, provider):
     route = get_provider(provider).routes["credits"]
-    server.reply("GET", route, 200, load(f"{provider}/credits.reply.json"))
+    folder = provider.removesuffix("-legacy")
+    server.reply("GET", route, 200, load(f"{folder}/credits.reply.json"))
     server.reply(
-        "GET", "/api/v1/generate/record-info", 200, load(f"{provider}/record-info.reply.json")
+        "GET", "/api/v1/generate/record-info", 200, load(f"{folder}/record-info.reply.json")
     )
     c = SunoClient(KEY, base_url=server.url, provider=provider)
     assert c.credits() == 100.0

@@ -193,7 +193,7 @@ def test_a_short_span_is_widened_to_the_minimum_around_it_without_cutting_words(
     assert plan.start_s <= a and plan.end_s >= b
     # 10 s, plus what moving an edge out of a neighbouring word into a silence added.
     assert 10.0 <= round(plan.end_s - plan.start_s, 2) <= 11.0
-    assert "minimum 10 s" in plan.widened and "instead of cutting" in plan.widened
+    assert "minimum 10 s" in plan.widened
     validate_section(plan.start_s, plan.end_s, end + 5)
     assert not _cut(words, plan)
 

@@ -72,6 +72,7 @@ FLOORS = {
     "sandbox": 3,
     "analysis": 3,
     "client_base": 3,
+    "client_lyrics": 3,
     "store": 4,
     "client": 4,
     "receiver": 5,

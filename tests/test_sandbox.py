@@ -829,8 +829,8 @@ def test_failing_generate_sends_no_intermediate_stages(sb: Sandbox, recorder: Re
 
 
 def test_kie_ai_sandbox_serves_its_routes_and_its_rules(make_sandbox: Any) -> None:
-    sb = make_sandbox(provider="kie.ai")
-    assert sb.provider.name == "kie.ai"
+    sb = make_sandbox(provider="kie.ai-legacy")
+    assert sb.provider.name == "kie.ai-legacy"
     r = requests.get(f"{sb.url}/api/v1/chat/credit", headers=auth(sb), timeout=30)
     assert r.json() == {"code": 200, "msg": "success", "data": 500}
     old = requests.get(f"{sb.url}/api/v1/generate/credit", headers=auth(sb), timeout=30)

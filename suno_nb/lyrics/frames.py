@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 WORD_COLUMNS = ("line", "section", "word", "start_s", "end_s", "confidence")
 LINE_COLUMNS = ("line", "section", "text", "start_s", "end_s")
 
-_TAG = re.compile(r"^\s*\[([^\]]*)\]\s*$")
+_TAG = re.compile(r"^\s*\[([^\]]*)\](.*)$")
 _TAG_ANYWHERE = re.compile(r"\[([^\]]*)\]")
 
 
@@ -46,8 +46,9 @@ class _Sections:
 def lyric_lines(lyrics: str) -> list[tuple[int, str, str | None]]:
     """The sung lines of ``lyrics``: ``(index in lyrics.splitlines(), text, section)``.
 
-    Tag lines (``[Chorus]``) and blank lines are not sung; a section is named by its tag and
-    its count so far ("Chorus 2" is the second ``[Chorus]``), None before the first tag.
+    Tags (``[Chorus]``, alone or before a line's text) and blank lines are not sung; a
+    section is named by its tag and its count so far ("Chorus 2" is the second
+    ``[Chorus]``), None before the first tag.
     """
     sections = _Sections()
     current: str | None = None
@@ -56,7 +57,8 @@ def lyric_lines(lyrics: str) -> list[tuple[int, str, str | None]]:
         tag = _TAG.match(raw)
         if tag:
             current = sections.label(tag.group(1))
-        elif raw.strip():
+            raw = tag.group(2)  # "[Verse] First line": the tag, then a sung line
+        if raw.strip():
             out.append((i, raw.strip(), current))
     return out
 

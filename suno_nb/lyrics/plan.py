@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 from ..contract import Provider, SectionRules, get_provider
 from ..errors import SectionValidationError
-from .frames import _float, _match_lines, _tag_base, lines_frame, lyric_lines
+from .frames import _TAG, _float, _match_lines, _tag_base, lines_frame, lyric_lines
 
 if TYPE_CHECKING:
     import pandas as pd
+
+EDGE_PAD_S = 1.0  # how far an edge goes into a silence at most (a breath, not a solo)
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,15 @@ def _inside(x: float, starts: list[float], ends: list[float]) -> tuple[float, fl
     return min(s for s, _ in hit), max(e for _, e in hit)
 
 
-def _mid(gap: tuple[float, float]) -> float:
-    return (gap[0] + gap[1]) / 2
+def _start_in(gap: tuple[float, float]) -> float:
+    """Where a start edge goes in a silence: its middle, at most EDGE_PAD_S before the word
+    after it (a breath before the first new word, not a long instrumental)."""
+    return max((gap[0] + gap[1]) / 2, gap[1] - EDGE_PAD_S)
+
+
+def _end_in(gap: tuple[float, float]) -> float:
+    """Where an end edge goes in a silence: its middle, at most EDGE_PAD_S after the word."""
+    return min((gap[0] + gap[1]) / 2, gap[0] + EDGE_PAD_S)
 
 
 def _word_at(words: pd.DataFrame, lo: float, hi: float) -> str:
@@ -182,13 +191,14 @@ def plan_lines(
     1. The span runs from the chosen lines' first word's start to their last word's end.
        A span longer than the maximum (``max_s``, ``max_fraction`` of ``duration``) is
        refused with a :class:`SectionValidationError` naming the limit.
-    2. Each edge moves out to the middle of the silence next to it (between the last chosen
-       word and the next word, or the song's start/end); an edge with no silence there (a
-       neighbour's timing overlaps) stays on the span.  If that makes the section too long,
+    2. Each edge moves out into the silence next to it (between the last chosen word and the
+       next word, or the song's start/end): to its middle, but at most :data:`EDGE_PAD_S`
+       (1 s) from the chosen words; an edge with no silence there (a neighbour's timing
+       overlaps) stays on the span.  If that makes the section too long,
        both edges come back towards the span by the same share.
     3. Shorter than ``min_s``: widened to ``min_s`` around its centre, shifted to stay
        within ``[0, duration]``.  A widened edge that lands inside a word moves outward to the
-       silence before (start) or after (end) that word, as near its middle as the maximum
+       silence before (start) or after (end) that word, placed as in step 2 where the maximum
        allows; failing that, inward to the silence on the other side if the section stays at
        least ``min_s``; failing both, it stays and ``widened`` says which word it cuts.
     4. The start is rounded down and the end up to the provider's decimals (so the span stays
@@ -279,8 +289,8 @@ def _place(
     notes: list[str] = []
     before = [g for g in gaps if abs(g[1] - a) < 1e-9]
     after = [g for g in gaps if abs(g[0] - b) < 1e-9]
-    start = _mid(before[0]) if before else a
-    end = _mid(after[0]) if after else b
+    start = _start_in(before[0]) if before else a
+    end = _end_in(after[0]) if after else b
     if end - start > room:  # the silences are too long to take in whole: take a share
         share = max(0.0, (room - (b - a)) / ((a - start) + (end - b)))
         start, end = a - (a - start) * share, b + (end - b) * share
@@ -327,13 +337,13 @@ def _snap(
         out = [g for g in gaps if g[1] <= cut[0]]
         inward = [g for g in gaps if g[0] >= cut[1] and g[1] <= edge_of_span]
         # outward: as near the middle as the maximum allows; inward: keep >= min_s
-        options = [(out[-1], max(_mid(out[-1]), other - room))] if out else []
-        options += [(inward[0], min(_mid(inward[0]), other - rules.min_s))] if inward else []
+        options = [(out[-1], max(_start_in(out[-1]), other - room))] if out else []
+        options += [(inward[0], min(_start_in(inward[0]), other - rules.min_s))] if inward else []
     else:
         out = [g for g in gaps if g[0] >= cut[1]]
         inward = [g for g in gaps if g[1] <= cut[0] and g[0] >= edge_of_span]
-        options = [(out[0], min(_mid(out[0]), other + room))] if out else []
-        options += [(inward[-1], max(_mid(inward[-1]), other + rules.min_s))] if inward else []
+        options = [(out[0], min(_end_in(out[0]), other + room))] if out else []
+        options += [(inward[-1], max(_end_in(inward[-1]), other + rules.min_s))] if inward else []
     for gap, y in options:
         if gap[0] <= y <= gap[1] and rules.min_s <= abs(other - y) <= room + 1e-9:
             side = "before" if (y < x) == (which == "start") else "after"
@@ -382,5 +392,7 @@ def replace_in_lyrics(
         where.append(sung[pairs[pos]][0])
     raw = lyrics.splitlines()
     new = new_lyrics.strip("\n").splitlines()
-    out = raw[: min(where)] + new + raw[max(where) + 1 :]
+    tag = _TAG.match(raw[min(where)])  # "[Chorus] old line": the tag stays, on its own line
+    keep = [f"[{tag.group(1)}]"] if tag else []
+    out = raw[: min(where)] + keep + new + raw[max(where) + 1 :]
     return "\n".join(out) + ("\n" if lyrics.endswith("\n") else "")

@@ -137,9 +137,16 @@ def build_app(service: Service, *, provider: Provider, api_key: str) -> Starlett
             msg = getattr(exc, "detail", "error")
         return _json(status, {"code": status, "msg": msg})
 
+    # kie.ai's task API has no generate route in the contract: its createTask serves
+    # replace-section (service.replace_section reads the task body's shape).
+    generate = routes.get("generate")
+    submit = [Route(generate, post(service.generate), methods=["POST"])] if generate else []
+    lyrics = routes.get("timestamped-lyrics")  # not every provider has it
+    if lyrics:
+        submit.append(Route(lyrics, post(service.timestamped_lyrics), methods=["POST"]))
     return Starlette(
         routes=[
-            Route(routes["generate"], post(service.generate), methods=["POST"]),
+            *submit,
             Route(routes["replace-section"], post(service.replace_section), methods=["POST"]),
             Route(routes["record-info"], guarded(record_info), methods=["GET"]),
             Route(routes["credits"], guarded(credit), methods=["GET"]),
