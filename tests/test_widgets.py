@@ -709,27 +709,63 @@ def test_choosing_lines_moves_the_region_and_submits_them_replaced(client, wrx, 
     assert form.reason.startswith("prompt:")  # a section alone needs its prompt again
 
 
-def test_optional_settings_are_sent_only_when_set_and_checked_live(client, wrx, made):
+def test_optional_settings_are_sent_only_when_set_and_checked_live(client, wrx, sb, song, made):
     form = _form(client, wrx, made)
-    assert set(form.options) == {
-        "model",
+    _fill(form, song)
+    assert set(form.options) == {  # no model: with task_id + audio_id the service takes none
         "vocal_gender",
         "style_weight",
         "weirdness_constraint",
         "audio_weight",
         "variety",
     }
-    assert all(w.value in (None, "") for w in form.options.values())  # nothing set: defaults
-    assert form.more.selected_index is None  # collapsed
-    assert form._options() == {}
+    assert all(w.value in (None, "") for w in form.options.values())  # unset: defaults
+    assert form.more.selected_index is None  # the "more" section starts collapsed
+    assert form.reason == ""
     form.options["style_weight"].value = "1.5"
-    assert form.reason == "" or form.reason.startswith("task_id")  # ids come first
-    with pytest.raises(ValueError, match=r"style_weight: must be in 0-1"):
-        form._options()
-    form.options["style_weight"].value = "0.655"
-    with pytest.raises(ValueError, match=r"style_weight: has more than 2 decimals"):
-        form._options()
+    assert form.submit.disabled and form.reason.startswith("style_weight:")
+    assert "0" in form.reason and "1" in form.reason and "styleWeight" in form.reason
+    form.options["style_weight"].value = "0.655"  # 3 decimals
+    assert form.submit.disabled and form.reason.startswith("style_weight:")
     form.options["style_weight"].value = "0.65"
+    assert form.reason == "" and not form.submit.disabled
+    form.submit.click()  # only style_weight set: the rest is not sent
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert sent["styleWeight"] == 0.65
+    assert not {"vocalGender", "variety", "audioWeight", "weirdnessConstraint"} & set(sent)
     form.options["vocal_gender"].value = "f"
-    form.options["variety"].value = 0
-    assert form._options() == {"style_weight": 0.65, "vocal_gender": "f", "variety": 0}
+    form.options["variety"].value = 0  # a value set to 0 is sent (not "unset")
+    form.options["audio_weight"].value = "0.3"
+    first = form.last_job.task_id
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job.task_id != first, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert (sent["vocalGender"], sent["variety"], sent["audioWeight"]) == ("f", 0, 0.3)
+    assert "model" not in sent and len(wrx.tasks()) == 2
+
+
+def test_lines_from_the_service_are_submitted_with_replace_lines(client, wrx, sb, made):
+    song = sb.create_song(duration=60, title="Harbour Lights", prompt=LYRICS)
+    form = _form(client, wrx, made, task_id=song.task_id, audio_id=song.audio_id)
+    form.tags.value, form.title.value = "indie pop", "Harbour Lights (new chorus)"
+    assert form.wait_idle(WAIT_S)  # the original, its peaks and its timed lyrics
+    from suno_nb.lyrics import lines_frame
+
+    texts = [row["text"] for row in form.section.lines]
+    words = client.timestamped_lyrics(task_id=song.task_id, audio_id=song.audio_id)
+    assert texts == lines_frame(words)["text"].tolist()  # the service's (cached) timed words
+    chorus = [i for i, t in enumerate(texts) if "tide" in t]
+    assert chorus, texts
+    form.section.set_state({"selected": [chorus[0], chorus[0] + 1]})
+    shown = form.section.value
+    form.section.set_state({"new_lyrics": "oh the tide is high\nand the boats come in"})
+    assert form.reason == "", form.reason
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    job = form.last_job
+    assert job.lines == tuple(form.section.lines[i]["line"] for i in (chorus[0], chorus[0] + 1))
+    assert (job.infill_start_s, job.infill_end_s) == shown  # the plan shown is the one sent
+    sent = json.loads(sb.record_info(job.task_id)["param"])
+    assert "oh the tide is high\nand the boats come in" in sent["fullLyrics"]
+    assert "tide turns" not in sent["fullLyrics"] and "nets are drying" in sent["fullLyrics"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ApiError, NetworkError, SectionValidationError
-from ..rules import validate_section, validate_text
+from ..rules import check_options, validate_section, validate_text
 from ._common import UPDATE_LOCK, esc, fmt_clock, log, note, set_traits
 
 NOT_RUNNING = (
@@ -31,33 +31,17 @@ def _reason(exc: SectionValidationError) -> str:
     return f"{exc} (limit: {shown})"
 
 
-#: the "more" settings, by ``replace_section`` keyword (sent only when set)
+#: the "more" settings, by ``replace_section`` keyword (sent only when set).  No ``model``:
+#: the form names the original by task_id + audio_id, where the contract refuses a model
+#: (it goes with upload_url only: ``rules.replace_mode``).
 OPTIONAL = (
-    "model",
     "vocal_gender",
     "style_weight",
     "weirdness_constraint",
     "audio_weight",
     "variety",
 )
-WEIGHTS = ("style_weight", "weirdness_constraint", "audio_weight")  # 0..1, 2 decimals
-
-
-def _weight(field: str, raw: str) -> float:
-    """A 0-1 weight typed in the form (2 decimals at most), or a SectionValidationError."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SectionValidationError(
-            field, f"must be a number, got {raw!r}", limit="0-1", value=raw
-        ) from None
-    if not 0.0 <= value <= 1.0:
-        raise SectionValidationError(field, f"must be in 0-1, got {value:g}", limit="0-1")
-    if round(value, 2) != value:
-        raise SectionValidationError(
-            field, f"has more than 2 decimals: {raw}", limit="2 decimals", value=value
-        )
-    return value
+WEIGHTS = ("style_weight", "weirdness_constraint", "audio_weight")  # typed as text
 
 
 class SubmitChecks:
@@ -89,8 +73,10 @@ class SubmitChecks:
     validation: Any
     submit: Any
     status: Any
+    _given_words: Any
     _line_plan: Callable[[], Any]
     _chosen_lines: Callable[[], list[int]]
+    _song_lyrics_known: Callable[[], bool]
 
     def _limits(self) -> tuple[float, float | None, float]:
         """(shortest, longest or None, largest fraction of the original) of the section."""
@@ -126,15 +112,23 @@ class SubmitChecks:
         validate_text(field, value, required=required, provider=self._client.provider)
 
     def _options(self) -> dict[str, Any]:
-        """The optional settings the user set ("more"), as ``replace_section`` keywords;
-        only those set, so the service's defaults apply to the rest."""
-        out: dict[str, Any] = {}
+        """The optional settings the user set ("more"), as ``replace_section`` keywords,
+        checked against the provider's field specs (``rules.check_options``: the error names
+        the field and its limit); only those set, so the service's defaults apply to the
+        rest."""
+        provider = self._client.provider
+        values: dict[str, Any] = {}
         for field, widget in self.options.items():
             value = widget.value
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
-            out[field] = _weight(field, value.strip()) if field in WEIGHTS else value
-        return out
+            if field in WEIGHTS:
+                try:
+                    value = float(value)
+                except ValueError:
+                    value = value.strip()  # refused below, naming the field and the limit
+            values[field] = value
+        return check_options(provider, values)
 
     def _check(self) -> tuple[str, str]:
         """``(reason, section_reason)``: the first broken rule as ``field: message (limit)``
@@ -212,7 +206,9 @@ class SubmitChecks:
             plan = self._line_plan()
             return {
                 **common,
-                "full_lyrics": plan.full_lyrics,
+                # the song's lyrics, in which the lines are replaced: typed only where the
+                # timed words did not bring them
+                "full_lyrics": None if self._song_lyrics_known() else self.full_lyrics.value,
                 "lines": tuple(int(n) for n in plan.lines),
                 "new_lyrics": self.section.new_lyrics,
                 "prompt": self.prompt.value.strip() or None,
@@ -260,12 +256,12 @@ class SubmitChecks:
             self._revalidate()
 
     def _send_lines(self, sent: dict[str, Any], duration: Any) -> Any:
-        """The chosen lines: ``client.replace_lines`` where the client has it, else the same
-        request made here from the plan (its seconds, its full lyrics, the new lines as the
-        prompt when none is given)."""
-        replace_lines = getattr(self._client, "replace_lines", None)
-        if replace_lines is not None:
-            return replace_lines(**sent)
+        """The chosen lines: ``client.replace_lines`` (which plans them again from the
+        service's timed words: the same plan as shown); with words given to the form, the
+        request made here from the plan shown (its seconds, the full lyrics with the lines
+        replaced, the new lines as the prompt when none is given)."""
+        if self._given_words is None:
+            return self._client.replace_lines(**sent, original_duration=duration)
         plan = self._line_plan()
         rest = {k: v for k, v in sent.items() if k not in ("lines", "new_lyrics", "full_lyrics")}
         return self._client.replace_section(

@@ -101,6 +101,10 @@ class SubmitLines:
                 plan="",
             )
 
+    def _song_lyrics_known(self) -> bool:
+        """True when the timed words brought the song's lyrics (``attrs["lyrics"]``)."""
+        return self._words is not None and bool(self._words.attrs.get("lyrics"))
+
     def _chosen_lines(self) -> list[int]:
         """The line numbers (``line`` of :func:`~suno_nb.lyrics.lines_frame`) chosen."""
         lines = self.section.lines
@@ -118,7 +122,7 @@ class SubmitLines:
 
         duration = self._original.duration if self._original is not None else None
         chosen = self._chosen_lines()
-        known = self._words is not None and bool(self._words.attrs.get("lyrics"))
+        known = self._song_lyrics_known()
         new = (self.section.new_lyrics or None) if compose else None
         full = None if known or not compose else (self.full_lyrics.value or None)
         key = (tuple(chosen), new, full, duration)

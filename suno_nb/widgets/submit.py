@@ -100,9 +100,7 @@ def _options(client: SunoClient) -> dict[str, Any]:
     def weight(label: str) -> Any:
         return widgets.Text(value="", description=label, placeholder="0–1, e.g. 0.5", **small)
 
-    models = [default, *((m, m) for m in getattr(client.provider, "models", ()))]
     made = {
-        "model": widgets.Dropdown(options=models, value=None, description="Model", **small),
         "vocal_gender": widgets.Dropdown(
             options=[default, ("male", "m"), ("female", "f")],
             value=None,
@@ -130,7 +128,7 @@ class SubmitForm(SubmitOriginal, SubmitLines, SubmitChecks, QuietMixin, widgets.
     (Text), ``section`` (the :class:`SectionPicker`: ``value`` is ``(start, end)`` in
     seconds, ``selected`` the chosen lines, ``new_lyrics`` their replacement), ``prompt``,
     ``tags``, ``title``, ``negative_tags``, ``full_lyrics`` (required unless lines are
-    chosen), ``options`` (the "more" settings by keyword: ``model``, ``vocal_gender``,
+    chosen), ``options`` (the "more" settings by keyword: ``vocal_gender``,
     ``style_weight``, ``weirdness_constraint``, ``audio_weight``, ``variety``; passed only
     when set), ``submit`` (a button with ``click()``), ``status`` (HTML).  ``reason`` is the
     current validation failure (or "") and ``last_job`` the last
@@ -223,7 +221,7 @@ class SubmitForm(SubmitOriginal, SubmitLines, SubmitChecks, QuietMixin, widgets.
         self.options = _options(client)
         self.more = widgets.Accordion(
             children=[widgets.HBox(list(self.options.values()), layout=_WRAP)],
-            titles=("More: model, voice, weights (optional; the service's defaults otherwise)",),
+            titles=("More: voice, weights, variety (optional; the service's defaults otherwise)",),
             selected_index=None,
         )
         self.validation = widgets.HTML()
