@@ -93,31 +93,35 @@ def _field(
 
 
 def _options(client: SunoClient) -> dict[str, Any]:
-    """The "more" settings, by ``replace_section`` keyword; each starts unset ("default")."""
+    """The "more" settings the provider documents, by ``replace_section`` keyword; each
+    starts unset ("default": the service decides)."""
     default = ("default", None)
-    small = {"style": _DESC, "layout": widgets.Layout(width="32%", min_width="220px")}
+
+    def small() -> dict[str, Any]:
+        return {"style": _DESC, "layout": widgets.Layout(width="32%", min_width="220px")}
 
     def weight(label: str) -> Any:
-        return widgets.Text(value="", description=label, placeholder="0–1, e.g. 0.5", **small)
+        return widgets.Text(value="", description=label, placeholder="0–1, e.g. 0.5", **small())
 
-    made = {
-        "vocal_gender": widgets.Dropdown(
+    makers = {
+        "vocal_gender": lambda: widgets.Dropdown(
             options=[default, ("male", "m"), ("female", "f")],
             value=None,
             description="Vocal gender",
-            **small,
+            **small(),
         ),
-        "style_weight": weight("Style weight"),
-        "weirdness_constraint": weight("Weirdness"),
-        "audio_weight": weight("Audio weight"),
-        "variety": widgets.Dropdown(
+        "style_weight": lambda: weight("Style weight"),
+        "weirdness_constraint": lambda: weight("Weirdness"),
+        "audio_weight": lambda: weight("Audio weight"),
+        "variety": lambda: widgets.Dropdown(
             options=[default, *((str(n), n) for n in range(5))],
             value=None,
             description="Variety",
-            **small,
+            **small(),
         ),
     }
-    return {field: made[field] for field in OPTIONAL}
+    documented = getattr(client.provider, "fields", {})
+    return {field: makers[field]() for field in OPTIONAL if field in documented}
 
 
 class SubmitForm(SubmitOriginal, SubmitLines, SubmitChecks, QuietMixin, widgets.VBox):
