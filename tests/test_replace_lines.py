@@ -227,6 +227,21 @@ def test_a_description_prompt_gets_invented_lyrics_with_sections(sb, rx):
     assert (words["end_s"] <= track["duration"]).all()
 
 
+def test_an_instrumental_has_no_words(sb, rx):
+    client = _client(sb, rx)
+    job = client.generate(
+        prompt=None, custom_mode=True, instrumental=True, style="ambient", title="Quiet"
+    )
+    assert rx.wait(job.task_id, timeout=60, progress=False).ok
+    track = sb.record_info(job.task_id)["response"]["sunoData"][0]["id"]
+    words = client.timestamped_lyrics(task_id=job.task_id, audio_id=track)
+    assert words.empty and list(words.columns)[:3] == ["line", "section", "word"]
+    with pytest.raises(SectionValidationError, match="no line 0"):
+        client.replace_lines(
+            task_id=job.task_id, audio_id=track, lines=0, new_lyrics="la", tags="x", title="y"
+        )
+
+
 # --- the sandbox's timings --------------------------------------------------------------------
 
 

@@ -261,7 +261,7 @@ def _place(
     words: pd.DataFrame, rules: SectionRules, d: float, a: float, b: float
 ) -> tuple[float, float, list[str]]:
     """Steps 1-3 of :func:`plan_lines`: the unrounded edges and what was done, in words."""
-    step = 10.0**-rules.decimals
+    step = 1 / 10**rules.decimals
     max_len = _max_len(rules, d)
     if rules.min_s > max_len:
         raise SectionValidationError(
@@ -361,7 +361,7 @@ def _rounded(
 ) -> tuple[float, float]:
     """Step 4: start rounded down, end up, the end within the original, length <= maximum."""
     nd = rules.decimals
-    step = 10.0**-nd
+    step = 1 / 10**nd
     s = max(0.0, round(math.floor(start / step + 1e-6) * step, nd))
     e = min(round(math.ceil(end / step - 1e-6) * step, nd), round(d, nd))
     max_len = _max_len(rules, d)
