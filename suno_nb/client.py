@@ -35,7 +35,7 @@ from .client_base import (
 from .client_errors import error_for_code, is_loopback, tell_user, url_origin
 from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
-from .payloads import RecordInfo, parse_record_info
+from .payloads import RecordInfo, parse_record_info, parse_task_record
 from .rows import Submission
 from .rules import (
     check_options,
@@ -43,6 +43,7 @@ from .rules import (
     missing_required,
     original_duration_s,
     pick_model,
+    recorded_params,
     replace_mode,
     request_body,
     required_by,
@@ -123,12 +124,10 @@ class SunoClient(BaseClient):
         with :meth:`get_details` (a free GET).  A broken rule raises
         :class:`SectionValidationError` naming the field and the limit, before any request.
 
-        Optional fields, sent (in the provider's spelling) only when given, each checked
-        against ``client.provider.fields``: ``lyrics`` (the replaced segment's lyrics, at most
-        5000 characters; the service prefers it over ``prompt``), ``vocal_gender`` (``"m"`` or
-        ``"f"``), ``style_weight``, ``weirdness_constraint``, ``audio_weight`` (0-1, two
-        decimals), ``variety`` (integer 0-4), ``persona_id`` and ``persona_model``
-        (``"style_persona"`` or ``"voice_persona"``).
+        Optional fields, sent in the provider's spelling only when given, each checked
+        against ``client.provider.fields``: ``lyrics`` (the segment's, preferred over
+        ``prompt``), ``vocal_gender``, ``style_weight``, ``weirdness_constraint``,
+        ``audio_weight``, ``variety``, ``persona_id``, ``persona_model``.
 
         ``callback_url`` defaults to the receiver's URL; that receiver also records the
         submission so ``rx.wait(job.task_id)`` and the polling fallback know the task.
@@ -145,16 +144,14 @@ class SunoClient(BaseClient):
         negative_tags = validate_text("negative_tags", negative_tags, required=False, provider=p)
         options = check_options(
             p,
-            {
-                "lyrics": lyrics,
-                "vocal_gender": vocal_gender,
-                "style_weight": style_weight,
-                "weirdness_constraint": weirdness_constraint,
-                "audio_weight": audio_weight,
-                "variety": variety,
-                "persona_id": persona_id,
-                "persona_model": persona_model,
-            },
+            lyrics=lyrics,
+            vocal_gender=vocal_gender,
+            style_weight=style_weight,
+            weirdness_constraint=weirdness_constraint,
+            audio_weight=audio_weight,
+            variety=variety,
+            persona_id=persona_id,
+            persona_model=persona_model,
         )
         source = replace_mode(task_id, audio_id, upload_url, model, p)
         callback_url = check_url("callback_url", callback_url)
@@ -206,7 +203,7 @@ class SunoClient(BaseClient):
                 title=title,
                 negative_tags=negative_tags,
                 full_lyrics=full_lyrics,
-                params=_params(body, p),
+                params=recorded_params(body, p),
                 submitted_at=submitted_at,
             )
             self._record(rx, sub)
@@ -218,6 +215,10 @@ class SunoClient(BaseClient):
     ) -> RecordInfo:
         """Fetch a task's record-info (status, tracks, errors); a GET, costs no credit.
 
+        On kie.ai's task API this reads ``recordInfo``: its ``state`` becomes the status
+        (``SUCCESS``, ``GENERATE_AUDIO_FAILED`` or ``PENDING``), ``resultJson`` the tracks
+        and ``failCode``/``failMsg`` the error, in the same :class:`RecordInfo`.
+
         Retried ``retries`` times (default: the client's ``get_retries``) on connection
         errors, timeouts, 5xx and rate limits; ``timeout`` (seconds) overrides the client's.
         Raises :class:`NotFoundError` for an unknown task, :class:`PayloadError` for a wrong
@@ -227,6 +228,8 @@ class SunoClient(BaseClient):
         data = self._request(
             "GET", "record-info", params={"taskId": task_id}, timeout=timeout, retries=retries
         )
+        if self.provider.api == "task":  # kie.ai: recordInfo's state + resultJson
+            return parse_task_record(data)
         return parse_record_info(data)
 
     def poll_fetch(self, task_id: str, timeout: float) -> RecordInfo:
@@ -297,17 +300,9 @@ class SunoClient(BaseClient):
             rx,
             required=required_by(p, "generate", "callback_url"),
         )
-        body: dict[str, Any] = {"customMode": custom_mode, "instrumental": instrumental}
-        for name, value in (
-            ("prompt", prompt),
-            ("style", style),
-            ("title", title),
-            ("model", model),
-            ("negativeTags", negative_tags),
-            ("callBackUrl", callback_url),
-        ):
-            if value is not None:
-                body[name] = value
+        args = {"custom_mode": custom_mode, "instrumental": instrumental, "prompt": prompt}
+        args |= {"style": style, "title": title, "model": model, "negative_tags": negative_tags}
+        body = request_body(p, "generate", args, callback_url)
         submitted_at = time.time()
         data = self._request("POST", "generate", body=body)
         task_id = _task_id_from(data, self._endpoint_name("POST", "generate"))
@@ -322,7 +317,7 @@ class SunoClient(BaseClient):
                 tags=style,
                 title=title,
                 negative_tags=negative_tags,
-                params=_params(body, p),
+                params=recorded_params(body, p),
                 submitted_at=submitted_at,
             )
             self._record(rx, sub)
@@ -414,16 +409,6 @@ def _required(field: str, value: object, provider: Provider) -> str:
     text = validate_text(field, value, required=True, provider=provider)
     assert text is not None  # validate_text raised otherwise
     return text
-
-
-def _params(body: dict[str, Any], provider: Provider) -> dict[str, Any]:
-    """What a submission records of its request: the body without the callback URL (the
-    receiver's capability token)."""
-    callback = provider.api_name("callback_url")
-    params = {k: v for k, v in body.items() if k != callback}
-    if isinstance(params.get("input"), dict):  # the task API's fields
-        params["input"] = {k: v for k, v in params["input"].items() if k != callback}
-    return params
 
 
 def _task_id_from(data: Any, endpoint: str) -> str:

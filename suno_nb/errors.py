@@ -189,6 +189,11 @@ class RateLimitError(ApiError):
         self.retry_after = retry_after
 
 
+class KeyLimitError(ApiError):
+    """433 on kie.ai's task API: this sub-key's own usage limit is reached (the account may
+    still have credits): raise the key's limit on the dashboard or use another key."""
+
+
 class ApiValidationError(ApiError):
     """The service rejected the parameters: 422 on replace-section, 400/413 elsewhere."""
 
@@ -224,6 +229,7 @@ KIND_ERRORS: dict[str, type[ApiError]] = {
     "credits": InsufficientCreditsError,
     "not_found": NotFoundError,
     "rate_limit": RateLimitError,
+    "key_limit": KeyLimitError,
     "conflict": ConflictError,
     "resource": ResourceUnavailableError,
     "maintenance": MaintenanceError,

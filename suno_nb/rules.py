@@ -253,7 +253,7 @@ def check_option(spec: FieldSpec, value: object) -> Any:
     return float(value)
 
 
-def check_options(provider: Provider, values: dict[str, object]) -> dict[str, Any]:
+def check_options(provider: Provider, **values: object) -> dict[str, Any]:
     """The given (not None) optional fields of ``values`` (Python names), checked against
     ``provider.fields``; a name the provider does not know is refused."""
     out: dict[str, Any] = {}
@@ -271,6 +271,16 @@ def check_options(provider: Provider, values: dict[str, object]) -> dict[str, An
             )
         out[name] = check_option(spec, value)
     return out
+
+
+def recorded_params(body: dict[str, Any], provider: Provider) -> dict[str, Any]:
+    """What a submission records of its request: the body without the callback URL (the
+    receiver's capability token), also inside the task API's ``input``."""
+    callback = provider.api_name("callback_url")
+    params = {k: v for k, v in body.items() if k != callback}
+    if isinstance(params.get("input"), dict):
+        params["input"] = {k: v for k, v in params["input"].items() if k != callback}
+    return params
 
 
 def request_body(

@@ -146,7 +146,7 @@ def test_provider_is_frozen_and_replace_friendly():
     assert set(KINDS) >= {i.kind for t in p.codes.values() for i in t.values()}
 
 
-# Numbers that are section limits in some provider's table: written nowhere but contract.py,
+# Numbers that are section limits in some provider's table: written nowhere but contract/,
 # in every module that checks a section (client_base.py only moves bytes: its 0.5 s backoff
 # and 60 s Retry-After cap are transport timing, not rules).
 LIMITS = {6.0, 10.0, 60.0, 0.5}

@@ -1,5 +1,6 @@
-"""The contract as published today (issue 22 part A): V6 models, the new replace-section
-fields, kie.ai's task API and its codes.
+"""The contract as published today (issue 22 part A): V6 models (current, deprecated,
+default) and the new replace-section fields, per provider (kie.ai's task API:
+test_contract_kie_tasks.py).
 
 Requests go to a recording server or the sandbox on 127.0.0.1; nothing leaves loopback.
 """
@@ -10,7 +11,9 @@ import warnings
 from typing import Any
 
 import pytest
+import requests
 
+from suno_nb import Sandbox
 from suno_nb.client import SunoClient
 from suno_nb.contract import PROVIDERS, get_provider
 from suno_nb.errors import SectionValidationError, SunoNbWarning
@@ -176,3 +179,38 @@ def test_field_specs_carry_ranges_decimals_and_sources():
         assert all(s.source.startswith("https://") for s in f.values())
     assert get_provider().fields["style_weight"].api == "styleWeight"
     assert get_provider("kie.ai").fields["style_weight"].api == "style_weight"
+
+
+# --- the sandbox ------------------------------------------------------------------------------
+
+
+def _auth(sb: Sandbox) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sb.api_key}"}
+
+
+def _post(sb: Sandbox, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = requests.post(f"{sb.url}{path}", json=body, headers=_auth(sb), timeout=30)
+    assert r.status_code == 200  # the outcome is in the JSON code
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def test_sunoapi_sandbox_accepts_v6_and_the_new_fields_and_refuses_bad_ones():
+    with Sandbox(delay=0.2) as sb:
+        song = sb.create_song(duration=60)
+        body = {
+            "uploadUrl": f"{sb.url}/files/{song.audio_id}.mp3",
+            "model": "V6_MINI",
+            "prompt": "p",
+            "tags": "t",
+            "title": "T",
+            "infillStartS": 10.0,
+            "infillEndS": 20.0,
+            "fullLyrics": "[Verse] x",
+        }
+        news = {c: v for v, c, _ in FIELDS.values()}
+        assert _post(sb, REPLACE, {**body, **news})["code"] == 200
+        assert _post(sb, REPLACE, {**body, "model": "V4_5"})["code"] == 200  # deprecated
+        for bad in ({"model": "V7"}, {"styleWeight": 0.555}, {"variety": 2.5}):
+            reply = _post(sb, REPLACE, {**body, **bad})
+            assert reply["code"] == 422 and next(iter(bad)) in reply["msg"], reply

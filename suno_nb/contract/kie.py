@@ -103,7 +103,8 @@ KIE_AI = Provider(
         "fields": TASK_PAGE,
         "fields.decimals": WEIGHTS_PAGE,
         "task_api": TASK_PAGE,
-        "codes.replace-section": DETAIL_PAGE,
+        "codes.replace-section": TASK_PAGE,  # 402 credits, 429 rate limit, 433 sub-key
+        "codes.record-info": DETAIL_PAGE,  # 200 401 402 404 422 429 455 500 501 505
         "codes.generic": DETAIL_PAGE,
         "rate_limit": DETAIL_PAGE,
         "generate": f"{OLD}/generate-music",
@@ -178,6 +179,10 @@ KIE_AI_LEGACY = Provider(
             "while docs.sunoapi.org requires it."
         ),
         "section": _SECTION_NOTE,
+        "fields": (
+            "the optional fields are taken to be docs.sunoapi.org's (same family); the "
+            "old-model page was not checked for them."
+        ),
         "legacy": (
             "kie.ai's old routes (camelCase bodies under /api/v1/generate/...), documented "
             "under its old-model pages; its current Suno API is the task API ('kie.ai')."

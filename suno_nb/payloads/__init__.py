@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PayloadError
-from ..rows import TRACK_WIRE, Track
+from ..rows import Track
 from .codes import (
     CALLBACK_CODES,
     CALLBACK_TYPES,
@@ -26,6 +26,9 @@ from .codes import (
     code_table,
 )
 from .strict_json import INT_MAX, INT_MIN, MAX_DEPTH, decode_json
+from .tasks import is_task_body, task_fields
+from .wire import checked_task_id as _task_id
+from .wire import track_from as _track
 
 __all__ = [
     "CALLBACK_CODES",
@@ -51,14 +54,8 @@ __all__ = [
     "decode_json",
     "parse_callback",
     "parse_record_info",
+    "parse_task_record",
 ]
-
-
-# Every key of a track object that maps to a Track field; the rest goes to ``extra``.
-_KNOWN_KEYS = {
-    False: frozenset(snake for _, snake, _ in TRACK_WIRE) | {"id"},
-    True: frozenset(camel for _, _, camel in TRACK_WIRE) | {"id"},
-}
 
 
 @dataclass(frozen=True)
@@ -118,56 +115,6 @@ class RecordInfo:
         return self.done or self.failed
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
-    value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise PayloadError(f"{where}.{key} must be a string, got {type(value).__name__}")
-
-
-def _number(obj: dict[str, Any], key: str, where: str) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        # Numeric strings are tolerated: some providers send "198.44".
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise PayloadError(f"{where}.{key} must be a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _track(obj: Any, where: str, *, camel: bool) -> Track:
-    if not isinstance(obj, dict):
-        raise PayloadError(f"{where} must be an object, got {type(obj).__name__}")
-    track_id = obj.get("id")
-    if not isinstance(track_id, str) or not track_id:
-        raise PayloadError(f"{where}.id must be a non-empty string")
-    values: dict[str, Any] = {}
-    for name, snake, camel_key in TRACK_WIRE:
-        key = camel_key if camel else snake
-        if name == "duration":
-            values[name] = _number(obj, key, where)
-        else:
-            values[name] = _opt_str(obj, key, where)
-    known = _KNOWN_KEYS[camel]
-    return Track(id=track_id, **values, extra={k: v for k, v in obj.items() if k not in known})
-
-
-def _task_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise PayloadError(f"{where} must be a non-empty string")
-    if len(value) > 200:
-        raise PayloadError(f"{where} is longer than 200 characters")
-    return value
-
-
 # --- callbacks ----------------------------------------------------------------------------
 
 
@@ -175,7 +122,8 @@ def parse_callback(body: bytes | dict[str, Any]) -> Callback:
     """Validate a callback body (bytes or decoded JSON) and return a :class:`Callback`.
 
     Accepts the seeds' success body and both failure forms (``data.error`` string, or
-    ``data.data: null``).  Raises :class:`PayloadError` naming the first problem.
+    ``data.data: null``), and kie.ai's task-API callback (``data.state``/``resultJson``).
+    Raises :class:`PayloadError` naming the first problem.
     """
     doc = decode_json(body) if isinstance(body, (bytes, bytearray)) else body
     if not isinstance(doc, dict):
@@ -189,6 +137,8 @@ def parse_callback(body: bytes | dict[str, Any]) -> Callback:
     data = doc.get("data")
     if not isinstance(data, dict):
         raise PayloadError("data must be an object")
+    if is_task_body(data):  # kie.ai's task API: {taskId, state, resultJson, failCode, ...}
+        return _task_callback(doc, data, code, msg)
     callback_type = data.get("callbackType")
     if not isinstance(callback_type, str) or not callback_type.strip():
         raise PayloadError("data.callbackType must be a non-empty string")
@@ -307,3 +257,46 @@ def callback_from_record(info: RecordInfo) -> Callback:
             raw=info.raw,
         )
     raise ValueError(f"record-info status {info.status!r} has no result to store")
+
+
+# --- kie.ai's task API --------------------------------------------------------------------
+
+
+def parse_task_record(data: Any) -> RecordInfo:
+    """Normalise the ``data`` of kie.ai's ``GET /api/v1/jobs/recordInfo`` into the
+    :class:`RecordInfo` shape (``state`` -> status, ``resultJson`` -> tracks, ``failCode``
+    / ``failMsg`` -> error), so the poller and ``rx.wait`` work unchanged."""
+    f = task_fields(data)
+    return RecordInfo(
+        task_id=f["task_id"],
+        status=f["status"],
+        tracks=f["tracks"],
+        error_code=f["fail_code"],
+        error_message=f["fail_msg"],
+        param=f["param"],
+        raw=data,
+    )
+
+
+def _task_callback(doc: dict[str, Any], data: dict[str, Any], code: int, msg: str) -> Callback:
+    """A task-API callback (``callbackType: "task_completed"``) as the family's stage:
+    ``complete`` for state success, ``error`` for fail, else the state itself (not final)."""
+    f = task_fields(data)
+    if f["state"] == "success":
+        stage, error = "complete", None
+    elif f["state"] == "fail":
+        stage = "error"
+        error = f"{f['fail_code'] or ''} {f['fail_msg'] or 'the task failed'}".strip()
+        if code == 200:  # the envelope says delivered; the task says failed
+            code = f["fail_code"] if f["fail_code"] in CALLBACK_CODES else 501
+    else:
+        stage, error = f["state"][:MAX_STAGE] or "unknown", None
+    return Callback(
+        code=code,
+        msg=msg,
+        callback_type=stage,
+        task_id=f["task_id"],
+        tracks=f["tracks"],
+        error=error,
+        raw=doc,
+    )

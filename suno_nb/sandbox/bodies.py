@@ -1,5 +1,6 @@
 """What the sandbox's service shows: tracks as the API describes them, record-info data,
-callback bodies (the seeds' forms and /generate's stages), a summary of its tasks.
+callback bodies (the seeds' forms and /generate's stages), a summary of its tasks.  On
+kie.ai's task API: recordInfo's ``state``/``resultJson`` and its ``task_completed`` callback.
 
 A layer of :class:`~.service.Service` over its :class:`~.state.State` (``lock``,
 ``base_url``, ``_tasks``, ``_tracks``).
@@ -11,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from ..contract import TASK_CALLBACK_TYPE, TASK_STATES_PENDING
 from ..payloads import PENDING_STATUSES, SUCCESS_STATUS
 from .delivery import public_url
 from .records import SongTrack, TaskRecord, TrackRecord
@@ -77,7 +79,10 @@ class Bodies(State):
         failure_stage: str = "error",
     ) -> dict[str, Any]:
         """The seeds' success body (or a ``text``/``first`` stage of a staged task), or a
-        failure body in ``error_form`` whose ``callbackType`` is ``failure_stage``."""
+        failure body in ``error_form`` whose ``callbackType`` is ``failure_stage``.  On
+        kie.ai's task API: its ``task_completed`` body (the recordInfo object)."""
+        if self.provider.api == "task":
+            return self._task_callback(task)
         if stage in STAGE_MSG:
             tracks = task.tracks[:1] if stage == "first" else []
             staged = {
@@ -102,11 +107,14 @@ class Bodies(State):
         return {"code": f.code, "msg": f.msg, "data": data}
 
     def record_data(self, task_id: str) -> dict[str, Any] | None:
-        """The ``data`` object of record-info for ``task_id``, or None if unknown."""
+        """The ``data`` object of record-info for ``task_id``, or None if unknown (on
+        kie.ai's task API: recordInfo's, with ``state`` and ``resultJson``)."""
         with self.lock:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
+            if self.provider.api == "task":
+                return self._task_data(task)
             status = self._status(task, time.monotonic())
             items = [self._song_track(t).record_item() for t in self._visible_tracks(task, status)]
             return {
@@ -119,6 +127,43 @@ class Bodies(State):
                 "errorCode": task.failure.code if task.failure else None,
                 "errorMessage": task.failure.error if task.failure else None,
             }
+
+    # -- kie.ai's task API -------------------------------------------------------------
+
+    def _task_data(self, task: TaskRecord) -> dict[str, Any]:
+        """recordInfo's ``data`` (call with the lock held): the task's ``state``, its result
+        as the JSON string ``resultJson``, ``failCode``/``failMsg`` when it failed."""
+        now = time.monotonic()
+        status = self._status(task, now)
+        if status in PENDING_STATUSES:
+            state = TASK_STATES_PENDING[PENDING_STATUSES.index(status)]
+        else:
+            state = "success" if status == SUCCESS_STATUS else "fail"
+        result = ""
+        if state == "success":
+            items = [self._song_track(t).record_item() for t in task.tracks]
+            result = json.dumps(
+                {"resultUrls": [i["audioUrl"] for i in items], "sunoData": items},
+                ensure_ascii=False,
+            )
+        f = task.failure
+        return {
+            "taskId": task.task_id,
+            "model": self.provider.task_models.get("replace-section", ""),
+            "state": state,
+            "param": json.dumps(task.param, ensure_ascii=False),
+            "resultJson": result,
+            "failCode": str(f.code) if f is not None else "",
+            "failMsg": f.error if f is not None else "",
+            "createTime": int((time.time() - (now - task.created)) * 1000),  # Unix ms
+        }
+
+    def _task_callback(self, task: TaskRecord) -> dict[str, Any]:
+        """kie.ai's task callback: the recordInfo object plus ``callbackType``."""
+        data = {**self._task_data(task), "callbackType": TASK_CALLBACK_TYPE}
+        if task.failure is None:
+            return {"code": 200, "msg": SUCCESS_MSG, "data": data}
+        return {"code": task.failure.code, "msg": task.failure.msg, "data": data}
 
     def tasks(self) -> list[dict[str, Any]]:
         """One summary row per task, oldest first."""

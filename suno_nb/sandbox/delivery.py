@@ -143,7 +143,8 @@ class CallbackSender:
         callback = _Callback(
             url=url,
             payload=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-            task_id=str(body["data"]["task_id"]),
+            # The family's callbacks say task_id; kie.ai's task API says taskId.
+            task_id=str(body["data"].get("task_id") or body["data"]["taskId"]),
             callback_type=str(body["data"]["callbackType"]),
             code=int(body["code"]),
             wrong_signature=wrong_signature,

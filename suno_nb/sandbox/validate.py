@@ -3,7 +3,9 @@
 Each endpoint refuses the way its code table says: replace-section answers 422 for a
 validation error and 402 for missing credits; the other endpoints use the family's generic
 table (400, 413 for a too-long string, 429 for missing credits).  Messages name the
-request field (``fullLyrics``, ``infillEndS``, ...) and the limit, like the service's.
+request field in the provider's spelling (``fullLyrics``, ``infillEndS``; ``full_lyrics``
+inside ``input`` on kie.ai's task API) and the limit, like the service's.  The optional
+fields (``lyrics``, the weights, ``variety``, ...) are checked against their FieldSpec.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ..contract import API_FIELDS, Provider
 from ..errors import SectionValidationError
-from ..rules import validate_section, validate_text
+from ..rules import check_option, validate_section, validate_text
 
 Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
 
@@ -47,9 +49,10 @@ def code_of(provider: Provider, endpoint: str, kind: str, default: int) -> int:
     return next((c for c, info in sorted(table.items()) if info.kind == kind), default)
 
 
-def _camelize(text: str) -> str:
-    for snake, camel in API_FIELDS.items():
-        text = text.replace(snake, camel)
+def _spell(provider: Provider, text: str) -> str:
+    """Python argument names in ``text`` as the provider's request fields."""
+    for snake in API_FIELDS:
+        text = text.replace(snake, provider.api_name(snake))
     return text
 
 
@@ -59,7 +62,7 @@ def invalid(provider: Provider, endpoint: str, exc: SectionValidationError) -> R
     code = code_of(provider, endpoint, "validation", 400)
     if too_long and endpoint != REPLACE:
         code = 413
-    return Rejected(fail(code, _camelize(str(exc))))
+    return Rejected(fail(code, _spell(provider, str(exc))))
 
 
 class Fields:
@@ -74,6 +77,7 @@ class Fields:
                 )
             )
         self.p, self.endpoint, self.body = provider, endpoint, body
+        self.snake = {provider.api_name(name): name for name in API_FIELDS} | _SNAKE
 
     def refuse(self, msg: str) -> Rejected:
         return Rejected(fail(code_of(self.p, self.endpoint, "validation", 400), msg))
@@ -91,7 +95,11 @@ class Fields:
             raise self.refuse(f"{name}: is required ({source})")
         try:
             return validate_text(
-                _SNAKE.get(name, name), value, required=False, provider=self.p, limit_key=limit_key
+                self.snake.get(name, name),
+                value,
+                required=False,
+                provider=self.p,
+                limit_key=limit_key,
             )
         except SectionValidationError as exc:
             raise invalid(self.p, self.endpoint, exc) from None
@@ -113,6 +121,19 @@ class Fields:
         if not isinstance(value, bool):
             raise self.refuse(f"{name}: must be true or false, got {value!r}")
         return value
+
+    def options(self) -> dict[str, Any]:
+        """The optional fields present (request spelling -> value), each within its spec."""
+        out: dict[str, Any] = {}
+        for spec in self.p.fields.values():
+            value = self.body.get(spec.api)
+            if value is None:
+                continue
+            try:
+                out[spec.api] = check_option(spec, value)
+            except SectionValidationError:
+                raise self.refuse(f"{spec.api}: must be {spec.describe()}, got {value!r}") from None
+        return out
 
     def model(self, *, required: bool) -> str | None:
         value = self.body.get("model")
@@ -138,23 +159,51 @@ class ReplaceRequest:
     audio_id: str | None = None
     upload_url: str | None = None
     model: str | None = None
+    options: dict[str, Any] | None = None  # the optional fields sent (request spelling)
+
+
+def _task_input(provider: Provider, body: Any) -> tuple[Any, str | None]:
+    """kie.ai's createTask body: check its ``model`` and ``callBackUrl``; return its
+    ``input`` (the fields) and the callback URL."""
+    outer = Fields(provider, REPLACE, body)
+    expected = provider.task_models.get(REPLACE)
+    if body.get("model") != expected:
+        raise outer.refuse(f"model: must be {expected!r}, got {body.get('model')!r}")
+    callback_url = outer.url(provider.api_name("callback_url"), required=False)
+    fields = body.get("input")
+    if not isinstance(fields, dict):
+        raise outer.refuse("input: must be an object with the task's fields")
+    return fields, callback_url
 
 
 def parse_replace(provider: Provider, body: Any) -> ReplaceRequest:
-    """Check a replace-section body (fields, mode, duration-free section rules)."""
-    f = Fields(provider, REPLACE, body)
-    prompt, tags, title = (f.text(n, required=True) for n in ("prompt", "tags", "title"))
-    full_lyrics = f.text("fullLyrics")
-    f.text("negativeTags", required=False)
-    callback_url = f.url("callBackUrl", required=False)
-    mode1 = body.get("taskId") is not None or body.get("audioId") is not None
-    mode2 = body.get("uploadUrl") is not None or body.get("model") is not None
+    """Check a replace-section body (fields, mode, options, duration-free section rules);
+    on kie.ai's task API the createTask body with its snake_case ``input``."""
+    n = provider.api_name
+    if provider.api == "task":
+        Fields(provider, REPLACE, body)  # refuses a body that is not an object
+        body, callback_url = _task_input(provider, body)
+        f = Fields(provider, REPLACE, body)
+    else:
+        f = Fields(provider, REPLACE, body)
+        callback_url = f.url(n("callback_url"), required=False)
+    prompt, tags, title = (f.text(name, required=True) for name in ("prompt", "tags", "title"))
+    full_lyrics = f.text(n("full_lyrics"))
+    f.text(n("negative_tags"), required=False)
+    options = f.options()
+    mode1 = body.get(n("task_id")) is not None or body.get(n("audio_id")) is not None
+    mode2 = body.get(n("upload_url")) is not None or body.get("model") is not None
+    if mode2 and not provider.upload_mode:
+        raise f.refuse(
+            f"{n('upload_url')}: {provider.name} names the original by {n('task_id')} + "
+            f"{n('audio_id')} only"
+        )
     if mode1 == mode2:
         raise f.refuse(
-            "give either taskId + audioId (a generated track) or uploadUrl + model "
-            "(your own audio)" + (", not both" if mode1 else "")
+            f"give either {n('task_id')} + {n('audio_id')} (a generated track) or "
+            f"{n('upload_url')} + model (your own audio)" + (", not both" if mode1 else "")
         )
-    start, end = body.get("infillStartS"), body.get("infillEndS")
+    start, end = body.get(n("infill_start_s")), body.get(n("infill_end_s"))
     try:
         validate_section(start, end, section=provider.section)
     except SectionValidationError as exc:
@@ -167,15 +216,18 @@ def parse_replace(provider: Provider, body: Any) -> ReplaceRequest:
         end=float(end),
         callback_url=callback_url,
         full_lyrics=full_lyrics,
+        options=options,
     )
     if mode1:
         return replace(
             request,
-            task_id=f.text("taskId", required=True),
-            audio_id=f.text("audioId", required=True),
+            task_id=f.text(n("task_id"), required=True),
+            audio_id=f.text(n("audio_id"), required=True),
         )
     return replace(
-        request, upload_url=f.url("uploadUrl", required=True), model=f.model(required=True)
+        request,
+        upload_url=f.url(n("upload_url"), required=True),
+        model=f.model(required=True),
     )
 
 
@@ -197,7 +249,7 @@ def parse_generate(provider: Provider, body: Any) -> GenerateRequest:
     f = Fields(provider, GENERATE, body)
     custom = f.flag("customMode")
     instrumental = f.flag("instrumental")
-    model = f.model(required=f.required("model")) or provider.models[0]
+    model = f.model(required=f.required("model")) or provider.default_model
     callback_url = f.url("callBackUrl")
     if custom:
         style = f.text("style", required=True) or ""
