@@ -128,7 +128,7 @@ class SubmitChecks:
                 except ValueError:
                     value = value.strip()  # refused below, naming the field and the limit
             values[field] = value
-        return check_options(provider, values)
+        return check_options(provider, **values)
 
     def _check(self) -> tuple[str, str]:
         """``(reason, section_reason)``: the first broken rule as ``field: message (limit)``
