@@ -217,6 +217,12 @@ def test_submit_form_drag_checks_lines_and_submit_in_the_dark_at_1000px(submit_l
     disabled = button.evaluate(LOOK)
     assert disabled["aria"] == "true" and disabled["cursor"] == "not-allowed", disabled
     assert float(disabled["opacity"]) < 0.6 <= float(enabled["opacity"]), (disabled, enabled)
+    # the region sits on the waveform's time axis, and so does the ruler under it
+    region = root.locator(".snb-region").bounding_box()
+    tick = root.locator(".snb-tick", has_text="0:30").bounding_box()
+    assert region is not None and tick is not None
+    assert abs(region["x"] - _x(box, a, duration)) <= 2, (region, box)
+    assert abs(tick["x"] - _x(box, 30, duration)) <= 2, (tick, box)
     checks = root.locator(".snb-checks")
     assert checks.is_visible() and "limit: 10 s" in checks.inner_text()
     assert root.locator(".snb-region").count() == 1  # the new section replaced the old one

@@ -91,7 +91,8 @@ async function render({ model, el }) {
   );
   const info = h("div", { class: "snb-info" });
   const checks = h("div", { class: "snb-checks", role: "status", "aria-live": "polite" });
-  const waveCol = h("div", { class: "snb-wavecol" }, wave, message, fields, info, checks);
+  const ruler = h("div", { class: "snb-ruler", "aria-hidden": "true" });
+  const waveCol = h("div", { class: "snb-wavecol" }, wave, ruler, message, fields, info, checks);
 
   // --- lyrics pane -------------------------------------------------------------------------
   const linesBox = h("div", { class: "snb-lines", role: "listbox", "aria-multiselectable": "true", "aria-label": "lines of the song" });
@@ -134,6 +135,17 @@ async function render({ model, el }) {
     }
   }
 
+  // A time axis under the waveform, in percent of its width: it stays aligned at any width.
+  function drawRuler(duration) {
+    ruler.replaceChildren();
+    if (!(duration > 0)) return;
+    const step = [1, 2, 5, 10, 15, 30, 60, 120, 300].find((s) => duration / s <= 8) || 600;
+    for (let t = 0; t <= duration - 0.08 * duration || t === 0; t += step) {
+      const label = `${Math.floor(t / 60)}:${String(Math.round(t % 60)).padStart(2, "0")}`;
+      ruler.append(h("span", { class: "snb-tick", style: `left: ${(100 * t) / duration}%`, text: label }));
+    }
+  }
+
   function destroyWave() {
     if (ws) ws.destroy();
     ws = regions = region = null;
@@ -148,6 +160,7 @@ async function render({ model, el }) {
     destroyWave();
     built = "";
     root.dataset.ready = "false";
+    drawRuler(peaks.length ? duration : 0);
     if (!WaveSurfer || !peaks.length || !(duration > 0)) return;
     built = key;
     regions = Regions.create();
