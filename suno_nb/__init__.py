@@ -45,6 +45,7 @@ from .rules import validate_section
 if typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
     from .analysis import compare_takes
     from .client import GenerateJob, ReplaceJob, SunoClient
+    from .lyrics import plan_lines
     from .sandbox import Faults, Sandbox
     from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
 
@@ -71,6 +72,7 @@ _LAZY = {
     "Faults": ".sandbox",
     "widgets": ".widgets",
     "compare_takes": ".analysis",
+    "plan_lines": ".lyrics",
 }
 
 
@@ -124,6 +126,7 @@ __all__ = [
     "compare_takes",
     "current_receiver",
     "get_provider",
+    "plan_lines",
     "start_receiver",
     "stop_receiver",
     "validate_section",

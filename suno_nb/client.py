@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from . import client_lyrics
 from .client_base import (
     DEFAULT_BASE_URL,
     MISSING_KEY_MESSAGE,
@@ -322,6 +323,10 @@ class SunoClient(BaseClient):
             self._record(rx, sub)
         log.info("submitted generate task %s", task_id)
         return GenerateJob(task_id, model, title, submitted_at, callback_url)
+
+    # "Rewrite the second chorus": the bodies live in client_lyrics.py.
+    timestamped_lyrics = client_lyrics.timestamped_lyrics
+    replace_lines = client_lyrics.replace_lines
 
     # --- lifecycle and display ------------------------------------------------------------
 

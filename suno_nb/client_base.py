@@ -104,6 +104,11 @@ class ReplaceJob:
     callback_url: str | None = None
     upload_url: str | None = None
     model: str | None = None
+    # Set by replace_lines: the lines replaced, their own span, and why the section differs.
+    lines: tuple[int, ...] | None = None
+    span_start_s: float | None = None
+    span_end_s: float | None = None
+    widened: str | None = None
 
     @property
     def section_length_s(self) -> float:
@@ -116,6 +121,10 @@ class ReplaceJob:
             if self.upload_url
             else f"parent_task_id={self.parent_task_id!r}, audio_id={self.audio_id!r}"
         )
+        if self.lines:
+            first, last = self.lines[0], self.lines[-1]
+            said = f"{first}" if first == last else f"{first}-{last}"
+            source += f", lines={said}" + (" (widened)" if self.widened else "")
         return (
             f"ReplaceJob(task_id={self.task_id!r}, {source}, section={self.infill_start_s:.2f}-"
             f"{self.infill_end_s:.2f} s, submitted_at='{_when(self.submitted_at)} UTC', "

@@ -128,7 +128,8 @@ def test_restart_and_run_all_on_a_stale_store_writes_nothing_to_stderr(lab, page
         ".some(b => b.innerText.includes('Ready to submit'))",
         timeout=30_000,
     )
-    form.locator("img.widget-image").wait_for()  # the original's waveform, drawn by the feed
+    # the original's waveform: peaks from the feed, drawn in the page
+    form.locator(".snb-submit[data-ready='true']").wait_for()
     release = lab.root / "release.fifo"
     os.mkfifo(release)  # the busy cell blocks reading it until the test writes
     page.evaluate(

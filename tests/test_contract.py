@@ -154,6 +154,8 @@ CHECKED = [
     "suno_nb/rules.py",
     "suno_nb/client.py",
     "suno_nb/client_errors.py",
+    "suno_nb/client_lyrics.py",
+    "suno_nb/lyrics/plan.py",
     "suno_nb/sandbox/validate.py",
     "suno_nb/sandbox/service.py",
     "suno_nb/sandbox/submit.py",

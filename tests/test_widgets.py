@@ -182,7 +182,7 @@ def test_entry_points_display_something_sensible_with_an_empty_receiver(client, 
     assert "task_id" in form.reason and "non-empty" in form.reason
     assert "Pick a known track" in form.original_info.value
     assert form.known.options == (("— type the ids below, or pick a known track —", ""),)
-    assert form.section.disabled and form.waveform.layout.display == "none"
+    assert form.section.disabled and form.section.peaks == [] and form.section.lines == []
     assert "No tasks yet" in tr.html.value
     assert "Nothing to audition yet" in au.message
     assert au.task_id == "" and au.lanes == [] and au.tasks == []
@@ -195,23 +195,31 @@ def test_invalid_range_disables_submit_and_shows_field_and_limit(client, wrx, so
     form = _form(client, wrx, made)
     _fill(form, song)
     assert form.original.duration == song.duration and form.original.origin == "service"
-    assert form.section.max == song.duration
+    assert form.section.duration == song.duration and not form.section.disabled
     assert form.reason == "" and not form.submit.disabled
     assert "Ready to submit" in form.validation.value
+    assert form.section.checks == "" and form.section.ready
 
-    form.section.value = (20.0, 28.0)  # 8 s: shorter than the provider's 10 s
-    assert form.submit.disabled
+    # the page drags the region: it sets start and end (one message), as a front end does
+    form.section.set_state({"start": 20.0, "end": 28.0})  # 8 s: shorter than the 10 s
+    assert form.submit.disabled and not form.section.ready
     assert form.reason.startswith("infill_end_s:") and "(limit: 10 s)" in form.reason
     assert "infill_end_s" in form.validation.value and "limit: 10 s" in form.validation.value
+    assert form.section.checks == form.reason  # shown on the waveform, live
 
-    form.section.value = (0.0, 35.0)  # 35 s of 60 s: over 50 %
+    form.section.set_state({"start": 0.0, "end": 35.0})  # 35 s of 60 s: over 50 %
     assert form.submit.disabled
     assert "50%" in form.reason and "(limit: 30 s)" in form.reason
+    assert "50%" in form.section.checks
+
+    assert form.section.decimals == client.provider.section.decimals  # the page rounds so
 
     form.section.value = (20.0, 32.0)
+    assert form.section.checks == "" and not form.submit.disabled
     form.title.value = "   "
     assert form.submit.disabled and form.reason.startswith("title:")
     assert "non-empty" in form.reason
+    assert form.section.checks == "" and not form.section.ready  # not a section rule
 
     form.title.value = "x" * 101
     assert form.reason.startswith("title:") and "(limit: 100)" in form.reason
@@ -221,7 +229,7 @@ def test_invalid_range_disables_submit_and_shows_field_and_limit(client, wrx, so
     assert len(wrx.tasks()) == 0
 
     form.title.value = "Fine"
-    assert not form.submit.disabled and "12.00 s" in form.section_info.value
+    assert not form.submit.disabled and "12.00 s" in form.section.info
 
 
 def test_valid_submit_creates_a_task_and_shows_its_id(client, wrx, song, made):
@@ -297,12 +305,9 @@ def test_known_tracks_fill_the_ids_and_the_waveform_is_drawn(client, wrx, song, 
     assert form.original.origin == "frame" and form.original.duration == song.duration
     assert form.original.audio_url == takes["audio_url"].iloc[1]
     assert form.wait_idle(WAIT_S)
-    assert form.waveform.value[:8] == PNG_MAGIC
-    assert form.waveform.layout.display == ""
-    typed = form.waveform.value
-    form.section.value = (30.0, 45.0)  # redrawn (debounced) with the new range shaded
-    assert form.wait_idle(WAIT_S)
-    assert form.waveform.value != typed
+    peaks = form.section.peaks  # the page draws these: no picture, no audio in the state
+    assert len(peaks) == 800 and 0 < max(peaks) <= 255 and form.section.message == ""
+    assert form.section.value == (5.0, 15.0) and form.section.duration == song.duration
     # typing other ids clears the pick
     form.task_id.value = song.task_id
     form.audio_id.value = song.audio_id
@@ -596,17 +601,171 @@ def test_fragment_url_is_kept_for_links():
     assert fragment_url("http://x/a.mp3", 50, 58, 5, 60) == "http://x/a.mp3#t=45.00,60.00"
 
 
-def test_dragging_the_section_draws_the_waveform_a_few_times_not_per_step(client, wrx, song, made):
+def test_dragging_the_region_checks_live_and_fetches_the_waveform_once(
+    client, wrx, song, made, monkeypatch
+):
+    calls: list[str] = []
+    peaks = audio.peaks
+
+    def counted(url, *args, **kwargs):
+        calls.append(url)
+        return peaks(url, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "peaks", counted)
+    fields = {"prompt": "p", "tags": "t", "title": "T", "full_lyrics": "la la"}
+    form = _form(client, wrx, made, task_id=song.task_id, audio_id=song.audio_id, **fields)
+    assert form.wait_idle(WAIT_S) and len(form.section.peaks) == 800
+    assert calls == [song.audio_url]
+    seen: list[tuple[bool, str]] = []
+    form.submit.observe(lambda c: seen.append((c["new"], form.section.checks)), names="disabled")
+    for i in range(20):  # a region being dragged and resized: 20 positions in a burst
+        form.section.set_state({"start": 10.0 + i * 0.5, "end": 19.0 + i})
+    assert form.wait_idle(WAIT_S)
+    assert calls == [song.audio_url]  # the page draws the region: nothing fetched again
+    # 9 s .. 10.5 s long: too short at first, then fine; Submit followed live, with the reason
+    assert seen[0] == (True, seen[0][1]) and "limit: 10 s" in seen[0][1]
+    assert seen[-1] == (False, "") and not form.submit.disabled
+    # the widget's state (what a notebook saves) holds peaks, not audio nor player code
+    state = json.dumps(form.section.get_state(), default=str)
+    assert len(state) < 60_000 and "data:audio" not in state and "katspaugh" not in state
+    sent = sent_to_page(form.section)
+    send_from_page(form.section, {"type": "libs"})  # the page asks for wavesurfer.js once
+    (content, buffers), *_ = sent
+    assert content == {"type": "libs"} and len(buffers) == 2
+    assert b"wavesurfer.js 7." in buffers[0] and b"regions" in buffers[1]
+
+
+# --- the lyrics pane ------------------------------------------------------------------------------
+
+LYRICS = """[Verse]
+lights over the harbour
+boats are coming home
+
+[Chorus]
+oh the tide turns
+and the lights go on
+
+[Verse]
+nets are drying slowly
+gulls above the foam
+"""
+
+
+def _words(lyrics: str = LYRICS, start: float = 4.0):
+    """A words frame of ``lyrics`` sung one word per 0.5 s from ``start`` (1.5 s between
+    lines), as :func:`suno_nb.lyrics.words_frame` makes of the service's alignedWords."""
+    from suno_nb.lyrics import lyric_lines, words_frame
+
+    aligned, t = [], start
+    for _, text, _ in lyric_lines(lyrics):
+        words = text.split()
+        for i, w in enumerate(words):
+            tail = "\n" if i == len(words) - 1 else " "
+            aligned.append({"word": w + tail, "success": True, "startS": t, "endS": t + 0.4})
+            t += 0.5
+        t += 1.0
+    return words_frame(aligned, lyrics)
+
+
+def test_choosing_lines_moves_the_region_and_submits_them_replaced(client, wrx, sb, song, made):
+    from suno_nb.lyrics import lines_frame, plan_lines
+
+    words = _words()
+    table = lines_frame(words)
+    fields = {"tags": "indie pop", "title": "Harbour Lights (new chorus)"}
+    form = _form(client, wrx, made, task_id=song.task_id, audio_id=song.audio_id, words=words)
+    form.tags.value, form.title.value = fields["tags"], fields["title"]
+    assert form.wait_idle(WAIT_S)
+    assert [row["text"] for row in form.section.lines] == table["text"].tolist()
+    assert form.section.lines[2]["section"].lower().startswith("chorus")
+    chorus = [i for i, row in enumerate(form.section.lines) if "tide" in row["text"]]
+    chorus.append(chorus[0] + 1)  # the chorus's two lines, as a shift-click chooses them
+
+    form.section.set_state({"selected": chorus})  # the page: click, then shift-click
+    expected = plan_lines(words, table["line"].iloc[chorus].tolist(), duration=song.duration)
+    assert form.section.value == (expected.start_s, expected.end_s)  # the region follows
+    assert form.section.new_lyrics == "oh the tide turns\nand the lights go on"  # to edit
+    assert "Lines" in form.section.plan and "widened" in form.section.plan.lower()
+    assert set(chorus) <= set(form.section.covered)
+    assert form.reason == "" and not form.submit.disabled  # prompt and lyrics come from lines
+
+    form.section.set_state({"new_lyrics": ""})  # the replacement emptied: a rule broken
+    assert form.submit.disabled and form.reason.startswith("new_lyrics:")
+    assert form.section.checks == form.reason
+    form.section.set_state({"new_lyrics": "oh the tide is high\nand the boats come in"})
+    assert not form.submit.disabled
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert (sent["infillStartS"], sent["infillEndS"]) == (expected.start_s, expected.end_s)
+    assert "oh the tide is high\nand the boats come in" in sent["fullLyrics"]
+    assert "tide turns" not in sent["fullLyrics"] and "nets are drying" in sent["fullLyrics"]
+    assert "the tide is high" in sent["prompt"] and sent["title"] == fields["title"]
+
+    # dragging the region by hand drops the lines' choice; the lines it covers are marked
+    form.section.set_state({"start": 0.0, "end": 10.0})
+    assert form.section.selected == [] and form.section.plan == ""
+    assert form.section.covered == [0, 1]  # the first verse is sung within 0-10 s
+    assert form.reason.startswith("prompt:")  # a section alone needs its prompt again
+
+
+def test_optional_settings_are_sent_only_when_set_and_checked_live(client, wrx, sb, song, made):
+    form = _form(client, wrx, made)
+    _fill(form, song)
+    assert set(form.options) == {  # no model: with task_id + audio_id the service takes none
+        "vocal_gender",
+        "style_weight",
+        "weirdness_constraint",
+        "audio_weight",
+        "variety",
+    }
+    assert all(w.value in (None, "") for w in form.options.values())  # unset: defaults
+    assert form.more.selected_index is None  # the "more" section starts collapsed
+    assert form.reason == ""
+    form.options["style_weight"].value = "1.5"
+    assert form.submit.disabled and form.reason.startswith("style_weight:")
+    assert "0" in form.reason and "1" in form.reason and "styleWeight" in form.reason
+    form.options["style_weight"].value = "0.655"  # 3 decimals
+    assert form.submit.disabled and form.reason.startswith("style_weight:")
+    form.options["style_weight"].value = "0.65"
+    assert form.reason == "" and not form.submit.disabled
+    form.submit.click()  # only style_weight set: the rest is not sent
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert sent["styleWeight"] == 0.65
+    assert not {"vocalGender", "variety", "audioWeight", "weirdnessConstraint"} & set(sent)
+    form.options["vocal_gender"].value = "f"
+    form.options["variety"].value = 0  # a value set to 0 is sent (not "unset")
+    form.options["audio_weight"].value = "0.3"
+    first = form.last_job.task_id
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job.task_id != first, form.status.value
+    sent = json.loads(sb.record_info(form.last_job.task_id)["param"])
+    assert (sent["vocalGender"], sent["variety"], sent["audioWeight"]) == ("f", 0, 0.3)
+    assert "model" not in sent and len(wrx.tasks()) == 2
+
+
+def test_lines_from_the_service_are_submitted_with_replace_lines(client, wrx, sb, made):
+    song = sb.create_song(duration=60, title="Harbour Lights", prompt=LYRICS)
     form = _form(client, wrx, made, task_id=song.task_id, audio_id=song.audio_id)
-    assert form.wait_idle(WAIT_S) and form.waveform.value[:8] == PNG_MAGIC
-    drawn: list[bytes] = []
-    form.waveform.observe(lambda c: drawn.append(c["new"]), names="value")
-    for i in range(20):  # a slider being dragged: 20 positions in a burst
-        form.section.value = (10.0 + i * 0.5, 22.0 + i * 0.5)
-    assert form.wait_idle(WAIT_S)
-    assert 1 <= len(drawn) <= 3, len(drawn)  # debounced on the dispatcher thread
-    last = form.waveform.value
-    form.section.value = (10.0, 22.0)
-    form.section.value = (19.5, 31.5)  # back to the last position: the same picture
-    assert form.wait_idle(WAIT_S)
-    assert form.waveform.value == last
+    form.tags.value, form.title.value = "indie pop", "Harbour Lights (new chorus)"
+    assert form.wait_idle(WAIT_S)  # the original, its peaks and its timed lyrics
+    from suno_nb.lyrics import lines_frame
+
+    texts = [row["text"] for row in form.section.lines]
+    words = client.timestamped_lyrics(task_id=song.task_id, audio_id=song.audio_id)
+    assert texts == lines_frame(words)["text"].tolist()  # the service's (cached) timed words
+    chorus = [i for i, t in enumerate(texts) if "tide" in t]
+    assert chorus, texts
+    form.section.set_state({"selected": [chorus[0], chorus[0] + 1]})
+    shown = form.section.value
+    form.section.set_state({"new_lyrics": "oh the tide is high\nand the boats come in"})
+    assert form.reason == "", form.reason
+    form.submit.click()
+    assert form.wait_idle(WAIT_S) and form.last_job is not None, form.status.value
+    job = form.last_job
+    assert job.lines == tuple(form.section.lines[i]["line"] for i in (chorus[0], chorus[0] + 1))
+    assert (job.infill_start_s, job.infill_end_s) == shown  # the plan shown is the one sent
+    sent = json.loads(sb.record_info(job.task_id)["param"])
+    assert "oh the tide is high\nand the boats come in" in sent["fullLyrics"]
+    assert "tide turns" not in sent["fullLyrics"] and "nets are drying" in sent["fullLyrics"]

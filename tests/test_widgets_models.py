@@ -251,12 +251,18 @@ def test_the_submit_form_uses_theme_colours_too(rx, client, song):
         assert fixed_colours(form.validation.value) == [], form.validation.value
         form.title.value = ""  # not ready: a "warn" note ...
         form.submit.click()  # ... and a click: a "Not sent" error note
-        for part in (form.header, form.original_info, form.validation, form.section_info):
+        for part in (form.header, form.original_info, form.validation):
             assert fixed_colours(part.value) == [], part.value
+        picker = form.section.get_state()  # the waveform's module and styles, as the page gets
+        assert fixed_colours(picker["_css"]) == [], fixed_colours(picker["_css"])
+        # canvas colours (wavesurfer's) are read from the theme's variables in the page
+        assert 'cssVar(root, "--jp-ui-font-color2"' in picker["_esm"]
+        assert "data-jp-theme-light" in picker["_esm"]  # and again when the theme changes
         assert "Not ready" in form.validation.value
         assert fixed_colours(form.status.value) == [] and "Not sent" in form.status.value
         page_code = form.submit.get_state()["_esm"]  # the button's module, as the page gets it
         assert fixed_colours(page_code) == []  # the "queued" text of the button
+        assert ":disabled" in form.submit.get_state()["_css"]  # a disabled Submit looks it
     finally:
         form.close()
 

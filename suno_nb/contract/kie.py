@@ -177,6 +177,7 @@ KIE_AI_LEGACY = Provider(
         "callbacks.replace-section": f"{OLD}/replace-section-callbacks",
         "record-info": f"{OLD}/get-music-details",
         "credits": CREDITS_PAGE,
+        "timestamped-lyrics": f"{DOCS}/suno-api/get-timestamped-lyrics",
         "signs_webhooks": WEBHOOK_PAGE,
     },
     notes={

@@ -138,6 +138,7 @@ CODES = {
     "record-info": GENERIC_CODES,
     "credits": GENERIC_CODES,
     "callback": CALLBACK_CODES,
+    "timestamped-lyrics": GENERIC_CODES,  # the page lists the generic codes
 }
 
 ROUTES = {
@@ -145,6 +146,8 @@ ROUTES = {
     "generate": "/api/v1/generate",
     "record-info": "/api/v1/generate/record-info",
     "credits": "/api/v1/generate/credit",
+    # {taskId, audioId} -> data.alignedWords[{word, success, startS, endS, palign}], ...
+    "timestamped-lyrics": "/api/v1/generate/get-timestamped-lyrics",
 }
 
 REPLACE_REQUIRED = ("prompt", "tags", "title", "infillStartS", "infillEndS")
@@ -177,6 +180,7 @@ SUNOAPI_ORG = Provider(
         "callbacks.replace-section": f"{DOCS}/replace-section-callbacks",
         "record-info": f"{DOCS}/get-music-generation-details",
         "credits": f"{DOCS}/get-remaining-credits",
+        "timestamped-lyrics": f"{DOCS}/get-timestamped-lyrics",
         "signs_webhooks": "no signature scheme is documented on docs.sunoapi.org",
     },
     notes={

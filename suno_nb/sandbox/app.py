@@ -151,6 +151,9 @@ def build_app(
     # replace-section (service.replace_section reads the task body's shape).
     generate = routes.get("generate")
     submit = [Route(generate, post(service.generate), methods=["POST"])] if generate else []
+    lyrics = routes.get("timestamped-lyrics")  # not every provider has it
+    if lyrics:
+        submit.append(Route(lyrics, post(service.timestamped_lyrics), methods=["POST"]))
     return Starlette(
         routes=[
             *submit,

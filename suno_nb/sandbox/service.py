@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import lyrics
 from .delivery import CallbackSender
 from .faults import Faults
 from .records import Song, SongTrack, TrackRecord
@@ -67,6 +68,10 @@ class Service(Submissions):
         if data is None:
             return fail(404, f"taskId: no task {task_id!r} was found for this account")
         return ok(data)
+
+    def timestamped_lyrics(self, body: Any) -> Reply:
+        """``POST /api/v1/generate/get-timestamped-lyrics`` (see :mod:`.lyrics`)."""
+        return lyrics.timestamped_lyrics(self, body)
 
     def credit(self) -> Reply:
         """``GET /api/v1/generate/credit``: the remaining credits as ``data``."""

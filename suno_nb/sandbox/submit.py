@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import SectionValidationError
 from ..payloads import SUCCESS_STATUS
 from ..rules import validate_section
-from . import synth
+from . import lyrics, synth
 from .bodies import Bodies
 from .faults import Faults
 from .records import Recipe, Song, TaskRecord, TrackRecord
@@ -54,29 +54,37 @@ class Submissions(Bodies):
         self,
         *,
         n: int,
-        prompt: str,
+        prompt: str | None,
         title: str,
         tags: str,
         model_name: str,
         durations: list[float],
         salt: Any,
     ) -> Callable[[str, str], list[TrackRecord]]:
+        """Track records; ``prompt=None``: each track sings lyrics invented for it."""
+
         def tracks(task_id: str, created: str) -> list[TrackRecord]:
-            return [
-                TrackRecord(
-                    id=str(uuid.uuid4()),
-                    task_id=task_id,
-                    index=i,
-                    prompt=prompt,
-                    model_name=model_name,
-                    title=title,
-                    tags=tags,
-                    create_time=created,
-                    duration=d,
-                    recipe=Recipe(synth.stable_seed(self.seed, title, *salt, n, i), d),
+            out = []
+            for i, d in enumerate(durations):
+                recipe = Recipe(synth.stable_seed(self.seed, title, *salt, n, i), d)
+                sung = prompt
+                if sung is None:
+                    sung = lyrics.invent(synth.plan_song(d, recipe.base_seed), recipe.base_seed)
+                out.append(
+                    TrackRecord(
+                        id=str(uuid.uuid4()),
+                        task_id=task_id,
+                        index=i,
+                        prompt=sung,
+                        model_name=model_name,
+                        title=title,
+                        tags=tags,
+                        create_time=created,
+                        duration=d,
+                        recipe=recipe,
+                    )
                 )
-                for i, d in enumerate(durations)
-            ]
+            return out
 
         return tracks
 
@@ -154,7 +162,8 @@ class Submissions(Bodies):
                 faults=faults,
                 tracks=self._new_tracks(
                     n=n,
-                    prompt=req.prompt,
+                    # A description prompt: the service writes the lyrics (the tracks' prompt).
+                    prompt=req.prompt if req.custom or req.instrumental else None,
                     title=req.title,
                     tags=req.style,
                     model_name=model_name(req.model),

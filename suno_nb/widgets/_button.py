@@ -34,6 +34,7 @@ function render({ model, el }) {
     button.textContent = model.get("description");
     button.title = model.get("tooltip");
     button.disabled = model.get("disabled") || waiting();
+    button.setAttribute("aria-disabled", button.disabled ? "true" : "false");
     if (!waiting()) {
       clearTimeout(timer);
       timer = null;
@@ -59,6 +60,15 @@ export default { render };
 """
 
 
+# A disabled button must look disabled (faded, no pointer), whatever the theme's button rules.
+_CSS = """
+.suno-nb-submit { cursor: pointer; }
+.suno-nb-submit:disabled {
+  opacity: 0.4; cursor: not-allowed; filter: saturate(0.15); box-shadow: none;
+}
+"""
+
+
 class QueuedButton(anywidget.AnyWidget):
     """A button whose clicks are acknowledged by the kernel (see the module docstring).
 
@@ -67,6 +77,7 @@ class QueuedButton(anywidget.AnyWidget):
     """
 
     _esm = _ESM
+    _css = _CSS
     description = traitlets.Unicode("Submit").tag(sync=True)
     tooltip = traitlets.Unicode("").tag(sync=True)
     disabled = traitlets.Bool(False).tag(sync=True)

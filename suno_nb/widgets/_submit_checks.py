@@ -9,11 +9,12 @@ under way, or a second click with exactly the settings already submitted, sends 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ApiError, NetworkError, SectionValidationError
-from ..rules import validate_section, validate_text
-from ._common import BOX_STYLE, MUTED, UPDATE_LOCK, esc, fmt_clock, log, note, set_traits
+from ..rules import check_options, validate_section, validate_text
+from ._common import UPDATE_LOCK, esc, fmt_clock, log, note, set_traits
 
 NOT_RUNNING = (
     "Not sent — the receiver is stopped, so no callback could land. Start it again "
@@ -30,10 +31,24 @@ def _reason(exc: SectionValidationError) -> str:
     return f"{exc} (limit: {shown})"
 
 
+#: the "more" settings, by ``replace_section`` keyword (sent only when set).  No ``model``:
+#: the form names the original by task_id + audio_id, where the contract refuses a model
+#: (it goes with upload_url only: ``rules.replace_mode``).
+OPTIONAL = (
+    "vocal_gender",
+    "style_weight",
+    "weirdness_constraint",
+    "audio_weight",
+    "variety",
+)
+WEIGHTS = ("style_weight", "weirdness_constraint", "audio_weight")  # typed as text
+
+
 class SubmitChecks:
     """Validation and submit for :class:`SubmitForm` (which owns the widgets and state:
     ``_client``, ``_rx``, ``_original``, ``_looking``, ``_lookup_error``/``_lookup_fatal``,
-    ``_busy``, ``_last_fp``, ``_jobs``, ``reason``, ``last_job``, and the fields)."""
+    ``_busy``, ``_last_fp``, ``_jobs``, ``reason``, ``last_job``, and the fields) and
+    :class:`SubmitLines` (``_line_plan``, ``_chosen_lines``)."""
 
     _client: Any
     _rx: Any
@@ -54,17 +69,22 @@ class SubmitChecks:
     title: Any
     negative_tags: Any
     full_lyrics: Any
+    options: dict[str, Any]
     validation: Any
-    section_info: Any
     submit: Any
     status: Any
+    _given_words: Any
+    _line_plan: Callable[[], Any]
+    _chosen_lines: Callable[[], list[int]]
+    _song_lyrics_known: Callable[[], bool]
 
     def _limits(self) -> tuple[float, float | None, float]:
         """(shortest, longest or None, largest fraction of the original) of the section."""
         rules = self._section_rules()
         return rules.min_s, rules.max_s, rules.max_fraction
 
-    def _section_html(self) -> str:
+    def _section_text(self) -> str:
+        """The section in one line: times, length, share of the original, the rules."""
         if self._original is None:
             return ""
         start, end = self.section.value
@@ -73,9 +93,8 @@ class SubmitChecks:
         share = f" · {100 * (end - start) / dur:.0f} % of the original" if dur else ""
         span = f"{shortest:g}–{longest:g} s" if longest else f"at least {shortest:g} s"
         return (
-            f"<div style='{BOX_STYLE}'>Section <b>{fmt_clock(start)} → {fmt_clock(end)}</b> · "
-            f"{end - start:.2f} s{share} <span style='{MUTED}'>(rules: {span}, at most "
-            f"{100 * fraction:g} % of the original)</span></div>"
+            f"Section {fmt_clock(start)} → {fmt_clock(end)} · {end - start:.2f} s{share} "
+            f"(rules: {span}, at most {100 * fraction:g} % of the original)"
         )
 
     # --- validation ---------------------------------------------------------------------------
@@ -92,30 +111,68 @@ class SubmitChecks:
     def _validate_text(self, field: str, value: str, *, required: bool) -> None:
         validate_text(field, value, required=required, provider=self._client.provider)
 
-    def _check(self) -> str:
-        """The first broken rule as ``field: message (limit)``, or "" when all pass."""
+    def _options(self) -> dict[str, Any]:
+        """The optional settings the user set ("more"), as ``replace_section`` keywords,
+        checked against the provider's field specs (``rules.check_options``: the error names
+        the field and its limit); only those set, so the service's defaults apply to the
+        rest."""
+        provider = self._client.provider
+        values: dict[str, Any] = {}
+        for field, widget in self.options.items():
+            value = widget.value
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if field in WEIGHTS:
+                try:
+                    value = float(value)
+                except ValueError:
+                    value = value.strip()  # refused below, naming the field and the limit
+            values[field] = value
+        return check_options(provider, **values)
+
+    def _check(self) -> tuple[str, str]:
+        """``(reason, section_reason)``: the first broken rule as ``field: message (limit)``
+        ("" when all pass), and the one of the section alone (shown on the waveform)."""
+        section_reason = ""
         try:
             self._validate_text("task_id", self.task_id.value, required=True)
             self._validate_text("audio_id", self.audio_id.value, required=True)
             if self._looking is not None:
-                return "task_id: looking up the original on the service… (limit: its answer)"
+                return "task_id: looking up the original on the service… (limit: its answer)", ""
             if self._lookup_fatal and self._lookup_error:
-                return self._lookup_error
+                return self._lookup_error, ""
             if self._original is None:
-                return "task_id: load the original first (limit: a known track)"
-            start, end = self.section.value
-            self.check_section(start, end, self._original.duration)
-            self._validate_text("prompt", self.prompt.value, required=True)
+                return "task_id: load the original first (limit: a known track)", ""
+            lines = self._chosen_lines()
+            try:
+                if lines:
+                    self._line_plan()  # the chosen lines, widened to the rules
+                    validate_text(  # their replacement (sent as the prompt by default)
+                        "new_lyrics",
+                        self.section.new_lyrics,
+                        required=True,
+                        provider=self._client.provider,
+                        limit_key="prompt",
+                    )
+                else:
+                    start, end = self.section.value
+                    self.check_section(start, end, self._original.duration)
+            except SectionValidationError as exc:
+                section_reason = _reason(exc)
+                raise
+            # with lines chosen the prompt and full lyrics come from them (and may be given)
+            self._validate_text("prompt", self.prompt.value, required=not lines)
             self._validate_text("tags", self.tags.value, required=True)
             self._validate_text("title", self.title.value, required=True)
             self._validate_text("negative_tags", self.negative_tags.value, required=False)
-            self._validate_text("full_lyrics", self.full_lyrics.value, required=True)
+            self._validate_text("full_lyrics", self.full_lyrics.value, required=not lines)
+            self._options()
         except SectionValidationError as exc:
-            return _reason(exc)
-        return ""
+            return _reason(exc), section_reason
+        return "", ""
 
     def _revalidate(self) -> bool:
-        reason = self._check()
+        reason, section_reason = self._check()
         self.reason = reason
         if reason:
             html = note("⚠ Not ready — " + esc(reason), kind="warn")
@@ -123,24 +180,46 @@ class SubmitChecks:
             html = note("✓ Ready to submit.", kind="ok")
         with UPDATE_LOCK:
             self.validation.value = html
-            self.section_info.value = self._section_html()
+            set_traits(
+                self.section, info=self._section_text(), checks=section_reason, ready=not reason
+            )
             self.submit.disabled = bool(reason) or self._busy
         return not reason
 
     # --- submit -------------------------------------------------------------------------------
 
     def _params(self) -> dict[str, Any]:
+        """The request's arguments: ``replace_lines`` ones when lines are chosen (marked by
+        ``lines``), else ``replace_section`` ones; the "more" options only when set."""
         assert self._original is not None
-        start, end = self.section.value
-        return {
-            "task_id": self.task_id.value.strip(),
-            "audio_id": self.audio_id.value.strip(),
-            "prompt": self.prompt.value,
+        ids = {"task_id": self.task_id.value.strip(), "audio_id": self.audio_id.value.strip()}
+        common = {
+            **ids,
             "tags": self.tags.value,
             "title": self.title.value,
-            "infill_start_s": round(float(start), 2),
-            "infill_end_s": round(float(end), 2),
-            "negative_tags": self.negative_tags.value.strip() or None,
+            **self._options(),
+        }
+        if self.negative_tags.value.strip():
+            common["negative_tags"] = self.negative_tags.value.strip()
+        lines = self._chosen_lines()
+        if lines:
+            plan = self._line_plan()
+            return {
+                **common,
+                # the song's lyrics, in which the lines are replaced: typed only where the
+                # timed words did not bring them
+                "full_lyrics": None if self._song_lyrics_known() else self.full_lyrics.value,
+                "lines": tuple(int(n) for n in plan.lines),
+                "new_lyrics": self.section.new_lyrics,
+                "prompt": self.prompt.value.strip() or None,
+            }
+        start, end = self.section.value
+        nd = self._section_rules().decimals
+        return {
+            **common,
+            "prompt": self.prompt.value,
+            "infill_start_s": round(float(start), nd),
+            "infill_end_s": round(float(end), nd),
             "full_lyrics": self.full_lyrics.value,
         }
 
@@ -176,15 +255,31 @@ class SubmitChecks:
             set_traits(self.status, value=note(NOT_RUNNING, kind="error"))
             self._revalidate()
 
+    def _send_lines(self, sent: dict[str, Any], duration: Any) -> Any:
+        """The chosen lines: ``client.replace_lines`` (which plans them again from the
+        service's timed words: the same plan as shown); with words given to the form, the
+        request made here from the plan shown (its seconds, the full lyrics with the lines
+        replaced, the new lines as the prompt when none is given)."""
+        if self._given_words is None:
+            return self._client.replace_lines(**sent, original_duration=duration)
+        plan = self._line_plan()
+        rest = {k: v for k, v in sent.items() if k not in ("lines", "new_lyrics", "full_lyrics")}
+        return self._client.replace_section(
+            **{**rest, "prompt": sent.get("prompt") or sent["new_lyrics"]},
+            infill_start_s=plan.start_s,
+            infill_end_s=plan.end_s,
+            full_lyrics=plan.full_lyrics,
+            original_duration=duration,
+        )
+
     def _send(self, params: dict[str, Any], fingerprint: tuple[Any, ...], duration: Any) -> None:
         """Dispatcher thread: the request itself, then its outcome in the form."""
         try:
-            job = self._client.replace_section(
-                **params,
-                callback_url=self._rx.url,
-                original_duration=duration,
-                receiver=self._rx,
-            )
+            sent = {**params, "callback_url": self._rx.url, "receiver": self._rx}
+            if "lines" in params:
+                job = self._send_lines(sent, duration)
+            else:
+                job = self._client.replace_section(**sent, original_duration=duration)
         except SectionValidationError as exc:
             html = note("Not sent — " + esc(_reason(exc)), kind="error")
         except ApiError as exc:

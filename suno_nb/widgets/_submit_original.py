@@ -1,9 +1,11 @@
 """The submit form's original: finding it (store first, then the service) and its waveform.
 
 A mixin of :class:`~suno_nb.widgets.submit.SubmitForm` (kept apart to keep modules small).
-A lookup on the service and every waveform picture run as jobs on the receiver's dispatcher
-thread; their answers are shown only if the user has not picked another original meanwhile,
-and a lookup no longer wanted when its turn comes is not sent at all.
+A lookup on the service and the waveform's peaks (fetched and decoded once per original)
+run as jobs on the receiver's dispatcher thread; their answers are shown only if the user
+has not picked another original meanwhile, and a lookup no longer wanted when its turn
+comes is not sent at all.  The section itself is a region on that waveform, in the page
+(:class:`~suno_nb.widgets._submit_picker.SectionPicker`): dragging it redraws nothing here.
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._common import UPDATE_LOCK, esc, log, note, set_traits
+from ._common import UPDATE_LOCK, log, set_traits
+from ._lanes import _peaks
 from ._original import Original, original_html, resolve_local, resolve_remote
-from ._plot import Envelope, envelope_for, waveform_png
 
-UNKNOWN_DURATION_MAX = 480.0  # slider range when the original's length is unknown
+UNKNOWN_DURATION_MAX = 480.0  # the waveform's span when the original's length is unknown
 
 
 class SubmitOriginal:
     """The original's lookup, section range and waveform for :class:`SubmitForm` (which owns
     the widgets and state: ``_client``, ``_rx``, ``_original``, ``_looking``, ``_cache``,
     ``_lookup_error``/``_lookup_fatal``, ``_wanted_section``, ``_show_waveform``, its feed
-    jobs ``_jobs`` and the ``_waveform`` redraw, and the fields) and :class:`SubmitChecks`
-    (which provides ``_revalidate``, ``_limits`` and ``_section_html``)."""
+    jobs ``_jobs``, and the fields; ``section`` is the
+    :class:`~suno_nb.widgets._submit_picker.SectionPicker`), :class:`SubmitChecks` (which
+    provides ``_revalidate`` and ``_limits``) and :class:`SubmitLines` (``_load_lines``)."""
 
     _client: Any
     _rx: Any
@@ -35,17 +38,14 @@ class SubmitOriginal:
     _wanted_section: tuple[float, float] | None
     _show_waveform: bool
     _jobs: Any
-    _waveform: Any
     task_id: Any
     audio_id: Any
     section: Any
-    section_info: Any
     original_info: Any
-    waveform: Any
-    # provided by SubmitChecks (annotations only: nothing here shadows them in the MRO)
+    # provided by SubmitChecks / SubmitLines (annotations only: nothing here shadows them)
     _revalidate: Callable[[], bool]
     _limits: Callable[[], tuple[float, float | None, float]]
-    _section_html: Callable[[], str]
+    _load_lines: Callable[[], None]
 
     # --- the original ---------------------------------------------------------------------
 
@@ -66,8 +66,7 @@ class SubmitOriginal:
             self._apply_original(found)
             return found
         self._looking = ids
-        with UPDATE_LOCK:
-            self.section.disabled = True
+        set_traits(self.section, disabled=True)
         self._update_original_view()
         self._revalidate()
         if not self._jobs.post(lambda: self._finish_lookup(ids)):
@@ -90,18 +89,19 @@ class SubmitOriginal:
 
     def _apply_original(self, original: Original | None) -> None:
         previous, self._original = self._original, original
-        if original is not None and (
+        changed = original is None or (
             previous is None
             or (previous.task_id, previous.audio_id, previous.duration)
             != (original.task_id, original.audio_id, original.duration)
-        ):
+        )
+        if original is not None and changed:
             self._reset_section(original.duration)
-        if original is not None:  # a lookup disabled it; the same original keeps its range
-            with UPDATE_LOCK:
-                self.section.disabled = False
+        if changed:
+            self._load_waveform()
+            self._load_lines()
+        set_traits(self.section, disabled=original is None)
         self._update_original_view()
         self._revalidate()
-        self._schedule_waveform()
 
     def _reset_section(self, duration: float | None) -> None:
         shortest, longest, fraction = self._limits()
@@ -111,53 +111,52 @@ class SubmitOriginal:
         start = round(max(0.0, min(top * 0.25, top - length)), 2)
         end = round(min(top, start + length), 2)
         wanted, self._wanted_section = self._wanted_section, None
-        with UPDATE_LOCK, self.section.hold_trait_notifications():
-            self.section.min = 0.0
-            self.section.max = round(top, 2)
-            self.section.value = wanted if wanted is not None else (start, end)
-            self.section.disabled = False
+        a, b = wanted if wanted is not None else (start, end)
+        set_traits(
+            self.section,
+            duration=round(top, 2),
+            start=float(a),
+            end=float(b),
+            decimals=int(self._client.provider.section.decimals),
+        )
 
     def _update_original_view(self) -> None:
         html = original_html(self._original, self._looking, self._lookup_error, self._lookup_fatal)
         set_traits(self.original_info, value=html)
 
-    # --- section and waveform ---------------------------------------------------------------
+    # --- the waveform (peaks, drawn in the page) ----------------------------------------------
 
-    def _on_section(self, _change: dict[str, Any]) -> None:
-        self._revalidate()
-        self._schedule_waveform()
-
-    def _schedule_waveform(self) -> None:
-        """Redraw the waveform soon (debounced: a dragged slider is drawn a few times a
-        second, with the section as it is when the drawing starts)."""
-        if not self._show_waveform:
-            return
+    def _load_waveform(self) -> None:
+        """Clear the waveform; fetch the new original's peaks on the dispatcher thread."""
         o = self._original
-        if o is None or not o.audio_url:
-            with UPDATE_LOCK:
-                self.waveform.layout.display = "none"
+        if o is None or not o.audio_url or not self._show_waveform:
+            gone = "" if o is None else "No waveform: this track has no audio URL."
+            set_traits(self.section, peaks=[], message=gone if self._show_waveform else "")
             return
-        self._waveform.trigger()
+        set_traits(self.section, peaks=[], message="Loading the waveform…")
+        url = o.audio_url
+        self._jobs.post(lambda: self._fetch_peaks(url))
 
-    def _draw_waveform(self) -> None:
-        """Dispatcher thread: the original's waveform with the section shaded."""
-        o = self._original
-        if o is None or not o.audio_url:
-            return
-        url, duration, section = o.audio_url, o.duration, tuple(self.section.value)
+    def _fetch_peaks(self, url: str) -> None:
+        """Dispatcher thread: the original's peaks (fetched into the audio cache, decoded once
+        and cached beside it), shown if that original is still the one picked."""
         try:
-            env = envelope_for(url, "original")
+            peaks, duration = _peaks(url)
         except Exception as exc:
             # said in the form, where the user looks; the log keeps it at INFO
             log.info("waveform of the original unavailable: %s", exc)
-            problem = esc(f"The original's audio cannot be fetched, so no waveform: {exc}")
-            set_traits(self.section_info, value=self._section_html() + note(problem, kind="warn"))
-            return
-        if duration:
-            env = Envelope(env.label, env.times, env.mins, env.maxs, float(duration), env.color)
-        png = waveform_png([env], section=(section[0], section[1]), row_px=110)
+            message, peaks, duration = (
+                f"The original's audio cannot be fetched, so no waveform: {exc}",
+                [],
+                None,
+            )
+        else:
+            message = ""
         with UPDATE_LOCK:
-            if self._original is None or self._original.audio_url != url:
+            o = self._original
+            if o is None or o.audio_url != url:
                 return  # a newer original was picked meanwhile
-            self.waveform.value = png
-            self.waveform.layout.display = ""
+            values: dict[str, Any] = {"peaks": peaks, "message": message}
+            if not o.duration and duration:
+                values["duration"] = round(float(duration), 2)  # the picture's own length
+            set_traits(self.section, **values)

@@ -1,8 +1,13 @@
-"""The submit form: pick an original, choose the section on its waveform, submit.
+"""The submit form: pick an original, drag the section on its waveform (or choose lines of
+its lyrics), submit.
 
-Validation is live and uses the client's provider rules (``client.provider.section``), all
-section checks through :meth:`SubmitForm.check_section`: while any rule is broken the Submit
-button is disabled and the reason (field and limit) is shown.  Service errors are shown in
+The waveform, the section (a region dragged or resized on it, start/end fields) and the
+song's lines are one anywidget, :class:`~suno_nb.widgets._submit_picker.SectionPicker`
+(``form.section``); the rest are ipywidgets.  Lines chosen send ``client.replace_lines``,
+otherwise ``client.replace_section``.  Validation is live and uses the client's provider
+rules (``client.provider.section``), all section checks through
+:meth:`SubmitForm.check_section`: while any rule is broken the Submit button is disabled (and
+looks it) and the reason (field and limit) is shown.  Service errors are shown in
 the form, never as tracebacks.  The form starts no thread: every network call (looking an
 original up, fetching its audio for the waveform, the submit itself) runs as a job on the
 receiver's dispatcher thread (``rx.feed``), never on the kernel's thread, and the Known
@@ -41,8 +46,10 @@ from ._original import (
     TrackCache,
     known_options,
 )
-from ._submit_checks import SubmitChecks
+from ._submit_checks import OPTIONAL, SubmitChecks
+from ._submit_lines import SubmitLines
 from ._submit_original import SubmitOriginal
+from ._submit_picker import SectionPicker
 
 if TYPE_CHECKING:
     from ..client import SunoClient
@@ -52,8 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["Original", "SubmitForm", "submit_form"]
 
 _DESC = {"description_width": "110px"}
+_WRAP = {"flex_flow": "row wrap"}  # side by side, one under the other when narrow
 KNOWN_S = 0.1  # the Known track list is re-read at most this often while results land
-WAVEFORM_S = 0.3  # the waveform is redrawn at most this often while the section is dragged
 REPLACED = (
     "This form was replaced by a newer form of the same receiver (in another cell). "
     "Re-run this cell to use it here."
@@ -71,7 +78,9 @@ def _field(
     ids: bool = False,
 ) -> Any:
     """A labelled text field: half width, or full width with ``height`` (a text area)."""
-    layout = widgets.Layout(width=width or ("98%" if height else "49%"), height=height)
+    layout = widgets.Layout(
+        width=width or ("98%" if height else "49%"), min_width="260px", height=height
+    )
     extra = {"continuous_update": False} if ids else {}  # look ids up once typed, not per key
     return kind(
         value=value,
@@ -83,17 +92,54 @@ def _field(
     )
 
 
-class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
+def _options(client: SunoClient) -> dict[str, Any]:
+    """The "more" settings the provider documents, by ``replace_section`` keyword; each
+    starts unset ("default": the service decides)."""
+    default = ("default", None)
+
+    def small() -> dict[str, Any]:
+        return {"style": _DESC, "layout": widgets.Layout(width="32%", min_width="220px")}
+
+    def weight(label: str) -> Any:
+        return widgets.Text(value="", description=label, placeholder="0–1, e.g. 0.5", **small())
+
+    makers = {
+        "vocal_gender": lambda: widgets.Dropdown(
+            options=[default, ("male", "m"), ("female", "f")],
+            value=None,
+            description="Vocal gender",
+            **small(),
+        ),
+        "style_weight": lambda: weight("Style weight"),
+        "weirdness_constraint": lambda: weight("Weirdness"),
+        "audio_weight": lambda: weight("Audio weight"),
+        "variety": lambda: widgets.Dropdown(
+            options=[default, *((str(n), n) for n in range(5))],
+            value=None,
+            description="Variety",
+            **small(),
+        ),
+    }
+    documented = getattr(client.provider, "fields", {})
+    return {field: makers[field]() for field in OPTIONAL if field in documented}
+
+
+class SubmitForm(SubmitOriginal, SubmitLines, SubmitChecks, QuietMixin, widgets.VBox):
     """A form that submits a replace-section task through ``client`` with ``rx`` as receiver.
 
     Attributes tests and power users may drive: ``known`` (Dropdown of known tracks),
     ``history`` (ToggleButton: also earlier sessions' tracks), ``task_id`` / ``audio_id``
-    (Text), ``section`` (FloatRangeSlider, seconds), ``prompt``, ``tags``, ``title``,
-    ``negative_tags``, ``full_lyrics`` (required), ``submit`` (a button with ``click()``),
-    ``status`` (HTML), ``waveform`` (Image).  ``reason`` is the current validation failure (or
-    "") and ``last_job`` the last :class:`~suno_nb.client.ReplaceJob` submitted.  Work done
-    on the receiver's dispatcher thread (lookup, waveform, submit, the Known list) can be
-    awaited with :meth:`wait_idle`.
+    (Text), ``section`` (the :class:`SectionPicker`: ``value`` is ``(start, end)`` in
+    seconds, ``selected`` the chosen lines, ``new_lyrics`` their replacement), ``prompt``,
+    ``tags``, ``title``, ``negative_tags``, ``full_lyrics`` (required unless lines are
+    chosen), ``options`` (the "more" settings by keyword: ``vocal_gender``,
+    ``style_weight``, ``weirdness_constraint``, ``audio_weight``, ``variety``; passed only
+    when set), ``submit`` (a button with ``click()``), ``status`` (HTML).  ``reason`` is the
+    current validation failure (or "") and ``last_job`` the last
+    :class:`~suno_nb.client.ReplaceJob` submitted.  ``words=`` gives the song's timed words
+    (:func:`suno_nb.lyrics.words_frame`) instead of asking the service.  Work done on the
+    receiver's dispatcher thread (lookup, waveform peaks, lyrics, submit, the Known list)
+    can be awaited with :meth:`wait_idle`.
     """
 
     def __init__(
@@ -110,6 +156,7 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         section: tuple[float, float] | None = None,
         show_waveform: bool = True,
         history: bool = False,
+        words: Any = None,
     ) -> None:
         self._client = client
         self._rx = rx
@@ -123,8 +170,11 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         self._busy = False
         self._last_fp: tuple[Any, ...] | None = None
         self._show_waveform = show_waveform
-        self._jobs = FeedJobs(rx.feed, "submit form")  # lookup, submit: one-off jobs
-        self._waveform = self._jobs.debounced(self._draw_waveform, WAVEFORM_S)
+        self._given_words = words
+        self._words: Any = None
+        self._plan_cache: tuple[Any, Any] | None = None
+        self._prefill = ""
+        self._jobs = FeedJobs(rx.feed, "submit form")  # lookup, peaks, submit: one-off jobs
         self._lister = self._jobs.debounced(self.refresh_known, KNOWN_S)
         self._known_lock = threading.Lock()
         self.reason = ""
@@ -156,20 +206,7 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
             widgets.Text, "Audio id", audio_id or "", "id of the track to change", ids=True
         )
         self.original_info = widgets.HTML()
-        self.waveform = widgets.Image(format="png", layout=widgets.Layout(display="none"))
-        self.section = widgets.FloatRangeSlider(
-            value=(0.0, 1.0),
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            description="Section (s)",
-            readout_format=".2f",
-            continuous_update=True,
-            disabled=True,
-            style=_DESC,
-            layout=widgets.Layout(width="98%"),
-        )
-        self.section_info = widgets.HTML()
+        self.section = SectionPicker()
         self.prompt = _field(
             widgets.Textarea, "Prompt", prompt, "lyrics or description of the new section", "70px"
         )
@@ -185,6 +222,12 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
             "required: the complete lyrics of the song with the new section in place",
             "60px",
         )
+        self.options = _options(client)
+        self.more = widgets.Accordion(
+            children=[widgets.HBox(list(self.options.values()), layout=_WRAP)],
+            titles=("More: voice, weights, variety (optional; the service's defaults otherwise)",),
+            selected_index=None,
+        )
         self.validation = widgets.HTML()
         self.submit = QueuedButton(
             description="Submit",
@@ -195,29 +238,32 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
 
         self._parts: list[Any] = [
             self.header,
-            widgets.HBox([self.known, self.refresh_button, self.history]),
-            widgets.HBox([self.task_id, self.audio_id]),
+            widgets.HBox([self.known, self.refresh_button, self.history], layout=_WRAP),
+            widgets.HBox([self.task_id, self.audio_id], layout=_WRAP),
             self.original_info,
-            self.waveform,
             self.section,
-            self.section_info,
             self.prompt,
-            widgets.HBox([self.tags, self.title]),
+            widgets.HBox([self.tags, self.title], layout=_WRAP),
             self.negative_tags,
             self.full_lyrics,
+            self.more,
             self.validation,
             self.submit,
             self.status,
         ]
-        super().__init__(children=self._parts, layout=widgets.Layout(max_width="940px"))
+        super().__init__(children=self._parts, layout=widgets.Layout(max_width="1100px"))
 
         self.known.observe(self._on_known, names="value")
         self.refresh_button.on_click(lambda _b: self.refresh_known())
         self.history.observe(lambda _c: self.refresh_known(), names="value")
         self.task_id.observe(self._on_ids, names="value")
         self.audio_id.observe(self._on_ids, names="value")
-        self.section.observe(self._on_section, names="value")
+        self.section.observe(self._on_region, names=["start", "end"])
+        self.section.observe(self._on_selected, names="selected")
+        self.section.observe(self._on_new_lyrics, names="new_lyrics")
         for w in (self.prompt, self.tags, self.title, self.negative_tags, self.full_lyrics):
+            w.observe(lambda _c: self._revalidate(), names="value")
+        for w in self.options.values():
             w.observe(lambda _c: self._revalidate(), names="value")
         self.submit.on_click(self._on_submit)
         take_slot("submit_form", rx, self, current_cell_id())
@@ -272,7 +318,7 @@ class SubmitForm(SubmitOriginal, SubmitChecks, QuietMixin, widgets.VBox):
         return not self.reason
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until lookups, waveform pictures, the Known list and a submit in progress
+        """Wait until lookups, waveform peaks, lyrics, the Known list and a submit in progress
         are done (not from a feed handler)."""
         return self._jobs.wait_idle(timeout)
 
