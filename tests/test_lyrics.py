@@ -379,3 +379,13 @@ def test_plan_lines_on_messy_alignments_plans_within_the_rules_or_refuses(song, 
     # The chosen words are covered (times past the song's end count as its end).
     assert plan.start_s <= min(timed["start_s"].min(), duration) + 1e-9
     assert plan.end_s >= min(timed["end_s"].max(), round(duration, 2)) - 1e-9
+
+
+def test_a_span_of_exactly_the_maximum_between_touching_words_is_kept():
+    aligned = [
+        {"word": "a\n", "success": True, "startS": 0.0, "endS": 5.0},
+        {"word": "b\n", "success": True, "startS": 5.0, "endS": 15.0},
+        {"word": "c\n", "success": True, "startS": 15.0, "endS": 20.0},
+    ]
+    plan = plan_lines(words_frame(aligned), 1, duration=20.0)  # at most 10 s: the span
+    assert (plan.start_s, plan.end_s, plan.widened) == (5.0, 15.0, None)
