@@ -341,3 +341,51 @@ def test_plan_lines_properties(song, provider):
     # ... and with room to spare, a silence is always found.
     if max_len - 2 * step >= rules.min_s + 15:
         assert not _cut(words, plan, tol=step), plan
+
+
+@st.composite
+def messy(draw):
+    """Alignments as a forced aligner may return them: overlaps, unaligned words, disorder."""
+    n = draw(st.integers(1, 40))
+    aligned = []
+    for i in range(n):
+        start = draw(st.floats(0, 200))
+        length = draw(st.floats(0, 3))
+        ok = draw(st.booleans()) or i % 3 == 0
+        aligned.append(
+            {
+                "word": f"w{i}" + draw(st.sampled_from(["", " ", "\n", "\n\n", " [Chorus]\n"])),
+                "success": ok,
+                "startS": start if ok or draw(st.booleans()) else None,
+                "endS": start + length,
+                "palign": draw(st.floats(0, 1)),
+            }
+        )
+    return aligned, draw(st.floats(20, 400)), draw(st.integers(0, 8))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messy(), st.sampled_from(["sunoapi.org", "kie.ai-legacy"]))
+def test_plan_lines_on_messy_alignments_plans_within_the_rules_or_refuses(song, provider):
+    aligned, duration, line = song
+    words = words_frame(aligned)
+    try:
+        plan = plan_lines(words, line, duration=duration, provider=provider)
+    except SectionValidationError:
+        return
+    validate_section(plan.start_s, plan.end_s, duration, section=get_provider(provider).section)
+    chosen = words[words["line"] == line]
+    timed = chosen.dropna(subset=["start_s", "end_s"])
+    # The chosen words are covered (times past the song's end count as its end).
+    assert plan.start_s <= min(timed["start_s"].min(), duration) + 1e-9
+    assert plan.end_s >= min(timed["end_s"].max(), round(duration, 2)) - 1e-9
+
+
+def test_a_span_of_exactly_the_maximum_between_touching_words_is_kept():
+    aligned = [
+        {"word": "a\n", "success": True, "startS": 0.0, "endS": 5.0},
+        {"word": "b\n", "success": True, "startS": 5.0, "endS": 15.0},
+        {"word": "c\n", "success": True, "startS": 15.0, "endS": 20.0},
+    ]
+    plan = plan_lines(words_frame(aligned), 1, duration=20.0)  # at most 10 s: the span
+    assert (plan.start_s, plan.end_s, plan.widened) == (5.0, 15.0, None)

@@ -292,7 +292,8 @@ def _place(
     start = _start_in(before[0]) if before else a
     end = _end_in(after[0]) if after else b
     if end - start > room:  # the silences are too long to take in whole: take a share
-        share = max(0.0, (room - (b - a)) / ((a - start) + (end - b)))
+        pads = (a - start) + (end - b)
+        share = max(0.0, (room - (b - a)) / pads) if pads > 0 else 0.0
         start, end = a - (a - start) * share, b + (end - b) * share
     if (start, end) != (a, b):
         notes.append(f"edges moved into the silence around the lines ({start:.2f}-{end:.2f} s)")
