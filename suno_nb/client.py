@@ -32,7 +32,7 @@ from .client_base import (
     ReceiverLike,
     ReplaceJob,
 )
-from .client_errors import error_for_code, is_loopback, tell_user, url_origin
+from .client_errors import error_for_code, reachable_callback, tell_user
 from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info, parse_task_record
@@ -338,30 +338,12 @@ class SunoClient(BaseClient):
         self, url: str | None, rx: ReceiverLike | None, *, required: bool
     ) -> str | None:
         """The callback URL to send: explicit, else the receiver's; checked for reach."""
-        if url is None and rx is not None:
-            url = rx.url
-        if url is None:
-            if required:
-                raise SectionValidationError(
-                    "callback_url",
-                    f"{self.provider.name} requires a callback URL here and this client has "
-                    "no receiver: pass one (rx = suno_nb.start_receiver(), with a tunnel for "
-                    "the hosted API; then SunoClient(receiver=rx) or receiver=rx) or pass "
-                    "callback_url='https://...'",
-                    limit="required",
-                )
-            return None
-        if is_loopback(url) and not is_loopback(self.base_url):
-            raise SectionValidationError(
-                "callback_url",
-                f"{url_origin(url)} is a loopback address that {url_origin(self.base_url)} "
-                "cannot reach, so the callback would never arrive. Start the receiver with a "
-                "public tunnel (start_receiver(tunnel='ngrok')) or pass a public "
-                "callback_url='https://...'",
-                limit="a URL reachable from the API host",
-                value=url_origin(url),
-            )
-        return url
+        return reachable_callback(
+            url if url is not None or rx is None else rx.url,
+            base_url=self.base_url,
+            provider=self.provider.name,
+            required=required,
+        )
 
     def _record(self, rx: ReceiverLike, sub: Submission) -> None:
         """Hand the submission to the receiver; a failure here must not lose the job."""

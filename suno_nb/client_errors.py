@@ -21,9 +21,24 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from .contract import Provider, get_provider
-from .errors import KIND_ERRORS, ApiError, AuthError, RateLimitError, ServerError, SunoNbWarning
+from .errors import (
+    KIND_ERRORS,
+    ApiError,
+    AuthError,
+    RateLimitError,
+    SectionValidationError,
+    ServerError,
+    SunoNbWarning,
+)
 
-__all__ = ["error_for_code", "is_loopback", "retry_after_s", "tell_user", "url_origin"]
+__all__ = [
+    "error_for_code",
+    "is_loopback",
+    "reachable_callback",
+    "retry_after_s",
+    "tell_user",
+    "url_origin",
+]
 
 log = logging.getLogger("suno_nb.client")
 
@@ -114,6 +129,36 @@ def is_loopback(url: str) -> bool:
         or host.startswith("127.")
         or host.endswith(".localhost")
     )
+
+
+def reachable_callback(
+    url: str | None, *, base_url: str, provider: str, required: bool
+) -> str | None:
+    """``url`` as the callback URL to send, after checking the API host can reach it: a
+    loopback URL given to a hosted API is refused (its callback could never arrive);
+    ``required`` and no URL is refused too.  None when there is none to send."""
+    if url is None:
+        if required:
+            raise SectionValidationError(
+                "callback_url",
+                f"{provider} requires a callback URL here and this client has "
+                "no receiver: pass one (rx = suno_nb.start_receiver(), with a tunnel for "
+                "the hosted API; then SunoClient(receiver=rx) or receiver=rx) or pass "
+                "callback_url='https://...'",
+                limit="required",
+            )
+        return None
+    if is_loopback(url) and not is_loopback(base_url):
+        raise SectionValidationError(
+            "callback_url",
+            f"{url_origin(url)} is a loopback address that {url_origin(base_url)} "
+            "cannot reach, so the callback would never arrive. Start the receiver with a "
+            "public tunnel (start_receiver(tunnel='ngrok')) or pass a public "
+            "callback_url='https://...'",
+            limit="a URL reachable from the API host",
+            value=url_origin(url),
+        )
+    return url
 
 
 def may_have_reached(exc: requests.RequestException) -> bool:

@@ -296,6 +296,7 @@ def test_kie_task_reaches_rx_wait_by_callback_and_a_dropped_one_by_polling(kie_s
         job = _kie_submit(client, song)
         result = rx.wait(job.task_id, timeout=60, progress=False)
         assert result.ok and result.source == "callback" and len(result.tracks) == 2
+        assert sb.wait_idle(30)  # the sandbox logs a delivery once it has the answer
         assert sb.delivery_log()[-1]["callback_type"] == "task_completed"
         sb.inject(Faults(drop=True))  # this task's callback never comes
         dropped = _kie_submit(client, song)
@@ -320,6 +321,7 @@ def test_kie_task_callbacks_are_signed_over_their_task_id(tmp_path):
             job = _kie_submit(client, song)
             result = rx.wait(job.task_id, timeout=60, progress=False)
             assert result.ok and result.source == "callback"
+            assert sb.wait_idle(30)  # the sandbox logs a delivery once it has the answer
             assert sb.delivery_log()[-1]["signed"] is True
             sb.inject(Faults(wrong_signature=True))
             forged = _kie_submit(client, song)
