@@ -329,6 +329,7 @@ def _start_agent(config: Any, settings: TunnelSettings, path: str, foreign: list
                 agent = _starting_agent(path)
                 if agent is not None:
                     agent.kill()
+                    agent.wait(5)  # gone (and reaped) before the interrupt reaches the user
         raise
     finally:
         done.set()
