@@ -49,6 +49,17 @@ def world(tmp_path_factory):
                         infill_end_s=end,
                     )
                     ids[name] = job.task_id
+                other = sb.create_song(duration=SONG_S, title="Other Song", tags="folk")
+                ids["other"] = client.replace_section(
+                    task_id=other.task_id,
+                    audio_id=other.audio_id,
+                    prompt="take other",
+                    tags="jazz",
+                    title="Other Song (b)",
+                    full_lyrics="[Verse] Another\n[Bridge] take other",
+                    infill_start_s=SECTIONS["b"][0],
+                    infill_end_s=SECTIONS["b"][1],
+                ).task_id
                 for task_id in ids.values():
                     assert rx.wait(task_id, timeout=60, progress=False).state == "succeeded"
                 frame = rx.frame()
@@ -178,6 +189,12 @@ def test_overlapping_sections_are_refused(world, rx):
     assert "12-22" in str(err.value) and "18-28" in str(err.value)
 
 
+def test_takes_of_different_originals_are_refused(world, rx):
+    with pytest.raises(MasterError, match="different originals") as err:
+        rx.master([world["takes"]["a"][0], world["takes"]["other"][0]])
+    assert world["song"].audio_id in str(err.value)
+
+
 def test_no_pick_is_refused(tmp_path):
     empty = start_receiver(tmp_path / "empty.sqlite3", tunnel=None, poll=False)
     with pytest.raises(MasterError, match="nothing is picked"):
@@ -193,6 +210,13 @@ def test_sandbox_mp3s_decode_below_full_scale(world):
     """The synthesis leaves headroom for MP3's overshoot: a faithful 16-bit export of a
     sandbox file does not clip (it used to peak at 1.17-1.29)."""
     urls = [world["song"].audio_url, *world["frame"].audio_url]
+    assert len(urls) == 9  # the original and two takes of each of four tasks
     for url in urls:
         samples, _ = decode_audio(requests.get(url, timeout=30).content)
         assert 0.1 < np.abs(samples).max() < 1.0, url
+
+
+def test_the_master_shows_a_player_and_its_sections(world):
+    html = world["master"]._repr_html_()
+    assert "<audio controls" in html and "data:audio/wav;base64," in html
+    assert world["ids"]["a"] in html and world["ids"]["b"] in html

@@ -5,129 +5,35 @@ section its task replaced (``infill_start_s`` .. ``infill_end_s``), lined up by 
 :func:`suno_nb.analysis.measure` finds.  Audio comes through :mod:`suno_nb.audio` (fetched
 into the cache, decoded once); the offset and the seam measure are the analysis room's.
 
-Floor 4: imports :mod:`suno_nb.analysis`, :mod:`suno_nb.audio` and :mod:`suno_nb.errors`;
+A package: ``seams.py`` (the audio pieces), ``result.py`` (:class:`Master`, the store
+record).  Floor 4: imports :mod:`suno_nb.analysis`, :mod:`suno_nb.audio` and :mod:`suno_nb.errors`;
 the receiver is used duck-typed (``frame()``, ``tasks()``, ``lookup()``, ``store``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
-import os
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import audio
-from .analysis import _jump, _shift, measure, original_track  # the seam measure: one place
-from .errors import MasterError
+from .. import audio
+from ..analysis import _jump, _shift, measure, original_track  # one offset and seam measure
+from ..errors import MasterError
+from .result import SECTION_COLUMNS, Master, masters, record
+from .seams import MAX_XFADE_MS, SEARCH_MS, auto_ms, best_seam, load_channels, rms, splice
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Master", "make_master", "masters"]
 
-META_PREFIX = "master:"
-SEARCH_MS = 50.0  # a seam may move this much either side of its section edge ...
-STEP_MS = 2.0  # ... in steps of this
-AUTO_XFADE_MS = (20.0, 50.0)  # "auto": shortest for a smooth cut, longest for an abrupt one
-AUTO_ABRUPT_DB = 6.0  # a hard cut this much more abrupt than the original gets the longest
-MAX_XFADE_MS = 500.0
 CONTEXT_S = 5.0  # loudness is matched on this much audio either side of a section
 EDGE_S = 0.1  # ... skipping this much next to each edge (the take's own transition)
 MAX_GAIN_DB = 12.0
-FLAC_PEAK = 10 ** (-0.1 / 20)  # FLAC is integer: an over-full master is scaled to -0.1 dBFS
-SECTION_COLUMNS = [
-    "start_s",
-    "end_s",
-    "task_id",
-    "track_id",
-    "offset_ms",
-    "gain_db",
-    "crossfade_ms",
-    "seam_start_s",
-    "seam_end_s",
-    "seam_start_db",
-    "seam_end_db",
-]
-
-
-@dataclass
-class Master:
-    """A finished song: the original with the picked takes' sections spliced in.
-
-    ``audio``: float32, channels x samples, at ``sample_rate``.  ``sections``: one row per
-    spliced section (its task and take, offset, gain, crossfade and where each seam went,
-    and ``seam_start_db``/``seam_end_db``: how much more abrupt the master is at each seam
-    than the original is there, measured after the crossfade; about 0 is seamless).
-    """
-
-    audio: np.ndarray
-    sample_rate: int
-    sections: pd.DataFrame
-    master_id: str
-    info: dict[str, Any] = field(default_factory=dict)
-    _store: Any = field(default=None, repr=False)
-
-    @property
-    def duration(self) -> float:
-        return self.audio.shape[1] / self.sample_rate
-
-    def save(
-        self, path: str | os.PathLike[str], format: str = "wav", *, subtype: str | None = None
-    ) -> Path:
-        """Write the master with soundfile and return the path; never clips.
-
-        ``format="wav"``: 24-bit PCM, or 32-bit float (``"FLOAT"``) when the peak exceeds
-        full scale, so every sample is kept as it is.  ``format="flac"`` (integer only):
-        24-bit (``subtype="PCM_16"`` for 16-bit); a master peaking above full scale is
-        scaled as a whole to -0.1 dBFS first (a plain peak normalisation, no limiter).
-        ``subtype`` overrides the choice (a PCM subtype still never clips: the same
-        normalisation applies).  The file's path, format and SHA-256 are recorded in the
-        store; ``rx.masters()`` lists them.
-        """
-        import soundfile as sf  # lazy: libsndfile only when audio is written
-
-        fmt = str(format).lower()
-        if fmt not in ("wav", "flac"):
-            raise ValueError(f"format must be 'wav' or 'flac', got {format!r}")
-        peak = float(np.max(np.abs(self.audio), initial=0.0))
-        chosen = subtype or ("FLOAT" if fmt == "wav" and peak > 1.0 else "PCM_24")
-        data = self.audio
-        scale = 1.0
-        if chosen.upper().startswith("PCM") and peak > 1.0:
-            scale = FLAC_PEAK / peak
-            data = data * np.float32(scale)
-        out = Path(path).expanduser()
-        sf.write(out, data.T, self.sample_rate, format=fmt.upper(), subtype=chosen)
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()
-        self.info.update(
-            path=str(out.resolve()),
-            format=fmt,
-            subtype=chosen,
-            scaled_db=round(20 * math.log10(scale), 3),
-            sha256=digest,
-            saved_at=time.time(),
-        )
-        if self._store is not None:
-            _record(self._store, self.master_id, self.info)
-        return out
-
-    def _repr_html_(self) -> str:
-        from IPython.display import Audio  # lazy: only in a notebook
-
-        player = Audio(self.audio, rate=self.sample_rate, normalize=False)._repr_html_()
-        head = (
-            f"<b>master {self.master_id}</b>: {self.duration:.1f} s, "
-            f"{self.audio.shape[0]} ch, {self.sample_rate} Hz, {len(self.sections)} section(s)"
-        )
-        return f"<div>{head}<br>{player}{self.sections.to_html(index=False)}</div>"
 
 
 # --- what to splice ---------------------------------------------------------------------------
@@ -213,79 +119,6 @@ def _plan(rx: Any, picks: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return original, sections
 
 
-# --- audio --------------------------------------------------------------------------------
-
-
-def _load(url: str, connect: float, total: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(channels x samples, mono, rate): mono through audio.load (shared with the analysis),
-    every channel read from the same cached file only when there is more than one."""
-    import soundfile as sf
-
-    path = audio.fetch(url, connect_timeout=connect, deadline=total)
-    mono, sr = audio.load(path)
-    if sf.info(str(path)).channels == 1:
-        return mono[None, :], mono, sr
-    data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), mono, sr
-
-
-def _rms(x: np.ndarray, spans: list[tuple[int, int]]) -> float:
-    parts = [x[..., a:b].astype(np.float64).ravel() for a, b in spans if b > a]
-    if not parts:
-        return 0.0
-    flat = np.concatenate(parts)
-    return float(np.sqrt(np.mean(flat * flat))) if flat.size else 0.0
-
-
-def _weights(n: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fade-out and fade-in of ``n`` samples keeping the power constant for two signals of
-    correlation ``rho``: sin/cos scaled by 1/sqrt(1 + rho sin 2t).  For rho = 0 (new music
-    against old) this is the plain equal-power crossfade; for rho = 1 (the same music) it
-    sums to 1, so identical material does not swell by 3 dB in the middle."""
-    theta = (np.arange(n, dtype=np.float64) + 0.5) / n * (np.pi / 2)
-    k = 1.0 / np.sqrt(1.0 + rho * np.sin(2 * theta))
-    return (np.cos(theta) * k).astype(np.float32), (np.sin(theta) * k).astype(np.float32)
-
-
-def _best_seam(before: np.ndarray, after: np.ndarray, edge: int, sr: int) -> tuple[int, float]:
-    """The cut point within +/- SEARCH_MS of ``edge`` where a hard cut from ``before`` to
-    ``after`` is least abrupt compared with ``before`` itself; and that excess in dB."""
-    n = 1 << round(math.log2(0.0116 * sr))  # the analysis's seam frame
-    reach, step = round(SEARCH_MS * sr / 1000), max(1, round(STEP_MS * sr / 1000))
-    best, best_db = edge, math.inf
-    for at in range(edge - reach, edge + reach + 1, step):
-        if at - n < 0 or at + n > before.size:
-            continue
-        cut = np.concatenate([before[at - n : at], after[at : at + n]])
-        extra = _jump(cut, n, sr) - _jump(before, at, sr)
-        if extra < best_db - 1e-9 or (
-            extra <= best_db + 1e-9 and abs(at - edge) < abs(best - edge)
-        ):
-            best, best_db = at, extra
-    return best, (0.0 if best_db == math.inf else best_db)
-
-
-def _auto_ms(extra_db: float) -> float:
-    lo, hi = AUTO_XFADE_MS
-    return lo + (hi - lo) * min(max(extra_db / AUTO_ABRUPT_DB, 0.0), 1.0)
-
-
-def _splice(out: np.ndarray, new: np.ndarray, at: int, n: int, fade_in: bool) -> None:
-    """Cross from ``out`` to ``new`` (fade_in) or back (not) over ``n`` samples centred at
-    ``at``; the rest of the section is written by the caller."""
-    a, b = max(0, at - n // 2), min(out.shape[1], at - n // 2 + n)
-    if b <= a:
-        return
-    x, y = out[:, a:b].astype(np.float64).ravel(), new[:, a:b].astype(np.float64).ravel()
-    den = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
-    rho = min(max(float(np.dot(x, y)) / den, 0.0), 1.0) if den > 0 else 0.0
-    w_out, w_in = _weights(b - a, rho)
-    if fade_in:
-        out[:, a:b] = out[:, a:b] * w_out + new[:, a:b] * w_in
-    else:
-        out[:, a:b] = new[:, a:b] * w_out + out[:, a:b] * w_in
-
-
 # --- the master ---------------------------------------------------------------------------
 
 
@@ -337,12 +170,12 @@ def make_master(
         raise TypeError(f"match_loudness must be True or False, got {match_loudness!r}")
     connect, total = audio.timeouts(connect_timeout, deadline)
     original, sections = _plan(rx, picks)
-    base, base_mono, sr = _load(_text(original["audio_url"]), connect, total)
+    base, base_mono, sr = load_channels(_text(original["audio_url"]), connect, total)
     out = base.copy()
     n = base.shape[1]
     rows = []
     for s in sections:
-        take, take_mono, sr_take = _load(s["url"], connect, total)
+        take, take_mono, sr_take = load_channels(s["url"], connect, total)
         if sr_take != sr:
             raise MasterError(
                 f"picks: take {s['track_id']!r} is at {sr_take} Hz, the original at {sr} Hz"
@@ -357,7 +190,7 @@ def make_master(
         if match_loudness:
             c, e = round(CONTEXT_S * sr), round(EDGE_S * sr)
             spans = [(max(0, i0 - c), max(0, i0 - e)), (min(n, i1 + e), min(n, i1 + c))]
-            ref, got = _rms(base, spans), _rms(aligned, spans)
+            ref, got = rms(base, spans), rms(aligned, spans)
             if ref > 0 and got > 0:
                 gain = min(max(ref / got, 10 ** (-MAX_GAIN_DB / 20)), 10 ** (MAX_GAIN_DB / 20))
                 aligned = aligned * np.float32(gain)
@@ -367,14 +200,14 @@ def make_master(
             (i0, base_mono, aligned_mono, True),
             (i1, aligned_mono, base_mono, False),
         ):
-            at, extra = _best_seam(before, after, edge, sr)
-            ms = _auto_ms(extra) if crossfade_ms == "auto" else float(crossfade_ms)
+            at, extra = best_seam(before, after, edge, sr)
+            ms = auto_ms(extra) if crossfade_ms == "auto" else float(crossfade_ms)
             seams.append((at, ms, fade_in))
         (a0, ms0, _), (a1, ms1, _) = seams
         x0, x1 = round(ms0 * sr / 1000), round(ms1 * sr / 1000)
         lo, hi = max(0, a0 - x0 // 2 + x0), min(n, a1 - x1 // 2)
         for at, ms, fade_in in seams:
-            _splice(out, aligned, at, round(ms * sr / 1000), fade_in)
+            splice(out, aligned, at, round(ms * sr / 1000), fade_in)
         out[:, lo:hi] = aligned[:, lo:hi]
         rows.append(
             {
@@ -407,47 +240,6 @@ def make_master(
     }
     store = getattr(rx, "store", None)
     if store is not None:
-        _record(store, master_id, info)
+        record(store, master_id, info)
     frame = pd.DataFrame(rows, columns=SECTION_COLUMNS)
     return Master(out, sr, frame, master_id, info, store)
-
-
-# --- the record -----------------------------------------------------------------------------
-
-
-def _record(store: Any, master_id: str, info: dict[str, Any]) -> None:
-    store.set_meta(META_PREFIX + master_id, json.dumps(info, sort_keys=True, default=float))
-
-
-MASTERS_COLUMNS = [
-    "master_id",
-    "created_at",
-    "original_task_id",
-    "original_track_id",
-    "picks",
-    "crossfade_ms",
-    "match_loudness",
-    "path",
-    "format",
-    "subtype",
-    "sha256",
-    "saved_at",
-]
-
-
-def masters(store: Any) -> pd.DataFrame:
-    """Every master made with this store, oldest first (``picks``: the picked track ids)."""
-    import pandas as pd
-
-    rows = store.query(
-        "SELECT value FROM meta WHERE key >= ? AND key < ?", (META_PREFIX, META_PREFIX[:-1] + ";")
-    )
-    records = []
-    for r in rows:
-        info = json.loads(r["value"])
-        info["picks"] = [p["track_id"] for p in info.get("picks", [])]
-        records.append({c: info.get(c) for c in MASTERS_COLUMNS})
-    out = pd.DataFrame(records, columns=MASTERS_COLUMNS)
-    for col in ("created_at", "saved_at"):
-        out[col] = pd.to_datetime(out[col], unit="s", utc=True)
-    return out.sort_values("created_at", kind="stable").reset_index(drop=True)
