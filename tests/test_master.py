@@ -144,7 +144,7 @@ def test_seams_do_not_click(world):
                 [jumps[at - sr // 2 : at - reach], jumps[at + reach : at + sr // 2]]
             )
             assert near <= 1.5 * around.max(), (seam, near, around.max())
-        assert 20 <= row.crossfade_ms <= 50  # "auto"
+        assert 20 <= row.crossfade_start_ms <= 50 and 20 <= row.crossfade_end_ms <= 50  # auto
 
 
 def test_save_round_trips_and_is_listed_with_its_sha256(world, rx, tmp_path):
@@ -220,3 +220,12 @@ def test_the_master_shows_a_player_and_its_sections(world):
     html = world["master"]._repr_html_()
     assert "<audio controls" in html and "data:audio/wav;base64," in html
     assert world["ids"]["a"] in html and world["ids"]["b"] in html
+
+
+def test_a_fixed_crossfade_and_no_loudness_matching(world, rx):
+    m = rx.master(crossfade_ms=40, match_loudness=False)
+    assert (m.sections.crossfade_start_ms == 40).all() and (m.sections.crossfade_end_ms == 40).all()
+    assert (m.sections.gain_db == 0).all()
+    listed = rx.masters().set_index("master_id")
+    assert listed.loc[m.master_id, "crossfade_ms"] == 40
+    assert not listed.loc[m.master_id, "match_loudness"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -159,7 +160,7 @@ def make_master(
 
     if crossfade_ms != "auto" and (
         isinstance(crossfade_ms, bool)
-        or not isinstance(crossfade_ms, (int, float))
+        or not isinstance(crossfade_ms, numbers.Real)
         or not 0 <= crossfade_ms <= MAX_XFADE_MS
     ):
         raise ValueError(
@@ -214,7 +215,8 @@ def make_master(
                 **{k: s[k] for k in ("start_s", "end_s", "task_id", "track_id")},
                 "offset_ms": offset_ms,
                 "gain_db": 20 * math.log10(gain),
-                "crossfade_ms": (ms0 + ms1) / 2,
+                "crossfade_start_ms": ms0,
+                "crossfade_end_ms": ms1,
                 "seam_start_s": a0 / sr,
                 "seam_end_s": a1 / sr,
                 "_at": (a0, a1),
