@@ -15,7 +15,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from suno_nb import Sandbox, SunoClient
+from suno_nb import Faults, Sandbox, SunoClient, compare_takes
 from suno_nb.audio import load
 from suno_nb.errors import MasterError
 from suno_nb.sandbox import decode_audio
@@ -23,6 +23,7 @@ from suno_nb.session import start_receiver, stop_receiver
 
 SECTIONS = {"a": (12.0, 22.0), "b": (36.0, 46.0), "overlap": (18.0, 28.0)}
 SONG_S = 60.0
+LOUD = (2.0, 12.0)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,17 @@ def world(tmp_path_factory):
                         infill_end_s=end,
                     )
                     ids[name] = job.task_id
+                sb.inject(Faults(outside_gain_db=3.0), count=1)  # the rest comes back louder
+                ids["loud"] = client.replace_section(
+                    task_id=song.task_id,
+                    audio_id=song.audio_id,
+                    prompt="take loud",
+                    tags="jazz",
+                    title="Harbour Lights (loud)",
+                    full_lyrics="[Verse] Harbour lights\n[Bridge] take loud",
+                    infill_start_s=LOUD[0],
+                    infill_end_s=LOUD[1],
+                ).task_id
                 other = sb.create_song(duration=SONG_S, title="Other Song", tags="folk")
                 ids["other"] = client.replace_section(
                     task_id=other.task_id,
@@ -210,7 +222,7 @@ def test_sandbox_mp3s_decode_below_full_scale(world):
     """The synthesis leaves headroom for MP3's overshoot: a faithful 16-bit export of a
     sandbox file does not clip (it used to peak at 1.17-1.29)."""
     urls = [world["song"].audio_url, *world["frame"].audio_url]
-    assert len(urls) == 9  # the original and two takes of each of four tasks
+    assert len(urls) == 11  # the original and two takes of each of five tasks
     for url in urls:
         samples, _ = decode_audio(requests.get(url, timeout=30).content)
         assert 0.1 < np.abs(samples).max() < 1.0, url
@@ -229,3 +241,23 @@ def test_a_fixed_crossfade_and_no_loudness_matching(world, rx):
     listed = rx.masters().set_index("master_id")
     assert listed.loc[m.master_id, "crossfade_ms"] == 40
     assert not listed.loc[m.master_id, "match_loudness"]
+
+
+def test_loudness_is_matched_on_the_music_around_the_section(world, rx):
+    """A take whose whole rest came back 3 dB louder is brought back down by 3 dB, so the
+    master's level outside the section is the original's and no step is heard at the seams."""
+    take = world["takes"]["loud"][0]
+    m = rx.master([take])
+    (row,) = m.sections.itertuples()
+    measured = compare_takes(rx, world["ids"]["loud"], progress=False)
+    louder = measured.set_index("track_id").loc[take, "outside_gain_db"]
+    assert 2.0 <= louder <= 3.5 and abs(row.gain_db + louder) <= 0.3, (row.gain_db, louder)
+    unmatched = rx.master([take], match_loudness=False)
+    assert unmatched.sections.gain_db.iloc[0] == 0
+    sr = m.sample_rate
+    original, _ = load(world["song"].audio_url)
+    inside = slice(round((LOUD[0] + 0.5) * sr), round((LOUD[1] - 0.5) * sr))
+    ratio = np.sqrt(np.mean(m.audio[0, inside] ** 2) / np.mean(unmatched.audio[0, inside] ** 2))
+    assert abs(20 * np.log10(ratio) - row.gain_db) <= 0.1
+    after = slice(round((LOUD[1] + 0.5) * sr), None)
+    assert _corr(m.audio[0, after], original[after]) >= 0.99
