@@ -36,6 +36,12 @@ class SectionValidationError(SunoNbError, ValueError):
         self.value = value
 
 
+class MasterError(SunoNbError, ValueError):
+    """The picks cannot make one master (``rx.master()``): nothing picked, sections that
+    overlap, takes of different originals, or a pick that is not a replace-section take.
+    The message names the tasks and sections involved."""
+
+
 class PayloadError(SunoNbError, ValueError):
     """A callback or record-info body does not have the documented shape."""
 

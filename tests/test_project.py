@@ -76,6 +76,7 @@ FLOORS = {
     "client_lyrics": 3,
     "store": 4,
     "client": 4,
+    "master": 4,
     "receiver": 5,
     "poller": 5,
     "frame": 5,

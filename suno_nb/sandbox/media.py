@@ -16,13 +16,27 @@ from ..audio import decode
 DEFAULT_SR = 22050
 
 
+MAX_DECODED_PEAK = 0.98  # a sandbox MP3 decodes below full scale (a 16-bit export never clips)
+
+
 def encode_mp3(samples: np.ndarray, sr: int = DEFAULT_SR) -> bytes:
-    """Encode mono float samples as MP3 bytes (libsndfile through soundfile, no ffmpeg)."""
+    """Encode mono float samples as MP3 bytes (libsndfile through soundfile, no ffmpeg).
+
+    MP3 coding overshoots transients (by up to ~1.7x on the synthesized songs), so the result
+    is decoded once to check: if it would peak above :data:`MAX_DECODED_PEAK`, the samples
+    are scaled down by the excess and encoded again.  The synthesis leaves enough headroom
+    (:data:`suno_nb.sandbox.synth.LEVEL`) that ordinary songs and takes never need it.
+    """
     import soundfile as sf  # lazily: keeps `import suno_nb` light
 
-    buf = io.BytesIO()
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    sf.write(buf, data, sr, format="MP3", subtype="MPEG_LAYER_III")
+    for _ in range(4):
+        buf = io.BytesIO()
+        sf.write(buf, data, sr, format="MP3", subtype="MPEG_LAYER_III")
+        peak = float(np.max(np.abs(decode(buf.getvalue())[0]), initial=0.0))
+        if peak <= MAX_DECODED_PEAK:
+            break
+        data = data * np.float32(0.97 * MAX_DECODED_PEAK / peak)
     return buf.getvalue()
 
 

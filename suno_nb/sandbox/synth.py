@@ -369,11 +369,20 @@ def render(
     return _master(out, n0, sr, plan.duration)
 
 
+# Peak level of the synthesis (soft clip output).  MP3 coding overshoots transients by up to
+# ~1.7x here: at 0.88 the decoded files peaked at 1.15-1.29, so a faithful 16-bit export of a
+# sandbox file clipped.  0.4 keeps decoded peaks near 0.6-0.75, with room for a take's section
+# level-matched above the original; encode_mp3 guarantees the rest.
+LEVEL = 0.4
+
+
 def _master(x: np.ndarray, n0: int, sr: int, duration: float) -> np.ndarray:
-    """Pointwise mastering: soft clip, fade in 0.3 s and out 1.5 s (absolute time)."""
+    """Pointwise mastering: soft clip to :data:`LEVEL`, fade in 0.3 s and out 1.5 s
+    (absolute time)."""
     t = (np.arange(x.size, dtype=np.float32) + n0) / np.float32(sr)
     fade = np.clip(t / 0.3, 0, 1) * np.clip((duration - t) / 1.5, 0, 1)
-    return (np.tanh(1.5 * x) / np.float32(math.tanh(1.5)) * 0.8 * fade).astype(np.float32)
+    peak = np.float32(LEVEL / math.tanh(1.5))
+    return (np.tanh(1.5 * x) * peak * fade).astype(np.float32)
 
 
 # --- public pure functions ----------------------------------------------------------------

@@ -26,6 +26,8 @@ from .config import TOKEN_META_KEY, ReceiverConfig, TaskResult
 if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
     import pandas as pd
 
+    from ..master import Master
+
 log = logging.getLogger("suno_nb.session")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")  # what secrets.token_urlsafe() writes
 
@@ -332,6 +334,27 @@ class Receiver:
     def unpick(self, task_id: str) -> None:
         """Clear the pick of ``task_id``."""
         self.store.unpick(task_id)
+
+    def master(
+        self,
+        picks: list[str] | None = None,
+        *,
+        crossfade_ms: float | str = "auto",
+        match_loudness: bool = True,
+    ) -> Master:
+        """One song: the original with each picked take's section spliced in, aligned,
+        level-matched and crossfaded (how: :func:`suno_nb.master.make_master`).  ``picks``:
+        track ids, else the takes picked with :meth:`pick`.  Recorded in the store
+        (:meth:`masters`); ``.save(path)`` writes WAV/FLAC without clipping."""
+        from ..master import make_master
+
+        return make_master(self, picks, crossfade_ms=crossfade_ms, match_loudness=match_loudness)
+
+    def masters(self) -> pd.DataFrame:
+        """Every master made with this store: picks, parameters, saved path and SHA-256."""
+        from ..master import masters
+
+        return masters(self.store)
 
     # --- replay -----------------------------------------------------------------------
 
