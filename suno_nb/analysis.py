@@ -111,7 +111,7 @@ def _offset(original: np.ndarray, take: np.ndarray, sr: int, start: float, end: 
     return k - max_lag + frac
 
 
-def _shift(take: np.ndarray, lag: int, n: int) -> np.ndarray:
+def align_take(take: np.ndarray, lag: int, n: int) -> np.ndarray:
     """``take`` moved ``lag`` samples earlier (undoing a delay), cut/padded to ``n``."""
     out = np.zeros(n, dtype=np.float32)
     src = take[max(lag, 0) :]
@@ -131,7 +131,7 @@ def _bands(seg: np.ndarray, sr: int) -> np.ndarray:
     return np.bincount(which[keep], weights=spec[keep], minlength=SEAM_BANDS)
 
 
-def _jump(x: np.ndarray, at: int, sr: int) -> float:
+def change_db(x: np.ndarray, at: int, sr: int) -> float:
     """Mean absolute dB difference between the band energies just before and just after
     sample ``at`` (frames of ~12 ms): how suddenly the sound changes there."""
     n = 1 << round(math.log2(SEAM_FRAME_S * sr))
@@ -145,7 +145,7 @@ def _jump(x: np.ndarray, at: int, sr: int) -> float:
 def _seam_db(original: np.ndarray, take: np.ndarray, at: int, sr: int) -> float:
     """How much more abrupt the take is at ``at`` than the original (NaN at the very
     start or end of the song, where there is no seam)."""
-    return _jump(take, at, sr) - _jump(original, at, sr)
+    return change_db(take, at, sr) - change_db(original, at, sr)
 
 
 def loudness(samples: np.ndarray, sr: int) -> float:
@@ -178,7 +178,7 @@ def measure(
     lag_f = _offset(original, take, sr, start, end)
     lag = round(lag_f)
     n = original.size
-    aligned = _shift(take, lag, n)
+    aligned = align_take(take, lag, n)
     lo, hi = max(0, -lag), max(0, min(n, take.size - lag))  # where aligned has take audio
     i0, i1 = round(start * sr), min(round(end * sr), n)
     m = round(EDGE_MARGIN_S * sr)

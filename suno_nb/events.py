@@ -28,7 +28,7 @@ from .payloads import Callback
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CallbackEvent", "Change", "Debounced", "Feed", "Handler", "Timer"]
+__all__ = ["CallbackEvent", "CallbackFilter", "Change", "Debounced", "Feed", "Handler", "Timer"]
 
 
 @dataclass(frozen=True)
@@ -287,3 +287,23 @@ class Debounced:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+
+class CallbackFilter:
+    """A user handler on the feed: only callback events that changed their task (and
+    replays).  Equal to any other filter of the same function, so it can be removed."""
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+    def __call__(self, change: Change) -> None:
+        if isinstance(change, CallbackEvent) and (
+            change.verdict == "accepted" or change.source == "replay"
+        ):
+            self.fn(change)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CallbackFilter) and other.fn == self.fn
+
+    def __hash__(self) -> int:
+        return hash(self.fn)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import audio
-from ..analysis import _jump, _shift, measure, original_track  # one offset and seam measure
+from ..analysis import align_take, change_db, measure, original_track  # one offset and seam measure
 from ..errors import MasterError
 from .result import SECTION_COLUMNS, Master, masters, record
 from .seams import MAX_XFADE_MS, SEARCH_MS, auto_ms, best_seam, load_channels, rms, splice
@@ -185,7 +185,7 @@ def make_master(
             take = np.broadcast_to(take.mean(axis=0), base.shape[:1] + take.shape[1:])
         offset_ms = measure(base_mono, take_mono, sr, s["start_s"], s["end_s"])["offset_ms"]
         lag = round(offset_ms * sr / 1000)
-        aligned = np.stack([_shift(ch, lag, n) for ch in take])
+        aligned = np.stack([align_take(ch, lag, n) for ch in take])
         i0, i1 = round(s["start_s"] * sr), min(round(s["end_s"] * sr), n)
         gain = 1.0
         if match_loudness:
@@ -225,8 +225,8 @@ def make_master(
     mono = out.mean(axis=0)
     for row in rows:
         a0, a1 = row.pop("_at")
-        row["seam_start_db"] = _jump(mono, a0, sr) - _jump(base_mono, a0, sr)
-        row["seam_end_db"] = _jump(mono, a1, sr) - _jump(base_mono, a1, sr)
+        row["seam_start_db"] = change_db(mono, a0, sr) - change_db(base_mono, a0, sr)
+        row["seam_end_db"] = change_db(mono, a1, sr) - change_db(base_mono, a1, sr)
     master_id = uuid.uuid4().hex[:12]
     info: dict[str, Any] = {
         "master_id": master_id,

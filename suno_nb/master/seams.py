@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import audio
-from ..analysis import _jump  # the analysis's seam measure: one definition
+from ..analysis import change_db  # the analysis's seam measure: one definition
 
 SEARCH_MS = 50.0  # a seam may move this much either side of its section edge ...
 STEP_MS = 2.0  # ... in steps of this
@@ -57,7 +57,7 @@ def best_seam(before: np.ndarray, after: np.ndarray, edge: int, sr: int) -> tupl
         if at - n < 0 or at + n > before.size:
             continue
         cut = np.concatenate([before[at - n : at], after[at : at + n]])
-        extra = _jump(cut, n, sr) - _jump(before, at, sr)
+        extra = change_db(cut, n, sr) - change_db(before, at, sr)
         if extra < best_db - 1e-9 or (
             extra <= best_db + 1e-9 and abs(at - edge) < abs(best - edge)
         ):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReceiverError, WaitTimeout
-from ..events import CallbackEvent, Change, Feed, Handler
+from ..events import CallbackEvent, CallbackFilter, Change, Feed, Handler
 from ..logbook import Logbook
 from ..payloads import RecordInfo
 from ..poller import Fetch, Poller
@@ -200,7 +200,7 @@ class Receiver:
         traits instead) and must not wait for the receiver (``rx.wait``).  Exceptions are
         logged (see :meth:`log`).  ``remove=True`` unregisters it.
         """
-        wrapper = _CallbackFilter(fn)
+        wrapper = CallbackFilter(fn)
         if remove:
             self.feed.unsubscribe(wrapper)
         else:
@@ -399,26 +399,6 @@ class Receiver:
         self.feed.publish(Change("stopped"))  # the widgets say so at once
         self.feed.close()
         self.logbook.detach()
-
-
-class _CallbackFilter:
-    """A user handler on the feed: only callback events that changed their task (and
-    replays).  Equal to any other filter of the same function, so it can be removed."""
-
-    def __init__(self, fn: Handler) -> None:
-        self.fn = fn
-
-    def __call__(self, change: Change) -> None:
-        if isinstance(change, CallbackEvent) and (
-            change.verdict == "accepted" or change.source == "replay"
-        ):
-            self.fn(change)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _CallbackFilter) and other.fn == self.fn
-
-    def __hash__(self) -> int:
-        return hash(self.fn)
 
 
 def _text(secret: Any) -> str | None:
