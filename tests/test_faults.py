@@ -80,6 +80,7 @@ def seen(caplog):
         logger.removeHandler(handler)
 
 
+@pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
 def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "burst.sqlite3"
     # A burst of 60 submits in about a second is the premise: three times the 20 per 10 s a

@@ -309,6 +309,7 @@ def test_ten_reruns_of_the_submit_form_cell_stay_bounded_and_close_restores(mrx,
     assert mrx.feed.subscribers == base_subscribers and _widget_threads() == []
 
 
+@pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
 def test_ten_reruns_of_an_audition_cell_stay_bounded_and_other_cells_keep_theirs(
     mrx, client, song, monkeypatch
 ):

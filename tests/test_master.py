@@ -218,6 +218,7 @@ def test_no_pick_is_refused(tmp_path):
     assert len(empty.masters()) == 0
 
 
+@pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
 def test_sandbox_mp3s_decode_below_full_scale(world):
     """The synthesis leaves headroom for MP3's overshoot: a faithful 16-bit export of a
     sandbox file does not clip (it used to peak at 1.17-1.29)."""

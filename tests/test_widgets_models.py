@@ -142,6 +142,7 @@ def test_a_tracker_in_another_cell_replaces_the_old_one_which_says_so(rx, client
     assert models() == before
 
 
+@pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
 def test_rerunning_form_and_audition_cells_leaves_no_model_behind(rx, client, song, cell):
     job = _replace(client, song)
     rx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
