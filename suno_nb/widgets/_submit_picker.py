@@ -20,7 +20,7 @@ import anywidget
 import traitlets
 
 from ._common import log
-from .audition import STATIC, _libraries
+from .audition import STATIC, _libraries, esm
 
 
 class SectionPicker(anywidget.AnyWidget):
@@ -30,7 +30,7 @@ class SectionPicker(anywidget.AnyWidget):
     region in the page.
     """
 
-    _esm = STATIC / "submit.js"
+    _esm = esm("submit.js")
     _css = STATIC / "submit.css"
 
     peaks: traitlets.List[int] = traitlets.List(traitlets.Int()).tag(sync=True)

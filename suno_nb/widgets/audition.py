@@ -55,6 +55,14 @@ if TYPE_CHECKING:
 __all__ = ["Audition", "audition", "fragment_url"]
 
 STATIC = Path(__file__).parent / "static"
+
+
+def esm(name: str) -> str:
+    """A widget's front-end module: the shared wavesurfer.js loader (``static/libs.js``)
+    followed by the widget's own ``static/<name>``."""
+    return (STATIC / "libs.js").read_text() + "\n" + (STATIC / name).read_text()
+
+
 RELOAD_S = 0.2  # new results are picked up at most this long after they land
 EMPTY_MESSAGE = (
     "Nothing to audition yet: no replace-section task has succeeded in this receiver. "
@@ -94,7 +102,7 @@ class Audition(QuietMixin, anywidget.AnyWidget):
     ``level_match`` are the transport's settings.  New results are picked up by themselves.
     """
 
-    _esm = STATIC / "audition.js"
+    _esm = esm("audition.js")
     _css = STATIC / "audition.css"
 
     task_id = traitlets.Unicode("").tag(sync=True)

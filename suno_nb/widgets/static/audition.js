@@ -6,31 +6,7 @@
 // from a CDN.  Audio arrives the same way (custom message "audio" + a buffer) or, for public
 // URLs, is streamed.  Nothing here writes audio into the model.
 
-let libs = null;
-function loadLibs(model) {
-  if (!libs) {
-    libs = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        model.off("msg:custom", onLibs);
-        reject(new Error("the kernel did not send the player code (is it running?)"));
-      }, 60000);
-      function onLibs(msg, buffers) {
-        if (!msg || msg.type !== "libs") return;
-        clearTimeout(timer);
-        model.off("msg:custom", onLibs);
-        const load = (buf) =>
-          import(URL.createObjectURL(new Blob([buf], { type: "text/javascript" })));
-        Promise.all(buffers.map(load))
-          .then(([ws, rg]) => resolve({ WaveSurfer: ws.default, Regions: rg.default }))
-          .catch(reject);
-      }
-      model.on("msg:custom", onLibs);
-      model.send({ type: "libs" });
-    });
-    libs.catch(() => { libs = null; }); // a later view asks again
-  }
-  return libs;
-}
+// loadLibs(model): static/libs.js, prepended by the kernel.
 
 const PLAY_EVENT = "suno-nb-audition-play"; // exclusive playback across every audition
 

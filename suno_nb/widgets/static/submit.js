@@ -8,31 +8,7 @@
 // builds come from the kernel once per page as message buffers (as for the audition).
 // Everything else travels as synced traits.
 
-let libs = null;
-function loadLibs(model) {
-  if (!libs) {
-    libs = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        model.off("msg:custom", onLibs);
-        reject(new Error("the kernel did not send the waveform code (is it running?)"));
-      }, 60000);
-      function onLibs(msg, buffers) {
-        if (!msg || msg.type !== "libs") return;
-        clearTimeout(timer);
-        model.off("msg:custom", onLibs);
-        const load = (buf) =>
-          import(URL.createObjectURL(new Blob([buf], { type: "text/javascript" })));
-        Promise.all(buffers.map(load))
-          .then(([ws, rg]) => resolve({ WaveSurfer: ws.default, Regions: rg.default }))
-          .catch(reject);
-      }
-      model.on("msg:custom", onLibs);
-      model.send({ type: "libs" });
-    });
-    libs.catch(() => { libs = null; }); // a later view asks again
-  }
-  return libs;
-}
+// loadLibs(model): static/libs.js, prepended by the kernel.
 
 function clock(t) {
   t = Math.max(0, t || 0);
