@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from . import client_lyrics
+from . import client_lyrics, client_media
 from .client_base import (
     DEFAULT_BASE_URL,
     MISSING_KEY_MESSAGE,
@@ -327,6 +327,10 @@ class SunoClient(BaseClient):
     # "Rewrite the second chorus": the bodies live in client_lyrics.py.
     timestamped_lyrics = client_lyrics.timestamped_lyrics
     replace_lines = client_lyrics.replace_lines
+    # WAV conversion and Recovery Audio: the bodies live in client_media.py.
+    wav = client_media.wav
+    wav_details = client_media.wav_details
+    recover = client_media.recover
 
     # --- lifecycle and display ------------------------------------------------------------
 
