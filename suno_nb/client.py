@@ -33,6 +33,7 @@ from .client_base import (
     ReplaceJob,
 )
 from .client_errors import error_for_code, reachable_callback, tell_user
+from .client_media import WavJob
 from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info, parse_task_record
@@ -57,6 +58,7 @@ __all__ = [
     "GenerateJob",
     "ReplaceJob",
     "SunoClient",
+    "WavJob",
     "error_for_code",
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -193,6 +194,72 @@ def test_callbacks_for_jobs_never_asked_for_are_refused(rx):
     assert set(rejected.verdict) == {"rejected"}
 
 
+# The docs' own examples (sunoapi.org's WAV callback page, kie.ai's Chinese WAV page with
+# its snake_case key, sunoapi.org's Chinese recovery page): each parses to its shape.
+WAV_DOC = {
+    "code": 200,
+    "msg": "success",
+    "data": {"audioWavUrl": "https://example.com/s/04e6****e727.wav", "task_id": "988e****c8d3"},
+}
+WAV_DOC_SNAKE = {
+    "code": 200,
+    "msg": "success",
+    "data": {"audio_wav_url": "https://example.com/s/04e6****e727.wav", "task_id": "988e****c8d3"},
+}
+RECOVERY_DOC = {
+    "code": 200,
+    "msg": "success",
+    "task_id": "bbbb****0f7b",
+    "data": [
+        {
+            "id": "3bc3****48fc",
+            "audio_url": "https://example.com/****.m4a",
+            "title": "Sunrise Love",
+            "status": "success",
+            "error": "",
+        }
+    ],
+}
+
+
+def test_the_docs_examples_parse_and_other_shapes_stay_refused():
+    from suno_nb.errors import PayloadError
+    from suno_nb.payloads import parse_callback
+    from suno_nb.payloads.media import media_callback
+
+    for doc in (WAV_DOC, WAV_DOC_SNAKE):
+        wav = media_callback(doc)
+        assert wav is not None and wav.kind == "wav" and wav.succeeded
+        assert wav.task_id == "988e****c8d3" and wav.url.endswith("e727.wav")
+    rec = media_callback(RECOVERY_DOC)
+    assert rec is not None and rec.kind == "recovery" and rec.task_id == "bbbb****0f7b"
+    assert [(t.id, t.recovered, t.error) for t in rec.tracks] == [("3bc3****48fc", True, None)]
+    failed = {**WAV_DOC, "code": 500, "msg": "try later", "data": {"task_id": "988e"}}
+    assert media_callback(failed).url is None  # a failure needs no URL
+    for broken in (
+        {**WAV_DOC, "data": {**WAV_DOC["data"], "extra": 1}},  # strict keys
+        {**WAV_DOC, "data": {"audioWavUrl": None, "task_id": "x"}},  # 200 without a URL
+        {**RECOVERY_DOC, "data": [{"id": "a", "status": "maybe"}]},
+        {**RECOVERY_DOC, "data": [{**RECOVERY_DOC["data"][0], "status": "failed"}]},  # 200
+        {**RECOVERY_DOC, "code": "200"},
+    ):
+        with pytest.raises(PayloadError):
+            media_callback(broken)
+    seed = json.loads((Path(__file__).parent / "data" / "seed_success.json").read_text())
+    assert media_callback(seed) is None and parse_callback(seed).succeeded
+
+
+def test_recover_needs_a_client_and_a_task_id(rx, sb):
+    from suno_nb.errors import ReceiverError
+
+    with pytest.raises(ReceiverError, match="client"):
+        rx.recover("some-task")
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key)
+    with pytest.raises(SectionValidationError) as caught:
+        rx.recover("", client=client)
+    assert caught.value.field == "task_id"
+
+
 def test_bad_input_is_refused_naming_the_field_before_any_request(sb, rx, client):
     with pytest.raises(SectionValidationError) as caught:
         client.wav(task_id="", audio_id="a")
@@ -211,7 +278,7 @@ def test_bad_input_is_refused_naming_the_field_before_any_request(sb, rx, client
         alone.recover("t")  # no receiver, no callback URL: required
     assert caught.value.field == "callback_url"
     kie = SunoClient(base_url=sb.url, api_key=sb.api_key, provider="kie.ai", receiver=rx)
-    with pytest.raises(SectionValidationError, match="kie.ai has no Recovery Audio"):
+    with pytest.raises(SectionValidationError, match=r"kie\.ai has no Recovery Audio"):
         kie.recover("t")
     assert sb.rate_limiter is not None and sb.rate_limiter.admitted() == []
 

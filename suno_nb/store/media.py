@@ -19,14 +19,16 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Change, MediaEvent
 from ..payloads import Callback
 from ..payloads.media import RecoveryCallback, WavCallback
 from ..rows import MEDIA_JOBS, TRACK_MEDIA, Delivery, MediaSubmission
-from . import Store
 from .writes import UNCONFIRMED, _reused, insert_delivery
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 log = logging.getLogger("suno_nb.store")
 
