@@ -33,12 +33,12 @@ import numpy as np
 from ..payloads import SUCCESS_STATUS
 from .faults import Faults
 from .records import TrackRecord
-from .validate import Fields, Rejected, Reply, code_of, fail, ok
+from .validate import Fields, Rejected, Reply, fail, ok
 
 if TYPE_CHECKING:
     from .service import Service
 
-WAV, WAV_INFO, RECOVERY = "wav", "wav-info", "recovery"
+WAV, RECOVERY = "wav", "recovery"
 WAV_CALLBACK_CODES = (400, 451, 500, 501)  # a WAV failure's codes (the callback pages)
 
 
@@ -113,7 +113,7 @@ class MediaDesk:
             raise fields.refuse(f"{name}: task {task_id!r} has status {status}, not SUCCESS")
         return task
 
-    def _faults(self, endpoint: str) -> Faults | Reply:
+    def _faults(self) -> Faults | Reply:
         faults = self.service._next_faults()
         if faults.reply_code is not None:
             msg = faults.error_message or f"refused on purpose (code {faults.reply_code})"
@@ -131,7 +131,7 @@ class MediaDesk:
                 tracks = list(task.tracks)
         except Rejected as exc:
             return exc.reply
-        faults = self._faults(RECOVERY)
+        faults = self._faults()
         if not isinstance(faults, Faults):
             return faults
         job_id = uuid.uuid4().hex
@@ -157,7 +157,7 @@ class MediaDesk:
                 url = fields.url("callBackUrl", required=True)
         except Rejected as exc:
             return exc.reply
-        faults = self._faults(WAV)
+        faults = self._faults()
         if not isinstance(faults, Faults):
             return faults
         assert url is not None
@@ -277,6 +277,3 @@ class MediaDesk:
 
     def _wav_url(self, job_id: str) -> str:
         return f"{self.service.base_url}/wav/{job_id}.wav"
-
-    def code(self, endpoint: str, kind: str, default: int) -> int:
-        return code_of(self.service.provider, endpoint, kind, default)
