@@ -24,6 +24,7 @@ from suno_nb import (
 )
 from suno_nb.contract import get_provider
 from suno_nb.events import MediaEvent
+from suno_nb.rows import MediaSubmission
 from suno_nb.sandbox import Faults
 
 from .conftest import post
@@ -192,6 +193,33 @@ def test_callbacks_for_jobs_never_asked_for_are_refused(rx):
     rejected = rx.deliveries()
     assert set(rejected.task_id.dropna()) >= {"w1", "r1"}
     assert set(rejected.verdict) == {"rejected"}
+    # Once the job is known, the kept delivery can be applied by replaying it.
+    rx.record_job(MediaSubmission("w1", "wav", "t0", "a0"))
+    first = int(rejected[rejected.task_id == "w1"].delivery_id.iloc[0])
+    event = rx.replay(first)
+    assert isinstance(event, MediaEvent) and event.verdict == "accepted"
+    assert event.task_id == "t0" and event.track_ids == ("a0",)
+    assert rx.replay(first).verdict == "duplicate"
+
+
+def test_signed_wav_and_recovery_callbacks_verify(tmp_path):
+    from suno_nb import session
+
+    with Sandbox(delay=0.1, retry_backoff=0.05, hmac_key="webhook-key") as sb:
+        rx = session.start_receiver(
+            tmp_path / "signed.sqlite3", tunnel=None, hmac_key="webhook-key"
+        )  # polling on: generate's staged callbacks share a signature and get confirmed
+        client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+        waiter = JobWaiter(rx)
+        task_id = _song(client, rx)
+        sb.inject(Faults(recovery_error="clip_error"))
+        job_id = rx.recover(task_id)  # signed over the top-level task_id
+        assert waiter.wait(job_id).verdict == "accepted"
+        sb.inject(Faults(error_code=400, error_message="unsupported source"))
+        wav = client.wav(task_id=task_id, audio_id=_tracks(rx, task_id).index[0])
+        assert waiter.wait(wav.task_id).callback.code == 400  # signed over data.task_id
+        assert rx.flush()
+        assert "rejected" not in set(rx.deliveries().verdict)
 
 
 # The docs' own examples (sunoapi.org's WAV callback page, kie.ai's Chinese WAV page with
