@@ -120,7 +120,7 @@ def test_recovery_all_failed_is_stored_and_answered_200(sb, rx, client):
     assert (tracks.audio_error == "feed_failed").all()
     assert tracks.audio_url.to_dict() == urls  # the dead links stay; the tracks say why
     attempts = [a for a in sb.delivery_log() if a["task_id"] == job_id]
-    assert [(a["code"], a["status"], a["outcome"]) for a in attempts] == [(500, 200, "delivered")]
+    assert (attempts[-1]["code"], attempts[-1]["status"]) == (500, 200)  # stored: 200
     job = rx.store.query("SELECT state, code, error FROM media_jobs WHERE job_id = ?", (job_id,))
     assert job[0]["state"] == "failed" and "feed_failed" in job[0]["error"]
 
@@ -193,13 +193,28 @@ def test_callbacks_for_jobs_never_asked_for_are_refused(rx):
     rejected = rx.deliveries()
     assert set(rejected.task_id.dropna()) >= {"w1", "r1"}
     assert set(rejected.verdict) == {"rejected"}
-    # Once the job is known, the kept delivery can be applied by replaying it.
+    # Once the job is recorded, the kept delivery is applied (a replay of it adds nothing).
     rx.record_job(MediaSubmission("w1", "wav", "t0", "a0"))
     first = int(rejected[rejected.task_id == "w1"].delivery_id.iloc[0])
     event = rx.replay(first)
-    assert isinstance(event, MediaEvent) and event.verdict == "accepted"
-    assert event.task_id == "t0" and event.track_ids == ("a0",)
-    assert rx.replay(first).verdict == "duplicate"
+    assert isinstance(event, MediaEvent) and event.verdict == "duplicate"
+    assert event.task_id == "t0" and event.job_kind == "wav"
+
+
+def test_a_callback_that_beats_its_job_record_is_applied_when_the_job_is_recorded(rx):
+    body = {
+        "code": 200,
+        "msg": "success",
+        "data": {"audioWavUrl": "https://h/w.wav", "task_id": "w9"},
+    }
+    assert post(rx.url, json.dumps(body).encode()).status_code == 400
+    assert rx.flush()
+    rx.record_job(MediaSubmission("w9", "wav", "t9", "a9"))
+    assert rx.flush()
+    frame_row = rx.store.query("SELECT wav_url FROM track_media WHERE track_id = 'a9'")
+    assert frame_row == [{"wav_url": "https://h/w.wav"}]
+    verdicts = rx.deliveries().set_index("delivery_id").verdict.to_dict()
+    assert sorted(verdicts.values()) == ["accepted", "rejected"]
 
 
 def test_signed_wav_and_recovery_callbacks_verify(tmp_path):

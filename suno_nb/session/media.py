@@ -37,6 +37,18 @@ def record_job(rx: Receiver, job: MediaSubmission, fetch: WavFetch | None = None
     """Record ``job``; with ``fetch`` (WAV details) and polling on, poll it if no callback
     decides it in time."""
     media_store.record_job(rx.store, job)
+    # Its callback may have beaten this record (the service answers the request, then
+    # converts; a quick one can call back before the client got here): it was refused and
+    # kept, so apply it now instead of waiting for the sender's retry.
+    early = rx.store.query(
+        "SELECT id FROM deliveries WHERE task_id = ? AND verdict = 'rejected' AND status = 400"
+        " AND source = 'callback' ORDER BY id",
+        (job.job_id,),
+    )
+    for row in early:
+        found = rx.store.delivery(row["id"])
+        if found is not None:
+            rx.app.replay(found)
     if fetch is not None and rx.config.poll:
         config = rx.config
         grace = config.poll_interval if config.poll_grace is None else config.poll_grace

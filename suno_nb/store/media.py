@@ -62,8 +62,8 @@ def jobs(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
 def unknown_job(store: Store, cb: MediaCallback) -> str | None:
     """Why a WAV/recovery callback cannot be placed (its job was never asked for through
     this store, or is of the other kind), or None.  Such a delivery is refused like a body
-    of unknown shape (400) and kept with the reason; ``rx.replay(id)`` applies it once the
-    job is known."""
+    of unknown shape (400) and kept with the reason; recording the job applies it
+    (:func:`suno_nb.session.media.record_job`)."""
     found = job(store, cb.task_id)
     what = "WAV conversion" if cb.kind == "wav" else "recovery"
     if found is None:
