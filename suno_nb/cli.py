@@ -152,14 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
     p.add_argument("--store", default=None, help="store file for the plain-Python fallback")
     p.set_defaults(func=quickstart)
+    # The sandbox's own parser reads its options (and -h): they are passed through as given.
     p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=sandbox)
+    p.set_defaults(func=sandbox, passthrough=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # parse_known_args, not REMAINDER: argparse's REMAINDER in a subcommand refuses a first
+    # argument that looks like an option ("sandbox --port 8765" exited 2).
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

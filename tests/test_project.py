@@ -38,6 +38,21 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     assert conda == pypi
 
 
+def test_packaging_metadata_license_and_one_version():
+    """An SPDX license with its file, classifiers, a changelog, and the version in one place."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert "version" not in meta and meta["dynamic"] == ["version"]
+    assert not any(c.startswith("License ::") for c in meta["classifiers"])  # PEP 639: SPDX only
+    assert "Framework :: Jupyter" in meta["classifiers"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {suno_nb.__version__}" in changelog or "## Unreleased" in changelog
+    from importlib.metadata import version
+
+    assert version("suno_nb") == suno_nb.__version__
+
+
 def test_all_is_honest():
     assert len(set(suno_nb.__all__)) == len(suno_nb.__all__)
     for name in suno_nb.__all__:
