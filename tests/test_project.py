@@ -283,3 +283,19 @@ def test_readme_main_command_runs_the_quickstart(tmp_path):
     assert "executed notebook written to" in out
     table = out.split("result table (frame()):", 1)[1]
     assert "callback" in table and "30.0" in table and "45.0" in table
+
+
+def test_demo_posts_the_seeds_and_explains_why_two_are_duplicates():
+    """``python -m suno_nb demo`` through the real command line (a subprocess)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "suno_nb", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("-> 200") == 3
+    assert "accepted" in out.stdout and out.stdout.count("duplicate") >= 2
+    assert "Why 'duplicate': the seed documents use one task id (2fac****9f72)" in out.stdout
+    assert "/callback/<token>" in out.stdout and out.stderr == ""
