@@ -125,6 +125,14 @@ def notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Where this runs, what can give the receiver a public URL, what start_receiver does."""
+    from .tunnel.where import doctor as check
+
+    print(check(probe_ports=not args.no_probe, timeout=args.timeout))
+    return 0
+
+
 def sandbox(args: argparse.Namespace) -> int:
     """Serve the API emulator until Ctrl-C."""
     from .sandbox import main as sandbox_main
@@ -143,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebook", default=None, help="default: the installed tutorial")
     p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
     p.set_defaults(func=quickstart)
+    p = sub.add_parser("doctor", help="where this runs and how callbacks can reach it")
+    p.add_argument("--no-probe", action="store_true", help="do not try the outbound ports")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds per outbound probe")
+    p.set_defaults(func=doctor)
     p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
     p.add_argument("dir", nargs="?", default="suno_nb_notebooks")
     p.add_argument("--force", action="store_true", help="overwrite copies already there")

@@ -57,6 +57,7 @@ class Receiver:
             self.tunnel: Any = None
             self.fetch: Fetch | None = None
             self.tunnel_note: str | None = None
+            self.polling_only = False  # no public URL possible here (Kaggle): see open_tunnel
             key = config.hmac_key
             self.app = CallbackApp(
                 self.store,
@@ -137,6 +138,7 @@ class Receiver:
     def open_tunnel(self) -> None:
         """Open the tunnel the config asks for (done by ``start_receiver``)."""
         self.tunnel, self.tunnel_note = tunnels.open_for(self.config, self.server.port)
+        self.polling_only = tunnels.polling_only(self.config, self.tunnel)
         if self.tunnel is not None:
             self.logbook.add_secret(self.config.authtoken.text if self.config.authtoken else None)
 
