@@ -9,6 +9,7 @@ the slow ones use the Sandbox's audio, and a real browser (JupyterLab + Chromium
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -267,8 +268,10 @@ def test_bad_options_name_the_field_and_change_nothing(brx, made):
 
 
 @pytest.mark.slow  # renders a song and a replace task in the Sandbox
-def test_each_slot_sends_the_audio_of_its_hidden_track(tmp_path, made):
-    from suno_nb import audio
+def test_each_slot_sends_its_hidden_track_cut_to_the_window_and_level_matched(tmp_path, made):
+    import soundfile as sf
+
+    from suno_nb.analysis import loudness
 
     rx = start_receiver(tmp_path / "audio.sqlite3", tunnel=None, poll=False)
     with Sandbox(delay=0.3, retry_backoff=0.1) as sb:
@@ -280,11 +283,9 @@ def test_each_slot_sends_the_audio_of_its_hidden_track(tmp_path, made):
             infill_start_s=10.0, infill_end_s=20.0, original_duration=song.duration,
         )  # fmt: skip
         rx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
-        bt = audition(rx, blind=True, seed=5, trials=2, pair=("take1", "original"))
+        bt = audition(rx, blind=True, seed=5, trials=2, pair=("take1", "original"), context=2)
         made.append(bt)
-        urls = {"original": song.audio_url}
-        urls.update({f"take{i}": u for i, u in enumerate(rx.frame()["audio_url"][-2:], 1)})
-        files = {k: audio.fetch(u).read_bytes() for k, u in urls.items()}
+        assert bt.span == [8.0, 22.0] and bt.level_match
         deal = deal_abx(random.Random(5), ["take1", "original"])
         sent = sent_to_page(bt)
         bt.start()
@@ -296,9 +297,16 @@ def test_each_slot_sends_the_audio_of_its_hidden_track(tmp_path, made):
     assert [(c["slot"], c["trial"], c["type"]) for c, _ in sent] == [
         ("A", 1, "audio"), ("B", 1, "audio"), ("X", 1, "audio"),
     ]  # fmt: skip
-    for content, buffers in sent:
-        assert bytes(buffers[0]) == files[deal[content["slot"]]]
-        assert set(content) == {"type", "slot", "trial", "mime"}  # no name, no id, no URL
+    got = {c["slot"]: bytes(b[0]) for c, b in sent}
+    assert all(set(c) == {"type", "slot", "trial", "mime"} for c, _ in sent)  # no name, id, URL
+    x_is = "A" if deal["X"] == deal["A"] else "B"
+    assert got["X"] == got[x_is] and got["A"] != got["B"]  # X is its track, byte for byte
+    sections = []
+    for slot in "AB":
+        data, sr = sf.read(io.BytesIO(got[slot]), dtype="float32")
+        assert data.shape[0] == 14 * sr  # the window, 8-22 s, as long for every track
+        sections.append(loudness(data[2 * sr : 12 * sr], sr))  # the section inside it
+    assert abs(sections[0] - sections[1]) < 0.2, sections  # level-matched
 
 
 # --- a real browser ----------------------------------------------------------------------------
@@ -361,3 +369,12 @@ def test_an_abx_trial_answered_by_clicks_in_jupyterlab_is_stored(tmp_path):
         )
         assert out.strip() == "1 B 1 ['A', 'B', 'X']", out
         assert (ARTIFACTS / "blind-trial.png").exists()
+
+
+def test_level_matching_only_turns_the_louder_tracks_down():
+    from suno_nb.widgets._blind_audio import gains, window
+
+    got = gains({"a": -10.0, "b": -16.0, "c": float("-inf")})
+    assert got["b"] == 1.0 and got["c"] == 1.0 and abs(got["a"] - 10 ** (-6 / 20)) < 1e-12
+    assert gains({"a": float("nan")}) == {"a": 1.0}
+    assert window([20.0, 32.0], 3.0) == (17.0, 35.0) and window([1.0, 12.0], 3.0) == (0.0, 15.0)

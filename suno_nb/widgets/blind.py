@@ -21,7 +21,6 @@ something was saved that was not.
 
 from __future__ import annotations
 
-import mimetypes
 import random
 import threading
 import time
@@ -35,6 +34,7 @@ import traitlets
 from ..errors import SunoNbError
 from ..frame import verdict
 from ..rows import Trial
+from . import _blind_audio as clips
 from . import _blind_plan as plan
 from ._common import UPDATE_LOCK, close_tree, current_cell_id, free_slot, log, take_slot
 from ._feed import FeedJobs
@@ -74,6 +74,8 @@ class BlindTest(anywidget.AnyWidget):
     slots: traitlets.List[str] = traitlets.List().tag(sync=True)
     section: traitlets.List[float] = traitlets.List().tag(sync=True)
     preroll = traitlets.Float(3.0).tag(sync=True)
+    span: traitlets.List[float] = traitlets.List().tag(sync=True)
+    level_match = traitlets.Bool(True).tag(sync=True)
     stars = traitlets.Dict().tag(sync=True)
     answer = traitlets.Unicode("").tag(sync=True)
     result = traitlets.Dict().tag(sync=True)
@@ -95,6 +97,7 @@ class BlindTest(anywidget.AnyWidget):
         trials: int = 10,
         pair: tuple[str, str] | list[str] | None = None,
         seed: int | None = None,
+        level_match: bool = True,
     ) -> None:
         if context < 0:
             raise ValueError(f"context must be >= 0 s, got {context!r}")
@@ -126,7 +129,10 @@ class BlindTest(anywidget.AnyWidget):
             pair=list(pair) if pair is not None else default_pair,
             heading=found["title"],
             message=found["message"],
+            level_match=bool(level_match),
         )
+        start, end = clips.window(found["section"], float(context))
+        self.span = [start] if end is None else [start, end]
         self._rx = rx
         self._task_id = found["task_id"]
         self._rng = random.Random(seed)
@@ -135,6 +141,8 @@ class BlindTest(anywidget.AnyWidget):
         self._deal: dict[str, str] = {}  # slot -> candidate key, this trial's (hidden)
         self._shown_at = 0.0
         self._log: list[dict[str, Any]] = []  # this session's answered trials, revealed at the end
+        self._wavs: dict[str, bytes] = {}  # key -> the window as WAV, made once per set
+        self._wav_set: tuple[str, ...] = ()  # the keys those were level-matched together
         self._jobs = FeedJobs(rx.feed, "blind")
         self.on_msg(self._on_msg)
         self._show_candidates()
@@ -348,23 +356,37 @@ class BlindTest(anywidget.AnyWidget):
     def _send_audio(self, slot: str, trial: int) -> None:
         with self._lock:
             key = self._deal.get(slot) if trial == self.trial else None
+            keys = list(self.pair) if self.mode == "abx" else self._takes()
         if key is None:
             return  # a page asking for a trial that is over: nothing to send
-        url = self._tracks[key]["url"]
-        what = f"{slot}" if self.mode == "abx" else f"take ? {slot}"
         reply = {"type": "audio", "slot": slot, "trial": trial}
         try:
-            if not url:
-                raise SunoNbError("no audio URL")
-            from .. import audio
-
-            path = audio.fetch(url)  # from the cache when it is there
-        except SunoNbError as exc:
+            self._prepare(keys)
+        except (SunoNbError, RuntimeError, OSError) as exc:  # soundfile's errors: RuntimeError
+            what = slot if self.mode == "abx" else "the takes"  # never a name
             message = plain_error(what, exc)
             self.send({**reply, "type": "audio_error", "message": message})
             return
-        mime = mimetypes.guess_type(path.name)[0] or "audio/mpeg"
-        self.send({**reply, "mime": mime}, buffers=[path.read_bytes()])
+        self.send({**reply, "mime": "audio/wav"}, buffers=[self._wavs[key]])
+
+    def _prepare(self, keys: list[str]) -> None:
+        """The WAV of each key's window (dispatcher thread), level-matched together."""
+        if self._wav_set == tuple(sorted(keys)):
+            return
+        from .. import audio
+
+        span = (self.span[0], self.span[1] if len(self.span) == 2 else None)
+        cut, loud = {}, {}
+        for key in keys:  # all of them: the gains depend on every candidate heard
+            url = self._tracks[key]["url"]
+            if not url:
+                raise SunoNbError("no audio URL")
+            data, sr = clips.excerpt(audio.fetch(url), span)  # the file from the cache
+            cut[key] = (data, sr)
+            loud[key] = clips.section_loudness(data, sr, list(self.section), span)
+        gains = clips.gains(loud) if self.level_match else dict.fromkeys(keys, 1.0)
+        self._wavs = {key: clips.wav(*cut[key], gains[key]) for key in keys}
+        self._wav_set = tuple(sorted(keys))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until audio asked for so far has been sent; not from a feed handler."""

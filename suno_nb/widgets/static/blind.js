@@ -1,9 +1,10 @@
 // suno_nb blind test: ABX trials and blind ratings (anywidget front end).
 //
 // The page never knows which track a slot holds: it asks the kernel for the audio of a slot
-// ("A", "B", "X", "1"...) of the current trial and gets the bytes as a message buffer.  No
-// waveform is drawn (its shape would tell the tracks apart): one <audio> element per slot,
-// one transport that loops the section with pre-roll and switches slots at the same position.
+// ("A", "B", "X", "1"...) of the current trial and gets the bytes as a message buffer: the
+// same window of every track (the section with its pre-roll), equally long, level-matched.
+// No waveform is drawn (its shape would tell the tracks apart): one looping <audio> element
+// per slot, one transport that switches slots at the same position.
 
 const PLAY_EVENT = "suno-nb-audition-play"; // exclusive playback across every audition
 
@@ -41,27 +42,27 @@ function render({ model, el }) {
   const slotName = (s) => (model.get("mode") === "abx" ? s : `Take ? ${s}`);
   const locked = () => !!model.get("disabled");
 
-  // --- the transport ------------------------------------------------------------------------
-  function loopRange() {
-    const [a, b] = model.get("section") || [];
-    const pre = model.get("preroll") || 0;
-    const start = Math.max(0, (a || 0) - pre);
-    return [start, b ? b + pre : Infinity];
-  }
+  // --- the transport: times are the song's (the window starts at span[0]) ---------------------
+  const spanStart = () => (model.get("span") || [0])[0] || 0;
+  const spanLength = () => {
+    const s = model.get("span") || [];
+    return s.length === 2 ? s[1] - s[0] : 0;
+  };
   const player = () => st.players[st.active];
   function position() {
     const p = player();
-    return p ? p.audio.currentTime : loopRange()[0];
+    return p ? p.audio.currentTime : 0;
   }
   function showTime(t) {
-    root.dataset.position = t.toFixed(3);
-    if (st.time) st.time.textContent = clock(t);
+    const song = spanStart() + t;
+    root.dataset.position = song.toFixed(3);
+    if (st.time) st.time.textContent = clock(song);
+    const len = spanLength() || (player() && player().audio.duration) || 0;
+    if (st.head && len) st.head.style.left = `${Math.min(100, (100 * t) / len)}%`;
   }
   function play() {
     const p = player();
     if (!p || !p.ready) return;
-    const [a, b] = loopRange();
-    if (p.audio.currentTime < a || p.audio.currentTime >= b) p.audio.currentTime = a;
     document.dispatchEvent(new CustomEvent(PLAY_EVENT, { detail: id }));
     p.audio.play().catch((err) => say(`Playback failed: ${err.message || err}`));
     st.playing = true;
@@ -81,8 +82,6 @@ function render({ model, el }) {
     cancelAnimationFrame(st.raf);
     const p = player();
     if (!st.playing || !p) return;
-    const [a, b] = loopRange();
-    if (p.audio.currentTime >= b) p.audio.currentTime = a; // the loop: back to the pre-roll
     showTime(p.audio.currentTime);
     st.raf = requestAnimationFrame(tick);
   }
@@ -129,8 +128,18 @@ function render({ model, el }) {
     const switches = h("span", { class: "snb-switches" });
     const rows = h("div", { class: "snb-slots" });
     const media = h("div", { class: "snb-mediabox" }); // the hidden <audio> elements
+    st.head = h("div", { class: "snb-head" });
+    const bar = h("div", { class: "snb-bar", title: "The section with its pre-roll and post-roll; click to go there" }, sectionMark(), st.head);
+    bar.addEventListener("click", (e) => {
+      const p = player();
+      const len = spanLength() || (p && p.audio.duration) || 0;
+      if (!p || !p.ready || !len) return;
+      const r = bar.getBoundingClientRect();
+      p.audio.currentTime = Math.max(0, Math.min(len, (len * (e.clientX - r.left)) / r.width));
+      showTime(p.audio.currentTime);
+    });
     for (const slot of slots) {
-      const audio = h("audio", { class: "snb-media", preload: "auto", "data-slot": slot });
+      const audio = h("audio", { class: "snb-media", preload: "auto", loop: "", "data-slot": slot });
       const button = h("button", { class: "snb-switch", "data-slot": slot, title: `Listen to ${slotName(slot)} (key ${slot.toLowerCase()})`, onclick: () => { activate(slot); if (!st.playing) play(); } }, slotName(slot));
       const p = { audio, button, ready: false, pending: null };
       audio.addEventListener("canplay", () => {
@@ -138,7 +147,6 @@ function render({ model, el }) {
         p.ready = true;
         button.dataset.ready = "true";
         if (p.pending !== null) audio.currentTime = p.pending;
-        else audio.currentTime = loopRange()[0];
         p.pending = null;
         if (Object.values(st.players).every((q) => q.ready)) root.dataset.ready = "true";
       });
@@ -149,7 +157,7 @@ function render({ model, el }) {
       media.append(audio);
       model.send({ type: "audio", slot, trial: st.trial });
     }
-    stage.append(title, h("div", { class: "snb-transport" }, st.playBtn, st.time, switches), media);
+    stage.append(title, h("div", { class: "snb-transport" }, st.playBtn, st.time, switches), bar, media);
     if (abx) {
       const answer = (x) => h("button", { class: "snb-answer", "data-x": x, onclick: () => model.send({ type: "answer", x }) }, `X is ${x}`);
       stage.append(h("div", { class: "snb-answers" }, answer("A"), answer("B")));
@@ -159,6 +167,16 @@ function render({ model, el }) {
     stage.append(h("div", { class: "snb-after" }));
     activate(slots[0]);
     showStage();
+  }
+
+  function sectionMark() {
+    const [a, b] = model.get("section") || [];
+    const len = spanLength();
+    const mark = h("div", { class: "snb-section" });
+    if (!len || !(b > a)) return mark;
+    mark.style.left = `${(100 * (a - spanStart())) / len}%`;
+    mark.style.width = `${(100 * (b - a)) / len}%`;
+    return mark;
   }
 
   function starRow(slot) {
@@ -244,7 +262,8 @@ function render({ model, el }) {
     header.replaceChildren();
     const title = model.get("heading");
     const [a, b] = model.get("section") || [];
-    if (title) header.append(h("b", { text: `Blind test · ${title}` }), h("span", { class: "snb-sub", text: b ? `  section ${clock(a)}–${clock(b)}, ±${model.get("preroll")} s` : "" }));
+    const level = model.get("level_match") ? ", levels matched" : "";
+    if (title) header.append(h("b", { text: `Blind test · ${title}` }), h("span", { class: "snb-sub", text: b ? `  section ${clock(a)}–${clock(b)}, ±${model.get("preroll")} s${level}` : "" }));
     const msg = model.get("message");
     if (msg) header.append(h("div", { class: "snb-message", text: msg }));
     const why = model.get("disabled");

@@ -1,0 +1,72 @@
+"""What a blind test sends the page: the same window of every candidate, level-matched.
+
+Sending whole files would give the tracks away to anything that reads a duration (takes can
+come back longer or shorter than the original), and their levels would too (louder is heard
+as better).  So each slot gets the window it loops — the section with its pre-roll and
+post-roll — cut from the cached file at its own sample rate, padded with silence to the
+window's exact length, scaled so its section is as loud as the quietest candidate's
+(ITU-R BS.1770, :func:`suno_nb.analysis.loudness`; only ever turned down, so nothing
+clips), and encoded as 16-bit WAV.  The same track gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import analysis
+
+
+def window(section: list[float], preroll: float) -> tuple[float, float | None]:
+    """The seconds every slot plays: the section +- ``preroll`` (the whole file when the
+    section is unknown)."""
+    if len(section) != 2:
+        return 0.0, None
+    return max(0.0, section[0] - preroll), section[1] + preroll
+
+
+def excerpt(path: Path, span: tuple[float, float | None]) -> tuple[np.ndarray, int]:
+    """Frames x channels of ``span`` from an audio file, padded with silence to its length."""
+    import soundfile as sf  # lazy, as in suno_nb.audio
+
+    sr = int(sf.info(str(path)).samplerate)
+    start = round(span[0] * sr)
+    stop = None if span[1] is None else round(span[1] * sr)
+    data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    if stop is not None and data.shape[0] < stop - start:
+        pad = np.zeros((stop - start - data.shape[0], data.shape[1]), dtype=np.float32)
+        data = np.concatenate([data, pad])
+    return data, int(sr)
+
+
+def section_loudness(
+    data: np.ndarray, sr: int, section: list[float], span: tuple[float, float | None]
+) -> float:
+    """LUFS of the section inside an :func:`excerpt` (NaN when it cannot be measured)."""
+    if len(section) != 2:
+        i0, i1 = 0, data.shape[0]
+    else:
+        i0 = max(0, round((section[0] - span[0]) * sr))
+        i1 = max(i0, round((section[1] - span[0]) * sr))
+    return analysis.loudness(data[i0:i1], sr)
+
+
+def gains(loudness: dict[str, float]) -> dict[str, float]:
+    """A linear gain per key that brings each to the quietest measured one (<= 1)."""
+    finite = [v for v in loudness.values() if math.isfinite(v)]
+    if not finite:
+        return dict.fromkeys(loudness, 1.0)
+    target = min(finite)
+    return {k: 10 ** ((target - v) / 20) if math.isfinite(v) else 1.0 for k, v in loudness.items()}
+
+
+def wav(data: np.ndarray, sr: int, gain: float = 1.0) -> bytes:
+    """16-bit PCM WAV of ``data`` times ``gain``."""
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, np.clip(data * gain, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
+    return out.getvalue()
