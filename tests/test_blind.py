@@ -241,6 +241,14 @@ def test_bad_options_name_the_field_and_change_nothing(brx, made):
     ):
         with pytest.raises(ValueError, match=field):
             audition(brx, blind=True, **kwargs)
+    bt = audition(brx, blind=True)
+    made.append(bt)
+    bt.trials = 0  # as a page could send it
+    send_from_page(bt, {"type": "start"})
+    assert "trials must be from 1 to 100, got 0" in bt.feedback and bt.phase == "setup"
+    bt.trials, bt.mode = 3, "abc"
+    send_from_page(bt, {"type": "start"})
+    assert "mode must be" in bt.feedback and bt.phase == "setup"
     with pytest.raises(TypeError, match="seed"):
         audition(brx, seed=1)  # blind options without blind=True
     au = audition(brx)
@@ -368,6 +376,13 @@ def test_an_abx_trial_answered_by_clicks_in_jupyterlab_is_stored(tmp_path):
             " sorted(t.iloc[0]['mapping']))",
         )
         assert out.strip() == "1 B 1 ['A', 'B', 'X']", out
+        # the receiver stops: the controls are disabled, and the page says how to bring it back
+        assert page.evaluate(KERNEL_EXEC, "rx.stop()") == ""
+        page.wait_for_selector(".snb-blind[data-disabled='true']")
+        banner = root.locator(".snb-disabled").inner_text()
+        assert "receiver is stopped" in banner and "snb.start_receiver(" in banner, banner
+        assert root.locator(".snb-next").is_disabled()
+        _shot(root, "blind-stopped.png")
         assert (ARTIFACTS / "blind-trial.png").exists()
 
 

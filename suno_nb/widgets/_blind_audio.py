@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import analysis
+from .. import analysis, audio
+from ..errors import SunoNbError
 
 
 def window(section: list[float], preroll: float) -> tuple[float, float | None]:
@@ -70,3 +71,22 @@ def wav(data: np.ndarray, sr: int, gain: float = 1.0) -> bytes:
     out = io.BytesIO()
     sf.write(out, np.clip(data * gain, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
     return out.getvalue()
+
+
+def render(
+    urls: dict[str, str],
+    span: tuple[float, float | None],
+    section: list[float],
+    level_match: bool = True,
+) -> dict[str, bytes]:
+    """Key -> WAV of ``span`` of each URL's audio (fetched into the cache, or read from it),
+    level-matched together on ``section`` unless ``level_match`` is False."""
+    cut, loud = {}, {}
+    for key, url in urls.items():  # all of them: the gains depend on every track heard
+        if not url:
+            raise SunoNbError("no audio URL")
+        data, sr = excerpt(audio.fetch(url), span)
+        cut[key] = (data, sr)
+        loud[key] = section_loudness(data, sr, section, span)
+    gain = gains(loud) if level_match else dict.fromkeys(urls, 1.0)
+    return {key: wav(*cut[key], gain[key]) for key in urls}

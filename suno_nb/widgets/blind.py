@@ -164,6 +164,10 @@ class BlindTest(anywidget.AnyWidget):
         with self._lock:
             if self.disabled:
                 raise RuntimeError(self.disabled)
+            if self.mode not in MODES:  # the traits may come from the page
+                raise ValueError(f"mode must be 'abx' or 'rating', got {self.mode!r}")
+            if not 1 <= self.trials <= MAX_TRIALS:
+                raise ValueError(f"trials must be from 1 to {MAX_TRIALS}, got {self.trials}")
             if self.mode == "abx":
                 if len(self.pair) != 2 or any(k not in self._tracks for k in self.pair):
                     raise ValueError("choose two candidates to compare (pair)")
@@ -371,22 +375,11 @@ class BlindTest(anywidget.AnyWidget):
 
     def _prepare(self, keys: list[str]) -> None:
         """The WAV of each key's window (dispatcher thread), level-matched together."""
-        if self._wav_set == tuple(sorted(keys)):
-            return
-        from .. import audio
-
-        span = (self.span[0], self.span[1] if len(self.span) == 2 else None)
-        cut, loud = {}, {}
-        for key in keys:  # all of them: the gains depend on every candidate heard
-            url = self._tracks[key]["url"]
-            if not url:
-                raise SunoNbError("no audio URL")
-            data, sr = clips.excerpt(audio.fetch(url), span)  # the file from the cache
-            cut[key] = (data, sr)
-            loud[key] = clips.section_loudness(data, sr, list(self.section), span)
-        gains = clips.gains(loud) if self.level_match else dict.fromkeys(keys, 1.0)
-        self._wavs = {key: clips.wav(*cut[key], gains[key]) for key in keys}
-        self._wav_set = tuple(sorted(keys))
+        if self._wav_set != tuple(sorted(keys)):
+            span = (self.span[0], self.span[1] if len(self.span) == 2 else None)
+            urls = {key: self._tracks[key]["url"] for key in keys}
+            self._wavs = clips.render(urls, span, list(self.section), self.level_match)
+            self._wav_set = tuple(sorted(keys))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until audio asked for so far has been sent; not from a feed handler."""

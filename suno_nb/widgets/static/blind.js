@@ -113,6 +113,33 @@ function render({ model, el }) {
     footer.textContent = text;
   }
 
+  // A click that saves something: only the kernel's reply says "saved".  If the kernel is
+  // gone (restarted, shut down) the send fails or nothing comes back: say so, never "saved".
+  const NOT_SAVED = "The kernel did not answer: nothing was saved. Is it running? Re-run this cell.";
+  function act(msg) {
+    clearTimeout(st.waiting);
+    try {
+      model.send(msg);
+    } catch (err) {
+      say(NOT_SAVED);
+      root.dataset.disconnected = "true";
+      return;
+    }
+    say("Sending…");
+    st.waiting = setTimeout(() => {
+      st.waiting = 0;
+      say(NOT_SAVED);
+      root.dataset.disconnected = "true";
+    }, 10000);
+  }
+  function replied() {
+    if (!st.waiting) return;
+    clearTimeout(st.waiting);
+    st.waiting = 0;
+    delete root.dataset.disconnected;
+    say(model.get("feedback") || "");
+  }
+
   // --- a trial ------------------------------------------------------------------------------
   function buildTrial() {
     dropPlayers();
@@ -159,7 +186,7 @@ function render({ model, el }) {
     }
     stage.append(title, h("div", { class: "snb-transport" }, st.playBtn, st.time, switches), bar, media);
     if (abx) {
-      const answer = (x) => h("button", { class: "snb-answer", "data-x": x, onclick: () => model.send({ type: "answer", x }) }, `X is ${x}`);
+      const answer = (x) => h("button", { class: "snb-answer", "data-x": x, onclick: () => act({ type: "answer", x }) }, `X is ${x}`);
       stage.append(h("div", { class: "snb-answers" }, answer("A"), answer("B")));
     } else {
       stage.append(rows);
@@ -181,7 +208,7 @@ function render({ model, el }) {
 
   function starRow(slot) {
     const stars = [1, 2, 3, 4, 5].map((n) =>
-      h("button", { class: "snb-star", "data-stars": String(n), title: `${n} star${n > 1 ? "s" : ""}`, onclick: () => model.send({ type: "rate", slot, stars: n }) }, "★"),
+      h("button", { class: "snb-star", "data-stars": String(n), title: `${n} star${n > 1 ? "s" : ""}`, onclick: () => act({ type: "rate", slot, stars: n }) }, "★"),
     );
     return h("div", { class: "snb-rate", "data-slot": slot }, h("b", { text: `Take ? ${slot}` }), ...stars);
   }
@@ -205,9 +232,9 @@ function render({ model, el }) {
     if (result.trial === st.trial) {
       after.append(h("div", { class: "snb-result", text: describe(result) }));
     } else {
-      after.append(h("button", { class: "snb-reveal", title: "Show which was which in this trial", onclick: () => model.send({ type: "reveal" }) }, "Reveal this trial"));
+      after.append(h("button", { class: "snb-reveal", title: "Show which was which in this trial", onclick: () => act({ type: "reveal" }) }, "Reveal this trial"));
     }
-    after.append(h("button", { class: "snb-next", onclick: () => model.send({ type: "next" }) }, "Next trial ▶"));
+    after.append(h("button", { class: "snb-next", onclick: () => act({ type: "next" }) }, "Next trial ▶"));
     for (const b of after.querySelectorAll("button")) b.disabled = locked();
   }
 
@@ -250,7 +277,7 @@ function render({ model, el }) {
       model.save_changes();
     });
     trials.addEventListener("keydown", (e) => e.stopPropagation()); // typing is not a shortcut
-    const start = h("button", { class: "snb-start", onclick: () => model.send({ type: "start" }) }, phase === "done" ? "New session" : "Start");
+    const start = h("button", { class: "snb-start", onclick: () => act({ type: "start" }) }, phase === "done" ? "New session" : "Start");
     start.disabled = locked();
     const row = h("div", { class: "snb-choose" }, mode);
     if (model.get("mode") === "abx") row.append(h("span", { text: " compare " }), pick(0), h("span", { text: " with " }), pick(1));
@@ -307,6 +334,7 @@ function render({ model, el }) {
   model.on("change:trial", onTrial);
   model.on("change:slots", buildTrial);
   model.on("change:phase", () => { if (!["trial", "answered"].includes(model.get("phase"))) { dropPlayers(); stage.replaceChildren(); } else onTrial(); showSetup(); });
+  for (const name of ["feedback", "phase", "trial", "stars", "answer", "result", "disabled"]) model.on(`change:${name}`, replied);
   for (const name of ["stars", "answer", "result"]) model.on(`change:${name}`, showStage);
   for (const name of ["candidates", "pair", "mode", "trials", "results", "score"]) model.on(`change:${name}`, showSetup);
   for (const name of ["heading", "message", "feedback", "disabled", "section"]) model.on(`change:${name}`, () => { showHeader(); showStage(); showSetup(); });
@@ -315,6 +343,7 @@ function render({ model, el }) {
   buildTrial();
 
   return () => {
+    clearTimeout(st.waiting);
     dropPlayers();
     document.removeEventListener(PLAY_EVENT, onOtherPlay);
     model.off("msg:custom", onMsg);
