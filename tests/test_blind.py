@@ -276,15 +276,19 @@ def test_bad_options_name_the_field_and_change_nothing(brx, made):
 
 
 @pytest.mark.slow  # renders a song and a replace task in the Sandbox
-def test_each_slot_sends_its_hidden_track_cut_to_the_window_and_level_matched(tmp_path, made):
+def test_each_slot_sends_its_hidden_track_cut_to_the_window_aligned_and_level_matched(
+    tmp_path, made
+):
     import soundfile as sf
 
-    from suno_nb.analysis import loudness
+    from suno_nb import Faults
+    from suno_nb.analysis import loudness, measure
 
     rx = start_receiver(tmp_path / "audio.sqlite3", tunnel=None, poll=False)
     with Sandbox(delay=0.3, retry_backoff=0.1) as sb:
         client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
         song = sb.create_song(duration=30, title="Harbour Lights", tags="indie pop")
+        sb.inject(Faults(shift_ms=20), count=1)  # the takes come back 20 ms late
         job = client.replace_section(
             task_id=song.task_id, audio_id=song.audio_id, prompt="new words", tags="jazz",
             title="Take", full_lyrics="[Verse] la la\n[Chorus] new words",
@@ -309,12 +313,16 @@ def test_each_slot_sends_its_hidden_track_cut_to_the_window_and_level_matched(tm
     assert all(set(c) == {"type", "slot", "trial", "mime"} for c, _ in sent)  # no name, id, URL
     x_is = "A" if deal["X"] == deal["A"] else "B"
     assert got["X"] == got[x_is] and got["A"] != got["B"]  # X is its track, byte for byte
-    sections = []
+    windows, sections = {}, []
     for slot in "AB":
         data, sr = sf.read(io.BytesIO(got[slot]), dtype="float32")
         assert data.shape[0] == 14 * sr  # the window, 8-22 s, as long for every track
+        windows[deal[slot]] = data.mean(axis=1) if data.ndim > 1 else data
         sections.append(loudness(data[2 * sr : 12 * sr], sr))  # the section inside it
     assert abs(sections[0] - sections[1]) < 0.2, sections  # level-matched
+    # the take's window was moved by its 20 ms: switching lands on the same beat
+    late = measure(windows["original"], windows["take1"], sr, 2.0, 12.0)["offset_ms"]
+    assert abs(late) < 1.0, late
 
 
 # --- a real browser ----------------------------------------------------------------------------

@@ -36,7 +36,9 @@ def excerpt(path: Path, span: tuple[float, float | None]) -> tuple[np.ndarray, i
     sr = int(sf.info(str(path)).samplerate)
     start = round(span[0] * sr)
     stop = None if span[1] is None else round(span[1] * sr)
-    data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    data, sr = sf.read(str(path), start=max(0, start), stop=stop, dtype="float32", always_2d=True)
+    if start < 0:  # a late take's window starts before its file: silence first
+        data = np.concatenate([np.zeros((-start, data.shape[1]), dtype=np.float32), data])
     if stop is not None and data.shape[0] < stop - start:
         pad = np.zeros((stop - start - data.shape[0], data.shape[1]), dtype=np.float32)
         data = np.concatenate([data, pad])
@@ -73,19 +75,45 @@ def wav(data: np.ndarray, sr: int, gain: float = 1.0) -> bytes:
     return out.getvalue()
 
 
+def offsets(urls: dict[str, str], original: str | None, section: list[float]) -> dict[str, float]:
+    """Seconds each track starts later than ``original`` (:func:`suno_nb.analysis.measure`'s
+    ``offset_ms``, from the music outside the section): 0 for the original itself, and for
+    every track when there is no original or section, or its sample rate differs."""
+    out = dict.fromkeys(urls, 0.0)
+    if not original or len(section) != 2:
+        return out
+    try:
+        ref, sr = audio.load(original)
+    except SunoNbError:  # the original is gone: play the takes as they are
+        return out
+    for key, url in urls.items():
+        if url and url != original:
+            take, take_sr = audio.load(url)
+            if take_sr == sr:
+                ms = analysis.measure(ref, take, sr, section[0], section[1])["offset_ms"]
+                out[key] = ms / 1000 if math.isfinite(ms) else 0.0
+    return out
+
+
 def render(
     urls: dict[str, str],
     span: tuple[float, float | None],
     section: list[float],
     level_match: bool = True,
+    original: str | None = None,
 ) -> dict[str, bytes]:
     """Key -> WAV of ``span`` of each URL's audio (fetched into the cache, or read from it),
-    level-matched together on ``section`` unless ``level_match`` is False."""
+    each take's window moved by its offset from ``original`` (so switching at the same
+    position lands on the same beat), level-matched together on ``section`` unless
+    ``level_match`` is False."""
+    if any(not url for url in urls.values()):
+        raise SunoNbError("no audio URL")
+    late = offsets(urls, original, section)
     cut, loud = {}, {}
     for key, url in urls.items():  # all of them: the gains depend on every track heard
-        if not url:
-            raise SunoNbError("no audio URL")
-        data, sr = excerpt(audio.fetch(url), span)
+        shift = late[key]
+        moved = (span[0] + shift, None if span[1] is None else span[1] + shift)
+        data, sr = excerpt(audio.fetch(url), moved)
         cut[key] = (data, sr)
         loud[key] = section_loudness(data, sr, section, span)
     gain = gains(loud) if level_match else dict.fromkeys(urls, 1.0)

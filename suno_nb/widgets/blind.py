@@ -378,7 +378,9 @@ class BlindTest(anywidget.AnyWidget):
         if self._wav_set != tuple(sorted(keys)):
             span = (self.span[0], self.span[1] if len(self.span) == 2 else None)
             urls = {key: self._tracks[key]["url"] for key in keys}
-            self._wavs = clips.render(urls, span, list(self.section), self.level_match)
+            originals = [t["url"] for t in self._tracks.values() if t["kind"] == "original"]
+            original = originals[0] if len(originals) == 1 else None  # one song: aligned
+            self._wavs = clips.render(urls, span, list(self.section), self.level_match, original)
             self._wav_set = tuple(sorted(keys))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
