@@ -107,13 +107,15 @@ def test_an_abx_session_stores_every_trial_with_its_hidden_mapping(brx, made):
     assert len({json.dumps(d) for d in deals}) > 1  # the order is not always the same
 
     send_from_page(bt, {"type": "start"})
+    send_from_page(bt, {"type": "answer", "x": "A", "trial": 2})  # a stale page's click
+    assert bt.feedback == "That was for a trial that is over: not saved." and bt.answer == ""
     wrong_at = 4  # one wrong answer: 9 of 10 right
     for i, deal in enumerate(deals, start=1):
         assert (bt.phase, bt.trial, bt.slots) == ("trial", i, ["A", "B", "X"])
         _hidden(bt)  # no label, track id or URL in the page during a trial
         right = "A" if deal["X"] == deal["A"] else "B"
         given = right if i != wrong_at else {"A": "B", "B": "A"}[right]
-        send_from_page(bt, {"type": "answer", "x": given})
+        send_from_page(bt, {"type": "answer", "x": given, "trial": i})
         assert bt.answer == given and "Answer saved" in bt.feedback
         if i < 10:
             assert bt.phase == "answered" and bt.result == {}  # not revealed unless asked

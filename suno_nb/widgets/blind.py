@@ -1,23 +1,17 @@
 """Blind listening: ABX trials and blind ratings of takes (an ``anywidget``).
 
-``audition(rx, blind=True)`` makes one.  The candidates are the takes of the chosen task(s)
-and the original.  Two modes:
+``audition(rx, blind=True)`` makes one; the candidates are the chosen task(s)' takes and
+the original.  **ABX** (``mode="abx"``): the listener picks a pair; each trial plays A, B
+and X (secretly A or B), drawn per trial from a seedable ``random.Random``, and asks "X is
+A" or "X is B".  **Blind rating** (``mode="rating"``): the takes, as "Take ?" in an order
+shuffled per trial, get 1-5 stars each, written to the ledger marked blind.
 
-- **ABX** (``mode="abx"``): the listener picks a pair; each trial plays A, B and X (X is
-  secretly A or B) and asks "X is A" or "X is B".  Which track is A, and what X is, are drawn
-  per trial from a seedable ``random.Random`` (``seed=``).
-- **Blind rating** (``mode="rating"``): the takes, shown as "Take ?" in an order shuffled per
-  trial, get 1-5 stars each, written to the ledger marked blind (``rating_blind`` in
-  ``rx.frame()``).
-
-Nothing that tells the candidates apart reaches the page during a trial: no label, no track
-id, no URL, no waveform (a waveform would show which is which).  The page asks for a slot's
-audio ("A", "B", "X", "1"...) and gets bytes over the widget channel.  Every answered trial
-is stored with its hidden mapping (``rx.listening_tests()``); a trial's result is shown only
-when the listener asks, and all of them at the end of the session.  With the receiver
-stopped the controls are disabled and the widget says how to bring it back; it never says
-something was saved that was not.
-"""
+During a trial nothing that tells the candidates apart reaches the page (no label, track
+id, URL or waveform): it asks for a slot's audio and gets bytes (:mod:`._blind_audio`).
+Every answered trial is stored with its hidden mapping (``rx.listening_tests()``); a
+result is shown when asked, all of them at the end of the session.  With the receiver
+stopped the controls are disabled, with the line that brings it back; nothing is ever
+said to be saved that was not."""
 
 from __future__ import annotations
 
@@ -344,6 +338,8 @@ class BlindTest(anywidget.AnyWidget):
             if kind == "audio":
                 slot, trial = str(content.get("slot")), int(content.get("trial", -1))
                 self._jobs.post(lambda: self._send_audio(slot, trial))
+            elif kind in ("answer", "rate") and int(content.get("trial", self.trial)) != self.trial:
+                self._set(feedback="That was for a trial that is over: not saved.")
             elif kind == "start":
                 self.start()
             elif kind == "answer":

@@ -186,7 +186,7 @@ function render({ model, el }) {
     }
     stage.append(title, h("div", { class: "snb-transport" }, st.playBtn, st.time, switches), bar, media);
     if (abx) {
-      const answer = (x) => h("button", { class: "snb-answer", "data-x": x, onclick: () => act({ type: "answer", x }) }, `X is ${x}`);
+      const answer = (x) => h("button", { class: "snb-answer", "data-x": x, onclick: () => act({ type: "answer", x, trial: st.trial }) }, `X is ${x}`);
       stage.append(h("div", { class: "snb-answers" }, answer("A"), answer("B")));
     } else {
       stage.append(rows);
@@ -208,7 +208,7 @@ function render({ model, el }) {
 
   function starRow(slot) {
     const stars = [1, 2, 3, 4, 5].map((n) =>
-      h("button", { class: "snb-star", "data-stars": String(n), title: `${n} star${n > 1 ? "s" : ""}`, onclick: () => act({ type: "rate", slot, stars: n }) }, "★"),
+      h("button", { class: "snb-star", "data-stars": String(n), title: `${n} star${n > 1 ? "s" : ""}`, onclick: () => act({ type: "rate", slot, stars: n, trial: st.trial }) }, "★"),
     );
     return h("div", { class: "snb-rate", "data-slot": slot }, h("b", { text: `Take ? ${slot}` }), ...stars);
   }
