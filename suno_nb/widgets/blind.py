@@ -11,7 +11,8 @@ id, URL or waveform): it asks for a slot's audio and gets bytes (:mod:`._blind_a
 Every answered trial is stored with its hidden mapping (``rx.listening_tests()``); a
 result is shown when asked, all of them at the end of the session.  With the receiver
 stopped the controls are disabled, with the line that brings it back; nothing is ever
-said to be saved that was not."""
+said to be saved that was not.
+"""
 
 from __future__ import annotations
 
