@@ -403,3 +403,13 @@ def test_level_matching_only_turns_the_louder_tracks_down():
     assert got["b"] == 1.0 and got["c"] == 1.0 and abs(got["a"] - 10 ** (-6 / 20)) < 1e-12
     assert gains({"a": float("nan")}) == {"a": 1.0}
     assert window([20.0, 32.0], 3.0) == (17.0, 35.0) and window([1.0, 12.0], 3.0) == (0.0, 15.0)
+
+
+def test_every_colour_of_the_blind_test_is_a_theme_variable(brx, made):
+    from .test_widgets_models import fixed_colours
+
+    bt = audition(brx, blind=True)
+    made.append(bt)
+    state = bt.get_state()  # the module and styles, as the page gets them
+    assert fixed_colours(state["_css"]) == [], fixed_colours(state["_css"])
+    assert fixed_colours(state["_esm"]) == [], fixed_colours(state["_esm"])
