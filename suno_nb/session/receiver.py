@@ -338,6 +338,15 @@ class Receiver:
 
         return masters(self.store)
 
+    def listening_tests(self, *, summary: bool = False) -> pd.DataFrame:
+        """Blind-listening trials (``audition(rx, blind=True)``), one row each with the hidden
+        mapping; ``summary=True``: one row per ABX pair with correct/total, the binomial
+        p-value and a verdict (:func:`suno_nb.frame.listening_summary`)."""
+        from .. import frame
+
+        trials = frame.listening_tests(self.store)
+        return frame.listening_summary(trials) if summary else trials
+
     # --- replay -----------------------------------------------------------------------
 
     def replay(self, delivery_id: int) -> CallbackEvent | Rejection:
