@@ -317,3 +317,20 @@ def test_a_killed_batch_resumes_in_a_new_process_sending_only_the_rest(tmp_path,
     assert posts_per_title(sb) == Counter({f"row {i}": 1 for i in range(40)})
     assert summary["succeeded"] == 40, summary
     assert frame["sends"] == [1] * 40
+
+
+def test_the_tracker_can_show_only_one_batch(sb, client, rx):
+    from suno_nb.widgets import tracker
+
+    song = sb.create_song(duration=60)
+    other = client.replace_section(receiver=rx, **rows(song, 1)[0] | {"title": "by hand"})
+    b = snb.run_batch(client, rows(song, 2), receiver=rx, name="shown", progress=False)
+    b.wait(timeout=60, progress=False)
+    rx.wait(other.task_id, timeout=60)
+    t = tracker(rx, batch=b)
+    try:
+        html = t.refresh()
+        assert "row 0" in html and "row 1" in html and "by hand" not in html
+        assert "by hand" in tracker(rx).refresh()
+    finally:
+        t.close()
