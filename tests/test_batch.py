@@ -3,6 +3,7 @@ budget, the rate at the server.  Everything against the sandbox on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 import suno_nb as snb
 from suno_nb import session, throttle
@@ -334,3 +336,64 @@ def test_the_tracker_can_show_only_one_batch(sb, client, rx):
         assert "by hand" in tracker(rx).refresh()
     finally:
         t.close()
+
+
+def test_keys_are_stable_across_spellings_of_the_same_numbers_and_differ_by_content():
+    from suno_nb.batch.jobs import make_jobs
+
+    pd = pytest.importorskip("pandas")
+    a = make_jobs("n", [{"prompt": "p", "infill_start_s": 10, "variety": 2}])
+    b = make_jobs("n", pd.DataFrame([{"prompt": "p", "infill_start_s": 10.0, "variety": 2}]))
+    c = make_jobs("n", [{"prompt": "q", "infill_start_s": 10, "variety": 2}])
+    assert a[0].key == b[0].key != c[0].key
+    assert a[0].params["variety"] == 2 and isinstance(b[0].params["variety"], int)
+
+
+def test_a_service_that_cannot_be_reached_leaves_rows_queued_not_uncertain(sb, rx):
+    song = sb.create_song(duration=60)
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client = snb.SunoClient(sb.api_key, base_url=dead, timeout=5)
+    with client, pytest.warns(snb.SunoNbWarning, match="could not reach"):
+        b = snb.run_batch(client, rows(song, 3), receiver=rx, name="down", progress=False)
+    assert list(b.frame()["state"]) == ["queued"] * 3
+    assert "3 row(s) queued" in b.summary()["stopped"]
+
+
+class _Interrupt(requests.adapters.HTTPAdapter):
+    """Raises KeyboardInterrupt from inside the transport, as Ctrl-C mid-request would."""
+
+    def send(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_while_waiting_sends_nothing_and_one_mid_request_is_uncertain(sb, rx):
+    song = sb.create_song(duration=60)
+    clock = FakeClock()
+
+    def interrupted_sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    limit = dataclasses.replace(SUNO.rate_limit, requests=1)  # the 2nd request must wait
+    throttle.register(sb.url, sb.api_key, Throttle(limit, clock=clock.now, sleep=interrupted_sleep))
+    try:
+        client = snb.SunoClient(sb.api_key, base_url=sb.url)
+        with client, pytest.raises(KeyboardInterrupt):
+            snb.run_batch(client, rows(song, 2), receiver=rx, name="ctrl-c", progress=False)
+    finally:
+        throttle.register(sb.url, sb.api_key, None)
+    first = rx.store.query("SELECT row, state, error FROM batch_jobs ORDER BY row")
+    assert [r["state"] for r in first] == ["submitted", "queued"]  # waited, never sent
+    interrupting = requests.Session()
+    interrupting.mount("http://", _Interrupt())
+    client = snb.SunoClient(sb.api_key, base_url=sb.url, session=interrupting)
+    with client, pytest.raises(KeyboardInterrupt):
+        snb.run_batch(client, rows(song, 2), receiver=rx, name="ctrl-c", progress=False)
+    with snb.SunoClient(sb.api_key, base_url=sb.url) as client:
+        b = snb.run_batch(client, rows(song, 2), receiver=rx, name="ctrl-c", progress=False)
+    assert list(b.frame()["state"])[1] == "uncertain"  # and not sent again
+    assert "while its request was out" in b.frame()["error"][1]
+    assert posts_per_title(sb) == Counter({"row 0": 1})

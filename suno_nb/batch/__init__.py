@@ -86,9 +86,14 @@ class Batch:
 
     # --- reading ------------------------------------------------------------------------
 
+    @property
+    def keys(self) -> list[str]:
+        """The keys of this batch's rows, in job order."""
+        return [j.key for j in self.jobs]
+
     def _rows(self) -> list[dict[str, Any]]:
-        ledger.adopt(self.rx.store, self.name, self.client.provider, self.rx)
-        return ledger.rows(self.rx.store, self.name)
+        ledger.adopt(self.rx.store, self.name, self.client.provider, self.rx, self.keys)
+        return ledger.rows(self.rx.store, self.name, self.keys)
 
     def frame(self) -> pd.DataFrame:
         """One row per job: ``row``, ``key``, ``kind``, ``state`` (one of :data:`STATES`),
@@ -111,7 +116,8 @@ class Batch:
 
     def task_ids(self) -> list[str]:
         """The tasks of this batch's rows (submitted or adopted)."""
-        return [r["task_id"] for r in ledger.rows(self.rx.store, self.name) if r["task_id"]]
+        rows = ledger.rows(self.rx.store, self.name, self.keys)
+        return [r["task_id"] for r in rows if r["task_id"]]
 
     def summary(self) -> dict[str, Any]:
         """How many rows are in each state, credits spent (when a budget was kept), and why
@@ -131,7 +137,7 @@ class Batch:
         already has gets the suffix ``_job``: ``tags_job``; ``task_id_job`` is the original's)."""
         import pandas as pd
 
-        rows = ledger.rows(self.rx.store, self.name)
+        rows = ledger.rows(self.rx.store, self.name, self.keys)
         own = ("task_id", "row", "key", "kind")
         params = pd.DataFrame(
             [

@@ -89,8 +89,9 @@ def kind_of(row: Mapping[str, Any]) -> str:
 
 
 def _normal(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
+    """A parameter as it enters the key: 10, 10.0 and 10.0000001 are one number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(float(value), 6)
     if isinstance(value, (list, tuple)):
         return [_normal(v) for v in value]
     return value
@@ -103,9 +104,10 @@ def make_jobs(name: str, jobs: Any) -> list[Job]:
     out = []
     for i, row in enumerate(records(jobs)):
         kind = kind_of(row)
-        params = {k: _normal(v) for k, v in row.items() if k != "kind"}
+        params = {k: v for k, v in row.items() if k != "kind"}
+        keyed = {k: _normal(v) for k, v in params.items()}
         text = json.dumps(
-            {"batch": name, "kind": kind, "params": params}, sort_keys=True, default=str
+            {"batch": name, "kind": kind, "params": keyed}, sort_keys=True, default=str
         )
         copy = seen.get(text, 0)
         seen[text] = copy + 1

@@ -75,9 +75,13 @@ def ensure(store: Any, name: str, jobs: Iterable[Job], skip: set[str]) -> None:
     store.write(work)
 
 
-def rows(store: Any, name: str) -> list[dict[str, Any]]:
-    """The batch's rows, in job order, joined with their tasks' states and take counts."""
+def rows(store: Any, name: str, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The batch's rows, in job order, joined with their tasks' states and take counts;
+    only those of ``keys`` when given (a row edited since an earlier run has a new key)."""
     out = store.query(_ROWS_SQL, (name,))
+    if keys is not None:
+        wanted = set(keys)
+        out = [r for r in out if r["key"] in wanted]
     for r in out:
         r["params"] = json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]
     return out
@@ -115,11 +119,13 @@ def expected_echo(params: dict[str, Any], provider: Any) -> tuple[str, str, str]
     )
 
 
-def adopt(store: Any, name: str, provider: Any, rx: Any = None) -> list[tuple[str, str]]:
+def adopt(
+    store: Any, name: str, provider: Any, rx: Any = None, keys: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
     """Give uncertain rows the unrecorded tasks whose tracks echo their prompt, title and
     tags; returns the (key, task_id) pairs adopted.  With ``rx``, each adopted task is
     recorded as a submission (its parameters kept, the poller told)."""
-    waiting = [r for r in rows(store, name) if r["state"] == UNCERTAIN]
+    waiting = [r for r in rows(store, name, keys) if r["state"] == UNCERTAIN]
     if not waiting:
         return []
     found = store.query(

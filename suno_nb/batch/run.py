@@ -10,6 +10,7 @@ may have reached it without an answer (``uncertain``: never resent automatically
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 from .. import client_lyrics
 from ..errors import (
     ApiError,
+    AuthError,
     InsufficientCreditsError,
+    KeyLimitError,
     MaintenanceError,
     NetworkError,
     RateLimitError,
+    ServerError,
     SunoNbError,
 )
 from . import ledger
@@ -90,6 +94,17 @@ class Outcome:
     over_budget: int = 0
 
 
+_TRANSPORT = ("requests.", "urllib3.", "http.client", "socket", "ssl")
+
+
+def _in_transport(exc: BaseException) -> bool:
+    """Was ``exc`` raised while an HTTP request was being sent or answered?"""
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith(_TRANSPORT)
+        for frame, _line in traceback.walk_tb(exc.__traceback__)
+    )
+
+
 def _send(client: Any, rx: Any, job: dict[str, Any]) -> Any:
     params = dict(job["params"])
     if job["kind"] == "lines":
@@ -130,12 +145,15 @@ def send_rows(
                 "again"
             )
             break
-        except (RateLimitError, MaintenanceError) as exc:
+        except (RateLimitError, MaintenanceError, AuthError, KeyLimitError) as exc:
+            # Every following row would be refused the same way.
             ledger.set_state(store, job["key"], ledger.QUEUED, error=str(exc))
-            out.stopped = f"the service refused for now ({exc}): {len(todo) - i} row(s) queued"
+            out.stopped = f"the service refused ({exc}): {len(todo) - i} row(s) left queued"
             break
-        except NetworkError as exc:
-            if exc.may_have_reached:
+        except (NetworkError, ServerError) as exc:
+            # A server error answered to a POST may still have made a task (the client
+            # never resends one either); a network error may have, after sending.
+            if isinstance(exc, ServerError) or exc.may_have_reached:
                 ledger.set_state(store, job["key"], ledger.UNCERTAIN, error=str(exc))
                 out.uncertain += 1
                 bar.update(1)
@@ -149,9 +167,16 @@ def send_rows(
             out.rejected += 1
             bar.update(1)
             continue
-        except BaseException:
-            # KeyboardInterrupt mid-request: it may have gone out; the row stays "sending"
-            # and the next run calls it uncertain.
+        except BaseException as exc:
+            # An interrupt (KeyboardInterrupt) while the request was out may have let it
+            # reach the service: uncertain.  One while waiting for the throttle (or
+            # checking) sent nothing: queued again.
+            out_now = _in_transport(exc)
+            state = ledger.UNCERTAIN if out_now else ledger.QUEUED
+            why = f"interrupted ({type(exc).__name__})" + (
+                " while its request was out" if out_now else ""
+            )
+            ledger.set_state(store, job["key"], state, error=why)
             raise
         ledger.set_state(store, job["key"], ledger.SUBMITTED, task_id=result.task_id, error=None)
         out.sent += 1
