@@ -91,7 +91,8 @@ def prepare_replace(
         persona_id=persona_id,
         persona_model=persona_model,
     )
-    source = replace_mode(task_id, audio_id, upload_url, model, p)
+    # A deprecated model's warning points at the caller of replace_section (or of check_*).
+    source = replace_mode(task_id, audio_id, upload_url, model, p, stacklevel=5)
     callback_url = check_url("callback_url", callback_url)
     duration = original_duration_s(original_duration)
 
