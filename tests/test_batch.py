@@ -183,6 +183,8 @@ def test_running_the_same_batch_again_sends_nothing_twice(sb, client, rx):
     assert len(set(first.frame()["key"])) == 5
     assert posts_per_title(sb) == Counter({"row 0": 2, "row 1": 1, "row 2": 1, "row 3": 1})
     assert again.summary()["succeeded"] == 5
+    assert repr(again) == "Batch('again', rows=5, succeeded=5)"
+    assert sb.api_key not in repr(again) + again.frame().to_string() + str(again.summary())
     other = snb.run_batch(client, jobs[:1], receiver=rx, name="another", progress=False)
     assert other.frame()["key"][0] != first.frame()["key"][0]  # the name is in the key
 

@@ -91,8 +91,9 @@ class Batch:
         """The keys of this batch's rows, in job order."""
         return [j.key for j in self.jobs]
 
-    def _rows(self) -> list[dict[str, Any]]:
-        ledger.adopt(self.rx.store, self.name, self.client.provider, self.rx, self.keys)
+    def _rows(self, *, adopt: bool = True) -> list[dict[str, Any]]:
+        if adopt:  # a write: never from a repr
+            ledger.adopt(self.rx.store, self.name, self.client.provider, self.rx, self.keys)
         return ledger.rows(self.rx.store, self.name, self.keys)
 
     def frame(self) -> pd.DataFrame:
@@ -191,9 +192,12 @@ class Batch:
                 feed.wait(seen, min(remaining, 5.0))
 
     def __repr__(self) -> str:
-        s = self.summary()
-        counts = ", ".join(f"{k}={s[k]}" for k in STATES if s[k])
-        return f"Batch({self.name!r}, rows={s['rows']}, {counts or 'empty'})"
+        try:
+            seen = [_shown_state(r) for r in self._rows(adopt=False)]
+        except Exception as exc:  # a closed store: still a repr
+            return f"Batch({self.name!r}, rows={len(self.jobs)}, unreadable: {type(exc).__name__})"
+        counts = ", ".join(f"{k}={seen.count(k)}" for k in STATES if seen.count(k))
+        return f"Batch({self.name!r}, rows={len(self.jobs)}, {counts or 'empty'})"
 
 
 def run_batch(

@@ -157,6 +157,7 @@ def send_rows(
                 ledger.set_state(store, job["key"], ledger.UNCERTAIN, error=str(exc))
                 out.uncertain += 1
                 bar.update(1)
+                budget.accepted()  # it may have been charged: count it until measured
                 continue
             ledger.set_state(store, job["key"], ledger.QUEUED, error=str(exc))
             out.stopped = f"could not reach the service ({exc}): {len(todo) - i} row(s) queued"
