@@ -260,37 +260,7 @@ def test_running_out_of_credits_stops_cleanly_and_leaves_the_rest_queued(sb, cli
 
 # --- a killed process, resumed in another -------------------------------------------------
 
-CHILD = """
-import sys, threading, requests
-from pathlib import Path
-import suno_nb as snb
-from suno_nb import session
-
-url, key, store, marker, jobs_file, stop_after = sys.argv[1:7]
-stop_after = int(stop_after)
-sent = []
-
-class Stopping(requests.Session):
-    # After the stop_after-th answered submit: say so, and never return (killed here).
-    def request(self, method, u, *a, **kw):
-        resp = super().request(method, u, *a, **kw)
-        if method == "POST" and u.endswith("replace-section"):
-            sent.append(u)
-            if len(sent) == stop_after:
-                Path(marker).write_text("stopped")
-                threading.Event().wait()
-        return resp
-
-import json
-jobs = json.loads(Path(jobs_file).read_text())
-rx = session.start_receiver(store, tunnel=None, poll_interval=0.5, poll_grace=1.0)
-client = snb.SunoClient(key, base_url=url, session=Stopping() if stop_after else None)
-b = snb.run_batch(client, jobs, receiver=rx, name="overnight", progress=False)
-b.wait(timeout=120, uncertain=True, progress=False)
-print(json.dumps(b.summary()))
-print(json.dumps(b.frame()[["state", "sends"]].to_dict("list")))
-session.stop_receiver()
-"""
+CHILD = Path(__file__).with_name("batch_child.py")  # run_batch in a process of its own
 
 
 @pytest.mark.slow
@@ -298,8 +268,7 @@ def test_a_killed_batch_resumes_in_a_new_process_sending_only_the_rest(tmp_path,
     song = sb.create_song(duration=60)
     jobs_file = tmp_path / "jobs.json"
     jobs_file.write_text(json.dumps(rows(song, 40)))
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
+    script = CHILD
     store, marker = tmp_path / "night.sqlite3", tmp_path / "stopped"
     env = {**os.environ, "PYTHONPATH": str(Path(snb.__file__).parent.parent)}
     args = [sys.executable, str(script), sb.url, sb.api_key, str(store), str(marker)]
