@@ -37,9 +37,14 @@ class Difference:
     window: tuple[float, float]
 
     def level(self, a: float, b: float) -> float:
-        """Mean level (dB) of the difference between song times ``a`` and ``b``."""
+        """How loud the difference is between song times ``a`` and ``b``: its mean energy
+        per frame, summed over frequency, in dB like ``db`` (``FLOOR_DB``: nothing)."""
         cols = (self.times >= a) & (self.times < b)
-        return float(self.db[:, cols].mean()) if cols.any() else FLOOR_DB
+        if not cols.any():
+            return FLOOR_DB
+        part = self.db[:, cols]
+        power = np.where(part > FLOOR_DB, 10 ** (part / 10), 0.0).sum(axis=0).mean()
+        return max(FLOOR_DB, float(10 * np.log10(power))) if power > 0 else FLOOR_DB
 
 
 def stft_db(x: np.ndarray) -> np.ndarray:
