@@ -8,6 +8,7 @@ in the page:
   (the same ``b`` pressed on the notebook itself does insert a cell: the check has teeth);
   ``d`` opens the difference view, whose PNG comes from the kernel;
 - **per-lane progress colours** follow the active lane;
+- **the pre-roll box** shows the value used (-5 typed: 0, in the page and the kernel);
 - **below ~1,000 px** the ruler and the longest waveform have the same left edge and width,
   and the metrics wrap under the waveform inside the player instead of being clipped;
 - **a stopped receiver** (``rx.stop()`` in the kernel) disables stars, keep and note, with
@@ -60,8 +61,11 @@ print(result.state, len(result.tracks), "takes")""",
     "au = snw.audition(rx)\nau",
     "print('last cell')",
 ]
-CELL_TYPES = "() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(c => c.classList.contains('jp-MarkdownCell') ? 'markdown' : c.classList.contains('jp-CodeCell') ? 'code' : 'raw')"
-BOX = "(sel) => { const r = document.querySelector(sel).getBoundingClientRect(); return {x: r.x, w: r.width, r: r.right, y: r.y}; }"
+CELL_TYPES = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(c =>
+  c.classList.contains('jp-MarkdownCell') ? 'markdown'
+  : c.classList.contains('jp-CodeCell') ? 'code' : 'raw')"""
+BOX = """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+  return {x: r.x, w: r.width, r: r.right, y: r.y}; }"""
 LONGEST_WAVE = """() => {
   const waves = [...document.querySelectorAll('.snb-audition .snb-wavebox')];
   const r = waves.map(w => w.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0];
@@ -154,7 +158,7 @@ def test_audition_keys_layout_stopped_receiver_and_restart(lab, page):  # noqa: 
     # --- narrow: one width for ruler and waveforms, the side column wraps --------------------
     page.set_viewport_size({"width": 1900, "height": 1000})
     page.wait_for_function("() => document.querySelector('.snb-audition').offsetWidth > 1000")
-    wide = _same_columns(page)
+    _same_columns(page)
     side = page.evaluate(BOX, ".snb-audition .snb-lane[data-kind='take'] .snb-side")
     wave = page.evaluate(BOX, ".snb-audition .snb-lane[data-kind='take'] .snb-wavecol")
     assert side["x"] > wave["r"]  # wide: the metrics beside the waveform
@@ -167,6 +171,14 @@ def test_audition_keys_layout_stopped_receiver_and_restart(lab, page):  # noqa: 
     assert narrow["wave"]["w"] > 0.5 * narrow["player"]["w"]  # the waveform keeps its room
     _shot(root, "audition-narrow.png")
     page.set_viewport_size({"width": 1400, "height": 1000})
+
+    # --- the pre-roll box shows the value used -----------------------------------------------
+    box = root.locator("input.snb-preroll")
+    box.fill("-5")
+    box.dispatch_event("change")
+    assert box.input_value() == "0"
+    out = page.evaluate(KERNEL_EXEC, "au.wait_idle(); print(au.preroll)")
+    assert out.strip() == "0.0", out
 
     # --- the receiver stops: ratings visibly off, one line to bring it back ------------------
     assert page.evaluate(KERNEL_EXEC, "rx.stop(); print(rx.running)").strip() == "False"
@@ -185,7 +197,8 @@ def test_audition_keys_layout_stopped_receiver_and_restart(lab, page):  # noqa: 
 
     # --- the kernel restarts: the old view says it is disconnected ---------------------------
     page.evaluate(
-        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.restartKernel(); }"
+        "async () => {"
+        " await window.jupyterapp.shell.currentWidget.sessionContext.restartKernel(); }"
     )
     page.wait_for_selector(".snb-audition[data-connected='false']", timeout=30_000)
     dead = root.locator(".snb-disconnected")

@@ -60,7 +60,13 @@ __all__ = ["Audition", "audition", "fragment_url"]
 
 STATIC = Path(__file__).parent / "static"
 #: The audition's front end, in the order it is concatenated (one module for anywidget).
-MODULES = ("audition_ui.js", "audition_ratings.js", "audition_diff.js", "audition.js")
+MODULES = (
+    "audition_ui.js",
+    "audition_ratings.js",
+    "audition_diff.js",
+    "audition_header.js",
+    "audition.js",
+)
 
 
 def esm(*names: str) -> str:

@@ -71,9 +71,9 @@ async function render({ model, el }) {
     playBtn,
     timeLabel,
     switches,
-    h("label", { title: "Loop the section with pre-roll before and after it (L)" }, loopBox, " loop section ±"),
-    preroll,
-    h("span", { text: " s" }),
+    h("span", { class: "snb-loopgroup" },
+      h("label", { title: "Loop the section with pre-roll before and after it (L)" }, loopBox, " loop section ±"),
+      preroll, " s"),
     h("label", { title: "Play every track at the same loudness in the section (from section LUFS)" }, levelBox, " level-matched"),
     h("label", { title: "Show a spectrogram of the active take minus the original around the section (D)" }, diffBox, " difference"),
   );
@@ -213,6 +213,8 @@ async function render({ model, el }) {
   // --- lanes ---------------------------------------------------------------------------------
   function destroyLanes() {
     pause();
+    if (st.ruler) st.ruler.close();
+    st.ruler = null;
     for (const lane of st.lanes) if (lane.ws) lane.ws.destroy();
     for (const url of st.urls) URL.revokeObjectURL(url);
     st.lanes = [];
@@ -312,7 +314,11 @@ async function render({ model, el }) {
         showLaneError(lane, "No audio URL for this track.");
       }
     });
-    if (infos.length) body.prepend(rulerRow(maxDurationOf(infos)));
+    if (infos.length) {
+      const ruler = rulerRow(maxDurationOf(infos));
+      body.prepend(ruler.row);
+      st.ruler = ruler;
+    }
     const kept = st.lanes.findIndex((l) => l.info.key === keepKey);
     st.active = kept >= 0 ? kept : Math.min(st.active, Math.max(0, st.lanes.length - 1));
     markActive();
@@ -320,22 +326,6 @@ async function render({ model, el }) {
     ratings.show();
     ratings.enable(model.get("live") !== false && !link.dead);
     seek(keepAt);
-  }
-
-  function rulerRow(total) {
-    // One shared time axis: ticks every 5/10/15/30/60 s, whichever gives about ten.
-    const step = [5, 10, 15, 30, 60, 120].find((x) => total / x <= 12) || 300;
-    const ticks = h("div", { class: "snb-ruler" });
-    for (let t = 0; t <= total + 1e-6; t += step) {
-      const tick = h("span", { class: "snb-tick", text: clock(t).replace(/\.0$/, "") });
-      tick.style.left = `${(100 * t) / total}%`;
-      ticks.append(tick);
-    }
-    return h("div", { class: "snb-rulerrow" }, h("div"), ticks, h("div"));
-  }
-
-  function maxDurationOf(infos) {
-    return Math.max(1e-3, ...infos.map((l) => l.duration || 0));
   }
 
   function onAudio(msg, buffers) {
@@ -354,55 +344,9 @@ async function render({ model, el }) {
     lane.ws.load(url, peaks, lane.info.duration || undefined);
   }
 
-  function showHeader() {
-    const head = model.get("heading") || {};
-    const tasks = model.get("tasks") || [];
-    header.replaceChildren();
-    if (tasks.length > 1) {
-      // Entries tell tasks apart: section · prompt · time · takes (or state); title on hover.
-      const sel = h("select", { class: "snb-picker", disabled: link.dead });
-      for (const t of tasks) {
-        const o = h("option", { value: t.task_id, text: t.label, title: `${t.title || ""} · task ${t.task_id}` });
-        if (t.task_id === model.get("task_id")) o.selected = true;
-        sel.append(o);
-      }
-      sel.addEventListener("change", () => link.save("task_id", sel.value));
-      const step = (d) => () => {
-        const i = tasks.findIndex((t) => t.task_id === model.get("task_id"));
-        const j = Math.max(0, Math.min(tasks.length - 1, i + d));
-        link.save("task_id", tasks[j].task_id);
-      };
-      header.append(h("div", { class: "snb-batch" },
-        h("button", { title: "Previous task", onclick: step(-1), disabled: link.dead }, "◀"), sel,
-        h("button", { title: "Next task", onclick: step(1), disabled: link.dead }, "▶"),
-        h("span", { class: "snb-sub", text: ` ${tasks.length} tasks` })));
-    }
-    if (head.title) {
-      header.append(h("div", { class: "snb-title" }, h("b", { text: head.title }), h("span", { class: "snb-sub", text: head.detail ? `  ${head.detail}` : "" })));
-    }
-    const msg = model.get("message");
-    root.dataset.task = model.get("task_id") || "";
-    footer.textContent = model.get("feedback") || "";
-    if (msg) header.append(h("div", { class: "snb-message", text: msg }));
-    transport.style.display = (model.get("lanes") || []).length ? "" : "none";
-    notices.update();
-  }
-
-  function showLive() {
-    const live = model.get("live") !== false;
-    root.dataset.live = String(live);
-    ratings.enable(live && !link.dead);
-    notices.update();
-  }
-
-  // A new task's result: move there when the user is not listening (nothing playing, focus
-  // elsewhere); otherwise the notice's "show it" button waits for them.
-  function onFresh() {
-    notices.update();
-    const ids = model.get("fresh") || [];
-    const busy = st.playing || root.contains(document.activeElement);
-    if (ids.length && !busy && !link.dead) link.save("task_id", ids[0]);
-  }
+  const { showHeader, showLive, onFresh } = makeHeader(model, link, {
+    root, header, footer, transport, notices, ratings, busy: () => st.playing || root.contains(document.activeElement),
+  });
 
   // --- keys ----------------------------------------------------------------------------------
   // Every key pressed inside the player stays inside it (JupyterLab's command mode would

@@ -1,4 +1,4 @@
-// suno_nb audition, part 3 of 4: the difference view.  A spectrogram of the active take (or
+// suno_nb audition, part 3 of 5: the difference view.  A spectrogram of the active take (or
 // the master) minus the original, aligned by the measured offset, around the section and its
 // seams; computed in the kernel (numpy STFT, widgets/_diff.py) and sent as a PNG buffer.
 

@@ -1,4 +1,4 @@
-// suno_nb audition, part 2 of 4: the link to the kernel, ratings, and the lines that say
+// suno_nb audition, part 2 of 5: the link to the kernel, ratings, and the lines that say
 // what cannot be done (receiver stopped, kernel gone) or what is new.
 
 // The link to the kernel.  After a kernel restart the view still renders and plays from its

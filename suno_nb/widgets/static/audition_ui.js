@@ -1,6 +1,6 @@
-// suno_nb audition, part 1 of 4: small DOM helpers and the metrics beside each take.
-// The kernel concatenates libs.js, audition_ui.js, audition_ratings.js, audition_diff.js and
-// audition.js into one module (widgets/audition.py: MODULES).
+// suno_nb audition, part 1 of 5: small DOM helpers and the metrics beside each take.
+// The kernel concatenates libs.js, audition_ui.js, audition_ratings.js, audition_diff.js,
+// audition_header.js and audition.js (part 5: the player) into one module (audition.py: MODULES).
 
 function clock(t) {
   t = Math.max(0, t || 0);
@@ -71,3 +71,33 @@ function metricRows(m) {
   );
 }
 
+
+function maxDurationOf(infos) {
+  return Math.max(1e-3, ...infos.map((l) => l.duration || 0));
+}
+
+// One shared time axis in the same grid column as the waveforms.  Ticks every 5/10/15/30/60 s,
+// as many as fit the column's real width (about one per 60 px), redrawn when it changes.
+function rulerRow(total) {
+  const ticks = h("div", { class: "snb-ruler" });
+  const row = h("div", { class: "snb-rulerrow" }, h("div"), ticks, h("div"));
+  let drawn = -1;
+  const draw = () => {
+    const width = ticks.clientWidth || 600;
+    const most = Math.max(2, Math.floor(width / 60));
+    const step = [5, 10, 15, 30, 60, 120, 300].find((x) => total / x <= most) || 600;
+    if (step === drawn) return;
+    drawn = step;
+    ticks.dataset.step = String(step);
+    ticks.replaceChildren();
+    for (let t = 0; t <= total + 1e-6; t += step) {
+      const tick = h("span", { class: "snb-tick", text: clock(t).replace(/\.0$/, "") });
+      tick.style.left = `${(100 * t) / total}%`;
+      ticks.append(tick);
+    }
+  };
+  const watch = new ResizeObserver(() => draw());
+  watch.observe(ticks);
+  draw();
+  return { row, close: () => watch.disconnect() };
+}
