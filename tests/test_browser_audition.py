@@ -8,6 +8,8 @@ in the page:
   (the same ``b`` pressed on the notebook itself does insert a cell: the check has teeth);
   ``d`` opens the difference view, whose PNG comes from the kernel;
 - **per-lane progress colours** follow the active lane;
+- **new results**: a new task is announced ("show it") while the user is in the player,
+  and followed at once when they are not; picker entries tell the tasks apart;
 - **the pre-roll box** shows the value used (-5 typed: 0, in the page and the kernel);
 - **below ~1,000 px** the ruler and the longest waveform have the same left edge and width,
   and the metrics wrap under the waveform inside the player instead of being clipped;
@@ -66,6 +68,25 @@ CELL_TYPES = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].ma
   : c.classList.contains('jp-CodeCell') ? 'code' : 'raw')"""
 BOX = """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
   return {x: r.x, w: r.width, r: r.right, y: r.y}; }"""
+NEW_TASK = """job_n = client.replace_section(
+    task_id=song.task_id,
+    audio_id=song.audio_id,
+    prompt="[Outro] Lights out",
+    tags="indie pop",
+    title="Harbour Lights (new outro)",
+    full_lyrics="[Verse] Harbour lights\\n[Outro] Lights out",
+    infill_start_s={start},
+    infill_end_s={end},
+    original_duration=song.duration,
+)
+rx.wait(job_n.task_id, timeout=60, progress=False)
+rx.flush()
+au.wait_idle()
+print(job_n.task_id)"""
+# the audition shows task ``id`` (its section ``sec``) with its three lanes ready to play
+READY_TASK = """([id, sec]) => { const r = document.querySelector('.snb-audition');
+  return r.dataset.task === id && r.dataset.section === sec
+    && r.querySelectorAll(".snb-lane[data-ready='true']").length === 3; }"""
 LONGEST_WAVE = """() => {
   const waves = [...document.querySelectorAll('.snb-audition .snb-wavebox')];
   const r = waves.map(w => w.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0];
@@ -180,6 +201,25 @@ def test_audition_keys_layout_stopped_receiver_and_restart(lab, page):  # noqa: 
     out = page.evaluate(KERNEL_EXEC, "au.wait_idle(); print(au.preroll)")
     assert out.strip() == "0.0", out
 
+    # --- new results: announced while the user is in the player, followed when not ---------
+    first_task = root.get_attribute("data-task")
+    root.locator(".snb-title").click()  # the user is in the player
+    job2 = page.evaluate(KERNEL_EXEC, NEW_TASK.format(start=40.0, end=52.0)).strip()
+    show = root.locator(".snb-fresh button.snb-show-fresh")
+    show.wait_for(timeout=30_000)
+    assert root.get_attribute("data-task") == first_task  # not pulled away from the listener
+    assert "0:40.00" in root.locator(".snb-fresh").inner_text()
+    options = root.locator("select.snb-picker option").all_inner_texts()
+    assert len(options) == 2 and len(set(options)) == 2, options
+    assert any("0:40.00" in o and "[Outro] Lights out" in o for o in options), options
+    show.click()
+    page.wait_for_function(READY_TASK, arg=[job2, "40,52"], timeout=30_000)
+    assert root.locator(".snb-fresh").is_hidden()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    job3 = page.evaluate(KERNEL_EXEC, NEW_TASK.format(start=2.0, end=14.0)).strip()
+    page.wait_for_function(READY_TASK, arg=[job3, "2,14"], timeout=30_000)  # idle: followed at once
+    _shot(root, "audition-followed.png")
+
     # --- the receiver stops: ratings visibly off, one line to bring it back ------------------
     assert page.evaluate(KERNEL_EXEC, "rx.stop(); print(rx.running)").strip() == "False"
     page.wait_for_selector(".snb-audition[data-live='false']")
@@ -208,4 +248,4 @@ def test_audition_keys_layout_stopped_receiver_and_restart(lab, page):  # noqa: 
     # still plays what it has (blob URLs), but says clicks no longer reach the kernel
     _shot(root, "audition-disconnected.png")
     state = json.loads((lab.root / "finish_state.json").read_text())
-    assert state["task_id"] in root.get_attribute("data-task")
+    assert first_task == state["task_id"] and root.get_attribute("data-task") == job3

@@ -227,6 +227,7 @@ async function render({ model, el }) {
     const keepKey = st.task === model.get("task_id") && activeLane() ? activeLane().info.key : null;
     const keepAt = keepKey ? st.position : 0;
     st.task = model.get("task_id");
+    root.dataset.section = section().join(","); // what the lanes show (task_id: what is picked)
     destroyLanes();
     diff.reset();
     const infos = model.get("lanes") || [];
