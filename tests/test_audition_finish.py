@@ -215,6 +215,11 @@ def test_a_master_is_one_more_lane_and_the_difference_view_comes_as_a_png(client
     au2 = audition(wrx, job.task_id)
     made.append(au2)
     assert [lane["kind"] for lane in au2.lanes][-1] == "master" and path.exists()
+    path.unlink()  # moved away: no saved master left to show
+    au2.show_master(None)
+    assert [lane["kind"] for lane in au2.lanes] == ["original", "take", "take"]
+    au2.show_master(master)  # given in a cell: shown at once
+    assert [lane["kind"] for lane in au2.lanes][-1] == "master"
 
 
 def test_the_preroll_is_the_value_used(wrx, made):

@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 PEAK_POINTS = 800  # bars per lane: enough for a 1200 px wide waveform, ~3 kB as JSON
 
 
+def fragment_url(
+    url: str, start: float, end: float, context: float, duration: float | None = None
+) -> str:
+    """``url#t=a,b`` with ``a = start - context`` (>= 0) and ``b = end + context``
+    (<= ``duration`` when known): a media fragment that plays the section with context."""
+    a = max(0.0, float(start) - context)
+    b = float(end) + context
+    if duration and duration > 0:
+        b = min(b, float(duration))
+    base = url.split("#", 1)[0]
+    return f"{base}#t={a:.2f},{b:.2f}"
+
+
 def is_local(url: str) -> bool:
     """True for URLs a browser elsewhere could not reach: loopback, private, link-local."""
     host = urlsplit(url).hostname or ""

@@ -50,6 +50,7 @@ from ._common import (
     take_slot,
 )
 from ._feed import FeedJobs
+from ._lanes import fragment_url
 
 if TYPE_CHECKING:
     from ..events import Change
@@ -91,19 +92,6 @@ LIBRARIES = ("wavesurfer.esm.js", "wavesurfer.regions.esm.js")
 def _libraries() -> list[bytes]:
     """The vendored player code, sent to a page once when its first view asks."""
     return [(STATIC / name).read_bytes() for name in LIBRARIES]
-
-
-def fragment_url(
-    url: str, start: float, end: float, context: float, duration: float | None = None
-) -> str:
-    """``url#t=a,b`` with ``a = start - context`` (>= 0) and ``b = end + context``
-    (<= ``duration`` when known): a media fragment that plays the section with context."""
-    a = max(0.0, float(start) - context)
-    b = float(end) + context
-    if duration and duration > 0:
-        b = min(b, float(duration))
-    base = url.split("#", 1)[0]
-    return f"{base}#t={a:.2f},{b:.2f}"
 
 
 class Audition(QuietMixin, AuditionMessages, anywidget.AnyWidget):
@@ -294,6 +282,15 @@ class Audition(QuietMixin, AuditionMessages, anywidget.AnyWidget):
                 self.task_id = task_id
             fresh = [t for t in self.fresh if t != task_id]
             self._set(**values, ratings=ratings_of(self._rx, task_id), feedback="", fresh=fresh)
+
+    def show_master(self, master: Master | None) -> None:
+        """Show ``master`` (from ``rx.master()``) as the "master" lane of every task of its
+        original, from now on; ``None`` goes back to the newest saved one, if any."""
+        with self._lock:
+            self._master = master
+            self._built.clear()
+            if self.task_id and self.lanes:
+                self.show(self.task_id)
 
     def _add_master(self, data: dict[str, Any], task_id: str) -> None:
         if not data["lanes"]:
