@@ -35,6 +35,7 @@ import numpy as np
 
 from . import audio
 from .errors import SunoNbError
+from .progress import bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,20 +290,18 @@ def _fetch_all(
     """Fetch every URL into the cache in parallel: URL -> None or the reason it failed.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
-    from .progress import bar as tqdm
-
     todo = sorted({u for u in urls if u})
-    bar = tqdm(total=len(todo), desc="fetching audio", unit="file", disable=not progress)
+    fetching = bar(total=len(todo), desc="fetching audio", unit="file", disable=not progress)
     try:
         done = audio.fetch_many(
             todo,
             workers=workers,
             connect_timeout=connect,
             deadline=total,
-            on_done=lambda _url: bar.update(1),
+            on_done=lambda _url: fetching.update(1),
         )
     finally:
-        bar.close()
+        fetching.close()
     return {u: str(r) if isinstance(r, SunoNbError) else None for u, r in done.items()}
 
 
@@ -353,33 +352,45 @@ def compare_takes(
         _fetch_all([u for u in urls if u not in failed], progress, workers, connect, total)
     )
     rows = []
-    for job in jobs:
-        row = {k: job[k] for k in COLUMNS if k in job}
-        row.update(dict.fromkeys(METRICS, float("nan")))
-        rows.append(row)
-        if job["error"]:
-            continue
-        problem = next(
-            (
-                f"{what} audio: {fetched.get(url) or 'no URL'}"
-                for what, url in (("original", job["original_url"]), ("take", job["take_url"]))
-                if not url or fetched.get(url)
-            ),
-            None,
-        )
-        if problem:
-            row["error"] = problem
-            continue
-        try:
-            original, sr = audio.load(job["original_url"], connect_timeout=connect, deadline=total)
-            take, sr_take = audio.load(job["take_url"], connect_timeout=connect, deadline=total)
-        except SunoNbError as exc:
-            row["error"] = str(exc)
-            continue
-        if sr_take != sr:
-            row["error"] = f"sample rates differ: original {sr} Hz, take {sr_take} Hz"
-            continue
-        row.update(measure(original, take, sr, job["start_s"], job["end_s"]))
+    measuring = bar(total=len(jobs), desc="measuring takes", unit="take", disable=not progress)
+    try:
+        for job in jobs:
+            rows.append(_measure_job(job, fetched, connect, total))
+            measuring.update(1)
+    finally:
+        measuring.close()
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["take_no"] = out["take_no"].astype("int64")
     return out
+
+
+def _measure_job(
+    job: dict[str, Any], fetched: Mapping[str, str | None], connect: float, total: float
+) -> dict[str, Any]:
+    """One take's row: its metrics, or NaN metrics and the reason in ``error``."""
+    row = {k: job[k] for k in COLUMNS if k in job}
+    row.update(dict.fromkeys(METRICS, float("nan")))
+    if job["error"]:
+        return row
+    problem = next(
+        (
+            f"{what} audio: {fetched.get(url) or 'no URL'}"
+            for what, url in (("original", job["original_url"]), ("take", job["take_url"]))
+            if not url or fetched.get(url)
+        ),
+        None,
+    )
+    if problem:
+        row["error"] = problem
+        return row
+    try:
+        original, sr = audio.load(job["original_url"], connect_timeout=connect, deadline=total)
+        take, sr_take = audio.load(job["take_url"], connect_timeout=connect, deadline=total)
+    except SunoNbError as exc:
+        row["error"] = str(exc)
+        return row
+    if sr_take != sr:
+        row["error"] = f"sample rates differ: original {sr} Hz, take {sr_take} Hz"
+        return row
+    row.update(measure(original, take, sr, job["start_s"], job["end_s"]))
+    return row

@@ -157,14 +157,14 @@ class SunoClient(BaseClient):
         callback_url = check_url("callback_url", callback_url)
         duration = original_duration_s(original_duration)
 
-        # The duration-free rules first: a bad section needs no lookup.
+        # Everything that needs no request first: a bad section or an unreachable callback
+        # URL is refused before the original's length is looked up.
         section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
+        rx = self._pick_receiver(receiver)
+        callback_url = self._callback_for(callback_url, rx, required=False)
         if duration is None and "task_id" in source:
             duration = self._original_duration(source["task_id"], source["audio_id"])
             section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
-
-        rx = self._pick_receiver(receiver)
-        callback_url = self._callback_for(callback_url, rx, required=False)
         args: dict[str, Any] = {
             **source,
             "prompt": prompt,
@@ -337,7 +337,19 @@ class SunoClient(BaseClient):
     def _callback_for(
         self, url: str | None, rx: ReceiverLike | None, *, required: bool
     ) -> str | None:
-        """The callback URL to send: explicit, else the receiver's; checked for reach."""
+        """The callback URL to send: explicit, else the receiver's; checked for reach.  A
+        receiver that cannot have a public URL here (``rx.polling_only``: Kaggle) gets
+        none sent when the endpoint allows it: its poller fetches the result."""
+        if url is None and rx is not None and getattr(rx, "polling_only", False):
+            if required:
+                raise SectionValidationError(
+                    "callback_url",
+                    f"{self.provider.name} requires a callback URL here, and this receiver can "
+                    "have no public URL (rx.tunnel_note says why): pass a public "
+                    "callback_url='https://...'",
+                    limit="required",
+                )
+            return None
         return reachable_callback(
             url if url is not None or rx is None else rx.url,
             base_url=self.base_url,

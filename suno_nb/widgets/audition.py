@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..events import Change
     from ..master import Master
     from ..session import Receiver
+    from .blind import BlindTest
 
 __all__ = ["Audition", "audition", "fragment_url"]
 
@@ -376,7 +377,9 @@ def audition(
     task_ids: list[str] | None = None,
     context: float = 3.0,
     master: Master | None = None,
-) -> Audition:
+    blind: bool = False,
+    **blind_options: Any,
+) -> Audition | BlindTest:
     """Listen to replace-section takes against their original, A/B, at the same position.
 
     ``task_id`` defaults to the newest finished replace task of this session (a picker
@@ -384,6 +387,14 @@ def audition(
     order.  ``context`` is the seconds of pre-roll (and post-roll) when looping the section;
     the player can change it.  ``master`` (from ``rx.master()``) is shown as one more lane
     against the original; without it, the newest saved master of the task's original in
-    ``rx.masters()`` is, if any.
+    ``rx.masters()`` is, if any.  ``blind=True``: a blind test of those takes and the
+    original instead (:class:`~suno_nb.widgets.blind.BlindTest`: ``mode="abx"`` or
+    ``"rating"``, ``trials``, ``pair``, ``seed``).
     """
+    if blind:
+        from .blind import BlindTest
+
+        return BlindTest(rx, task_id, task_ids=task_ids, context=context, **blind_options)
+    if blind_options:
+        raise TypeError(f"{', '.join(blind_options)}: only with blind=True")
     return Audition(rx, task_id, task_ids=task_ids, context=context, master=master)
