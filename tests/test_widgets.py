@@ -476,7 +476,7 @@ def test_audition_stars_pick_and_note_go_to_the_ledger(client, wrx, song, made, 
     made.append(au)
     take1, take2 = (lane["track_id"] for lane in au.lanes[1:])
     send_from_page(au, {"type": "note", "track_id": take1, "note": "horns!"})
-    assert "saved with the stars" in au.feedback
+    assert "not saved yet" in au.feedback and "saved with them" in au.feedback
     send_from_page(au, {"type": "rate", "track_id": take1, "stars": 4})
     send_from_page(au, {"type": "rate", "track_id": take2, "stars": 2})
     send_from_page(au, {"type": "pick", "track_id": take2, "picked": True})

@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 PEAK_POINTS = 800  # bars per lane: enough for a 1200 px wide waveform, ~3 kB as JSON
 
 
+def fragment_url(
+    url: str, start: float, end: float, context: float, duration: float | None = None
+) -> str:
+    """``url#t=a,b`` with ``a = start - context`` (>= 0) and ``b = end + context``
+    (<= ``duration`` when known): a media fragment that plays the section with context."""
+    a = max(0.0, float(start) - context)
+    b = float(end) + context
+    if duration and duration > 0:
+        b = min(b, float(duration))
+    base = url.split("#", 1)[0]
+    return f"{base}#t={a:.2f},{b:.2f}"
+
+
 def is_local(url: str) -> bool:
     """True for URLs a browser elsewhere could not reach: loopback, private, link-local."""
     host = urlsplit(url).hostname or ""
@@ -95,11 +108,31 @@ def choices(rx: Any, task_ids: list[str] | None) -> list[dict[str, str]]:
 
 
 def _choice(row: pd.Series) -> dict[str, str]:
-    label = (
-        f"{text(row['title'], 'untitled')} · "
-        f"{fmt_range(row['infill_start_s'], row['infill_end_s'])} · {text(row['state'])}"
+    """A picker entry that tells tasks apart: section, prompt, when, state and takes."""
+    section = fmt_range(row["infill_start_s"], row["infill_end_s"])
+    prompt = " ".join(text(row.get("prompt")).split())
+    prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    import pandas as pd
+
+    when = row.get("completed_at")
+    when = row.get("submitted_at") if when is None or pd.isna(when) else when
+    stamp = "" if when is None or pd.isna(when) else pd.Timestamp(when).strftime("%H:%M:%S")
+    takes = int(row["tracks"]) if _finite(row.get("tracks")) is not None else 0
+    state = text(row["state"])
+    what = f"{takes} take{'s' * (takes != 1)}" if state == "succeeded" else state
+    label = " · ".join(
+        p for p in (section, prompt or text(row["title"], "untitled"), stamp, what) if p
     )
-    return {"task_id": str(row["task_id"]), "label": label}
+    return {
+        "task_id": str(row["task_id"]),
+        "label": label,
+        "title": text(row["title"], "untitled"),
+        "section": section,
+        "prompt": prompt,
+        "time": stamp,
+        "state": state,
+        "takes": str(takes),
+    }
 
 
 def _peaks(url: str) -> tuple[list[int], float | None]:
@@ -252,6 +285,7 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
         "lanes": lanes,
         "sources": sources,
         "message": lookup_error or "",
+        "parent": text(task["parent_task_id"]),
     }
 
 
@@ -268,3 +302,93 @@ def fallback_png(lanes: list[dict[str, Any]], section: list[float]) -> bytes | N
         return None
     sec = (section[0], section[1]) if len(section) == 2 else None
     return waveform_png(rows, section=sec, row_px=60)
+
+
+# --- the master: one more lane against the original -------------------------------------------
+
+MASTER_COLOR = "#2e7d32"
+
+
+def master_source(rx: Any, master: Any, parent_task_id: str) -> tuple[Any, int, str] | None:
+    """The master to show for a task whose original is ``parent_task_id``: ``master`` (a
+    :class:`~suno_nb.master.Master`) when given, else the newest saved master of that
+    original in ``rx.masters()``.  Returns ``(channels x samples, sample rate, id)``."""
+    if master is not None:
+        orig = str(master.info.get("original_task_id") or "")
+        if orig and parent_task_id and orig != parent_task_id:
+            return None
+        return master.audio, int(master.sample_rate), str(master.master_id)
+    try:
+        table = rx.masters()
+    except (SunoNbError, AttributeError):
+        return None
+    rows = table[table["original_task_id"] == parent_task_id] if len(table) else table
+    for _, row in rows.iloc[::-1].iterrows():
+        path = text(row.get("path"))
+        if not path:
+            continue
+        import soundfile as sf
+
+        try:
+            data, sr = sf.read(path, dtype="float32", always_2d=True)
+        except (OSError, RuntimeError):  # moved or deleted since it was saved: try older
+            continue
+        return data.T, int(sr), text(row["master_id"])
+    return None
+
+
+def encode_for_page(samples: np.ndarray, sr: int) -> tuple[bytes, str]:
+    """``samples`` (channels x n) as MP3 bytes for the page (16-bit WAV if MP3 fails);
+    scaled down as a whole when it peaks above full scale, never clipped."""
+    import io
+
+    import soundfile as sf
+
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    data = samples / np.float32(peak) if peak > 1.0 else samples
+    buf = io.BytesIO()
+    try:
+        sf.write(buf, data.T, sr, format="MP3")
+        return buf.getvalue(), "audio/mpeg"
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        buf = io.BytesIO()
+        sf.write(buf, data.T, sr, format="WAV", subtype="PCM_16")
+        return buf.getvalue(), "audio/wav"
+
+
+def master_lane(
+    samples: np.ndarray, sr: int, master_id: str, sections: Any = None, task_id: str = ""
+) -> dict[str, Any]:
+    """The master as a lane (peaks in the kernel, audio sent as bytes; aligned with the
+    original: a master keeps the original's timeline)."""
+    mono = samples.mean(axis=0) if samples.ndim == 2 else samples
+    n = max(1, mono.size // PEAK_POINTS)
+    usable = mono[: n * (mono.size // n)].reshape(-1, n) if mono.size >= n else mono[None, :]
+    level = np.abs(usable).max(axis=1)
+    metrics: dict[str, float | None] | None = None
+    if sections is not None and len(sections):
+        mine = sections[sections["task_id"] == task_id] if task_id else sections
+        if len(mine):
+            row = mine.iloc[0]
+            metrics = dict.fromkeys(analysis.METRICS)
+            metrics.update(
+                offset_ms=0.0,
+                seam_start_db=_finite(row.get("seam_start_db")),
+                seam_end_db=_finite(row.get("seam_end_db")),
+            )
+    return {
+        "key": "master",
+        "label": "Master",
+        "kind": "master",
+        "color": MASTER_COLOR,
+        "track_id": "",
+        "title": f"master {master_id}",
+        "duration": mono.size / sr,
+        "peaks": np.clip(np.round(level * 255), 0, 255).astype(int).tolist(),
+        "url": "",
+        "bytes": True,
+        "error": None,
+        "metrics": metrics,
+        "offset_s": 0.0,
+        "lufs": None,
+    }

@@ -9,76 +9,6 @@
 // loadLibs(model): static/libs.js, prepended by the kernel.
 
 const PLAY_EVENT = "suno-nb-audition-play"; // exclusive playback across every audition
-
-function clock(t) {
-  t = Math.max(0, t || 0);
-  const m = Math.floor(t / 60);
-  return `${m}:${(t - 60 * m).toFixed(1).padStart(4, "0")}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
-  }
-  for (const c of children) if (c) node.append(c);
-  return node;
-}
-
-function cssVar(el, name, fallback) {
-  const v = getComputedStyle(el).getPropertyValue(name).trim();
-  return v || fallback;
-}
-
-const METRIC_TIPS = {
-  offset_ms: "How much later (+) or earlier the take starts than the original; undone before the other measures.",
-  outside_gain_db: "How much louder (+) or quieter the rest of the song came back; 0 = same level.",
-  outside_diff_db: "How loud the change outside the section is; below -40 dB the rest is untouched.",
-  seam_start_db: "How much more abrupt the entry into the section is than the original at that moment (~0 = smooth).",
-  seam_end_db: "How much more abrupt the exit from the section is than the original at that moment (~0 = smooth).",
-  section_lufs: "Loudness of the new section (LUFS, ITU-R BS.1770); the original's in brackets.",
-};
-
-function fmtNum(v, digits, unit, signed = true) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "—";
-  if (!Number.isFinite(v)) return v < 0 ? `−∞ ${unit}` : `∞ ${unit}`;
-  const r = Math.abs(v) < 0.5 * Math.pow(10, -digits) ? 0 : v; // no "+0.0" or "−0.0"
-  return `${signed && r > 0 ? "+" : ""}${r.toFixed(digits).replace("-", "−")} ${unit}`;
-}
-
-function metricRows(m) {
-  if (!m) return [];
-  const warn = {
-    offset_ms: Math.abs(m.offset_ms) > 2,
-    outside_gain_db: Math.abs(m.outside_gain_db) > 0.5,
-    outside_diff_db: m.outside_diff_db > -40,
-    seam_start_db: m.seam_start_db > 3,
-    seam_end_db: m.seam_end_db > 3,
-  };
-  return [
-    ["offset_ms", "offset", fmtNum(m.offset_ms, 1, "ms")],
-    ["outside_gain_db", "rest level", fmtNum(m.outside_gain_db, 1, "dB")],
-    ["outside_diff_db", "rest changed", fmtNum(m.outside_diff_db, 0, "dB")],
-    ["seam_start_db", "seam in", fmtNum(m.seam_start_db, 1, "dB")],
-    ["seam_end_db", "seam out", fmtNum(m.seam_end_db, 1, "dB")],
-    [
-      "section_lufs",
-      "loudness",
-      `${fmtNum(m.section_lufs, 1, "LUFS", false)} (${fmtNum(m.original_section_lufs, 1, "", false).trim()})`,
-    ],
-  ].map(([key, label, value]) =>
-    h(
-      "div",
-      { class: `snb-metric${warn[key] ? " snb-warn" : ""}`, title: METRIC_TIPS[key], "data-metric": key },
-      h("span", { text: label }),
-      h("b", { text: value }),
-    ),
-  );
-}
-
 async function render({ model, el }) {
   let WaveSurfer, Regions;
   try {
@@ -91,12 +21,22 @@ async function render({ model, el }) {
   const root = h("div", { class: "snb-audition", tabindex: "0" });
   el.append(root);
 
-  const st = { lanes: [], active: 0, playing: false, position: 0, urls: [], raf: 0 };
+  const st = { lanes: [], active: 0, playing: false, position: 0, urls: [], raf: 0, lastTake: 1 };
   const header = h("div", { class: "snb-header" });
   const transport = h("div", { class: "snb-transport" });
   const body = h("div", { class: "snb-lanes" });
   const footer = h("div", { class: "snb-footer" });
-  root.append(header, transport, body, footer);
+  const link = makeLink(model, (why) => {
+    root.dataset.connected = "false";
+    notices.disconnected(why);
+    ratings.enable(false);
+    for (const el of root.querySelectorAll("select, .snb-batch button, .snb-diff-toggle")) el.disabled = true;
+  });
+  const ratings = makeRatings(model, link, () => st.lanes);
+  const notices = makeNotices(model, link, (taskId) => link.save("task_id", taskId));
+  const diff = makeDiff(link);
+  root.dataset.connected = "true";
+  root.append(header, notices.box, transport, body, diff.panel, footer);
 
   // --- transport ---------------------------------------------------------------------------
   const playBtn = h("button", { class: "snb-play", title: "Play / pause (space)", onclick: () => toggle() }, "▶");
@@ -104,30 +44,38 @@ async function render({ model, el }) {
   const loopBox = h("input", { type: "checkbox", class: "snb-loop" });
   const preroll = h("input", { type: "number", class: "snb-preroll", min: "0", max: "30", step: "0.5" });
   const levelBox = h("input", { type: "checkbox", class: "snb-level" });
+  const diffBox = h("input", { type: "checkbox", class: "snb-diff-toggle" });
   loopBox.addEventListener("change", () => {
-    model.set("loop", loopBox.checked);
-    model.save_changes();
+    link.save("loop", loopBox.checked);
     if (loopBox.checked) seek(loopRange()[0]);
   });
   preroll.addEventListener("change", () => {
+    // the box shows the value used: -5 typed becomes 0, "" becomes 0, 99 becomes 30
     const v = Math.max(0, Math.min(30, parseFloat(preroll.value) || 0));
-    model.set("preroll", v);
-    model.save_changes();
+    preroll.value = String(v);
+    model.set("preroll", v); // used at once, even when the kernel is gone
+    link.save("preroll", v);
   });
   levelBox.addEventListener("change", () => {
     model.set("level_match", levelBox.checked);
-    model.save_changes();
+    link.save("level_match", levelBox.checked);
     applyVolumes();
+  });
+  diffBox.addEventListener("change", () => {
+    diff.on = diffBox.checked;
+    root.dataset.diff = String(diff.on);
+    diff.show(activeLane() && activeLane().info);
   });
   const switches = h("span", { class: "snb-switches" });
   transport.append(
     playBtn,
     timeLabel,
     switches,
-    h("label", { title: "Loop the section with pre-roll before and after it (L)" }, loopBox, " loop section ±"),
-    preroll,
-    h("span", { text: " s" }),
+    h("span", { class: "snb-loopgroup" },
+      h("label", { title: "Loop the section with pre-roll before and after it (L)" }, loopBox, " loop section ±"),
+      preroll, " s"),
     h("label", { title: "Play every track at the same loudness in the section (from section LUFS)" }, levelBox, " level-matched"),
+    h("label", { title: "Show a spectrogram of the active take minus the original around the section (D)" }, diffBox, " difference"),
   );
 
   // --- helpers -------------------------------------------------------------------------------
@@ -161,12 +109,34 @@ async function render({ model, el }) {
     }
   }
 
+  // Each lane's colours follow its state: the active lane shows its progress in its own
+  // colour; the others show none (a stale played part would lie about where they are); a
+  // lane still loading or failed is dimmed.
+  function paint() {
+    const wave = cssVar(root, "--jp-ui-font-color3", "#9e9e9e");
+    st.lanes.forEach((lane, i) => {
+      const state = lane.failed ? "error" : lane.ready ? "ready" : "loading";
+      const progress = i === st.active && state === "ready" ? lane.info.color : wave;
+      lane.row.dataset.state = state;
+      lane.row.dataset.progress = progress;
+      lane.switchBtn.dataset.state = state;
+      if (lane.ws && lane.paint !== `${progress}|${wave}`) {
+        lane.paint = `${progress}|${wave}`;
+        lane.ws.setOptions({ progressColor: progress, waveColor: wave });
+      }
+    });
+  }
+
   function markActive() {
     root.dataset.active = String(st.active);
     st.lanes.forEach((lane, i) => {
       lane.row.classList.toggle("snb-active", i === st.active);
       lane.switchBtn.classList.toggle("snb-active", i === st.active);
     });
+    const cur = activeLane();
+    if (cur && cur.info.kind !== "original") st.lastTake = st.active;
+    paint();
+    diff.show(cur && cur.info);
   }
 
   function seek(t) {
@@ -236,11 +206,15 @@ async function render({ model, el }) {
     lane.status.textContent = text;
     lane.status.classList.add("snb-error");
     lane.row.dataset.error = "true";
+    lane.failed = true;
+    paint();
   }
 
   // --- lanes ---------------------------------------------------------------------------------
   function destroyLanes() {
     pause();
+    if (st.ruler) st.ruler.close();
+    st.ruler = null;
     for (const lane of st.lanes) if (lane.ws) lane.ws.destroy();
     for (const url of st.urls) URL.revokeObjectURL(url);
     st.lanes = [];
@@ -249,49 +223,13 @@ async function render({ model, el }) {
     switches.replaceChildren();
   }
 
-  function ratingControls(lane) {
-    const box = h("div", { class: "snb-rating" });
-    const stars = [1, 2, 3, 4, 5].map((n) =>
-      h("button", {
-        class: "snb-star",
-        "data-stars": String(n),
-        title: `${n} star${n > 1 ? "s" : ""}`,
-        onclick: () => model.send({ type: "rate", track_id: lane.info.track_id, stars: n }),
-      }, "★"),
-    );
-    const pick = h("button", {
-      class: "snb-pick",
-      title: "Keep this take (one per task)",
-      onclick: () => model.send({ type: "pick", track_id: lane.info.track_id, picked: !lane.picked }),
-    }, "keep");
-    const note = h("input", { class: "snb-note", type: "text", placeholder: "note…", maxlength: "500" });
-    note.addEventListener("change", () =>
-      model.send({ type: "note", track_id: lane.info.track_id, note: note.value }),
-    );
-    note.addEventListener("keydown", (e) => e.stopPropagation()); // typing is not a shortcut
-    box.append(...stars, pick, note);
-    lane.stars = stars;
-    lane.pickBtn = pick;
-    lane.note = note;
-    return box;
-  }
-
-  function showRatings() {
-    const ratings = model.get("ratings") || {};
-    for (const lane of st.lanes) {
-      if (!lane.stars) continue;
-      const r = ratings[lane.info.track_id] || {};
-      lane.stars.forEach((b, i) => b.classList.toggle("snb-on", (r.stars || 0) > i));
-      lane.picked = !!r.picked;
-      lane.pickBtn.classList.toggle("snb-on", lane.picked);
-      lane.pickBtn.textContent = lane.picked ? "✓ kept" : "keep";
-      if (document.activeElement !== lane.note) lane.note.value = r.note || "";
-      lane.row.dataset.stars = String(r.stars || 0);
-    }
-  }
-
   function build() {
+    const keepKey = st.task === model.get("task_id") && activeLane() ? activeLane().info.key : null;
+    const keepAt = keepKey ? st.position : 0;
+    st.task = model.get("task_id");
+    root.dataset.section = section().join(","); // what the lanes show (task_id: what is picked)
     destroyLanes();
+    diff.reset();
     const infos = model.get("lanes") || [];
     const [a, b] = section();
     const regionColor = "rgba(253, 216, 53, 0.28)";
@@ -310,7 +248,7 @@ async function render({ model, el }) {
       const side = h("div", { class: "snb-side" }, ...metricRows(info.metrics));
       const row = h("div", { class: "snb-lane", "data-key": info.key, "data-kind": info.kind }, label, h("div", { class: "snb-wavecol" }, waveBox, head, status), side);
       const lane = { info, row, head, status, wave, ready: false, pending: null, volume: 1 };
-      if (info.kind === "take") side.append(ratingControls(lane));
+      if (info.kind === "take") side.append(ratings.controls(lane));
       body.append(row);
       lane.switchBtn = h("button", { class: "snb-switch", title: `${info.label} (key ${i + 1})`, onclick: () => activate(i) }, String(i + 1));
       lane.switchBtn.style.borderBottomColor = info.color;
@@ -347,6 +285,7 @@ async function render({ model, el }) {
         lane.ready = true;
         lane.row.dataset.ready = "true";
         lane.ws.setVolume(lane.volume);
+        paint();
         if (lane.pending !== null && st.lanes[st.active] === lane) lane.ws.setTime(laneTime(lane, lane.pending));
         lane.pending = null;
       });
@@ -371,33 +310,23 @@ async function render({ model, el }) {
         lane.status.textContent = "streaming from the service";
       } else if (info.bytes) {
         lane.status.textContent = "loading audio from the kernel…";
-        model.send({ type: "audio", key: info.key });
+        link.send({ type: "audio", key: info.key });
       } else if (!info.error) {
         showLaneError(lane, "No audio URL for this track.");
       }
     });
-    if (infos.length) body.prepend(rulerRow(maxDurationOf(infos)));
-    st.active = Math.min(st.active, Math.max(0, st.lanes.length - 1));
+    if (infos.length) {
+      const ruler = rulerRow(maxDurationOf(infos));
+      body.prepend(ruler.row);
+      st.ruler = ruler;
+    }
+    const kept = st.lanes.findIndex((l) => l.info.key === keepKey);
+    st.active = kept >= 0 ? kept : Math.min(st.active, Math.max(0, st.lanes.length - 1));
     markActive();
     applyVolumes();
-    showRatings();
-    setPosition(0);
-  }
-
-  function rulerRow(total) {
-    // One shared time axis: ticks every 5/10/15/30/60 s, whichever gives about ten.
-    const step = [5, 10, 15, 30, 60, 120].find((x) => total / x <= 12) || 300;
-    const ticks = h("div", { class: "snb-ruler" });
-    for (let t = 0; t <= total + 1e-6; t += step) {
-      const tick = h("span", { class: "snb-tick", text: clock(t).replace(/\.0$/, "") });
-      tick.style.left = `${(100 * t) / total}%`;
-      ticks.append(tick);
-    }
-    return h("div", { class: "snb-rulerrow" }, h("div"), ticks, h("div"));
-  }
-
-  function maxDurationOf(infos) {
-    return Math.max(1e-3, ...infos.map((l) => l.duration || 0));
+    ratings.show();
+    ratings.enable(model.get("live") !== false && !link.dead);
+    seek(keepAt);
   }
 
   function onAudio(msg, buffers) {
@@ -416,65 +345,52 @@ async function render({ model, el }) {
     lane.ws.load(url, peaks, lane.info.duration || undefined);
   }
 
-  function showHeader() {
-    const head = model.get("heading") || {};
-    const tasks = model.get("tasks") || [];
-    header.replaceChildren();
-    if (tasks.length > 1) {
-      const sel = h("select", { class: "snb-picker" });
-      for (const t of tasks) {
-        const o = h("option", { value: t.task_id, text: t.label });
-        if (t.task_id === model.get("task_id")) o.selected = true;
-        sel.append(o);
-      }
-      sel.addEventListener("change", () => { model.set("task_id", sel.value); model.save_changes(); });
-      const step = (d) => () => {
-        const i = tasks.findIndex((t) => t.task_id === model.get("task_id"));
-        const j = Math.max(0, Math.min(tasks.length - 1, i + d));
-        model.set("task_id", tasks[j].task_id);
-        model.save_changes();
-      };
-      header.append(h("div", { class: "snb-batch" },
-        h("button", { title: "Previous task", onclick: step(-1) }, "◀"), sel,
-        h("button", { title: "Next task", onclick: step(1) }, "▶"),
-        h("span", { class: "snb-sub", text: ` ${tasks.length} tasks` })));
-    }
-    if (head.title) {
-      header.append(h("div", { class: "snb-title" }, h("b", { text: head.title }), h("span", { class: "snb-sub", text: head.detail ? `  ${head.detail}` : "" })));
-    }
-    const msg = model.get("message");
-    root.dataset.task = model.get("task_id") || "";
-    footer.textContent = model.get("feedback") || "";
-    if (msg) header.append(h("div", { class: "snb-message", text: msg }));
-    transport.style.display = (model.get("lanes") || []).length ? "" : "none";
-  }
+  const { showHeader, showLive, onFresh } = makeHeader(model, link, {
+    root, header, footer, transport, notices, ratings, busy: () => st.playing || root.contains(document.activeElement),
+  });
 
-  // --- keys, messages, model changes ---------------------------------------------------------
+  // --- keys ----------------------------------------------------------------------------------
+  // Every key pressed inside the player stays inside it (JupyterLab's command mode would
+  // otherwise insert cells on a/b, turn the cell into Markdown on m, delete it on d d), except
+  // Escape and Shift/Ctrl+Enter, which keep their notebook meaning.
+  const PASS_KEYS = (e) => (e.key === "Enter" && (e.shiftKey || e.ctrlKey || e.metaKey)) || e.key === "Escape";
+  const laneOf = (kind) => st.lanes.findIndex((l) => l.info.kind === kind);
+  const PLAYER_KEYS = {
+    " ": () => toggle(),
+    l: () => loopBox.click(),
+    a: () => activate(laneOf("original")), // A/B: the original ...
+    b: () => activate(st.lastTake < st.lanes.length ? st.lastTake : laneOf("take")), // ... and back
+    m: () => activate(laneOf("master")),
+    d: () => diffBox.click(),
+    ArrowLeft: (e) => seek(st.position - (e.shiftKey ? 1 : 5)),
+    ArrowRight: (e) => seek(st.position + (e.shiftKey ? 1 : 5)),
+    ArrowUp: () => activate(st.active - 1),
+    ArrowDown: () => activate(st.active + 1),
+    Home: () => seek(section().length ? loopRange()[0] : 0),
+  };
   root.addEventListener("keydown", (e) => {
-    if (e.target && e.target.tagName === "INPUT" && e.target.type !== "checkbox") return;
-    if (/^[1-9]$/.test(e.key)) {
-      activate(Number(e.key) - 1);
-    } else if (e.key === " ") {
-      toggle();
-    } else if (e.key === "l" || e.key === "L") {
-      loopBox.click();
-    } else {
-      return;
-    }
+    if (PASS_KEYS(e)) return;
+    e.stopPropagation(); // never to the notebook
+    const t = e.target;
+    const typing = t && ((t.tagName === "INPUT" && t.type !== "checkbox") || t.tagName === "SELECT");
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return; // the control's own keys
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (/^[1-9]$/.test(key)) activate(Number(key) - 1);
+    else if (PLAYER_KEYS[key]) PLAYER_KEYS[key](e);
+    else return;
     e.preventDefault();
-    e.stopPropagation(); // keep JupyterLab's notebook shortcuts out of it
   });
   root.addEventListener("mousedown", () => root.focus({ preventScroll: true }));
   // Canvas colours cannot use CSS variables: re-read them when JupyterLab switches theme.
-  const recolor = () => {
-    const wave = cssVar(root, "--jp-ui-font-color3", "#9e9e9e");
-    for (const lane of st.lanes) if (lane.ws) lane.ws.setOptions({ waveColor: wave });
-  };
-  const themeWatch = new MutationObserver(() => requestAnimationFrame(recolor));
+  const themeWatch = new MutationObserver(() => requestAnimationFrame(paint));
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
   const onOtherPlay = (e) => { if (e.detail !== id && st.playing) pause(); };
   document.addEventListener(PLAY_EVENT, onOtherPlay);
-  const onMsg = (msg, buffers) => { if (msg && (msg.type === "audio" || msg.type === "audio_error")) onAudio(msg, buffers); };
+  const onMsg = (msg, buffers) => {
+    if (!msg) return;
+    if (msg.type === "audio" || msg.type === "audio_error") onAudio(msg, buffers);
+    else if (msg.type === "diff" || msg.type === "diff_error") diff.onMessage(msg, buffers);
+  };
   model.on("msg:custom", onMsg);
   const sync = () => {
     loopBox.checked = !!model.get("loop");
@@ -483,15 +399,21 @@ async function render({ model, el }) {
   };
   model.on("change:lanes", build);
   model.on("change:section", build);
-  model.on("change:ratings", showRatings);
+  model.on("change:ratings", ratings.show);
+  model.on("change:live", showLive);
+  model.on("change:offline", showLive);
+  model.on("change:fresh", onFresh);
   for (const name of ["loop", "preroll", "level_match"]) model.on(`change:${name}`, () => { sync(); applyVolumes(); });
   for (const name of ["heading", "tasks", "message", "feedback", "task_id"]) model.on(`change:${name}`, showHeader);
   sync();
   showHeader();
   build();
+  showLive();
 
   return () => {
     destroyLanes();
+    diff.reset();
+    link.close();
     themeWatch.disconnect();
     document.removeEventListener(PLAY_EVENT, onOtherPlay);
     model.off("msg:custom", onMsg);
