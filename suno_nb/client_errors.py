@@ -222,7 +222,7 @@ def _os_error(exc: BaseException) -> str | None:
     return None
 
 
-def tell_user(message: str) -> None:
+def tell_user(message: str, *, stacklevel: int = 4) -> None:
     """Log ``message``, and show it as a :class:`SunoNbWarning` when called on the thread
     that runs the user's cells (a client method's problem that did not stop it).
 
@@ -231,5 +231,5 @@ def tell_user(message: str) -> None:
     """
     log.warning("%s", message)
     if threading.current_thread() is threading.main_thread():
-        # 1 here, 2 the client's helper, 3 the public method, 4 the user's line.
-        warnings.warn(message, SunoNbWarning, stacklevel=4)
+        # Default: 1 here, 2 the client's helper, 3 the public method, 4 the user's line.
+        warnings.warn(message, SunoNbWarning, stacklevel=stacklevel)

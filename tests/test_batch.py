@@ -246,8 +246,9 @@ def test_max_credits_stops_before_the_request_that_would_exceed_it(sb, client, r
 def test_running_out_of_credits_stops_cleanly_and_leaves_the_rest_queued(sb, client, rx):
     song = sb.create_song(duration=60)
     sb.credits = 3 * 5
-    with pytest.warns(snb.SunoNbWarning, match="no credits left"):
+    with pytest.warns(snb.SunoNbWarning, match="no credits left") as said:
         b = snb.run_batch(client, rows(song, 6), receiver=rx, name="broke", progress=False)
+    assert said[0].filename == __file__  # the warning points at the caller's line
     assert list(b.frame()["state"][3:]) == ["queued"] * 3
     assert "3 row(s) left queued" in b.summary()["stopped"]
     assert len(posts_per_title(sb)) == 3

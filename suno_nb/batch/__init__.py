@@ -257,5 +257,5 @@ def run_batch(
     if batch.last_run.stopped:
         from ..client_errors import tell_user
 
-        tell_user(f"batch {name!r}: {batch.last_run.stopped}")
+        tell_user(f"batch {name!r}: {batch.last_run.stopped}", stacklevel=3)  # the caller's line
     return batch
