@@ -150,6 +150,10 @@ ROUTES = {
     "timestamped-lyrics": "/api/v1/generate/get-timestamped-lyrics",
 }
 
+# "Files are kept 14 days" (the replace-section page): after that a result's URLs are gone.
+RETENTION_DAYS = 14
+RETENTION_SOURCE = REPLACE_PAGE
+
 REPLACE_REQUIRED = ("prompt", "tags", "title", "infillStartS", "infillEndS")
 GENERATE_REQUIRED = ("callBackUrl", "customMode", "instrumental", "model")
 
@@ -182,6 +186,7 @@ SUNOAPI_ORG = Provider(
         "credits": f"{DOCS}/get-remaining-credits",
         "timestamped-lyrics": f"{DOCS}/get-timestamped-lyrics",
         "signs_webhooks": "no signature scheme is documented on docs.sunoapi.org",
+        "retention": RETENTION_SOURCE,
     },
     notes={
         "section": (

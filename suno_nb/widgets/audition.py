@@ -131,7 +131,7 @@ class Audition(QuietMixin, anywidget.AnyWidget):
         self._rx = rx
         self._batch = [str(t) for t in task_ids] if task_ids else None
         self._wanted = task_id or (self._batch[0] if self._batch else None)
-        self._sources: dict[str, str] = {}
+        self._sources: dict[str, str | Path] = {}  # lane key -> archived file or URL
         self._notes: dict[str, str] = {}  # notes typed before any stars were given
         self._jobs = FeedJobs(rx.feed, "audition")
         self._reload = self._jobs.debounced(self.refresh, RELOAD_S)
@@ -305,8 +305,8 @@ class Audition(QuietMixin, anywidget.AnyWidget):
             return
         from .. import audio
 
-        try:
-            path = audio.fetch(url)  # from the cache: no request when the file is there
+        try:  # an archived file as it is; a URL from the cache (no request when there)
+            path = url if isinstance(url, Path) else audio.fetch(url)
         except SunoNbError as exc:
             message = _lanes.plain_error(_lanes.what(label), exc)
             self.send({"type": "audio_error", "key": key, "message": message})
