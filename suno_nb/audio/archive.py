@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,6 +101,8 @@ def archive_track(
 
 def _copy(source: Path, folder: Path, stem: str) -> tuple[Path, int]:
     """Copy an archived file to ``folder/<stem><ext>`` atomically (temporary, then rename)."""
+    import shutil  # lazy, like the room's other imports beyond its floor
+
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}{source.suffix}"
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)

@@ -13,7 +13,7 @@ from ..events import Change
 if TYPE_CHECKING:
     import sqlite3
 
-    from . import Store
+    from ..store import Store
 
 GONE_STATUSES = (404, 410)  # the service's copy expired (or never was)
 
