@@ -228,7 +228,7 @@ def test_the_cap_stops_archiving_and_says_so(tmp_path, files):
     )
 
 
-def test_a_gone_url_reads_expired_and_a_reissued_url_is_archived_again(tmp_path, files):
+def test_a_gone_url_reads_expired_and_a_reissued_url_is_archived_again(tmp_path, files, capfd):
     base, bodies = files
     rx = start_receiver(tmp_path / "g.sqlite3", tunnel=None, poll=False, archive=True)
     watch = Watch(rx)
@@ -244,6 +244,10 @@ def test_a_gone_url_reads_expired_and_a_reissued_url_is_archived_again(tmp_path,
         lambda: (archive_rows.row(rx.store, "t1", "dead") or {}).get("url") == f"{base}/b.wav"
     )
     assert (tmp_path / "g.sqlite3.audio" / "dead.wav").read_bytes() == bodies["/b.wav"]
+    assert "could not archive track dead" in " ".join(rx.log("WARNING")["message"])
+    assert "suno_nb-archive" in {t.name for t in threading.enumerate()}
+    rx.stop()
+    assert capfd.readouterr() == ("", "")  # the worker's failures went to rx.log() only
 
 
 def test_expires_at_and_audio_state_live_and_expired(tmp_path, files):
