@@ -42,6 +42,7 @@ log = logging.getLogger("suno_nb.archive")
 ARCHIVE_ENV = "SUNO_NB_ARCHIVE"  # "0"/"off"/"false": archive=False unless passed
 ORIGINAL_PREFIX = "original:"  # meta rows: original:<task_id>:<track_id> -> identity JSON
 _STOP = object()
+_QUIET = frozenset({"archive", "ledger", "meta", "stopped", "submission", "poll"})  # no URLs
 
 
 def archive_default() -> bool:
@@ -82,11 +83,13 @@ class Archiver:
 
     def on_change(self, change: Change) -> None:
         """Feed subscriber: queue the tracks a stored result brought (or re-issued)."""
-        if not self.enabled or self._stopped:
+        if not self.enabled or self._stopped or change.kind in _QUIET:
             return
-        if isinstance(change, CallbackEvent) and change.verdict == "accepted":
-            for r in rows_archive.wanted(self.store, change.task_id):
-                self.queue(r["task_id"], r["track_id"], r["url"])
+        if isinstance(change, CallbackEvent) and change.verdict != "accepted":
+            return
+        # a result, or any other write that may have re-issued URLs (a recovery)
+        for r in rows_archive.wanted(self.store, change.task_id):
+            self.queue(r["task_id"], r["track_id"], r["url"])
 
     def queue(self, task_id: str, track_id: str, url: str) -> None:
         """Archive ``url`` as ``track_id`` in the background (once per URL while queued)."""
