@@ -286,6 +286,7 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
                     "take_no": i,
                     "track_id": str(take["track_id"]),
                     "original_track_id": _text(task.get("audio_id")),
+                    "original_task_id": _text(task.get("parent_task_id")),
                     "start_s": float(start),
                     "end_s": float(end),
                     "take_src": track_source(rx, dict(take)),
@@ -298,8 +299,8 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 def _fetch_all(
     urls: Iterable[str], progress: bool, workers: int, connect: float, total: float
-) -> dict[str, str | None]:
-    """Fetch every URL into the cache in parallel: URL -> None or the reason it failed.
+) -> dict[str, SunoNbError | None]:
+    """Fetch every URL into the cache in parallel: URL -> None or the error it failed with.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
     from .progress import bar as tqdm
@@ -316,7 +317,19 @@ def _fetch_all(
         )
     finally:
         bar.close()
-    return {u: str(r) if isinstance(r, SunoNbError) else None for u, r in done.items()}
+    return {u: r if isinstance(r, SunoNbError) else None for u, r in done.items()}
+
+
+def note_gone(rx: Any, owners: Mapping[str, tuple[str, str]], errors: Mapping[str, Any]) -> None:
+    """Tell the receiver which tracks' URLs answered 404/410 (``owners``: URL -> (task_id,
+    track_id)), so ``rx.frame()`` shows them ``expired``."""
+    archiver = getattr(rx, "archiver", None)
+    if archiver is None:
+        return
+    for url, exc in errors.items():
+        status = getattr(exc, "status", None)
+        if url in owners and status in (404, 410):
+            archiver.note_gone(*owners[url], url, status, str(exc))
 
 
 def compare_takes(
@@ -364,7 +377,13 @@ def compare_takes(
     # archived files are read as they are; only URLs are fetched
     srcs = [s for j in jobs if not j["error"] for s in (j["take_src"], j["original_src"])]
     urls = [u for u in srcs if isinstance(u, str) and u not in failed]
-    fetched.update(_fetch_all(urls, progress, workers, connect, total))
+    errors = _fetch_all(urls, progress, workers, connect, total)
+    owners = {j["take_src"]: (j["task_id"], j["track_id"]) for j in jobs}
+    owners.update(
+        {j["original_src"]: (j["original_task_id"], j["original_track_id"]) for j in jobs}
+    )
+    note_gone(rx, {u: o for u, o in owners.items() if isinstance(u, str)}, errors)
+    fetched.update({u: None if e is None else str(e) for u, e in errors.items()})
     rows = []
     for job in jobs:
         row = {k: job[k] for k in COLUMNS if k in job}

@@ -314,3 +314,24 @@ def test_the_original_and_takes_survive_their_sandbox(tmp_path, monkeypatch):
     for row in audio.itertuples():
         assert (tmp_path / "out" / task_id / f"{row.track_id}.mp3").is_file()
     assert not list((tmp_path / "empty-cache").glob("*.mp3"))
+
+
+def test_a_url_a_reader_finds_gone_reads_expired_with_archiving_off(tmp_path, files):
+    from suno_nb.rows import Submission
+
+    base, _bodies = files
+    rx = start_receiver(tmp_path / "r.sqlite3", tunnel=None, poll=False, archive=False)
+    rx.record_submission(
+        Submission(
+            "take", parent_task_id="song", audio_id="orig", infill_start_s=0.1, infill_end_s=0.3
+        )
+    )
+    assert post(rx.local_url, seed_with("song", "orig", f"{base}/a.wav", now_stamp())).ok
+    assert post(rx.local_url, seed_with("take", "t1", f"{base}/gone.wav", now_stamp())).ok
+    assert rx.flush(10)
+    assert states(rx) == {"orig": "live", "t1": "live"}
+    table = compare_takes(rx, "take", progress=False)
+    assert "410" in table.loc[0, "error"]
+    assert rx.flush(10)
+    assert states(rx) == {"orig": "live", "t1": "expired"}
+    assert not (tmp_path / "r.sqlite3.audio").exists()

@@ -109,6 +109,16 @@ class Archiver:
                 )
                 self._thread.start()
 
+    def note_gone(self, task_id: str, track_id: str, url: str, status: int, error: str) -> None:
+        """A reader's fetch of ``url`` answered 404/410: the track reads ``expired`` (unless
+        archived).  Recorded whether archiving is on or not."""
+        if status not in rows_archive.GONE_STATUSES:
+            return
+        try:
+            rows_archive.record_failure(self.store, task_id, track_id, url, status, error)
+        except SunoNbError as exc:  # a closed store: the reader's own error says enough
+            log.debug("could not note %s as gone: %s", track_id, exc)
+
     # --- originals ---------------------------------------------------------------------
 
     def keep_original(self, info: RecordInfo, task_id: str) -> None:

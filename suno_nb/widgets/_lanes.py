@@ -227,6 +227,12 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
     tracks = ([original] if original is not None else []) + [dict(t) for _, t in takes.iterrows()]
     srcs = {text(t.get("track_id")): analysis.track_source(rx, t) for t in tracks}
     failed = _prefetch(list(srcs.values()), measuring)  # one deadline for all
+    owners = {
+        u: (text(t.get("task_id")), text(t.get("track_id")))
+        for t in tracks
+        if isinstance(u := srcs[text(t.get("track_id"))], str)
+    }
+    analysis.note_gone(rx, owners, failed)  # a 404/410 shows as "expired" in rx.frame()
     metrics: dict[str, dict] = {}
     if measuring:
         known = {u: str(e) for u, e in failed.items()}
