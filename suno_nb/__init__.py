@@ -37,6 +37,7 @@ from .errors import (
     SunoNbWarning,
     TaskFailedError,
     TunnelError,
+    UnknownTaskError,
     WaitTimeout,
 )
 from .payloads import CALLBACK_CODES, code_table
@@ -120,6 +121,7 @@ __all__ = [
     "TaskFailedError",
     "TaskResult",
     "TunnelError",
+    "UnknownTaskError",
     "WaitTimeout",
     "__version__",
     "code_table",

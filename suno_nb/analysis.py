@@ -36,6 +36,7 @@ import numpy as np
 
 from . import audio
 from .errors import SunoNbError
+from .progress import bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -303,20 +304,18 @@ def _fetch_all(
     """Fetch every URL into the cache in parallel: URL -> None or the error it failed with.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
-    from .progress import bar as tqdm
-
     todo = sorted({u for u in urls if u})
-    bar = tqdm(total=len(todo), desc="fetching audio", unit="file", disable=not progress)
+    fetching = bar(total=len(todo), desc="fetching audio", unit="file", disable=not progress)
     try:
         done = audio.fetch_many(
             todo,
             workers=workers,
             connect_timeout=connect,
             deadline=total,
-            on_done=lambda _url: bar.update(1),
+            on_done=lambda _url: fetching.update(1),
         )
     finally:
-        bar.close()
+        fetching.close()
     return {u: r if isinstance(r, SunoNbError) else None for u, r in done.items()}
 
 
@@ -385,33 +384,45 @@ def compare_takes(
     note_gone(rx, {u: o for u, o in owners.items() if isinstance(u, str)}, errors)
     fetched.update({u: None if e is None else str(e) for u, e in errors.items()})
     rows = []
-    for job in jobs:
-        row = {k: job[k] for k in COLUMNS if k in job}
-        row.update(dict.fromkeys(METRICS, float("nan")))
-        rows.append(row)
-        if job["error"]:
-            continue
-        problem = next(
-            (
-                f"{what} audio: {(isinstance(src, str) and fetched.get(src)) or 'no URL'}"
-                for what, src in (("original", job["original_src"]), ("take", job["take_src"]))
-                if not src or (isinstance(src, str) and fetched.get(src))
-            ),
-            None,
-        )
-        if problem:
-            row["error"] = problem
-            continue
-        try:
-            original, sr = audio.load(job["original_src"], connect_timeout=connect, deadline=total)
-            take, sr_take = audio.load(job["take_src"], connect_timeout=connect, deadline=total)
-        except SunoNbError as exc:
-            row["error"] = str(exc)
-            continue
-        if sr_take != sr:
-            row["error"] = f"sample rates differ: original {sr} Hz, take {sr_take} Hz"
-            continue
-        row.update(measure(original, take, sr, job["start_s"], job["end_s"]))
+    measuring = bar(total=len(jobs), desc="measuring takes", unit="take", disable=not progress)
+    try:
+        for job in jobs:
+            rows.append(_measure_job(job, fetched, connect, total))
+            measuring.update(1)
+    finally:
+        measuring.close()
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["take_no"] = out["take_no"].astype("int64")
     return out
+
+
+def _measure_job(
+    job: dict[str, Any], fetched: Mapping[str, str | None], connect: float, total: float
+) -> dict[str, Any]:
+    """One take's row: its metrics, or NaN metrics and the reason in ``error``."""
+    row = {k: job[k] for k in COLUMNS if k in job}
+    row.update(dict.fromkeys(METRICS, float("nan")))
+    if job["error"]:
+        return row
+    problem = next(
+        (
+            f"{what} audio: {(isinstance(src, str) and fetched.get(src)) or 'no URL'}"
+            for what, src in (("original", job["original_src"]), ("take", job["take_src"]))
+            if not src or (isinstance(src, str) and fetched.get(src))
+        ),
+        None,
+    )
+    if problem:
+        row["error"] = problem
+        return row
+    try:
+        original, sr = audio.load(job["original_src"], connect_timeout=connect, deadline=total)
+        take, sr_take = audio.load(job["take_src"], connect_timeout=connect, deadline=total)
+    except SunoNbError as exc:
+        row["error"] = str(exc)
+        return row
+    if sr_take != sr:
+        row["error"] = f"sample rates differ: original {sr} Hz, take {sr_take} Hz"
+        return row
+    row.update(measure(original, take, sr, job["start_s"], job["end_s"]))
+    return row

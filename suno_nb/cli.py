@@ -45,11 +45,31 @@ def demo(args: argparse.Namespace) -> int:
         print(_show(rx.frame(), ["task_id", "track_id", "title", "duration", "source"]))
         print("\ntasks():")
         print(_show(rx.tasks(), ["task_id", "state", "code", "msg", "tracks"]))
+        deliveries = rx.deliveries()
         print("\ndeliveries():")
-        print(_show(rx.deliveries(), ["delivery_id", "verdict", "status", "size"]))
+        print(_show(deliveries, ["delivery_id", "task_id", "verdict", "status", "size"]))
+        print(_why_duplicates(deliveries))
     finally:
         stop_receiver()
     return 0
+
+
+def _why_duplicates(deliveries: pd.DataFrame) -> str:
+    """The seeds' three examples share one task id: say why two of them are duplicates."""
+    dup = deliveries[deliveries["verdict"] == "duplicate"]
+    if dup.empty:
+        return ""
+    first = deliveries[deliveries["verdict"] == "accepted"]
+    ids = ", ".join(sorted(set(dup["task_id"])))
+    return (
+        f"\nWhy 'duplicate': the seed documents use one task id ({ids}) for all three "
+        "examples. The first to arrive decides the task"
+        + (f" (delivery {int(first['delivery_id'].iloc[0])}, a success)" if len(first) else "")
+        + "; a later callback of the same task can fill in missing details but never turns "
+        "a success into a failure (it may be a stale retry), so the failure examples are "
+        "kept as raw deliveries with the verdict 'duplicate' and change nothing. A failure "
+        "of a task of its own is stored as 'failed' (see notebook 04)."
+    )
 
 
 QUICKSTART_NOTEBOOK = Path("notebooks") / "01_quickstart.ipynb"
@@ -152,14 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
     p.add_argument("--store", default=None, help="store file for the plain-Python fallback")
     p.set_defaults(func=quickstart)
+    # The sandbox's own parser reads its options (and -h): they are passed through as given.
     p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=sandbox)
+    p.set_defaults(func=sandbox, passthrough=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # parse_known_args, not REMAINDER: argparse's REMAINDER in a subcommand refuses a first
+    # argument that looks like an option ("sandbox --port 8765" exited 2).
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

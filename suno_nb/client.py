@@ -157,14 +157,14 @@ class SunoClient(BaseClient):
         callback_url = check_url("callback_url", callback_url)
         duration = original_duration_s(original_duration)
 
-        # The duration-free rules first: a bad section needs no lookup.
+        # Everything that needs no request first: a bad section or an unreachable callback
+        # URL is refused before the original's length is looked up.
         section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
+        rx = self._pick_receiver(receiver)
+        callback_url = self._callback_for(callback_url, rx, required=False)
         if duration is None and "task_id" in source:
             duration = self._original_duration(source["task_id"], source["audio_id"])
             section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
-
-        rx = self._pick_receiver(receiver)
-        callback_url = self._callback_for(callback_url, rx, required=False)
         args: dict[str, Any] = {
             **source,
             "prompt": prompt,

@@ -153,7 +153,8 @@ def reachable_callback(
             "callback_url",
             f"{url_origin(url)} is a loopback address that {url_origin(base_url)} "
             "cannot reach, so the callback would never arrive. Start the receiver with a "
-            "public tunnel (start_receiver(tunnel='ngrok')) or pass a public "
+            "public tunnel: start_receiver(tunnel='cloudflared') (no account) or "
+            "start_receiver(tunnel='ngrok') (an ngrok authtoken); or pass a public "
             "callback_url='https://...'",
             limit="a URL reachable from the API host",
             value=url_origin(url),

@@ -72,15 +72,29 @@ class ReceiverError(SunoNbError):
 class WaitTimeout(SunoNbError, TimeoutError):
     """``Receiver.wait`` ran out of time before the task reached a final state."""
 
-    def __init__(self, task_id: str, timeout: float, state: str | None):
-        super().__init__(
-            f"task {task_id!r} has no final result after {timeout:g} s (last state: "
-            f"{state or 'unknown'}). The service may still deliver it: call wait() again, "
-            "or check rx.tasks() and rx.deliveries()."
-        )
+    def __init__(self, task_id: str, timeout: float, state: str | None, *, recorded: bool = True):
+        if recorded:
+            hint = (
+                f"(last state: {state or 'unknown'}). The service may still deliver it: call "
+                "wait() again, or check rx.tasks() and rx.deliveries()."
+            )
+        else:
+            hint = (
+                "and this receiver has never heard of it (not submitted with receiver=rx, no "
+                "callback came). Check the id against rx.tasks(); give the receiver a client "
+                "(start_receiver(client=...)) so that it can ask the service."
+            )
+        super().__init__(f"task {task_id!r} has no final result after {timeout:g} s {hint}")
         self.task_id = task_id
         self.timeout = timeout
         self.state = state
+
+
+class UnknownTaskError(ReceiverError, KeyError):
+    """``Receiver.wait`` on a task id that neither this receiver nor the service knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class TaskFailedError(SunoNbError):

@@ -167,6 +167,15 @@ def test_default_task_is_the_latest_replace_task_and_unknowns_are_named(world):
         compare_takes(rx, "no-such-task", progress=False)
 
 
+def test_progress_shows_fetching_then_measuring(world, capsys):
+    """With ``progress``, a batch shows both phases (outside a notebook: text bars on stderr)."""
+    clear_memory_cache()
+    t = compare_takes(world["rx"], list(world["ids"].values()), progress=True)
+    err = capsys.readouterr().err
+    assert "fetching audio" in err and "measuring takes" in err
+    assert f"{len(t)}/{len(t)}" in err.split("measuring takes")[-1]  # one step per take
+
+
 def test_unreachable_audio_is_reported_per_take_not_raised(world):
     """A take whose audio host is gone (nobody listens on its port) says so in ``error``."""
     import socket

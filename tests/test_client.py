@@ -1040,11 +1040,14 @@ def test_loopback_callback_to_a_hosted_api_is_refused():
         lambda: c.generate(prompt="p", receiver=rx),
         lambda: c.replace_section(**args(), receiver=rx),
         lambda: c.replace_section(**args(callback_url="http://localhost:9/x")),
+        # no original_duration: refused before the original's length is looked up
+        lambda: c.replace_section(**args(original_duration=None), receiver=rx),
     ):
         with pytest.raises(SectionValidationError) as info:
             call()
         assert info.value.field == "callback_url"
-        assert "loopback" in str(info.value) and "tunnel" in str(info.value)
+        assert "loopback" in str(info.value)
+        assert "tunnel='cloudflared'" in str(info.value) and "tunnel='ngrok'" in str(info.value)
         assert "token-abc" not in str(info.value)
     assert session.calls == []
 

@@ -215,3 +215,24 @@ def test_rx_wait_follows_a_generated_original_through_its_stages(tmp_path):
             infill_end_s=35.0,
         )
         assert rx.wait(edit.task_id, timeout=30, progress=False).ok
+
+
+def test_wait_on_an_id_nobody_knows_fails_at_once_naming_the_id(sb, tmp_path):
+    """A mistyped id used to block for the whole default timeout (600 s)."""
+    from suno_nb import UnknownTaskError, WaitTimeout
+
+    rx = session.start_receiver(tmp_path / "u.sqlite3", tunnel=None, poll=False)
+    with pytest.raises(WaitTimeout, match="never heard of it") as no_client:
+        rx.wait("no-such-task", timeout=0.2, progress=False)  # nobody to ask: waits, then says so
+    assert "call wait() again" not in str(no_client.value)
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+    rx.use_client(client)
+    with pytest.raises(UnknownTaskError) as exc:
+        rx.wait("no-such-task", progress=False)  # default timeout: must not be waited out
+    message = str(exc.value)
+    assert "'no-such-task' is unknown" in message and "rx.tasks()" in message
+    assert sb.api_key not in message
+    song = sb.create_song(duration=30.0)  # known to the service, not to this receiver
+    with pytest.raises(WaitTimeout, match="never heard of it"):
+        rx.wait(song.task_id, timeout=0.2, progress=False)
+    assert rx.tasks().empty  # looking up changed nothing

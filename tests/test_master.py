@@ -229,10 +229,24 @@ def test_sandbox_mp3s_decode_below_full_scale(world):
         assert 0.1 < np.abs(samples).max() < 1.0, url
 
 
-def test_the_master_shows_a_player_and_its_sections(world):
-    html = world["master"]._repr_html_()
-    assert "<audio controls" in html and "data:audio/wav;base64," in html
-    assert world["ids"]["a"] in html and world["ids"]["b"] in html
+def test_the_master_shows_its_sections_and_after_saving_a_player_for_the_file(
+    world, rx, tmp_path, monkeypatch
+):
+    """The display never embeds the audio (saved notebooks stay small): before saving it
+    says how to listen; after saving in the working folder it plays that file."""
+    m = rx.master()
+    before = m._repr_html_()
+    assert "<audio" not in before and "save it" in before
+    assert world["ids"]["a"] in before and world["ids"]["b"] in before
+    monkeypatch.chdir(tmp_path)
+    m.save(tmp_path / "takes" / "my song.wav")
+    after = m._repr_html_()
+    assert '<audio controls preload="none" src="takes/my%20song.wav">' in after
+    assert "base64" not in after and len(after) < 10_000
+    monkeypatch.chdir(tmp_path / "takes")
+    elsewhere = tmp_path / "elsewhere.wav"
+    m.save(elsewhere)  # outside the served folder: no player that could not load
+    assert "<audio" not in m._repr_html_()
 
 
 def test_a_fixed_crossfade_and_no_loudness_matching(world, rx):

@@ -79,6 +79,7 @@ import threading
 
 import suno_nb
 
+suno_nb.stop_receiver()  # what each notebook's last words say to run when done (idempotent)
 _names = [t.name for t in threading.enumerate()]
 assert suno_nb.current_receiver() is None
 assert not [n for n in _names if n.startswith(("suno_nb-receiver-", "suno_nb-poller"))], _names

@@ -38,6 +38,21 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     assert conda == pypi
 
 
+def test_packaging_metadata_license_and_one_version():
+    """An SPDX license with its file, classifiers, a changelog, and the version in one place."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert "version" not in meta and meta["dynamic"] == ["version"]
+    assert not any(c.startswith("License ::") for c in meta["classifiers"])  # PEP 639: SPDX only
+    assert "Framework :: Jupyter" in meta["classifiers"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {suno_nb.__version__}" in changelog or "## Unreleased" in changelog
+    from importlib.metadata import version
+
+    assert version("suno_nb") == suno_nb.__version__
+
+
 def test_all_is_honest():
     assert len(set(suno_nb.__all__)) == len(suno_nb.__all__)
     for name in suno_nb.__all__:
@@ -268,3 +283,19 @@ def test_readme_main_command_runs_the_quickstart(tmp_path):
     assert "executed notebook written to" in out
     table = out.split("result table (frame()):", 1)[1]
     assert "callback" in table and "30.0" in table and "45.0" in table
+
+
+def test_demo_posts_the_seeds_and_explains_why_two_are_duplicates():
+    """``python -m suno_nb demo`` through the real command line (a subprocess)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "suno_nb", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("-> 200") == 3
+    assert "accepted" in out.stdout and out.stdout.count("duplicate") >= 2
+    assert "Why 'duplicate': the seed documents use one task id (2fac****9f72)" in out.stdout
+    assert "/callback/<token>" in out.stdout and out.stderr == ""

@@ -162,6 +162,32 @@ def test_rerun_reuses_the_receiver_and_stop_frees_the_port(tmp_path):
     session.stop_receiver()
 
 
+def test_a_rerun_with_other_options_says_it_replaced_the_receiver_and_what_changed(tmp_path):
+    import warnings
+
+    from suno_nb import SunoNbWarning
+
+    path = tmp_path / "r.sqlite3"
+    rx = session.start_receiver(path, tunnel=None, poll=False, hmac_key="k" * 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same options: reused, nothing said
+        assert session.start_receiver(path, tunnel=None, poll=False, hmac_key="k" * 32) is rx
+    with pytest.warns(SunoNbWarning, match="options changed") as caught:
+        new = session.start_receiver(
+            path, tunnel=None, poll=True, poll_interval=5, hmac_key="j" * 32
+        )
+    message = str(caught[0].message)
+    assert new is not rx and not rx.running and new.running
+    assert f"port {rx.port} was stopped" in message
+    assert "poll: False -> True" in message and "poll_interval: 30.0 -> 5" in message
+    assert "hmac_key" in message and "k" * 32 not in message and "j" * 32 not in message
+    session.stop_receiver()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing running: a plain start
+        session.start_receiver(path, tunnel=None, poll=False)
+    session.stop_receiver()
+
+
 def test_receiver_binds_loopback_only(tmp_path):
     with pytest.raises(ValueError, match="loopback"):
         session.start_receiver(tmp_path / "x.sqlite3", host="0.0.0.0", tunnel=None)

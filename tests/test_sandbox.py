@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -748,17 +749,35 @@ def test_lifecycle_repr_and_ids() -> None:
         sb.start()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _entry_point(kind: str) -> list[str]:
+    """The real command lines: ``python -m suno_nb`` and the installed ``suno-nb`` script."""
+    if kind == "module":
+        return [sys.executable, "-m", "suno_nb"]
+    script = Path(sys.executable).with_name("suno-nb")
+    assert script.exists(), f"the suno-nb script is not installed beside {sys.executable}"
+    return [str(script)]
+
+
 @pytest.mark.parametrize(
-    ("args", "credit_route"),
-    [([], "/api/v1/generate/credit"), (["--provider", "kie.ai"], "/api/v1/chat/credit")],
+    ("entry", "args", "credit_route"),
+    [
+        ("module", ["--delay", "0.1"], "/api/v1/generate/credit"),
+        ("script", ["--provider", "kie.ai"], "/api/v1/chat/credit"),
+    ],
 )
-def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c(
-    args: list[str], credit_route: str
+def test_cli_sandbox_serves_on_the_given_port_and_stops_on_ctrl_c(
+    entry: str, args: list[str], credit_route: str
 ) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    code = "import sys; from suno_nb.sandbox import main; sys.exit(main(sys.argv[1:]))"
+    port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
+        [*_entry_point(entry), "sandbox", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -772,6 +791,7 @@ def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c(
             assert line, "the CLI exited early"
             lines.append(line.strip())
         url = next(s for s in lines if s.startswith("Suno API sandbox at ")).split()[-1]
+        assert url == f"http://127.0.0.1:{port}"
         key = next(s for s in lines if s.startswith("API key: ")).split()[-1]
         r = requests.get(
             f"{url}{credit_route}", headers={"Authorization": f"Bearer {key}"}, timeout=30
@@ -783,6 +803,18 @@ def test_cli_main_prints_url_and_key_and_stops_on_ctrl_c(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.mark.slow  # six interpreter start-ups
+@pytest.mark.parametrize("entry", ["module", "script"])
+def test_cli_help_exits_zero_and_unknown_options_are_refused(entry: str) -> None:
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=60)
+    helped = run([*_entry_point(entry), "sandbox", "-h"])
+    assert helped.returncode == 0 and "--port" in helped.stdout and "--delay" in helped.stdout
+    top = run([*_entry_point(entry), "-h"])
+    assert top.returncode == 0 and "sandbox" in top.stdout and "quickstart" in top.stdout
+    wrong = run([*_entry_point(entry), "demo", "--no-such-option"])
+    assert wrong.returncode == 2 and "unrecognized arguments: --no-such-option" in wrong.stderr
 
 
 # --- the current contract: upload mode, refusals from the code table, providers ------------

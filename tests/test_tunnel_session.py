@@ -162,6 +162,30 @@ def test_auto_without_a_token_is_local_only_with_the_explanation(tmp_path, caplo
     assert "cannot reach a 127.0.0.1 URL" in caplog.text
 
 
+def test_ngrok_mode_without_a_token_says_so_before_any_download(tmp_path, monkeypatch):
+    """No authtoken anywhere: the missing token is named first; no agent download is tried."""
+    import pyngrok.installer
+
+    tried = []
+    monkeypatch.setattr(
+        pyngrok.installer, "install_ngrok", lambda *a, **k: tried.append(a), raising=True
+    )
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env file with a token on the way up
+    missing = tmp_path / "missing" / "ngrok"
+    with pytest.raises(NgrokAuthtokenMissing, match="authtoken") as info:
+        session.start_receiver(
+            tmp_path / "t.sqlite3",
+            tunnel="ngrok",
+            poll=False,
+            ngrok_path=str(missing),
+            ngrok_config_path=str(tmp_path / "none.yml"),
+        )
+    assert "tunnel='cloudflared'" in str(info.value)
+    assert tried == [] and not missing.exists()
+    assert session.current_receiver() is None
+
+
 def test_tunnel_none_never_opens_one(tmp_path, monkeypatch):
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
     rx = session.start_receiver(tmp_path / "n.sqlite3", tunnel=None, poll=False)

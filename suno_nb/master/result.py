@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
+import html
 import json
 import math
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ SECTION_COLUMNS = [
 ]
 
 
-@dataclass
+@dataclass(repr=False)
 class Master:
     """A finished song: the original with the picked takes' sections spliced in.
 
@@ -83,6 +83,7 @@ class Master:
             scale = FLAC_PEAK / peak
             data = data * np.float32(scale)
         out = Path(path).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
         sf.write(out, data.T, self.sample_rate, format=fmt.upper(), subtype=chosen)
         digest = hashlib.sha256(out.read_bytes()).hexdigest()
         self.info.update(
@@ -97,22 +98,49 @@ class Master:
             record(self._store, self.master_id, self.info)
         return out
 
-    def _repr_html_(self) -> str:
-        """A player (16-bit WAV in a data URI, peak-normalised only if over full scale),
-        then the sections."""
-        import soundfile as sf
+    def __repr__(self) -> str:
+        saved = self.info.get("path")
+        where = f", saved as {os.path.basename(saved)!r}" if saved else ", not saved"
+        return (
+            f"Master({self.master_id!r}, {self.duration:.1f} s, {self.audio.shape[0]} ch, "
+            f"{self.sample_rate} Hz, {len(self.sections)} section(s){where})"
+        )
 
-        peak = float(np.max(np.abs(self.audio), initial=0.0))
-        data = self.audio / np.float32(peak) if peak > 1.0 else self.audio
-        buf = io.BytesIO()
-        sf.write(buf, data.T, self.sample_rate, format="WAV", subtype="PCM_16")
-        src = base64.b64encode(buf.getvalue()).decode("ascii")
-        player = f'<audio controls preload="none" src="data:audio/wav;base64,{src}"></audio>'
+    def _repr_html_(self) -> str:
+        """A summary, a player for the saved file, then the sections.
+
+        The player points at the file :meth:`save` wrote (a path relative to the kernel's
+        working folder, which Jupyter serves beside the notebook), so a saved notebook stays
+        small: the audio is never embedded.  Before saving, or for a file outside that folder,
+        a line says how to listen instead."""
         head = (
-            f"<b>master {self.master_id}</b>: {self.duration:.1f} s, "
+            f"<b>master {html.escape(self.master_id)}</b>: {self.duration:.1f} s, "
             f"{self.audio.shape[0]} ch, {self.sample_rate} Hz, {len(self.sections)} section(s)"
         )
-        return f"<div>{head}<br>{player}{self.sections.to_html(index=False)}</div>"
+        where = _served_path(self.info.get("path"))
+        if where is not None:
+            player = f'<audio controls preload="none" src="{html.escape(where)}"></audio>'
+        else:
+            player = (
+                '<i>save it (<code>.save("song.wav")</code>) in this folder for a player '
+                "here, or hear it against the original in "
+                "<code>snb.widgets.audition(rx, master=...)</code></i>"
+            )
+        shown = self.sections.copy()
+        numbers = shown.select_dtypes("number").columns
+        shown[numbers] = shown[numbers].round(2) + 0.0  # readable, and no "-0.0"
+        return f"<div>{head}<br>{player}{shown.to_html(index=False)}</div>"
+
+
+def _served_path(path: str | None) -> str | None:
+    """``path`` relative to the working folder (URL-quoted), or None if it is not inside."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        rel = Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    return urllib.parse.quote(rel.as_posix())
 
 
 def record(store: Any, master_id: str, info: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Calling it again (a re-run cell) returns the running receiver when the options are the same;
 when only the tunnel's options (or the authtoken found) changed, the running receiver keeps
 its port, store and callback URL path and only its tunnel is replaced; other changes stop it
-and start a new one: never a second server thread, never "address already in use".
+and start a new one, with a :class:`~suno_nb.SunoNbWarning` naming what changed: never a
+second server thread, never "address already in use".
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import atexit
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ReceiverError
+from ..errors import ReceiverError, SunoNbWarning
 from ..store import DEFAULT_PATH
 from .config import ReceiverConfig, TaskResult
 from .receiver import Receiver
@@ -89,6 +91,14 @@ def start_receiver(
                 old.use_client(client)
             return old
         if old is not None:
+            if old.running:
+                # A re-run with other options replaces the receiver: say so, and what changed.
+                warnings.warn(
+                    f"start_receiver: the options changed ({'; '.join(old.config.changes(config))})"
+                    f", so the receiver on port {old.port} was stopped and a new one started",
+                    SunoNbWarning,
+                    stacklevel=2,
+                )
             old.stop()
             _CURRENT = None
         try:

@@ -124,6 +124,18 @@ class ReceiverConfig:
         """The HTTP server's limits."""
         return Limits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Limits)})
 
+    def changes(self, other: ReceiverConfig) -> list[str]:
+        """What differs in ``other``, for a message: ``"name: old -> new"``, or only the
+        name for a secret (its value is never shown)."""
+        out = []
+        for f in dataclasses.fields(self):
+            old, new = getattr(self, f.name), getattr(other, f.name)
+            if old == new:
+                continue
+            secret = isinstance(old, Secret) or isinstance(new, Secret)
+            out.append(f.name if secret else f"{f.name}: {old!r} -> {new!r}")
+        return out
+
     def same_but_tunnel(self, other: ReceiverConfig) -> bool:
         """True when ``other`` differs from this config in its tunnel options at most."""
         return dataclasses.replace(self, **{f: getattr(other, f) for f in TUNNEL_FIELDS}) == other

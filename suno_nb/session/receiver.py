@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ReceiverError, WaitTimeout
 from ..events import CallbackEvent, CallbackFilter, Change, Feed, Handler
 from ..logbook import Logbook
 from ..payloads import RecordInfo
@@ -291,31 +290,12 @@ class Receiver:
         Wakes on each commit (no polling).  Shows a progress line in notebooks
         (``progress=None``: only there).  Raises :class:`WaitTimeout` after ``timeout``
         seconds; with ``raise_on_failure`` a failed task raises :class:`TaskFailedError`.
+        A task this receiver never recorded is looked up once: if the service does not know
+        it either, :class:`UnknownTaskError` is raised at once.
         """
-        if self.feed.on_thread():
-            raise ReceiverError(
-                "rx.wait() cannot run in a handler or widget callback: it would wait for "
-                "itself. React to the event instead."
-            )
-        from ..progress import WaitBar
+        from .waiting import wait
 
-        deadline = time.monotonic() + timeout
-        with WaitBar(task_id, progress) as bar:
-            while True:
-                seen = self.feed.seq
-                result = self.result(task_id)
-                if result is not None:
-                    bar.done(f"{result.state} via {result.source}")
-                    return result.raise_for_failure() if raise_on_failure else result
-                task = self.store.task(task_id)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    state = (task or {}).get("service_status") or (task or {}).get("state")
-                    raise WaitTimeout(task_id, timeout, state)
-                if not self.running:
-                    raise ReceiverError(f"the receiver stopped while waiting for {task_id}")
-                bar.show((task or {}).get("service_status") or "waiting")
-                self.feed.wait(seen, min(remaining, bar.refresh))
+        return wait(self, task_id, timeout, progress, raise_on_failure)
 
     def download(
         self, dest: str | os.PathLike[str], *, progress: bool = True, session: Any = None

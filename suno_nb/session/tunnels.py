@@ -48,6 +48,10 @@ def open_for(config: ReceiverConfig, port: int) -> tuple[Any, str | None]:
     if config.authtoken is None and mode == "auto":
         log.warning(LOCAL_ONLY_HINT)
         return None, LOCAL_ONLY_HINT
+    if config.authtoken is None:  # tunnel="ngrok": say so before any agent download
+        from ..tunnel.errors import authtoken_missing
+
+        raise authtoken_missing()
     try:
         tunnel = _tunnel.open_tunnel(port, settings, host=config.host)
     except TunnelError as exc:

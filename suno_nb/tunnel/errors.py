@@ -166,14 +166,7 @@ def ngrok_error(failure: NgrokFailure, *, path: str, timeout: float, config: str
             "start_receiver(ngrok_path=...) / PYNGROK_NGROK_PATH at a working one."
         )
     if code == "ERR_NGROK_4018":
-        return NgrokAuthtokenMissing(
-            "ngrok needs an authtoken to open a public tunnel (ERR_NGROK_4018). Get yours "
-            f"(a free account is enough) at {AUTHTOKEN_URL}, then pass it with "
-            "start_receiver(authtoken=...), or set the NGROK_AUTHTOKEN environment variable "
-            "or Colab secret (read each time start_receiver runs), or save it once with "
-            "`ngrok config add-authtoken <token>`. Without an account: "
-            "start_receiver(tunnel='cloudflared')."
-        )
+        return authtoken_missing("ERR_NGROK_4018")
     if code in ("ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107"):
         return NgrokAuthtokenRejected(
             f"ngrok rejected the authtoken ({code}): it is mistyped, reset or revoked. Copy "
@@ -283,4 +276,17 @@ def cloudflared_timeout(timeout: float, said: str = "") -> CloudflaredStartTimeo
         f"cloudflared did not report a ready quick tunnel within {timeout:g} s{detail}. It "
         "usually cannot reach Cloudflare: check the internet connection, proxy and firewall, "
         f"then run the cell again; on a slow network allow more time with {TIMEOUT_ARG}."
+    )
+
+
+def authtoken_missing(code: str | None = None) -> NgrokAuthtokenMissing:
+    """No authtoken anywhere: what to do (raised before any agent download when known)."""
+    said = f" ({code})" if code else ""
+    return NgrokAuthtokenMissing(
+        f"ngrok needs an authtoken to open a public tunnel{said}. Get yours "
+        f"(a free account is enough) at {AUTHTOKEN_URL}, then pass it with "
+        "start_receiver(authtoken=...), or set the NGROK_AUTHTOKEN environment variable "
+        "or Colab secret (read each time start_receiver runs), or save it once with "
+        "`ngrok config add-authtoken <token>`. Without an account: "
+        "start_receiver(tunnel='cloudflared')."
     )
