@@ -49,6 +49,7 @@ if typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and
     from .lyrics import plan_lines
     from .sandbox import Faults, Sandbox
     from .session import Receiver, TaskResult, current_receiver, start_receiver, stop_receiver
+    from .tunnel.where import doctor
 
 __version__ = "0.1.0"
 
@@ -74,6 +75,7 @@ _LAZY = {
     "widgets": ".widgets",
     "compare_takes": ".analysis",
     "plan_lines": ".lyrics",
+    "doctor": ".tunnel.where",
 }
 
 
@@ -127,6 +129,7 @@ __all__ = [
     "code_table",
     "compare_takes",
     "current_receiver",
+    "doctor",
     "get_provider",
     "plan_lines",
     "start_receiver",

@@ -1,4 +1,4 @@
-"""``python -m suno_nb``: the demo, the quickstart and the sandbox server."""
+"""``python -m suno_nb``: the demo, the quickstart, the notebooks and the sandbox server."""
 
 from __future__ import annotations
 
@@ -72,7 +72,6 @@ def _why_duplicates(deliveries: pd.DataFrame) -> str:
     )
 
 
-QUICKSTART_NOTEBOOK = Path("notebooks") / "01_quickstart.ipynb"
 RESULT_COLUMNS = [
     "task_id",
     "track_id",
@@ -85,71 +84,52 @@ RESULT_COLUMNS = [
 ]
 
 
-def _quickstart_inline(store: str) -> None:
-    """The quickstart as plain Python: sandbox, receiver, client, one replaced section."""
-    from .client import SunoClient
-    from .sandbox import Sandbox
-    from .session import start_receiver, stop_receiver
-
-    with Sandbox(delay=1.0) as sb:
-        rx = start_receiver(store, tunnel=None, poll_interval=2.0, poll_grace=5.0)
-        try:
-            client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
-            song = sb.create_song(duration=90.0, title="Quickstart Original", tags="lofi, keys")
-            print(f"original: task {song.task_id}, audio {song.audio_id}, {song.duration:g} s")
-            job = client.replace_section(
-                task_id=song.task_id,
-                audio_id=song.audio_id,
-                prompt="a bright brass break",
-                tags="funk, brass",
-                title="Quickstart Take 2",
-                infill_start_s=30.0,
-                infill_end_s=45.0,
-                # sunoapi.org requires the whole lyrics after the change.
-                full_lyrics=(
-                    "[Verse] Lights over the harbour\n[Break] (brass)\n[Chorus] We sing it again"
-                ),
-            )
-            print(f"submitted replace task {job.task_id} (30 s - 45 s); waiting for the callback")
-            result = rx.wait(job.task_id, timeout=120, progress=False)
-            print(f"{result!r}\n")
-            print(_show(rx.frame(), RESULT_COLUMNS))
-        finally:
-            stop_receiver()
-
-
 def quickstart(args: argparse.Namespace) -> int:
-    """Run notebooks/01_quickstart.ipynb headlessly against the sandbox; print the results.
+    """Run the quickstart notebook headlessly against the local sandbox; print this run's
+    results and the one command that opens the notebooks."""
+    from .tutorials import QUICKSTART, notebook_dir, open_command
+    from .tutorials import quickstart as run
 
-    Outside a checkout (no notebooks/ folder) the same steps run as plain Python.
-    """
-    notebook = Path(args.notebook)
-    if not notebook.exists():
-        print(f"{notebook} not found: running the quickstart steps as plain Python")
-        _quickstart_inline(args.store or ":memory:")
-        return 0
-    import nbformat
-    from nbclient import NotebookClient
+    source = Path(args.notebook) if args.notebook else notebook_dir() / QUICKSTART
+    print(
+        f"running {source.name} headlessly against the local sandbox (an emulator of the "
+        "Suno API on 127.0.0.1: no key, no credits, no internet) ...",
+        flush=True,
+    )
+    done = run(args.out, source)
+    rows = done["rows"]
+    print(f"\nthis run's results ({len(rows)} track(s); earlier runs stay in the store):")
+    print(_show(rows, RESULT_COLUMNS))
+    print(f"\nexecuted notebook written to {done['executed']}")
+    folder = source.parent if args.notebook or _in_checkout(source) else "suno_nb_notebooks"
+    steps = "" if folder == source.parent else f"python -m suno_nb notebooks {folder} && "
+    print(f"next: open the notebooks in JupyterLab:\n  {steps}{open_command(folder)}")
+    return 0
 
-    out_dir = Path(args.out).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(notebook, as_version=4)
-    print(f"running {notebook} headlessly (kernel: this Python) ...")
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out_dir)}}
-    ).execute()
-    executed = out_dir / notebook.name.replace(".ipynb", ".executed.ipynb")
-    nbformat.write(nb, executed)
-    from .frame import frame
-    from .store import DEFAULT_PATH, Store
 
-    store = Store(out_dir / DEFAULT_PATH)
-    try:
-        print("\nresult table (frame()):")
-        print(_show(frame(store), RESULT_COLUMNS))
-    finally:
-        store.close()
-    print(f"\nexecuted notebook written to {executed}")
+def _in_checkout(source: Path) -> bool:
+    from .tutorials import CHECKOUT_DIR
+
+    return source.resolve().parent == CHECKOUT_DIR
+
+
+def notebooks(args: argparse.Namespace) -> int:
+    """Copy the tutorial notebooks into a folder; print the command that opens them."""
+    from .tutorials import copy_notebooks, open_command
+
+    copied = copy_notebooks(args.dir, overwrite=args.force)
+    print(f"{len(copied)} file(s) copied into {args.dir}" + ("" if copied else " (all there)"))
+    for path in copied:
+        print(f"  {path.name}")
+    print(f"open them with:\n  {open_command(args.dir)}")
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Where this runs, what can give the receiver a public URL, what start_receiver does."""
+    from .tunnel.where import doctor as check
+
+    print(check(probe_ports=not args.no_probe, timeout=args.timeout))
     return 0
 
 
@@ -168,10 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=":memory:", help="store file (default: in memory)")
     p.set_defaults(func=demo)
     p = sub.add_parser("quickstart", help="run the quickstart notebook against the sandbox")
-    p.add_argument("--notebook", default=str(QUICKSTART_NOTEBOOK))
+    p.add_argument("--notebook", default=None, help="default: the installed tutorial")
     p.add_argument("--out", default="suno_nb_out", help="where the executed notebook goes")
-    p.add_argument("--store", default=None, help="store file for the plain-Python fallback")
     p.set_defaults(func=quickstart)
+    p = sub.add_parser("doctor", help="where this runs and how callbacks can reach it")
+    p.add_argument("--no-probe", action="store_true", help="do not try the outbound ports")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds per outbound probe")
+    p.set_defaults(func=doctor)
+    p = sub.add_parser("notebooks", help="copy the tutorial notebooks into a folder")
+    p.add_argument("dir", nargs="?", default="suno_nb_notebooks")
+    p.add_argument("--force", action="store_true", help="overwrite copies already there")
+    p.set_defaults(func=notebooks)
     # The sandbox's own parser reads its options (and -h): they are passed through as given.
     p = sub.add_parser("sandbox", help="serve the Suno API emulator until Ctrl-C", add_help=False)
     p.set_defaults(func=sandbox, passthrough=True)

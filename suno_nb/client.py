@@ -337,7 +337,19 @@ class SunoClient(BaseClient):
     def _callback_for(
         self, url: str | None, rx: ReceiverLike | None, *, required: bool
     ) -> str | None:
-        """The callback URL to send: explicit, else the receiver's; checked for reach."""
+        """The callback URL to send: explicit, else the receiver's; checked for reach.  A
+        receiver that cannot have a public URL here (``rx.polling_only``: Kaggle) gets
+        none sent when the endpoint allows it: its poller fetches the result."""
+        if url is None and rx is not None and getattr(rx, "polling_only", False):
+            if required:
+                raise SectionValidationError(
+                    "callback_url",
+                    f"{self.provider.name} requires a callback URL here, and this receiver can "
+                    "have no public URL (rx.tunnel_note says why): pass a public "
+                    "callback_url='https://...'",
+                    limit="required",
+                )
+            return None
         return reachable_callback(
             url if url is not None or rx is None else rx.url,
             base_url=self.base_url,

@@ -7,16 +7,29 @@ Pure functions of the store.  Times are ``datetime64`` in UTC (stored as Unix se
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .rows import DELIVERIES_VIEW, FRAME, TASKS_VIEW, View
+from .rows import DELIVERIES_VIEW, FRAME, LISTENING_VIEW, TASKS_VIEW, View
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["deliveries", "frame", "read_view", "tasks", "typed"]
+__all__ = [
+    "abx_p_value",
+    "deliveries",
+    "frame",
+    "listening_summary",
+    "listening_tests",
+    "read_view",
+    "tasks",
+    "typed",
+]
+
+SIGNIFICANT = 0.05  # the usual threshold: guessing does this well at most 1 time in 20
 
 
 def _convert(series: pd.Series, kind: str) -> pd.Series:
@@ -72,7 +85,8 @@ def read_view(store: Store, view: View, task_id: str | None = None) -> pd.DataFr
 def frame(store: Store, task_id: str | None = None) -> pd.DataFrame:
     """One row per result track (deduplicated on ``(task_id, track_id)``), or one task's.
 
-    ``rating`` (1..5, or missing), ``note`` and ``picked`` come from the ledger.
+    ``rating`` (1..5, or missing), ``note`` and ``picked`` come from the ledger;
+    ``rating_blind`` is True when those stars were given in a blind test.
     """
     return read_view(store, FRAME, task_id)
 
@@ -89,3 +103,69 @@ def tasks(store: Store) -> pd.DataFrame:
 def deliveries(store: Store) -> pd.DataFrame:
     """Every delivery, accepted, duplicate or rejected (with the reason), and poll answers."""
     return read_view(store, DELIVERIES_VIEW)
+
+
+def listening_tests(store: Store) -> pd.DataFrame:
+    """Every answered blind-listening trial, oldest first: session, trial number, mode, the
+    pair (``track_1``/``track_2``), the hidden mapping (``a_track``, ``b_track``,
+    ``x_track``; ``mapping`` as stored), the ``answer``, ``correct`` (ABX) and the times."""
+    return read_view(store, LISTENING_VIEW)
+
+
+def abx_p_value(correct: int, total: int) -> float:
+    """One-sided exact binomial p-value: P(X >= correct) for X ~ Binomial(total, 1/2), the
+    chance that pure guessing gets at least ``correct`` of ``total`` ABX trials right."""
+    if total < 0 or not 0 <= correct <= total:
+        raise ValueError(f"need 0 <= correct <= total, got correct={correct}, total={total}")
+    hits = sum(math.comb(total, k) for k in range(correct, total + 1))
+    return float(Fraction(hits, 2**total))
+
+
+def _fewest_to_show() -> int:
+    n = 1
+    while abx_p_value(n, n) > SIGNIFICANT:
+        n += 1
+    return n  # 5: five right out of five
+
+
+def verdict(correct: int, total: int) -> str:
+    """What ``correct`` of ``total`` ABX answers say, in plain words."""
+    p = abx_p_value(correct, total)
+    if p <= SIGNIFICANT:
+        return (
+            f"a difference was heard: {correct} of {total} right; guessing does this well "
+            f"{p:.1%} of the time"
+        )
+    fewest = _fewest_to_show()
+    if total < fewest:
+        return (
+            f"too few trials to tell: {correct} of {total} right; at least {fewest} trials "
+            "are needed (all right) to show a difference"
+        )
+    return (
+        f"no reliable difference: {correct} of {total} right is what guessing gives "
+        f"{p:.0%} of the time"
+    )
+
+
+def listening_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per ABX pair (either order) of :func:`listening_tests`: ``task_id``,
+    ``track_1``, ``track_2``, ``correct``, ``total``, ``p_value`` (:func:`abx_p_value`)
+    and a plain-words ``verdict``.  Every session of the pair counts."""
+    abx = trials[trials["mode"] == "abx"]
+    rows: dict[frozenset[str], dict[str, Any]] = {}
+    for r in abx.itertuples(index=False):
+        key = frozenset((str(r.track_1), str(r.track_2)))
+        row = rows.setdefault(
+            key,
+            {"task_id": r.task_id, "track_1": r.track_1, "track_2": r.track_2, "correct": 0,
+             "total": 0},
+        )  # fmt: skip
+        row["total"] += 1
+        row["correct"] += int(r.correct == 1)
+    for row in rows.values():
+        row["p_value"] = abx_p_value(row["correct"], row["total"])
+        row["verdict"] = verdict(row["correct"], row["total"])
+    columns = ["task_id", "track_1", "track_2", "correct", "total", "p_value", "verdict"]
+    out = pd.DataFrame(list(rows.values()), columns=columns)
+    return out.astype({"correct": "int64", "total": "int64", "p_value": "float64"})

@@ -214,6 +214,7 @@ RATINGS = Table(
         Column("stars", "int", "CHECK (stars IS NULL OR stars BETWEEN 1 AND 5)"),
         Column("note", "text"),
         Column("picked", "bool"),
+        Column("blind", "bool"),  # the stars were given without knowing which take it was
         Column("updated_at", "time", "NOT NULL"),
     ),
     ("PRIMARY KEY (task_id, track_id)",),
@@ -234,6 +235,29 @@ SIGNATURES = Table(
     ("PRIMARY KEY (task_id, ts)",),
 )
 
+# Blind listening (widgets/blind.py): one row per answered trial, with the hidden mapping.
+# ABX: ``mapping`` is {"A": track, "B": track, "X": track} and ``answer`` "A" or "B";
+# blind rating: ``mapping`` is {slot: track} (the order shown) and ``answer`` {track: stars}.
+LISTENING = Table(
+    "listening_trials",
+    (
+        Column("id", "int", "PRIMARY KEY"),
+        Column("session_id", "text", "NOT NULL"),
+        Column("trial", "int", "NOT NULL CHECK (trial >= 1)"),
+        Column("mode", "text", "NOT NULL CHECK (mode IN ('abx', 'rating'))"),
+        Column("task_id", "text"),  # the task whose takes were heard
+        Column("track_1", "text"),  # the ABX pair, as chosen (a take, a take or the original)
+        Column("track_2", "text"),
+        Column("mapping", "json", "NOT NULL"),
+        Column("answer", "json"),
+        Column("correct", "int", "CHECK (correct IS NULL OR correct IN (0, 1))"),  # ABX only
+        Column("started_at", "time"),  # when the trial was first shown
+        Column("answered_at", "time", "NOT NULL"),
+    ),
+    ("UNIQUE (session_id, trial)",),
+)
+
+
 # The local copy of each track's audio (``<store>.audio/<track_id>.<ext>``): which URL it came
 # from, and a URL that answered 404/410 (gone: the service's copy expired).
 ARCHIVE = Table(
@@ -253,7 +277,7 @@ ARCHIVE = Table(
     ("PRIMARY KEY (task_id, track_id)",),
 )
 
-TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS, SIGNATURES, ARCHIVE)
+TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS, SIGNATURES, LISTENING, ARCHIVE)
 
 # How long the service keeps a result's files: contract.RETENTION_DAYS (14 days, with its
 # source).  rows sits on floor 1 beside contract, so the number is repeated here and pinned
@@ -332,6 +356,7 @@ FRAME = _view(
     ("rating", "r.stars", (RATINGS, "stars")),
     ("note", "r.note", (RATINGS, "note")),
     ("picked", "coalesce(r.picked, 0)", (RATINGS, "picked")),
+    ("rating_blind", "coalesce(r.blind, 0)", (RATINGS, "blind")),
     ("expires_at", _EXPIRES, "time"),
     ("audio_state", _AUDIO_STATE, "text"),  # archived | expired | live
 )
@@ -370,6 +395,19 @@ DELIVERIES_VIEW = _view(
 )
 
 
+LISTENING_VIEW = _view(
+    "listening_tests",
+    "listening_trials l",
+    "l.answered_at, l.id",
+    "l.task_id",
+    *_same("l", LISTENING, "session_id", "trial", "mode", "task_id", "track_1", "track_2"),
+    ("a_track", "json_extract(l.mapping, '$.A')", "text"),
+    ("b_track", "json_extract(l.mapping, '$.B')", "text"),
+    ("x_track", "json_extract(l.mapping, '$.X')", "text"),
+    *_same("l", LISTENING, "answer", "correct", "mapping", "started_at", "answered_at"),
+)
+
+
 # --- records passed to the store ------------------------------------------------------------
 
 
@@ -404,3 +442,24 @@ class Delivery:
     headers: Mapping[str, str] = field(default_factory=dict)
     received_at: float = field(default_factory=time.time)
     replay_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One answered blind-listening trial (a row of :data:`LISTENING`).
+
+    ABX: ``mapping`` {"A", "B", "X"} -> track id, ``answer`` "A" or "B", ``correct``;
+    blind rating: ``mapping`` {slot: track id} in the order shown, ``answer`` {track: stars}.
+    """
+
+    session_id: str
+    trial: int
+    mode: str  # abx | rating
+    mapping: Mapping[str, str]
+    answer: Any
+    task_id: str | None = None
+    track_1: str | None = None
+    track_2: str | None = None
+    correct: bool | None = None
+    started_at: float | None = None
+    answered_at: float = field(default_factory=time.time)

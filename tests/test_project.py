@@ -96,6 +96,7 @@ FLOORS = {
     "poller": 5,
     "frame": 5,
     "session": 6,
+    "tutorials": 6,
     "widgets": 7,
     "cli": 7,
     "__init__": 8,
@@ -279,10 +280,13 @@ def test_readme_main_command_runs_the_quickstart(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "result table (frame()):" in out
-    assert "executed notebook written to" in out
-    table = out.split("result table (frame()):", 1)[1]
-    assert "callback" in table and "30.0" in table and "45.0" in table
+    assert "against the local sandbox" in out and "executed notebook written to" in out
+    table = out.split("this run's results", 1)[1].split("executed notebook", 1)[0]
+    assert "callback" in table and "30.00" in table and "45.00" in table
+    assert "Collecting" in out or "Requirement already satisfied" in out  # pip talks
+    # The one command that opens the notebooks, and it names this checkout's folder.
+    assert f"jupyter lab {ROOT / 'notebooks'}" in out
+    assert "without encryption" not in out + done.stderr
 
 
 def test_demo_posts_the_seeds_and_explains_why_two_are_duplicates():

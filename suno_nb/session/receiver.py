@@ -60,6 +60,7 @@ class Receiver:
             self.tunnel: Any = None
             self.fetch: Fetch | None = None
             self.tunnel_note: str | None = None
+            self.polling_only = False  # no public URL possible here (Kaggle): see open_tunnel
             key = config.hmac_key
             self.app = CallbackApp(
                 self.store,
@@ -141,6 +142,7 @@ class Receiver:
     def open_tunnel(self) -> None:
         """Open the tunnel the config asks for (done by ``start_receiver``)."""
         self.tunnel, self.tunnel_note = tunnels.open_for(self.config, self.server.port)
+        self.polling_only = tunnels.polling_only(self.config, self.tunnel)
         if self.tunnel is not None:
             self.logbook.add_secret(self.config.authtoken.text if self.config.authtoken else None)
 
@@ -348,6 +350,15 @@ class Receiver:
         from ..master import masters
 
         return masters(self.store)
+
+    def listening_tests(self, *, summary: bool = False) -> pd.DataFrame:
+        """Blind-listening trials (``audition(rx, blind=True)``), one row each with the hidden
+        mapping; ``summary=True``: one row per ABX pair with correct/total, the binomial
+        p-value and a verdict (:func:`suno_nb.frame.listening_summary`)."""
+        from .. import frame
+
+        trials = frame.listening_tests(self.store)
+        return frame.listening_summary(trials) if summary else trials
 
     # --- replay -----------------------------------------------------------------------
 

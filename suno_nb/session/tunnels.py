@@ -45,6 +45,10 @@ def open_for(config: ReceiverConfig, port: int) -> tuple[Any, str | None]:
         tunnel = _tunnel.open_quick_tunnel(port, settings, host=config.host)
         log.info("quick tunnel open: %s", tunnel.public_url)
         return tunnel, None
+    if mode == "auto":
+        hosted = _hosted_choice(port)
+        if hosted is not None:
+            return hosted
     if config.authtoken is None and mode == "auto":
         log.warning(LOCAL_ONLY_HINT)
         return None, LOCAL_ONLY_HINT
@@ -61,6 +65,38 @@ def open_for(config: ReceiverConfig, port: int) -> tuple[Any, str | None]:
         return None, f"{exc} {LOCAL_ONLY_HINT}"
     log.info("tunnel open: %s", tunnel.public_url)
     return tunnel, None
+
+
+def _hosted_choice(port: int) -> tuple[Any, str] | None:
+    """Where the environment decides for ``tunnel="auto"`` (:func:`suno_nb.doctor`): on
+    Kaggle no tunnel (not allowed there), on Codespaces the forwarded port; else None."""
+    from ..tunnel.where import ForwardedPort, detect
+
+    place = detect()
+    if place.name == "kaggle":
+        note = (
+            "Kaggle does not allow tunnels, so the hosted API's callbacks cannot reach this "
+            "kernel: results come by polling (record-info)."
+        )
+        log.warning(note)
+        return None, note
+    url = place.forwarded_url(port)
+    if url is not None:
+        note = (
+            f"GitHub Codespaces forwards port {port} as {url}; the service can reach it once "
+            f"it is public: {place.publish_command(port)}"
+        )
+        log.warning(note)
+        return ForwardedPort(url, port), note
+    return None
+
+
+def polling_only(config: ReceiverConfig, tunnel: Any) -> bool:
+    """True where no public URL is possible and ``tunnel="auto"`` (Kaggle): the client then
+    sends no callback URL and the receiver's poller fetches the results."""
+    from ..tunnel.where import detect
+
+    return config.tunnel == "auto" and tunnel is None and detect().name == "kaggle"
 
 
 def wanted_but_missing(config: ReceiverConfig, tunnel: Any) -> bool:

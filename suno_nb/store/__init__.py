@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 from ..errors import StoreError
 from ..events import CallbackEvent, Change
 from ..payloads import Callback
-from ..rows import Delivery, Submission
-from . import ledger, writes
+from ..rows import Delivery, Submission, Trial
+from . import ledger, trials, writes
 from .guard import FileGuard
 from .schema import (
     DEFAULT_PATH,
@@ -235,9 +235,16 @@ class Store:
     # --- the ledger ------------------------------------------------------------------------
 
     def rate(
-        self, track_id: str, stars: int, note: str | None = None, *, task_id: str | None = None
+        self,
+        track_id: str,
+        stars: int,
+        note: str | None = None,
+        *,
+        task_id: str | None = None,
+        blind: bool = False,
     ) -> None:
-        """Give a track 1..5 ``stars`` (and a ``note``; None keeps the note it has).
+        """Give a track 1..5 ``stars`` (and a ``note``; None keeps the note it has);
+        ``blind``: given in a blind test (``rating_blind`` in the frame).
 
         Unknown track → KeyError; a track id found in several tasks → ValueError asking for
         ``task_id``; stars outside 1..5 → ValueError.
@@ -246,8 +253,16 @@ class Store:
         task = ledger.check_id("task_id", task_id, optional=True)
         stars = ledger.check_stars(stars)
         note = ledger.check_note(note)
+        if not isinstance(blind, bool):
+            raise TypeError(f"blind must be True or False, got {type(blind).__name__}")
         assert track is not None
-        self.write(lambda c: ledger.rate(c, track, stars, note, task), _ledger_change)
+        self.write(lambda c: ledger.rate(c, track, stars, note, task, blind), _ledger_change)
+
+    def record_trial(self, trial: Trial) -> None:
+        """Store one answered listening trial (checked here, written by the one writer);
+        a trial number already stored for its session → ValueError."""
+        checked = trials.check(trial)
+        self.write(lambda c: trials.insert(c, checked))
 
     def pick(self, track_id: str, *, task_id: str | None = None) -> None:
         """Pick a track as the take to keep; any other pick of its task is cleared."""

@@ -80,15 +80,23 @@ def resolve(conn: sqlite3.Connection, track_id: str, task_id: str | None) -> tup
 
 
 def rate(
-    conn: sqlite3.Connection, track_id: str, stars: int, note: str | None, task_id: str | None
+    conn: sqlite3.Connection,
+    track_id: str,
+    stars: int,
+    note: str | None,
+    task_id: str | None,
+    blind: bool = False,
 ) -> str:
-    """Set the stars (and the note, unless None) of a track; return its task id."""
+    """Set the stars (and the note, unless None) of a track; return its task id.  ``blind``:
+    given without knowing which take it was (the latest stars say how they were given)."""
     key = resolve(conn, track_id, task_id)
     conn.execute(
-        "INSERT INTO ratings (task_id, track_id, stars, note, updated_at) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO ratings (task_id, track_id, stars, note, blind, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(task_id, track_id) DO UPDATE SET stars = excluded.stars,"
-        " note = coalesce(excluded.note, note), updated_at = excluded.updated_at",
-        (*key, stars, note, time.time()),
+        " note = coalesce(excluded.note, note), blind = excluded.blind,"
+        " updated_at = excluded.updated_at",
+        (*key, stars, note, int(bool(blind)), time.time()),
     )
     return key[0]
 

@@ -4,6 +4,7 @@
 >>> snw.submit_form(client, rx)     # pick an original, mark the section, submit
 >>> snw.tracker(rx)                 # live table of tasks, updated as callbacks land
 >>> snw.audition(rx)                # original vs replacement, the section marked
+>>> snw.audition(rx, blind=True)    # ABX trials and blind ratings, stored
 
 The widgets start no thread: they subscribe to the receiver's change feed (``rx.subscribe``)
 and run their timed and slow work (redraws, lookups, the submit, audio) as jobs on the
@@ -16,12 +17,14 @@ display them pass nbval.
 from __future__ import annotations
 
 from .audition import Audition, audition, fragment_url
+from .blind import BlindTest
 from .submit import Original, SubmitForm, submit_form
 from .tracker import STATES, Tracker, render_tasks, tracker
 
 __all__ = [
     "STATES",
     "Audition",
+    "BlindTest",
     "Original",
     "SubmitForm",
     "Tracker",

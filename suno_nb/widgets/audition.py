@@ -51,6 +51,7 @@ from ._feed import FeedJobs
 if TYPE_CHECKING:
     from ..events import Change
     from ..session import Receiver
+    from .blind import BlindTest
 
 __all__ = ["Audition", "audition", "fragment_url"]
 
@@ -362,12 +363,22 @@ def audition(
     *,
     task_ids: list[str] | None = None,
     context: float = 3.0,
-) -> Audition:
+    blind: bool = False,
+    **blind_options: Any,
+) -> Audition | BlindTest:
     """Listen to replace-section takes against their original, A/B, at the same position.
 
     ``task_id`` defaults to the newest finished replace task of this session (a picker
     lists the others); ``task_ids`` makes a batch view that steps through those tasks in
     order.  ``context`` is the seconds of pre-roll (and post-roll) when looping the section;
-    the player can change it.
+    the player can change it.  ``blind=True``: a blind test of those takes and the original
+    instead (:class:`~suno_nb.widgets.blind.BlindTest`: ``mode="abx"`` or ``"rating"``,
+    ``trials``, ``pair``, ``seed``).
     """
+    if blind:
+        from .blind import BlindTest
+
+        return BlindTest(rx, task_id, task_ids=task_ids, context=context, **blind_options)
+    if blind_options:
+        raise TypeError(f"{', '.join(blind_options)}: only with blind=True")
     return Audition(rx, task_id, task_ids=task_ids, context=context)
