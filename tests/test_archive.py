@@ -273,7 +273,7 @@ def test_expires_at_and_audio_state_live_and_expired(tmp_path, files):
 
 @pytest.mark.slow
 def test_the_original_and_takes_survive_their_sandbox(tmp_path, monkeypatch):
-    from suno_nb.widgets import _lanes
+    from suno_nb.widgets import _blind_audio, _blind_plan, _lanes
 
     rx = start_receiver(tmp_path / "s.sqlite3", tunnel=None, poll=False, archive=True)
     watch = Watch(rx)
@@ -305,6 +305,11 @@ def test_the_original_and_takes_survive_their_sandbox(tmp_path, monkeypatch):
     assert [lane["label"] for lane in view["lanes"]] == ["Original", "Take 1", "Take 2"]
     assert all(lane["error"] is None and lane["bytes"] for lane in view["lanes"])
     assert view["lanes"][1]["metrics"]["section_lufs"] is not None
+    found = _blind_plan.candidates(rx, task_id, None)  # the blind test plays them too
+    srcs = {key: t["url"] for key, t in found["tracks"].items()}
+    assert sorted(srcs) == ["original", "take1", "take2"]
+    wavs = _blind_audio.render(srcs, (8.0, 12.0), list(SECTION), True, srcs["original"])
+    assert sorted(wavs) == sorted(srcs) and all(len(b) > 1000 for b in wavs.values())
     master = rx.master([takes[0]])
     assert master.audio.shape[1] > 0
     # rx.download copies from the archive: no fetch (the covers' URLs are dead)
