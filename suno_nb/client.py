@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from . import client_lyrics
+from . import client_lyrics, client_media
 from .client_base import (
     DEFAULT_BASE_URL,
     MISSING_KEY_MESSAGE,
@@ -33,6 +33,7 @@ from .client_base import (
     ReplaceJob,
 )
 from .client_errors import error_for_code, reachable_callback, tell_user
+from .client_media import WavJob
 from .contract import Provider
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info, parse_task_record
@@ -57,6 +58,7 @@ __all__ = [
     "GenerateJob",
     "ReplaceJob",
     "SunoClient",
+    "WavJob",
     "error_for_code",
 ]
 
@@ -327,6 +329,10 @@ class SunoClient(BaseClient):
     # "Rewrite the second chorus": the bodies live in client_lyrics.py.
     timestamped_lyrics = client_lyrics.timestamped_lyrics
     replace_lines = client_lyrics.replace_lines
+    # WAV conversion and Recovery Audio: the bodies live in client_media.py.
+    wav = client_media.wav
+    wav_details = client_media.wav_details
+    recover = client_media.recover
 
     # --- lifecycle and display ------------------------------------------------------------
 

@@ -28,7 +28,16 @@ from .payloads import Callback
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CallbackEvent", "CallbackFilter", "Change", "Debounced", "Feed", "Handler", "Timer"]
+__all__ = [
+    "CallbackEvent",
+    "CallbackFilter",
+    "Change",
+    "Debounced",
+    "Feed",
+    "Handler",
+    "MediaEvent",
+    "Timer",
+]
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,19 @@ class CallbackEvent(Change):
     def final(self) -> bool:
         """True for a final stage (the task's result), False for text/first and the like."""
         return self.callback.final
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaEvent(CallbackEvent):
+    """A stored WAV or recovery callback (or WAV poll answer), published for the
+    *original* task (``task_id``) whose tracks it changed, so the widgets and handlers that
+    follow that task see it.  ``job_id``/``job_kind`` (``wav`` | ``recovery``) name the job,
+    ``track_ids`` the tracks it changed; ``callback`` is that task's family-shaped view
+    (stage ``wav`` or ``recovery``, the changed tracks)."""
+
+    job_id: str
+    job_kind: str
+    track_ids: tuple[str, ...] = ()
 
 
 Handler = Callable[[CallbackEvent], object]

@@ -26,11 +26,13 @@ from typing import Any
 
 from .errors import PayloadError, SignatureError
 from .events import CallbackEvent
-from .payloads import Callback, parse_callback
+from .payloads import Callback, decode_json, parse_callback
+from .payloads.media import RecoveryCallback, WavCallback, media_callback
 from .rows import Delivery
 from .server import ProtocolError, send_json
 from .signing import header, verify
 from .store import Store
+from .store import media as media_store
 from .store.writes import damaged
 
 log = logging.getLogger("suno_nb.receiver")
@@ -103,8 +105,16 @@ class Verifier:
 class Accepted:
     """A delivery to store: its callback, and its verified signature's timestamp if signed."""
 
-    callback: Callback
+    callback: Callback | WavCallback | RecoveryCallback
     signature_ts: int | None = None
+
+    def store(self, store: Store, delivery: Delivery) -> Any:
+        """Queue it in ``store`` (a WAV/recovery result through :mod:`.store.media`)."""
+        if isinstance(self.callback, Callback):
+            return store.record_callback(delivery, self.callback, signature_ts=self.signature_ts)
+        return media_store.record_result(
+            store, delivery, self.callback, signature_ts=self.signature_ts
+        )
 
 
 @dataclass(frozen=True)
@@ -146,12 +156,17 @@ class CallbackApp:
         if ctype.split(";", 1)[0].strip().lower() != "application/json":
             return Rejection(415, f"Content-Type must be application/json, got {ctype[:100]!r}")
         try:
-            callback = parse_callback(delivery.body)
+            doc = decode_json(delivery.body)
+            callback = media_callback(doc) or parse_callback(doc)
         except PayloadError as exc:
             return Rejection(400, exc.reason)
         except Exception as exc:  # bad input never becomes a 5xx
             log.warning("body could not be parsed: %s", type(exc).__name__)
             return Rejection(400, f"body could not be parsed ({type(exc).__name__})")
+        if not isinstance(callback, Callback):  # WAV/recovery: only for a job we asked for
+            unknown = media_store.unknown_job(self.store, callback)
+            if unknown is not None:
+                return Rejection(400, unknown, callback.task_id)
         if self.verifier is None:
             return Accepted(callback)
         checked = self.verifier.check(delivery, callback.task_id, signature_now)
@@ -165,11 +180,7 @@ class CallbackApp:
             await self._rejected(delivery, judged)
             return judged.status, judged.reason
         try:
-            event: CallbackEvent = await asyncio.wrap_future(
-                self.store.record_callback(
-                    delivery, judged.callback, signature_ts=judged.signature_ts
-                )
-            )
+            event: CallbackEvent = await asyncio.wrap_future(judged.store(self.store, delivery))
         except Exception as exc:  # StoreError, or anything else: never a 200, never a 500
             log.error("store write failed; answering 503 so the sender retries: %s", exc)
             return 503, STORE_FAILED
@@ -290,9 +301,8 @@ class CallbackApp:
                 delivery, judged.status, judged.reason, judged.task_id
             ).result()
             return judged
-        return self.store.record_callback(
-            delivery, judged.callback, signature_ts=judged.signature_ts
-        ).result()
+        result: CallbackEvent = judged.store(self.store, delivery).result()
+        return result
 
     def protocol_error(self, error: ProtocolError) -> None:
         """A request the server answered itself: its row, queued (never waited for)."""

@@ -257,6 +257,45 @@ LISTENING = Table(
     ("UNIQUE (session_id, trial)",),
 )
 
+# WAV conversions and recoveries asked for through this store's receiver: a job of the
+# service with its own id, belonging to an original task (and, for WAV, one of its tracks).
+MEDIA_JOBS = Table(
+    "media_jobs",
+    (
+        Column("job_id", "text", "PRIMARY KEY"),  # the WAV / recovery task id
+        Column("kind", "text", "NOT NULL CHECK (kind IN ('wav', 'recovery'))"),
+        Column("task_id", "text", "NOT NULL"),  # the original task
+        Column("audio_id", "text"),  # the track converted (WAV); None for a recovery
+        Column("state", "text", "NOT NULL"),  # pending | succeeded | failed
+        Column("code", "int"),
+        Column("msg", "text"),
+        Column("error", "text"),
+        Column("url", "text"),  # the WAV file's URL
+        Column("source", "text"),  # callback | poll | replay: what decided it
+        Column("submitted_at", "time", "NOT NULL"),
+        Column("completed_at", "time"),
+        Column("poll_count", "count"),
+        Column("last_polled_at", "time"),
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+)
+
+# What WAV conversions and recoveries say about a track (the track's own URLs are updated in
+# ``tracks`` by a recovery; this keeps the WAV link and the recovery's outcome).
+TRACK_MEDIA = Table(
+    "track_media",
+    (
+        Column("task_id", "text", "NOT NULL"),
+        Column("track_id", "text", "NOT NULL"),
+        Column("wav_url", "text"),
+        Column("wav_error", "text"),  # why the last WAV conversion failed
+        Column("recovery", "text"),  # recovered | failed: the last recovery's outcome
+        Column("audio_error", "text"),  # the service's error text for a failed recovery
+        Column("recovered_at", "time"),
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+    ("PRIMARY KEY (task_id, track_id)",),
+)
 
 # The local copy of each track's audio (``<store>.audio/<track_id>.<ext>``): which URL it came
 # from, and a URL that answered 404/410 (gone: the service's copy expired).
@@ -277,7 +316,18 @@ ARCHIVE = Table(
     ("PRIMARY KEY (task_id, track_id)",),
 )
 
-TABLES = (META, DELIVERIES, TASKS, TRACKS, RATINGS, SIGNATURES, LISTENING, ARCHIVE)
+TABLES = (
+    META,
+    DELIVERIES,
+    TASKS,
+    TRACKS,
+    RATINGS,
+    SIGNATURES,
+    LISTENING,
+    MEDIA_JOBS,
+    TRACK_MEDIA,
+    ARCHIVE,
+)
 
 # How long the service keeps a result's files: contract.RETENTION_DAYS (14 days, with its
 # source).  rows sits on floor 1 beside contract, so the number is repeated here and pinned
@@ -341,6 +391,7 @@ FRAME = _view(
     "frame",
     "tracks tr JOIN tasks t ON t.task_id = tr.task_id"
     " LEFT JOIN ratings r ON r.task_id = tr.task_id AND r.track_id = tr.track_id"
+    " LEFT JOIN track_media m ON m.task_id = tr.task_id AND m.track_id = tr.track_id"
     " LEFT JOIN archive ar ON ar.task_id = tr.task_id AND ar.track_id = tr.track_id",
     "tr.rowid",
     "tr.task_id",
@@ -357,6 +408,7 @@ FRAME = _view(
     ("note", "r.note", (RATINGS, "note")),
     ("picked", "coalesce(r.picked, 0)", (RATINGS, "picked")),
     ("rating_blind", "coalesce(r.blind, 0)", (RATINGS, "blind")),
+    *_same("m", TRACK_MEDIA, "wav_url", "wav_error", "recovery", "audio_error"),
     ("expires_at", _EXPIRES, "time"),
     ("audio_state", _AUDIO_STATE, "text"),  # archived | expired | live
 )
@@ -426,6 +478,18 @@ class Submission:
     negative_tags: str | None = None
     full_lyrics: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    submitted_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class MediaSubmission:
+    """A WAV conversion or recovery asked for: the service's job id, its ``kind`` (``wav`` |
+    ``recovery``), the original ``task_id`` it belongs to and, for WAV, the track."""
+
+    job_id: str
+    kind: str
+    task_id: str
+    audio_id: str | None = None
     submitted_at: float = field(default_factory=time.time)
 
 

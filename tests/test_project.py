@@ -89,6 +89,7 @@ FLOORS = {
     "analysis": 3,
     "client_base": 3,
     "client_lyrics": 3,
+    "client_media": 3,
     "store": 4,
     "client": 4,
     "master": 4,

@@ -275,6 +275,23 @@ def _get(
         raise NetworkError(f"GET {origin}/…: {type(exc).__name__}") from None
 
 
+# What a file host answers for a link that is gone: the hosted CDN's exact answer to an
+# expired result link is not documented, so each of these is read as "expired or removed".
+GONE_STATUSES = (403, 404, 410)
+
+
+def status_message(origin: str, status: int) -> str:
+    """What an HTTP error status of a file host means to the user (host only, no path)."""
+    text = f"GET {origin}/… answered HTTP {status}"
+    if status in GONE_STATUSES:
+        text += (
+            ": the link has expired or was removed (the service keeps result files for a "
+            "limited time). For a Suno result, rx.recover(task_id) asks the service for new "
+            "links to that task's tracks"
+        )
+    return text
+
+
 def download(
     url: str,
     folder: Path,
@@ -305,9 +322,7 @@ def download(
         check_url(resp.url)  # where redirects ended up
         if resp.status_code != 200:
             raise AudioError(
-                f"GET {origin}/… answered HTTP {resp.status_code}",
-                url=origin,
-                status=resp.status_code,
+                status_message(origin, resp.status_code), url=origin, status=resp.status_code
             )
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)

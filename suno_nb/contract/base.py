@@ -14,6 +14,9 @@ from typing import Any
 
 # The endpoints a provider table describes (keys of ``routes``, ``required``, ``codes``).
 ENDPOINTS = ("replace-section", "generate", "record-info", "credits", "callback")
+# Endpoints only some providers have (a client call without the route names the provider):
+# WAV conversion, its details (polling), Recovery Audio, and their callbacks' code tables.
+MEDIA_ENDPOINTS = ("wav", "wav-info", "recovery", "wav-callback", "recovery-callback")
 
 # What a code means to a caller; the client maps each kind to one exception type.
 KINDS = (

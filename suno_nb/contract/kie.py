@@ -20,6 +20,7 @@ from .sunoapi import (
     DEPRECATED_MODELS,
     GENERATE_REQUIRED,
     MAX_CHARS,
+    MEDIA_REQUIRED,
     REPLACE_CODES,
     REPLACE_PAGE,
     REPLACE_REQUIRED,
@@ -161,6 +162,7 @@ KIE_AI_LEGACY = Provider(
         "generate": GENERATE_REQUIRED,
         "record-info": ("taskId",),
         "credits": (),
+        **MEDIA_REQUIRED,
     },
     codes={**CODES, "replace-section": REPLACE_CODES},
     signs_webhooks=True,
@@ -179,8 +181,17 @@ KIE_AI_LEGACY = Provider(
         "credits": CREDITS_PAGE,
         "timestamped-lyrics": f"{DOCS}/suno-api/get-timestamped-lyrics",
         "signs_webhooks": WEBHOOK_PAGE,
+        "wav": f"{DOCS}/cn/suno-api/convert-to-wav",
+        "wav-info": f"{DOCS}/suno-api/get-wav-details",
+        "callbacks.wav": f"{DOCS}/suno-api/convert-to-wav-callbacks",
+        "callbacks.wav.snake": "https://dog-test.kie.ai/cn/suno-api/convert-to-wav-callbacks-cn",
+        "recovery": f"{DOCS}/old-model/cn/suno-api/recovery-audio",
     },
     notes={
+        "recovery": (
+            "kie.ai's old-model pages list Recovery Audio (POST); its request and callback "
+            "are taken to be docs.sunoapi.org's (same family)."
+        ),
         "required.replace-section": (
             "kie.ai's old replace-section page lists fullLyrics under optional parameters, "
             "while docs.sunoapi.org requires it."

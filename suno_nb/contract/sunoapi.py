@@ -132,7 +132,56 @@ CALLBACK_CODES = {
     531: CodeInfo("generation failed, credits refunded", "failure", "failure"),
 }
 
+# --- WAV conversion and Recovery Audio ----------------------------------------------------
+
+WAV_PAGE = f"{DOCS}/convert-to-wav-format"  # POST /api/v1/wav/generate {taskId, audioId, cb}
+WAV_CALLBACK_PAGE = f"{DOCS}/convert-to-wav-format-callbacks"
+WAV_INFO_PAGE = f"{DOCS}/get-wav-conversion-details"  # GET /api/v1/wav/record-info?taskId=
+WAV_INFO_CN_PAGE = "https://docs.sunoapi.org/cn/suno-api/get-wav-conversion-details"
+WAV_CALLBACK_CN_KIE = "https://dog-test.kie.ai/cn/suno-api/convert-to-wav-callbacks-cn"
+RECOVERY_PAGE = f"{DOCS}/recovery-audio"  # POST /api/v1/suno/recovery {sunoTaskId, cb}
+RECOVERY_INFO_PAGE = f"{DOCS}/get-recovery-audio-details"
+RECOVERY_CN_PAGE = "https://docs.sunoapi.org/cn/suno-api/recovery-audio"
+
+# The WAV endpoints answer with the generic table plus 409 "WAV record already exists"
+# (the Chinese details page lists 200 400 401 404 405 409 413 429 430 455 500).
+WAV_CODES = {**GENERIC_CODES, 409: CodeInfo("conflict: a WAV record already exists", "conflict")}
+
+# WAV callbacks: 200; 400 bad parameters or an unsupported source format; 451 the source
+# audio could not be downloaded; 500 server error (sunoapi.org's callbacks page); kie.ai's
+# Chinese page adds 501 "WAV conversion failed".
+WAV_CALLBACK_CODES = {
+    200: CodeInfo("success: WAV conversion completed", "ok"),
+    400: CodeInfo("bad parameters or unsupported source audio format", "failure", "failure"),
+    451: CodeInfo("the source audio file could not be downloaded", "failure", "failure"),
+    500: CodeInfo("server error: try again later", "failure", "failure"),
+    501: CodeInfo("WAV conversion failed", "failure", "failure"),
+}
+
+# Recovery callbacks: task-level 200 when at least one track was recovered, 500 when every
+# track failed; each track says ``status`` success|failed and, when failed, ``error``.
+RECOVERY_CALLBACK_CODES = {
+    200: CodeInfo("at least one track was recovered", "ok"),
+    500: CodeInfo("every track failed to recover", "failure", "failure"),
+}
+
+# Recovery's per-track ``error`` values (get-recovery-audio-details), for messages.
+RECOVERY_ERRORS = {
+    "no_audio_id_mappings": "the track cannot be found for this task",
+    "account_missing": "the source account is unavailable",
+    "get_tokens_failed": "the service could not authenticate upstream",
+    "feed_failed": "the service could not query the track upstream",
+    "clip_error": "the upstream track is in an error state",
+    "clip_not_complete": "the upstream track is not finished yet",
+    "mango_transfer_failed": "the recovered file could not be transferred",
+}
+
 CODES = {
+    "wav": WAV_CODES,
+    "wav-info": WAV_CODES,
+    "recovery": GENERIC_CODES,  # the Chinese recovery page lists exactly the generic codes
+    "wav-callback": WAV_CALLBACK_CODES,
+    "recovery-callback": RECOVERY_CALLBACK_CODES,
     "replace-section": REPLACE_CODES,
     "generate": GENERIC_CODES,
     "record-info": GENERIC_CODES,
@@ -148,6 +197,19 @@ ROUTES = {
     "credits": "/api/v1/generate/credit",
     # {taskId, audioId} -> data.alignedWords[{word, success, startS, endS, palign}], ...
     "timestamped-lyrics": "/api/v1/generate/get-timestamped-lyrics",
+    # {taskId, audioId, callBackUrl} -> data.taskId; callback data {audioWavUrl, task_id}
+    "wav": "/api/v1/wav/generate",
+    # ?taskId= -> data {taskId, musicId, successFlag, response.audioWavUrl, errorCode, ...}
+    "wav-info": "/api/v1/wav/record-info",
+    # {sunoTaskId, callBackUrl} -> data.task_id; callback {code, msg, task_id, data: [...]}
+    "recovery": "/api/v1/suno/recovery",
+}
+
+# Required request fields of the media endpoints (API spelling).
+MEDIA_REQUIRED = {
+    "wav": ("taskId", "audioId", "callBackUrl"),
+    "wav-info": ("taskId",),
+    "recovery": ("sunoTaskId", "callBackUrl"),
 }
 
 # "Files are kept 14 days" (the replace-section page): after that a result's URLs are gone.
@@ -167,6 +229,7 @@ SUNOAPI_ORG = Provider(
         "generate": GENERATE_REQUIRED,
         "record-info": ("taskId",),
         "credits": (),
+        **MEDIA_REQUIRED,
     },
     codes=CODES,
     signs_webhooks=False,
@@ -186,6 +249,15 @@ SUNOAPI_ORG = Provider(
         "credits": f"{DOCS}/get-remaining-credits",
         "timestamped-lyrics": f"{DOCS}/get-timestamped-lyrics",
         "signs_webhooks": "no signature scheme is documented on docs.sunoapi.org",
+        "wav": WAV_PAGE,
+        "wav-info": WAV_INFO_PAGE,
+        "codes.wav": WAV_INFO_CN_PAGE,
+        "callbacks.wav": WAV_CALLBACK_PAGE,
+        "callbacks.wav.snake": WAV_CALLBACK_CN_KIE,
+        "recovery": RECOVERY_PAGE,
+        "codes.recovery": RECOVERY_CN_PAGE,
+        "callbacks.recovery": RECOVERY_CN_PAGE,
+        "recovery.errors": RECOVERY_INFO_PAGE,
         "retention": RETENTION_SOURCE,
     },
     notes={
@@ -202,6 +274,18 @@ SUNOAPI_ORG = Provider(
             "over prompt; the endpoint always runs in custom mode."
         ),
         "rate_limit": "about 20 requests per 10 s per key; beyond it the answer is 430.",
+        "callbacks.wav": (
+            "sunoapi.org's WAV callback names the URL audioWavUrl; kie.ai's Chinese page "
+            "spells it audio_wav_url: both are accepted. WAV files are kept 15 days "
+            "(convert-to-wav-format) or 14 days (kie.ai's details page)."
+        ),
+        "recovery": (
+            "sunoTaskId is the original music task's id; the answer's data.task_id is a "
+            "recovery task id. The callback's data list follows the original's track order; "
+            "recovered links may be .m4a. Its details endpoint (GET "
+            "/api/v1/suno/recovery/record-info: 201 running, 200, 500) is documented but "
+            "not used: its answer's shape is not shown on the page."
+        ),
     },
     current_models=CURRENT_MODELS,
     deprecated_models=DEPRECATED_MODELS,

@@ -31,6 +31,7 @@ from ..errors import PayloadError
 from ..payloads import decode_json
 from .delivery import public_url
 from .limits import Limiter, refusal
+from .links import MediaDesk
 from .ranges import BytesResponse
 from .runtime import Stopped
 from .service import Service
@@ -42,6 +43,7 @@ _ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 _FILE = re.compile(r"^([0-9a-fA-F-]{8,64})\.(mp3|png)$")
 _CACHE = {"Cache-Control": "public, max-age=86400"}
 _TYPES = {"mp3": "audio/mpeg", "png": "image/png"}
+_WAV = re.compile(r"^([0-9a-f]{32})\.wav$")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -55,10 +57,16 @@ def _reply(reply: Reply) -> JSONResponse:
 
 
 def build_app(
-    service: Service, *, provider: Provider, api_key: str, limiter: Limiter | None = None
+    service: Service,
+    *,
+    provider: Provider,
+    api_key: str,
+    limiter: Limiter | None = None,
+    media: MediaDesk | None = None,
 ) -> Starlette:
     """The Starlette app of one sandbox's ``service`` (routes from ``provider``); with a
-    ``limiter``, requests past the key's rate limit are refused like the provider does."""
+    ``limiter``, requests past the key's rate limit are refused like the provider does;
+    with ``media``, links can expire and the WAV and recovery routes are served."""
     routes = provider.routes
     expected = f"Bearer {api_key}".encode()
 
@@ -114,6 +122,12 @@ def build_app(
         return authorized(request) or _reply(service.credit())
 
     async def audio(request: Request, audio_id: str, ext: str) -> Response:
+        if media is not None:  # a recovered file name, or an expired link
+            track_id = media.resolve(audio_id)
+            if track_id is None:
+                # The hosted CDN's exact answer to an expired link is not documented: 404.
+                return _json(404, {"code": 404, "msg": "this link has expired"})
+            audio_id = track_id
         published, data = service.peek_file(audio_id, ext)
         if published and data is None:  # the first request for it: render off the loop
             runtime = service.runtime
@@ -154,6 +168,8 @@ def build_app(
     lyrics = routes.get("timestamped-lyrics")  # not every provider has it
     if lyrics:
         submit.append(Route(lyrics, post(service.timestamped_lyrics), methods=["POST"]))
+    if media is not None and "wav" in routes and "recovery" in routes:
+        submit += _media_routes(media, routes, post, guarded, authorized)
     return Starlette(
         routes=[
             *submit,
@@ -165,3 +181,33 @@ def build_app(
         ],
         exception_handlers={HTTPException: http_error},
     )
+
+
+def _media_routes(
+    media: MediaDesk,
+    routes: Any,
+    post: Callable[[Any], Endpoint],
+    guarded: Callable[[Endpoint], Endpoint],
+    authorized: Callable[[Request], JSONResponse | None],
+) -> list[Route]:
+    """WAV conversion (and its details and files) and Recovery Audio."""
+
+    async def wav_info(request: Request) -> Response:
+        refused = authorized(request)
+        return refused or _reply(media.wav_info(request.query_params.get("taskId", "")))
+
+    async def wav_file(request: Request) -> Response:
+        m = _WAV.match(request.path_params["name"])
+        data = media.wav_bytes(m.group(1)) if m else None
+        if m is None or data is None:
+            return _json(404, {"code": 404, "msg": "no such file (unknown id, or not ready)"})
+        return BytesResponse(data, media_type="audio/wav", etag=f"{m.group(1)}-wav")
+
+    found = [
+        Route(routes["wav"], post(media.wav), methods=["POST"]),
+        Route(routes["recovery"], post(media.recovery), methods=["POST"]),
+        Route("/wav/{name}", guarded(wav_file), methods=["GET", "HEAD"]),
+    ]
+    if "wav-info" in routes:
+        found.append(Route(routes["wav-info"], guarded(wav_info), methods=["GET"]))
+    return found

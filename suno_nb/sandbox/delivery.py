@@ -137,15 +137,21 @@ class CallbackSender:
         copies: int = 1,
         delay: float = 0.0,
         wrong_signature: bool = False,
+        kind: str | None = None,
     ) -> None:
         """Deliver ``copies`` independent copies of ``body`` to ``url`` after ``delay``
-        seconds, each with its own retries.  Returns at once; callable from any thread."""
+        seconds, each with its own retries.  Returns at once; callable from any thread.
+        ``kind``: what the log calls a body without ``data.callbackType`` (``wav``,
+        ``recovery``: a recovery names its task at the top level)."""
+        data = body["data"] if isinstance(body.get("data"), dict) else {}
+        # The family's callbacks say task_id; kie.ai's task API says taskId; a recovery
+        # names its task at the top level.
+        task_id = body.get("task_id") or data.get("task_id") or data["taskId"]
         callback = _Callback(
             url=url,
             payload=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-            # The family's callbacks say task_id; kie.ai's task API says taskId.
-            task_id=str(body["data"].get("task_id") or body["data"]["taskId"]),
-            callback_type=str(body["data"]["callbackType"]),
+            task_id=str(task_id),
+            callback_type=str(kind or data["callbackType"]),
             code=int(body["code"]),
             wrong_signature=wrong_signature,
         )

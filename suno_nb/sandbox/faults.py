@@ -115,6 +115,13 @@ class Faults:
       ``analysis.measure`` searches, and far less than the shortest section (6 s), so the
       take is never shifted off its section, let alone out of the song.
     - ``hard_seams``: True cuts the section in without its crossfades.
+
+    Recovery Audio (``POST /api/v1/suno/recovery``):
+
+    - ``recovery_error``: every track fails to recover with this ``error`` (the docs name
+      e.g. ``"feed_failed"``, ``"clip_error"``, ``"no_audio_id_mappings"``): each track
+      ``status: "failed"``, task-level code 500.  A WAV conversion with ``error_code``
+      fails with that code (400, 500 or 501; others as 500).
     """
 
     error_code: int | None = None
@@ -132,6 +139,7 @@ class Faults:
     shift_ms: float = 0.0
     hard_seams: bool = False
     failure_stage: str = "error"  # last, so that no existing field changes position
+    recovery_error: str | None = None
 
     def __post_init__(self) -> None:
         if self.error_code is not None and self.error_code not in ERROR_CODES:
@@ -170,6 +178,15 @@ class Faults:
                 or value < 0
             ):
                 raise ValueError(f"{name} must be a finite number >= 0 s, got {value!r}")
+        if self.recovery_error is not None and (
+            not isinstance(self.recovery_error, str)
+            or not self.recovery_error.strip()
+            or len(self.recovery_error) > 200
+        ):
+            raise ValueError(
+                "recovery_error must be a non-empty string of at most 200 characters, "
+                f"got {self.recovery_error!r}"
+            )
         self._check_audio()
 
     def _check_audio(self) -> None:

@@ -28,6 +28,7 @@ from .app import build_app
 from .delivery import CallbackSender, DeliveryAttempt
 from .faults import Faults
 from .limits import Limiter
+from .links import MediaDesk
 from .runtime import MAX_WORKERS, Runtime
 from .service import Service, Song
 
@@ -152,6 +153,7 @@ class Sandbox:
             faults=faults,
             provider=self.provider,
         )
+        self._media = MediaDesk(self._service)
         self._lock = threading.Lock()
         self._http: ServerThread | None = None
         self._runtime: Runtime | None = None
@@ -173,6 +175,7 @@ class Sandbox:
                 provider=self.provider,
                 api_key=self._api_key.text,
                 limiter=self.rate_limiter,
+                media=self._media,
             )
             http = ServerThread(
                 app,
@@ -332,6 +335,12 @@ class Sandbox:
             prompt=prompt,
             model=model or self.provider.models[-1],
         )
+
+    def expire(self, task_id: str) -> None:
+        """Let the task's audio, stream and cover links die: they answer 404 from now on
+        (the hosted CDN's exact answer is not documented), as after the service's
+        retention.  ``POST /api/v1/suno/recovery`` then issues new, working links."""
+        self._media.expire(task_id)
 
     def record_info(self, task_id: str) -> dict[str, Any]:
         """What ``GET /api/v1/generate/record-info`` returns as ``data`` for ``task_id``."""

@@ -10,16 +10,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..events import CallbackEvent, CallbackFilter, Change, Feed, Handler
+from ..events import CallbackEvent, CallbackFilter, Change, Feed, Handler, MediaEvent
 from ..logbook import Logbook
 from ..payloads import RecordInfo
 from ..poller import Fetch, Poller
 from ..receiver import AllowList, CallbackApp, Rejection, Verifier
-from ..rows import Submission
+from ..rows import MediaSubmission, Submission
 from ..server import ServerThread
 from ..store import TERMINAL_STATES, Store
 from ..store.writes import damaged
-from . import tunnels, view
+from . import media, tunnels, view
 from .archiving import Archiver
 from .config import TOKEN_META_KEY, ReceiverConfig, TaskResult
 
@@ -167,6 +167,15 @@ class Receiver:
         elif self.poller is not None:
             self.poller.wake()
 
+    def record_job(self, job: MediaSubmission, fetch: Callable[..., Any] | None = None) -> None:
+        """Record a client's WAV/recovery job with its task (:mod:`.media`)."""
+        media.record_job(self, job, fetch)
+
+    def recover(self, task_id: str, *, client: Any = None) -> str:
+        """Ask for new links to ``task_id``'s (expired) tracks; the recovery task's id.
+        Its callback updates :meth:`frame` (``audio_url``, ``recovery``, ``audio_error``)."""
+        return media.recover(self, task_id, client=client)
+
     def use_client(self, client: Any) -> None:
         """Poll (and look tasks up) with ``client`` (a :class:`~suno_nb.SunoClient`)."""
         self._use_fetch(client.poll_fetch)
@@ -190,6 +199,8 @@ class Receiver:
     def _confirm(self, change: Change) -> None:
         """An unconfirmed delivery (a reused signature, another body): ask the service."""
         if not (isinstance(change, CallbackEvent) and change.verdict == "unconfirmed"):
+            return
+        if isinstance(change, MediaEvent):  # a WAV job's poll settles it; recovery: none
             return
         if self.poller is not None and self.poller.fetch is not None:
             self.poller.confirm(change.task_id)
