@@ -340,3 +340,34 @@ def test_a_url_a_reader_finds_gone_reads_expired_with_archiving_off(tmp_path, fi
     assert rx.flush(10)
     assert states(rx) == {"orig": "live", "t1": "expired"}
     assert not (tmp_path / "r.sqlite3.audio").exists()
+
+
+@pytest.mark.slow
+def test_a_recovery_reissues_urls_and_the_takes_are_archived_again(tmp_path):
+    rx = start_receiver(tmp_path / "v.sqlite3", tunnel=None, poll=False, archive=True)
+    watch = Watch(rx)
+    with (
+        Sandbox(delay=0.1, retry_backoff=0.05) as sb,
+        SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx) as client,
+    ):
+        job = client.generate(prompt="a quiet song about the harbour")
+        ids = list(rx.wait(job.task_id, timeout=60, progress=False).tracks["track_id"])
+
+        def archived_from_current_urls() -> bool:
+            frame = rx.frame().set_index("track_id")
+            kept = {t: archive_rows.row(rx.store, job.task_id, t) or {} for t in ids}
+            return all(kept[t].get("url") == frame.loc[t, "audio_url"] for t in ids)
+
+        assert watch.until(archived_from_current_urls)
+        first = {t: archive_rows.row(rx.store, job.task_id, t)["url"] for t in ids}
+        sb.expire(job.task_id)
+        assert set(states(rx).values()) == {"archived"}  # the service's copy is gone; ours is not
+        rx.recover(job.task_id)
+        assert watch.until(
+            lambda: (
+                archived_from_current_urls()
+                and all(archive_rows.row(rx.store, job.task_id, t)["url"] != first[t] for t in ids)
+            )
+        )
+    assert set(states(rx).values()) == {"archived"}
+    assert len(list((tmp_path / "v.sqlite3.audio").iterdir())) == len(ids)
