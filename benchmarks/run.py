@@ -7,7 +7,7 @@ From the repository root, with the project's virtualenv (Flask and psutil instal
     .venv/bin/python -m benchmarks.run --only ack,latency # a subset
     .venv/bin/python -m benchmarks.run --only gil         # GIL releases per callback (perf)
 
-Default parts: lines, import, ack, latency, stall, http, scaling, compare, soak; ``gil``
+Default parts: lines, import, ack, latency, stall, http, scaling, compare, batch, soak; ``gil``
 (needs root and perf) runs only when named.  ``--baseline DIR`` also runs ``ack`` against
 the suno_nb found in DIR (e.g. a ``git worktree`` of an earlier commit), for a before/after
 column.  Every part prints its tables (ratios against Flask where there is a comparison); the
@@ -39,6 +39,7 @@ PARTS = {  # part -> module
     "scaling": "bench_scaling",
     "soak": "bench_soak",
     "compare": "bench_compare",
+    "batch": "bench_batch",
     "gil": "bench_gil",
 }
 DEFAULT_PARTS = (
@@ -50,6 +51,7 @@ DEFAULT_PARTS = (
     "http",
     "scaling",
     "compare",
+    "batch",
     "soak",
 )
 

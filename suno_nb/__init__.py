@@ -45,6 +45,7 @@ from .rules import validate_section
 
 if typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
     from .analysis import compare_takes
+    from .batch import Batch, preview_batch, run_batch
     from .client import GenerateJob, ReplaceJob, SunoClient
     from .lyrics import plan_lines
     from .sandbox import Faults, Sandbox
@@ -76,6 +77,9 @@ _LAZY = {
     "compare_takes": ".analysis",
     "plan_lines": ".lyrics",
     "doctor": ".tunnel.where",
+    "Batch": ".batch",
+    "preview_batch": ".batch",
+    "run_batch": ".batch",
 }
 
 
@@ -94,6 +98,7 @@ __all__ = [
     "ApiValidationError",
     "AudioError",
     "AuthError",
+    "Batch",
     "Faults",
     "GenerateJob",
     "InsufficientCreditsError",
@@ -132,6 +137,8 @@ __all__ = [
     "doctor",
     "get_provider",
     "plan_lines",
+    "preview_batch",
+    "run_batch",
     "start_receiver",
     "stop_receiver",
     "validate_section",

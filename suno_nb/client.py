@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from . import client_lyrics, client_media
+from . import client_checks, client_lyrics, client_media
 from .client_base import (
     DEFAULT_BASE_URL,
     MISSING_KEY_MESSAGE,
@@ -39,16 +39,11 @@ from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .payloads import RecordInfo, parse_record_info, parse_task_record
 from .rows import Submission
 from .rules import (
-    check_options,
     check_url,
-    missing_required,
-    original_duration_s,
     pick_model,
     recorded_params,
-    replace_mode,
     request_body,
     required_by,
-    validate_section,
     validate_text,
 )
 
@@ -137,47 +132,12 @@ class SunoClient(BaseClient):
         replace-section code table), :class:`NetworkError` when no answer came.
         """
         p, endpoint = self.provider, "replace-section"
-        prompt = _required("prompt", prompt, p)
-        tags = _required("tags", tags, p)
-        title = _required("title", title, p)
-        full_lyrics = validate_text("full_lyrics", full_lyrics, required=False, provider=p)
-        if full_lyrics is None and required_by(p, endpoint, "full_lyrics"):
-            raise missing_required("full_lyrics", p, endpoint)
-        negative_tags = validate_text("negative_tags", negative_tags, required=False, provider=p)
-        options = check_options(
-            p,
-            lyrics=lyrics,
-            vocal_gender=vocal_gender,
-            style_weight=style_weight,
-            weirdness_constraint=weirdness_constraint,
-            audio_weight=audio_weight,
-            variety=variety,
-            persona_id=persona_id,
-            persona_model=persona_model,
-        )
-        source = replace_mode(task_id, audio_id, upload_url, model, p)
-        callback_url = check_url("callback_url", callback_url)
-        duration = original_duration_s(original_duration)
-
-        # Everything that needs no request first: a bad section or an unreachable callback
-        # URL is refused before the original's length is looked up.
-        section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
-        rx = self._pick_receiver(receiver)
-        callback_url = self._callback_for(callback_url, rx, required=False)
-        if duration is None and "task_id" in source:
-            duration = self._original_duration(source["task_id"], source["audio_id"])
-            section = validate_section(infill_start_s, infill_end_s, duration, section=p.section)
-        args: dict[str, Any] = {
-            **source,
-            "prompt": prompt,
-            "tags": tags,
-            "title": title,
-            "infill_start_s": section.start,
-            "infill_end_s": section.end,
-            "negative_tags": negative_tags,
-            "full_lyrics": full_lyrics,
-            **options,
-        }
+        given = {k: v for k, v in locals().items() if k not in ("self", "p", "endpoint")}
+        args, callback_url, rx = client_checks.prepare_replace(self, lookup=True, **given)
+        source = {k: args[k] for k in ("task_id", "audio_id", "upload_url", "model") if k in args}
+        section_start, section_end = args["infill_start_s"], args["infill_end_s"]
+        prompt, tags, title = args["prompt"], args["tags"], args["title"]
+        negative_tags, full_lyrics = args["negative_tags"], args["full_lyrics"]
         body = request_body(p, endpoint, args, callback_url)
         submitted_at = time.time()
         data = self._request("POST", endpoint, body=body)
@@ -186,8 +146,8 @@ class SunoClient(BaseClient):
             task_id=new_task_id,
             parent_task_id=source.get("task_id"),
             audio_id=source.get("audio_id"),
-            infill_start_s=section.start,
-            infill_end_s=section.end,
+            infill_start_s=section_start,
+            infill_end_s=section_end,
             submitted_at=submitted_at,
             callback_url=callback_url,
             upload_url=source.get("upload_url"),
@@ -198,8 +158,8 @@ class SunoClient(BaseClient):
                 task_id=new_task_id,
                 parent_task_id=job.parent_task_id,
                 audio_id=job.audio_id,
-                infill_start_s=section.start,
-                infill_end_s=section.end,
+                infill_start_s=section_start,
+                infill_end_s=section_end,
                 prompt=prompt,
                 tags=tags,
                 title=title,
@@ -333,6 +293,8 @@ class SunoClient(BaseClient):
     wav = client_media.wav
     wav_details = client_media.wav_details
     recover = client_media.recover
+    # A request's checks without the request (batches preview with it): client_checks.py.
+    check_replace_section = client_checks.check_replace_section
 
     # --- lifecycle and display ------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError, NetworkError, PayloadError, SectionValidationError
 from .lyrics import plan_lines, words_frame
-from .rules import validate_text
+from .rules import check_options, check_url, validate_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,3 +215,49 @@ def replace_lines(
         span_end_s=plan.span_end_s,
         widened=plan.widened,
     )
+
+
+def check_lines(
+    client: Any,
+    *,
+    task_id: str,
+    audio_id: str,
+    lines: object,
+    new_lyrics: str,
+    tags: str,
+    title: str,
+    prompt: str | None = None,
+    full_lyrics: str | None = None,
+    original_duration: float | None = None,
+    negative_tags: str | None = None,
+    callback_url: str | None = None,
+    receiver: Any = None,
+    **options: Any,
+) -> None:
+    """The checks of :func:`replace_lines` that need no request: the ids, texts and
+    optional fields; the lines themselves too when the track's timed lyrics are cached and
+    ``original_duration`` is given.  Raises what ``replace_lines`` raises; sends nothing."""
+    task_id, audio_id = _ids(client, task_id, audio_id)
+    p = client.provider
+    for name, value, required in (
+        ("new_lyrics", new_lyrics, True),
+        ("tags", tags, True),
+        ("title", title, True),
+        ("prompt", prompt, False),
+        ("full_lyrics", full_lyrics, False),
+        ("negative_tags", negative_tags, False),
+    ):
+        validate_text(name, value, required=required, provider=p)
+    check_url("callback_url", callback_url)
+    check_options(p, **options)
+    doc = _cached(client, receiver, f"{META_PREFIX}{task_id}:{audio_id}")
+    if doc is not None and original_duration is not None:
+        words = words_frame(doc["alignedWords"], doc.get("lyrics"))
+        plan_lines(
+            words,
+            lines,
+            duration=float(original_duration),
+            provider=p,
+            new_lyrics=new_lyrics,
+            full_lyrics=full_lyrics,
+        )

@@ -280,6 +280,28 @@ MEDIA_JOBS = Table(
     ),
 )
 
+
+# One row per job of a batch (``snb.run_batch``), written before its request is sent, so a
+# re-run after a crash knows what was sent.  ``state``: queued | sending | submitted |
+# uncertain | rejected | skipped | over_budget; succeeded/failed come from its task's row.
+BATCH_JOBS = Table(
+    "batch_jobs",
+    (
+        Column("key", "text", "PRIMARY KEY"),  # sha256 of the batch name + normalized params
+        Column("batch", "text", "NOT NULL"),
+        Column("row", "int", "NOT NULL"),
+        Column("kind", "text", "NOT NULL"),  # section | lines
+        Column("params", "json", "NOT NULL"),
+        Column("state", "text", "NOT NULL"),
+        Column("task_id", "text"),
+        Column("error", "text"),
+        Column("sends", "count"),  # requests sent for it (a resubmitted uncertain row: 2)
+        Column("created_at", "time", "NOT NULL"),
+        Column("sent_at", "time"),
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+)
+
 # What WAV conversions and recoveries say about a track (the track's own URLs are updated in
 # ``tracks`` by a recovery; this keeps the WAV link and the recovery's outcome).
 TRACK_MEDIA = Table(
@@ -326,6 +348,7 @@ TABLES = (
     LISTENING,
     MEDIA_JOBS,
     TRACK_MEDIA,
+    BATCH_JOBS,
     ARCHIVE,
 )
 

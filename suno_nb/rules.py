@@ -305,10 +305,17 @@ def request_body(
 
 
 def replace_mode(
-    task_id: object, audio_id: object, upload_url: object, model: object, provider: Provider
+    task_id: object,
+    audio_id: object,
+    upload_url: object,
+    model: object,
+    provider: Provider,
+    *,
+    stacklevel: int = 4,
 ) -> dict[str, str]:
     """The arguments naming the original (Python names), for exactly one of the two modes:
-    ``task_id`` + ``audio_id`` (a track the service made) or ``upload_url`` + ``model``."""
+    ``task_id`` + ``audio_id`` (a track the service made) or ``upload_url`` + ``model``
+    (``stacklevel``: of a deprecated model's warning, counted from ``pick_model``)."""
     mode1 = task_id is not None or audio_id is not None
     mode2 = upload_url is not None or model is not None
     if mode1 and mode2:
@@ -332,7 +339,7 @@ def replace_mode(
             raise SectionValidationError(
                 "upload_url", "is required with model= (your own audio)", limit="required"
             )
-        return {"upload_url": url, "model": pick_model(model, provider, stacklevel=4)}
+        return {"upload_url": url, "model": pick_model(model, provider, stacklevel=stacklevel)}
     if not mode1:
         raise SectionValidationError(
             "task_id",

@@ -35,7 +35,7 @@ from .links import MediaDesk
 from .ranges import BytesResponse
 from .runtime import Stopped
 from .service import Service
-from .validate import Reply
+from .validate import DROPPED, Reply
 
 log = logging.getLogger("suno_nb.sandbox")
 
@@ -52,8 +52,21 @@ def _json(status: int, doc: dict[str, Any]) -> JSONResponse:
     return JSONResponse(doc, status_code=status)
 
 
-def _reply(reply: Reply) -> JSONResponse:
-    return _json(*reply)
+def _reply(reply: Reply) -> Response:
+    return _Dropped() if reply[0] == DROPPED else _json(*reply)
+
+
+class _Dropped(Response):
+    """Accepted, then the connection drops: the status line and headers go out, the body
+    never does, and the server closes the connection (``Faults(drop_connection=True)``)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, media_type="application/json")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # Returning without the body makes the server close the connection.
 
 
 def build_app(

@@ -91,6 +91,9 @@ class Faults:
     - ``reply_code``: the submit is refused with this code (any code of the endpoint's
       table, e.g. 402, 409, 422, 429, 451, 455, 500 on replace-section); no task is made and
       no credit spent.  ``error_message`` overrides the message.
+    - ``drop_connection``: replace-section accepts the request (the task is created and
+      charged, its callback comes) but the HTTP answer never arrives: the connection closes
+      after the status line and headers, so the client cannot know the task id.
 
     Delivery of the callback:
 
@@ -140,6 +143,7 @@ class Faults:
     hard_seams: bool = False
     failure_stage: str = "error"  # last, so that no existing field changes position
     recovery_error: str | None = None
+    drop_connection: bool = False
 
     def __post_init__(self) -> None:
         if self.error_code is not None and self.error_code not in ERROR_CODES:
@@ -164,6 +168,8 @@ class Faults:
                 f"record_status must be one of {', '.join(FAILED_STATUSES)}, "
                 f"got {self.record_status!r}"
             )
+        if not isinstance(self.drop_connection, bool):
+            raise ValueError(f"drop_connection must be a bool, got {self.drop_connection!r}")
         if isinstance(self.duplicates, bool) or not isinstance(self.duplicates, int):
             raise ValueError(f"duplicates must be an int, got {self.duplicates!r}")
         if self.duplicates < 0:

@@ -21,7 +21,7 @@ from .faults import Faults
 from .records import Song, SongTrack, TrackRecord
 from .runtime import Runtime
 from .submit import Submissions
-from .validate import Reply, fail, ok
+from .validate import DROPPED, Reply, fail, ok
 
 __all__ = ["Reply", "Service", "Song", "SongTrack"]
 
@@ -57,6 +57,8 @@ class Service(Submissions):
         reply, task = self._submit_replace(body)
         if task is not None:
             self._schedule_completion(task.task_id, task.ready_at - time.monotonic())
+            if task.faults.drop_connection:
+                return DROPPED, reply[1]
         return reply
 
     def record_info(self, task_id: str) -> Reply:

@@ -19,6 +19,7 @@ from ..errors import SectionValidationError
 from ..rules import check_option, validate_section, validate_text
 
 Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+DROPPED = 0  # the status of a reply that must never reach the client (Faults.drop_connection)
 
 REPLACE = "replace-section"
 GENERATE = "generate"

@@ -38,7 +38,7 @@ STATES = OPEN_STATES + TERMINAL_STATES
 
 APPLICATION_ID = 0x534E4E42  # "SNNB": this file is a suno_nb store
 SCHEMA_VERSION = 6  # 0.x stores: 1..3 had no application_id; 4 lacked signatures;
-# 5 lacked listening_trials, ratings.blind, media_jobs, track_media and archive
+# 5 lacked listening_trials, ratings.blind, media_jobs, track_media, batch_jobs and archive
 _OPEN_SQL = "('pending', 'running')"
 
 INDEXES = (
@@ -48,6 +48,7 @@ INDEXES = (
     "CREATE INDEX deliveries_rejected ON deliveries(id) WHERE verdict = 'rejected'",
     "CREATE UNIQUE INDEX ratings_one_pick ON ratings(task_id) WHERE picked",
     "CREATE INDEX signatures_seen ON signatures(seen_at)",
+    "CREATE INDEX batch_jobs_rows ON batch_jobs(batch, row)",
 )
 
 # Headers never stored: anything credential-like, by name (generously: a harmless header

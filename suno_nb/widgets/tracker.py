@@ -75,10 +75,12 @@ class Tracker(widgets.VBox):
         tick: float = 1.0,
         max_rows: int = 200,
         history: bool = False,
+        batch: Any = None,
     ) -> None:
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}, got {state!r}")
         self._rx = rx
+        self._batch = batch  # a snb.run_batch Batch: show only its tasks, of any session
         self._tick = min(float(tick), 1.0)
         self._max_rows = int(max_rows)
         self._lock = threading.RLock()  # read + draw as one: an older draw never wins
@@ -181,9 +183,13 @@ class Tracker(widgets.VBox):
 
     def _reload(self) -> None:
         store = self._rx.store
-        rows = self._rx.session_tasks(history=self.history.value)
+        rows = self._rx.session_tasks(history=self.history.value or self._batch is not None)
+        if self._batch is not None:
+            mine = set(self._batch.task_ids())
+            rows = [r for r in rows if r["task_id"] in mine]
         self.reads += 1
-        self._hidden = 0 if self.history.value else max(0, store.counts()["tasks"] - len(rows))
+        hidden = self.history.value or self._batch is not None
+        self._hidden = 0 if hidden else max(0, store.counts()["tasks"] - len(rows))
         for row in rows[-self._max_rows :]:
             task_id = row["task_id"]
             mark = (row.get("updated_at"), row["state"])
@@ -293,7 +299,8 @@ def tracker(rx: Receiver, **kwargs: Any) -> Tracker:
     """A live table of ``rx``'s tasks of this session that updates itself as results land.
 
     Keyword arguments go to :class:`Tracker` (``state="pending"`` starts filtered,
-    ``history=True`` starts with earlier sessions' tasks shown).  Re-running the cell
+    ``history=True`` starts with earlier sessions' tasks shown, ``batch=b`` shows only the
+    tasks of the :func:`~suno_nb.run_batch` batch ``b``).  Re-running the cell
     closes the previous tracker of ``rx``; one in another cell says it was replaced.
     """
     return Tracker(rx, **kwargs)
