@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from .progress import bar
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["METRICS", "compare_takes", "loudness", "measure"]
+__all__ = ["METRICS", "compare_takes", "loudness", "measure", "track_source"]
 
 METRICS = (
     "offset_ms",
@@ -208,10 +209,6 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
-def _url(row: dict[str, Any]) -> str:
-    return _text(row.get("audio_url")) or _text(row.get("stream_audio_url"))
-
-
 def _latest_task(tasks: pd.DataFrame) -> str:
     done = tasks[
         (tasks["state"] == "succeeded")
@@ -226,13 +223,19 @@ def _latest_task(tasks: pd.DataFrame) -> str:
 
 def original_track(rx: Any, task: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any] | None:
     """The parent track of a replace task (``parent_task_id`` + ``audio_id``): from the
-    receiver's frame when it received the parent, else from the service (``rx.lookup``)."""
+    receiver's frame when it received the parent, else as kept by an earlier lookup (the
+    store's copy of its identity: it outlives the service's, and a stopped sandbox), else
+    from the service (``rx.lookup``, which keeps it and archives its audio)."""
     parent, audio_id = _text(task.get("parent_task_id")), _text(task.get("audio_id"))
     if not parent or not audio_id:
         return None
     rows = frame[(frame["task_id"] == parent) & (frame["track_id"] == audio_id)]
     if len(rows):
         return dict(rows.iloc[0])
+    archiver = getattr(rx, "archiver", None)
+    kept = archiver.kept_original(parent, audio_id) if archiver is not None else None
+    if kept is not None:
+        return kept
     info = rx.lookup(parent)
     if info is None:
         return None
@@ -247,6 +250,16 @@ def original_track(rx: Any, task: dict[str, Any], frame: pd.DataFrame) -> dict[s
                 "stream_audio_url": t.stream_audio_url,
             }
     return None
+
+
+def track_source(rx: Any, track: Mapping[str, Any] | None) -> str | Path:
+    """Where a track's audio is read: the receiver's archive when it has the file (see
+    :func:`suno_nb.audio.audio_source`), else its URL (``""``: none).  Every reader of a
+    take's or an original's audio (this module, the master, the audition) goes through it."""
+    if track is None:
+        return ""
+    archiver = getattr(rx, "archiver", None)
+    return audio.audio_source(track, archiver.folder if archiver is not None else None)
 
 
 def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -274,10 +287,11 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
                     "take_no": i,
                     "track_id": str(take["track_id"]),
                     "original_track_id": _text(task.get("audio_id")),
+                    "original_task_id": _text(task.get("parent_task_id")),
                     "start_s": float(start),
                     "end_s": float(end),
-                    "take_url": _url(dict(take)),
-                    "original_url": _url(original) if original else "",
+                    "take_src": track_source(rx, dict(take)),
+                    "original_src": track_source(rx, original),
                     "error": missing,
                 }
             )
@@ -286,8 +300,8 @@ def _plan(rx: Any, task_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 def _fetch_all(
     urls: Iterable[str], progress: bool, workers: int, connect: float, total: float
-) -> dict[str, str | None]:
-    """Fetch every URL into the cache in parallel: URL -> None or the reason it failed.
+) -> dict[str, SunoNbError | None]:
+    """Fetch every URL into the cache in parallel: URL -> None or the error it failed with.
 
     The progress bar is updated from the calling thread only (notebook-safe)."""
     todo = sorted({u for u in urls if u})
@@ -302,7 +316,19 @@ def _fetch_all(
         )
     finally:
         fetching.close()
-    return {u: str(r) if isinstance(r, SunoNbError) else None for u, r in done.items()}
+    return {u: r if isinstance(r, SunoNbError) else None for u, r in done.items()}
+
+
+def note_gone(rx: Any, owners: Mapping[str, tuple[str, str]], errors: Mapping[str, Any]) -> None:
+    """Tell the receiver which tracks' URLs answered 404/410 (``owners``: URL -> (task_id,
+    track_id)), so ``rx.frame()`` shows them ``expired``."""
+    archiver = getattr(rx, "archiver", None)
+    if archiver is None:
+        return
+    for url, exc in errors.items():
+        status = getattr(exc, "status", None)
+        if url in owners and status in (404, 410):
+            archiver.note_gone(*owners[url], url, status, str(exc))
 
 
 def compare_takes(
@@ -347,10 +373,16 @@ def compare_takes(
     jobs = _plan(rx, ids)
     failed = dict(known_failures or {})
     fetched: dict[str, str | None] = dict(failed)
-    urls = [u for j in jobs if not j["error"] for u in (j["take_url"], j["original_url"])]
-    fetched.update(
-        _fetch_all([u for u in urls if u not in failed], progress, workers, connect, total)
+    # archived files are read as they are; only URLs are fetched
+    srcs = [s for j in jobs if not j["error"] for s in (j["take_src"], j["original_src"])]
+    urls = [u for u in srcs if isinstance(u, str) and u not in failed]
+    errors = _fetch_all(urls, progress, workers, connect, total)
+    owners = {j["take_src"]: (j["task_id"], j["track_id"]) for j in jobs}
+    owners.update(
+        {j["original_src"]: (j["original_task_id"], j["original_track_id"]) for j in jobs}
     )
+    note_gone(rx, {u: o for u, o in owners.items() if isinstance(u, str)}, errors)
+    fetched.update({u: None if e is None else str(e) for u, e in errors.items()})
     rows = []
     measuring = bar(total=len(jobs), desc="measuring takes", unit="take", disable=not progress)
     try:
@@ -374,9 +406,9 @@ def _measure_job(
         return row
     problem = next(
         (
-            f"{what} audio: {fetched.get(url) or 'no URL'}"
-            for what, url in (("original", job["original_url"]), ("take", job["take_url"]))
-            if not url or fetched.get(url)
+            f"{what} audio: {(isinstance(src, str) and fetched.get(src)) or 'no URL'}"
+            for what, src in (("original", job["original_src"]), ("take", job["take_src"]))
+            if not src or (isinstance(src, str) and fetched.get(src))
         ),
         None,
     )
@@ -384,8 +416,8 @@ def _measure_job(
         row["error"] = problem
         return row
     try:
-        original, sr = audio.load(job["original_url"], connect_timeout=connect, deadline=total)
-        take, sr_take = audio.load(job["take_url"], connect_timeout=connect, deadline=total)
+        original, sr = audio.load(job["original_src"], connect_timeout=connect, deadline=total)
+        take, sr_take = audio.load(job["take_src"], connect_timeout=connect, deadline=total)
     except SunoNbError as exc:
         row["error"] = str(exc)
         return row

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .contract import RETENTION_DAYS
 from .errors import ApiError, NetworkError, NotFoundError, PayloadError, StoreError
 from .events import Feed, Timer
 from .payloads import STAGE_OF_STATUS, RecordInfo, callback_from_record
@@ -36,7 +37,7 @@ Fetch = Callable[[str, float], RecordInfo]
 
 MIN_INTERVAL_S = 1 / 3  # the per-task query limit: 3 per second
 RECORD_INFO_PATH = "/api/v1/generate/record-info"
-RETENTION_S = 14 * 24 * 3600  # the hosted service keeps generated files for 14 days
+RETENTION_S = RETENTION_DAYS * 24 * 3600  # the hosted service keeps generated files 14 days
 
 
 class Poller:

@@ -319,6 +319,25 @@ TRACK_MEDIA = Table(
     ("PRIMARY KEY (task_id, track_id)",),
 )
 
+# The local copy of each track's audio (``<store>.audio/<track_id>.<ext>``): which URL it came
+# from, and a URL that answered 404/410 (gone: the service's copy expired).
+ARCHIVE = Table(
+    "archive",
+    (
+        Column("task_id", "text", "NOT NULL"),
+        Column("track_id", "text", "NOT NULL"),
+        Column("url", "text"),  # the URL the archived file was downloaded from
+        Column("path", "text"),  # the file's name in the archive folder (None: not archived)
+        Column("bytes", "count"),
+        Column("archived_at", "time"),
+        Column("gone_url", "text"),  # a URL that answered 404/410
+        Column("gone_status", "int"),
+        Column("error", "text"),  # the last failure, in words (host only, never a path)
+        Column("updated_at", "time", "NOT NULL"),
+    ),
+    ("PRIMARY KEY (task_id, track_id)",),
+)
+
 TABLES = (
     META,
     DELIVERIES,
@@ -330,6 +349,21 @@ TABLES = (
     MEDIA_JOBS,
     TRACK_MEDIA,
     BATCH_JOBS,
+    ARCHIVE,
+)
+
+# How long the service keeps a result's files: contract.RETENTION_DAYS (14 days, with its
+# source).  rows sits on floor 1 beside contract, so the number is repeated here and pinned
+# equal by tests/test_archive.py.
+RETENTION_S = 14 * 24 * 3600
+# When the service's copy goes: its createTime (UTC, as the service writes it), else when
+# the track arrived here, plus the retention.
+_EXPIRES = f"(coalesce(strftime('%s', tr.create_time) + 0.0, tr.received_at) + {RETENTION_S})"
+_AUDIO_URL = "coalesce(tr.audio_url, tr.stream_audio_url)"
+_AUDIO_STATE = (
+    "CASE WHEN ar.path IS NOT NULL THEN 'archived'"
+    f" WHEN ar.gone_url = {_AUDIO_URL} OR {_EXPIRES} < strftime('%s', 'now') + 0.0"
+    " THEN 'expired' ELSE 'live' END"
 )
 
 
@@ -380,7 +414,8 @@ FRAME = _view(
     "frame",
     "tracks tr JOIN tasks t ON t.task_id = tr.task_id"
     " LEFT JOIN ratings r ON r.task_id = tr.task_id AND r.track_id = tr.track_id"
-    " LEFT JOIN track_media m ON m.task_id = tr.task_id AND m.track_id = tr.track_id",
+    " LEFT JOIN track_media m ON m.task_id = tr.task_id AND m.track_id = tr.track_id"
+    " LEFT JOIN archive ar ON ar.task_id = tr.task_id AND ar.track_id = tr.track_id",
     "tr.rowid",
     "tr.task_id",
     *_same("tr", TRACKS, "task_id", "track_id"),
@@ -397,6 +432,8 @@ FRAME = _view(
     ("picked", "coalesce(r.picked, 0)", (RATINGS, "picked")),
     ("rating_blind", "coalesce(r.blind, 0)", (RATINGS, "blind")),
     *_same("m", TRACK_MEDIA, "wav_url", "wav_error", "recovery", "audio_error"),
+    ("expires_at", _EXPIRES, "time"),
+    ("audio_state", _AUDIO_STATE, "text"),  # archived | expired | live
 )
 
 TASKS_VIEW = _view(

@@ -33,6 +33,9 @@ def _isolated_env(monkeypatch, tmp_path):
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SUNO_NB_STATE_DIR", str(tmp_path / "state"))
+    # Archiving on arrival is on by default, but seed bodies carry the hosted service's URLs:
+    # archiving them would leave loopback.  tests/test_archive.py turns it on (and unsets this).
+    monkeypatch.setenv("SUNO_NB_ARCHIVE", "0")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     yield

@@ -1,9 +1,9 @@
 """The thread census: what a notebook session costs in threads, counted in a fresh process.
 
 Receiver + Sandbox + one replace_section + rx.wait + tracker + audition (and a submit form):
-at most 3 threads on
-the receiver's side (server loop, store writer, feed dispatcher), at most 4 in the sandbox,
-at most 8 in the whole process (the main thread included); back to 1 after both stop.
+at most 4 threads on the receiver's side (server loop, store writer, feed dispatcher, and the
+archive's worker once a take arrived), at most 4 in the sandbox, at most 9 in the whole
+process (the main thread included); back to 1 after both stop.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
         return sorted(t.name for t in threading.enumerate())
 
     seen = {}
-    rx = snb.start_receiver("census.sqlite3", tunnel=None)
+    rx = snb.start_receiver("census.sqlite3", tunnel=None, archive=True)
     sb = snb.Sandbox(delay=0.3).start()
     rx.on_callback(lambda event: seen.setdefault("on_callback", census()))
     client = snb.SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
@@ -72,12 +72,13 @@ def test_a_session_with_widgets_runs_on_few_threads_and_stop_ends_them(tmp_path)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.splitlines()[-1])
     assert seen["ok"]
+    assert "suno_nb-archive" in seen["peak"]
     for moment in ("on_callback", "peak"):
         names = seen[moment]
         receiver = [n for n in names if n.startswith("suno_nb")]
         sandbox = [n for n in names if n.startswith("suno-sandbox")]
-        assert len(receiver) <= 3, (moment, names)
+        assert len(receiver) <= 4, (moment, names)
         assert len(sandbox) <= 4, (moment, names)
-        assert len(names) <= 8, (moment, names)
+        assert len(names) <= 9, (moment, names)
         assert set(names) == {"MainThread", *receiver, *sandbox}, (moment, names)
     assert seen["after"] == ["MainThread"]

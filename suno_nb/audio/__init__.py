@@ -18,12 +18,20 @@ that need them, so importing this package (and ``suno_nb``) stays light.
 >>> mins, maxs, seconds = peaks(track_url)       # compact envelope, cached on disk
 >>> times, lows, highs = waveform(samples, sr)   # 2000-point envelope for plotting
 >>> download_results(rx.frame(), "takes/")       # every track's audio and cover, once
+>>> src = audio_source(track_row, rx.archive_dir)  # the archived file, else the URL
 """
 
 from __future__ import annotations
 
 from ..errors import AudioError, NetworkError
-from .archive import DOWNLOAD_COLUMNS, download_results
+from .archive import (
+    DOWNLOAD_COLUMNS,
+    archive_track,
+    archived_file,
+    audio_source,
+    download_results,
+    track_url,
+)
 from .core import (
     CACHE_ENV,
     DECODED_CACHE_SAMPLES,
@@ -59,6 +67,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "AudioError",
     "NetworkError",
+    "archive_track",
+    "archived_file",
+    "audio_source",
     "check_url",
     "clear_memory_cache",
     "decode",
@@ -69,5 +80,6 @@ __all__ = [
     "load",
     "peaks",
     "timeouts",
+    "track_url",
     "waveform",
 ]

@@ -1,10 +1,21 @@
-"""Archive a whole result frame's audio and covers to disk (:func:`download_results`)."""
+"""The local archive of result audio, and a whole result frame copied to disk.
+
+- :func:`archived_file` / :func:`audio_source`: where a track's audio is read from: its
+  archived file when there is one (``<archive>/<track_id>.<ext>``), else its URL.  Every
+  reader of a track's audio (the analysis, the master, the audition) asks this one function.
+- :func:`archive_track`: download one track's audio into the archive, atomically (temporary
+  file, renamed into place when whole and decodable), with the room's deadlines.
+- :func:`download_results`: every track's audio and cover of a frame into a folder (copied
+  from the archive when it has the file).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +32,89 @@ log = logging.getLogger("suno_nb.audio")
 
 _KIND_DEFAULT_EXT = {"audio": ".mp3", "image": ".jpg"}
 DOWNLOAD_COLUMNS = ["task_id", "track_id", "kind", "url", "path", "status", "bytes", "error"]
+
+
+def archived_file(archive: str | os.PathLike[str] | None, track_id: str) -> Path | None:
+    """The archived audio of ``track_id`` in the folder ``archive``, if it is there and is
+    audio (None for no folder, no file, or a file that is not audio)."""
+    if archive is None or not track_id:
+        return None
+    hit = _existing(Path(archive), _safe_name(track_id), AUDIO_EXTENSIONS)
+    return hit if hit is not None and audio_ext(hit) is not None else None
+
+
+def track_url(track: Mapping[str, Any]) -> str:
+    """A track row's audio URL: ``audio_url``, else ``stream_audio_url``, else ``""``."""
+    for key in ("audio_url", "stream_audio_url"):
+        value = track.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def audio_source(
+    track: Mapping[str, Any], archive: str | os.PathLike[str] | None = None
+) -> str | Path:
+    """Where to read a track's audio: the archived file (a :class:`~pathlib.Path`) when the
+    archive has it, else its URL (a ``str``, ``""`` when it has none).  Both are what
+    :func:`suno_nb.audio.load` and :func:`~suno_nb.audio.peaks` take."""
+    hit = archived_file(archive, str(track.get("track_id") or track.get("id") or ""))
+    return hit if hit is not None else track_url(track)
+
+
+def archive_track(
+    url: str,
+    archive: str | os.PathLike[str],
+    track_id: str,
+    *,
+    session: requests.Session | None = None,
+    connect_timeout: float | None = None,
+    deadline: float | None = None,
+) -> tuple[Path, int]:
+    """Download ``url`` into ``archive/<track_id>.<ext>`` and return ``(path, bytes)``.
+
+    Written under a temporary name and renamed into place only when whole and decodable
+    (:func:`~suno_nb.audio.transfer.download`), so a reader never sees half a file; an
+    earlier file of the track (another URL, another extension) is replaced.  Raises
+    :class:`~suno_nb.errors.AudioError` (``.status`` 404/410 when the URL is gone) or
+    :class:`~suno_nb.errors.NetworkError`; a failure leaves the earlier file as it was.
+    """
+    folder = Path(archive)
+    stem = _safe_name(track_id)
+    before = _existing(folder, stem, AUDIO_EXTENSIONS)
+    connect, total = timeouts(connect_timeout, deadline)
+    target, size = download(
+        url,
+        folder,
+        stem,
+        kind="audio",
+        default_ext=_KIND_DEFAULT_EXT["audio"],
+        session=session,
+        connect_timeout=connect,
+        deadline=total,
+    )
+    if before is not None and before != target:
+        with contextlib.suppress(OSError):
+            before.unlink()
+    return target, size
+
+
+def _copy(source: Path, folder: Path, stem: str) -> tuple[Path, int]:
+    """Copy an archived file to ``folder/<stem><ext>`` atomically (temporary, then rename)."""
+    import shutil  # lazy, like the room's other imports beyond its floor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}{source.suffix}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target, target.stat().st_size
 
 
 def _jobs(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
@@ -50,6 +144,7 @@ def download_results(
     progress: bool = True,
     connect_timeout: float | None = None,
     deadline: float | None = None,
+    archive: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Archive every result track's audio and cover image of ``frame`` into ``dest``.
 
@@ -64,9 +159,12 @@ def download_results(
     an image); one failed file does not stop the others: it is reported with
     ``status == "failed"`` and its error, and leaves nothing behind.
 
+    ``archive``: the receiver's archive folder; a track's audio found there is copied
+    (status ``"copied"``) instead of fetched again, even when its URL has expired.
+
     Returns one row per file: ``task_id, track_id, kind ("audio"/"image"), url, path,
-    status ("downloaded"/"skipped"/"failed"/"no url"), bytes, error``.  Remember the service
-    keeps generated files for 14 days only.
+    status ("downloaded"/"copied"/"skipped"/"failed"/"no url"), bytes, error``.  Remember
+    the service keeps generated files for 14 days only.
     """
     import pandas as pd
 
@@ -94,11 +192,20 @@ def download_results(
             }
             rows.append(row)
             bar.update(1)
-            if not url:
+            kept = archived_file(archive, track_id) if kind == "audio" else None
+            if not url and kept is None:
                 continue
             hit = _existing(folder, stem, allowed)
             if hit is not None and (audio_ext if kind == "audio" else image_ext)(hit):
                 row.update(path=str(hit), status="skipped", bytes=hit.stat().st_size)
+                continue
+            if kept is not None:
+                try:
+                    target, size = _copy(kept, folder, stem)
+                except OSError as exc:
+                    row.update(status="failed", error=f"cannot copy from the archive: {exc}")
+                    continue
+                row.update(path=str(target), status="copied", bytes=size)
                 continue
             try:
                 target, size = download(

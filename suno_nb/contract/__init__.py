@@ -45,7 +45,7 @@ from .kie import (
     TASK_STATES,
     TASK_STATES_PENDING,
 )
-from .sunoapi import API_FIELDS, SUNOAPI_ORG
+from .sunoapi import API_FIELDS, RETENTION_DAYS, RETENTION_SOURCE, SUNOAPI_ORG
 
 __all__ = [
     "API_FIELDS",
@@ -57,6 +57,8 @@ __all__ = [
     "MEDIA_ENDPOINTS",
     "MODELS",
     "PROVIDERS",
+    "RETENTION_DAYS",
+    "RETENTION_SOURCE",
     "TASK_CALLBACK_TYPE",
     "TASK_STATES",
     "TASK_STATES_PENDING",

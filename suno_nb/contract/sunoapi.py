@@ -212,6 +212,10 @@ MEDIA_REQUIRED = {
     "recovery": ("sunoTaskId", "callBackUrl"),
 }
 
+# "Files are kept 14 days" (the replace-section page): after that a result's URLs are gone.
+RETENTION_DAYS = 14
+RETENTION_SOURCE = REPLACE_PAGE
+
 REPLACE_REQUIRED = ("prompt", "tags", "title", "infillStartS", "infillEndS")
 GENERATE_REQUIRED = ("callBackUrl", "customMode", "instrumental", "model")
 
@@ -254,6 +258,7 @@ SUNOAPI_ORG = Provider(
         "codes.recovery": RECOVERY_CN_PAGE,
         "callbacks.recovery": RECOVERY_CN_PAGE,
         "recovery.errors": RECOVERY_INFO_PAGE,
+        "retention": RETENTION_SOURCE,
     },
     notes={
         "section": (

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import audio
-from ..analysis import align_take, change_db, measure, original_track  # one offset and seam measure
+from ..analysis import (
+    align_take,
+    change_db,
+    measure,
+    original_track,
+    track_source,
+)  # one offset and seam measure
 from ..errors import MasterError
 from .result import SECTION_COLUMNS, Master, masters, record
 from .seams import MAX_XFADE_MS, SEARCH_MS, auto_ms, best_seam, load_channels, rms, splice
@@ -84,7 +90,8 @@ def _plan(rx: Any, picks: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         parent, audio_id = _text(task.get("parent_task_id")), _text(task.get("audio_id"))
         if start is None or end is None or start != start or end != end or not parent:
             raise MasterError(f"picks: task {task_id!r} is not a replace-section task")
-        if not _text(row.get("audio_url")):
+        src = track_source(rx, row)  # the archive first, else the URL
+        if not src:
             raise MasterError(f"picks: take {row['track_id']!r} of task {task_id!r} has no audio")
         sections.append(
             {
@@ -92,7 +99,7 @@ def _plan(rx: Any, picks: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 "track_id": str(row["track_id"]),
                 "start_s": float(start),
                 "end_s": float(end),
-                "url": _text(row["audio_url"]),
+                "src": src,
             }
         )
         originals.setdefault((parent, audio_id), []).append(task_id)
@@ -112,7 +119,7 @@ def _plan(rx: Any, picks: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     (parent, audio_id), first = next(iter(originals.items()))
     task = dict(tasks.loc[first[0]]) if first[0] in tasks.index else {}
     original = original_track(rx, task or {"parent_task_id": parent, "audio_id": audio_id}, frame)
-    if original is None or not _text(original.get("audio_url")):
+    if original is None or not track_source(rx, original):
         raise MasterError(
             f"picks: the original (track {audio_id!r} of task {parent!r}) is unknown to this "
             "receiver and no client can look it up (start_receiver(client=...))"
@@ -171,12 +178,12 @@ def make_master(
         raise TypeError(f"match_loudness must be True or False, got {match_loudness!r}")
     connect, total = audio.timeouts(connect_timeout, deadline)
     original, sections = _plan(rx, picks)
-    base, base_mono, sr = load_channels(_text(original["audio_url"]), connect, total)
+    base, base_mono, sr = load_channels(track_source(rx, original), connect, total)
     out = base.copy()
     n = base.shape[1]
     rows = []
     for s in sections:
-        take, take_mono, sr_take = load_channels(s["url"], connect, total)
+        take, take_mono, sr_take = load_channels(s["src"], connect, total)
         if sr_take != sr:
             raise MasterError(
                 f"picks: take {s['track_id']!r} is at {sr_take} Hz, the original at {sr} Hz"

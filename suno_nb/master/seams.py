@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -16,12 +17,17 @@ AUTO_ABRUPT_DB = 6.0  # a hard cut this much more abrupt than the original gets 
 MAX_XFADE_MS = 500.0
 
 
-def load_channels(url: str, connect: float, total: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(channels x samples, mono, rate): mono through audio.load (shared with the analysis),
-    every channel read from the same cached file only when there is more than one."""
+def load_channels(
+    src: str | Path, connect: float, total: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(channels x samples, mono, rate) of an archived file or a URL (fetched into the
+    cache): mono through audio.load (shared with the analysis), every channel read from the
+    same file only when there is more than one."""
     import soundfile as sf
 
-    path = audio.fetch(url, connect_timeout=connect, deadline=total)
+    path = (
+        src if isinstance(src, Path) else audio.fetch(src, connect_timeout=connect, deadline=total)
+    )
     mono, sr = audio.load(path)
     if sf.info(str(path)).channels == 1:
         return mono[None, :], mono, sr

@@ -64,6 +64,10 @@ def start_receiver(
     - ``hmac_key``: verify webhook signatures (default ``SUNO_WEBHOOK_HMAC_KEY``, found like
       the authtoken); ``signature_tolerance`` seconds.  ``allow_ips``: an IP allow-list.
     - ``poll``, ``poll_interval``, ``poll_grace``: the polling fallback.
+    - ``archive`` (default True, or ``$SUNO_NB_ARCHIVE=0`` for False): copy each take's
+      audio on arrival into ``<store>.audio/`` (the service keeps files 14 days);
+      ``archive_max_mb`` caps that folder (then nothing new is archived, and ``rx.log()``
+      says so).  ``rx.frame()`` shows ``expires_at`` and ``audio_state``.
     - the HTTP server's limits: ``max_body``, ``max_header_bytes``, ``request_timeout``
       (the whole request), ``keepalive``, ``max_connections``.
     """

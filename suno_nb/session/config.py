@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..credentials import Secret, as_secret, find_secret
 from ..errors import TaskFailedError
 from ..server import Limits
+from .archiving import archive_default
 
 if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
     import pandas as pd
@@ -57,6 +58,10 @@ class ReceiverConfig:
     poll: bool = True
     poll_interval: float = 30.0
     poll_grace: float | None = None
+    #: archive each take's audio on arrival into ``<store>.audio/`` (default on, unless
+    #: ``$SUNO_NB_ARCHIVE`` is 0/off); at most ``archive_max_mb`` MB, then nothing new
+    archive: bool = True
+    archive_max_mb: float = 2048.0
     # The HTTP server's limits (see suno_nb.server.Limits, same names).
     max_body: int = _LIMITS.max_body
     max_header_bytes: int = _LIMITS.max_header_bytes
@@ -71,6 +76,14 @@ class ReceiverConfig:
         for name in ("signature_tolerance", "tunnel_timeout", "poll_interval", "request_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)!r}")
+        if not isinstance(self.archive, bool):
+            raise ValueError(f"archive must be True or False, got {self.archive!r}")
+        mb = self.archive_max_mb
+        if isinstance(mb, bool) or not (isinstance(mb, (int, float)) and mb > 0):
+            raise ValueError(
+                f"archive_max_mb must be > 0 MB, got {self.archive_max_mb!r} "
+                "(archive=False turns archiving off)"
+            )
         for name in ("max_body", "max_header_bytes", "max_connections"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -87,6 +100,8 @@ class ReceiverConfig:
                 f"the options are: {', '.join(sorted(names))}"
             )
         values = dict(options)
+        if values.get("archive") is None:
+            values["archive"] = archive_default()
         hmac_key = values.get("hmac_key")
         found = as_secret(HMAC_ENV, hmac_key) if hmac_key is not None else find_secret(HMAC_ENV)
         values["hmac_key"] = found

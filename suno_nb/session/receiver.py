@@ -20,6 +20,7 @@ from ..server import ServerThread
 from ..store import TERMINAL_STATES, Store
 from ..store.writes import damaged
 from . import media, tunnels, view
+from .archiving import Archiver
 from .config import TOKEN_META_KEY, ReceiverConfig, TaskResult
 
 if TYPE_CHECKING:  # pandas loads on first use: `import suno_nb` stays light
@@ -47,6 +48,8 @@ class Receiver:
             on_commit=self.feed.publish,
             signature_window=2 * config.signature_tolerance,
         )
+        # takes archived on arrival (rx.archiver.folder), off the dispatcher: archiving.py
+        self.archiver = Archiver.for_receiver(self.store, config)
         try:
             token = self.store.get_meta(TOKEN_META_KEY)
             if token is None:
@@ -89,6 +92,7 @@ class Receiver:
             raise
         self.logbook.attach()
         self.feed.subscribe(self._confirm)
+        self.feed.subscribe(self.archiver.on_change)
         log.info("receiver listening on %s:%d", config.host, self.server.port)
         self._stopped = False
         if client is not None:
@@ -184,8 +188,13 @@ class Receiver:
 
     def lookup(self, task_id: str, timeout: float = 10.0) -> RecordInfo | None:
         """The service's record of ``task_id`` (record-info, one request), or None when no
-        client is known to ask with (pass ``client=`` to ``start_receiver``)."""
-        return None if self.fetch is None else self.fetch(task_id, timeout)
+        client is known to ask with (pass ``client=`` to ``start_receiver``).  Its tracks'
+        identity is kept in the store and their audio archived (an original outlives its
+        service copy: ``rx.archiver.kept_original``)."""
+        info = None if self.fetch is None else self.fetch(task_id, timeout)
+        if info is not None:
+            self.archiver.keep_original(info, task_id)
+        return info
 
     def _confirm(self, change: Change) -> None:
         """An unconfirmed delivery (a reused signature, another body): ask the service."""
@@ -305,10 +314,14 @@ class Receiver:
         self, dest: str | os.PathLike[str], *, progress: bool = True, session: Any = None
     ) -> pd.DataFrame:
         """Archive every result track's audio and cover into ``dest/<task_id>/`` (files
-        already there are skipped).  The hosted service keeps results 14 days."""
+        already there are skipped; the archive's files are copied, not fetched again).  The
+        hosted service keeps results 14 days."""
         from ..audio import download_results
 
-        return download_results(self.frame(), dest, session=session, progress=progress)
+        folder = self.archiver.folder
+        return download_results(
+            self.frame(), dest, session=session, progress=progress, archive=folder
+        )
 
     # --- the ledger ---------------------------------------------------------------------
 
@@ -397,6 +410,7 @@ class Receiver:
         tunnels.close(self.tunnel)
         self.tunnel = None
         self.server.stop()
+        self.archiver.stop()  # a download under way finishes and is recorded
         self.store.close()
         self.feed.publish(Change("stopped"))  # the widgets say so at once
         self.feed.close()

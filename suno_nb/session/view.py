@@ -50,11 +50,14 @@ def summary(rx: Receiver) -> dict[str, Any]:
     problem = None if rx.store.closed else rx.store.problem
     if problem:  # e.g. the file was deleted: every callback is answered 503 until restart
         store = f"{store} UNAVAILABLE: {problem}; callbacks get 503 until restarted"
+    folder = rx.archiver.folder
+    archive = "off" if folder is None or not rx.archiver.enabled else f"{folder.name}/"
     return {
         "state": "running" if rx.running else "stopped",
         "mode": rx.mode,
         "url": url,
         "store": store,
+        "archive": archive,  # takes archived on arrival into this folder beside the store
         "signed": rx.signed,
         **counts,
     }

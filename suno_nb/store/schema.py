@@ -38,7 +38,7 @@ STATES = OPEN_STATES + TERMINAL_STATES
 
 APPLICATION_ID = 0x534E4E42  # "SNNB": this file is a suno_nb store
 SCHEMA_VERSION = 6  # 0.x stores: 1..3 had no application_id; 4 lacked signatures;
-# 5 lacked listening_trials, ratings.blind, media_jobs, track_media and batch_jobs
+# 5 lacked listening_trials, ratings.blind, media_jobs, track_media, batch_jobs and archive
 _OPEN_SQL = "('pending', 'running')"
 
 INDEXES = (

@@ -10,6 +10,7 @@ still arrives is answered with that line, never with a claim that something was 
 from __future__ import annotations
 
 import mimetypes
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SunoNbError
@@ -46,7 +47,7 @@ class AuditionMessages:
 
     _rx: Any
     _jobs: Any
-    _sources: dict[str, str]
+    _sources: dict[str, str | Path]  # lane key -> archived file or URL
     _blobs: dict[str, tuple[bytes, str]]
     _notes: dict[str, str]
     lanes: list[dict[str, Any]]
@@ -105,8 +106,8 @@ class AuditionMessages:
             return
         from .. import audio
 
-        try:
-            path = audio.fetch(url)  # from the cache: no request when the file is there
+        try:  # an archived file as it is; a URL from the cache (no request when there)
+            path = url if isinstance(url, Path) else audio.fetch(url)
         except SunoNbError as exc:
             message = _lanes.plain_error(_lanes.what(label), exc)
             self.send({"type": "audio_error", "key": key, "message": message})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,9 @@ def wav(data: np.ndarray, sr: int, gain: float = 1.0) -> bytes:
     return out.getvalue()
 
 
-def offsets(urls: dict[str, str], original: str | None, section: list[float]) -> dict[str, float]:
+def offsets(
+    urls: Mapping[str, str | Path], original: str | Path | None, section: list[float]
+) -> dict[str, float]:
     """Seconds each track starts later than ``original`` (:func:`suno_nb.analysis.measure`'s
     ``offset_ms``, from the music outside the section): 0 for the original itself, and for
     every track when there is no original or section, or its sample rate differs."""
@@ -96,11 +99,11 @@ def offsets(urls: dict[str, str], original: str | None, section: list[float]) ->
 
 
 def render(
-    urls: dict[str, str],
+    urls: Mapping[str, str | Path],
     span: tuple[float, float | None],
     section: list[float],
     level_match: bool = True,
-    original: str | None = None,
+    original: str | Path | None = None,
 ) -> dict[str, bytes]:
     """Key -> WAV of ``span`` of each URL's audio (fetched into the cache, or read from it),
     each take's window moved by its offset from ``original`` (so switching at the same
@@ -113,7 +116,8 @@ def render(
     for key, url in urls.items():  # all of them: the gains depend on every track heard
         shift = late[key]
         moved = (span[0] + shift, None if span[1] is None else span[1] + shift)
-        data, sr = excerpt(audio.fetch(url), moved)
+        path = url if isinstance(url, Path) else audio.fetch(url)  # archived files as they are
+        data, sr = excerpt(path, moved)
         cut[key] = (data, sr)
         loud[key] = section_loudness(data, sr, section, span)
     gain = gains(loud) if level_match else dict.fromkeys(urls, 1.0)

@@ -80,18 +80,19 @@ def candidates(rx: Any, task_id: str | None, task_ids: list[str] | None) -> dict
             originals.add(str(original["track_id"]))
             key = "original" if len(originals) == 1 else f"original{len(originals)}"
             label = "Original" if len(originals) == 1 else f"Original {len(originals)}"
-            tracks[key] = _track(label, "original", original, text(original.get("task_id")))
+            tracks[key] = _track(rx, label, "original", original, text(original.get("task_id")))
         for _, take in frame[frame["task_id"] == tid].iterrows():
             n_take += 1
             label = f"Take {n_take}" + (f" (task {short_id(tid)})" if len(wanted) > 1 else "")
-            tracks[f"take{n_take}"] = _track(label, "take", dict(take), tid)
+            tracks[f"take{n_take}"] = _track(rx, label, "take", dict(take), tid)
     if problems:
         out["message"] = "; ".join(problems).capitalize() + "."
     return out
 
 
-def _track(label: str, kind: str, row: dict[str, Any], task_id: str) -> dict[str, Any]:
-    url = text(row.get("audio_url")) or text(row.get("stream_audio_url"))
+def _track(rx: Any, label: str, kind: str, row: dict[str, Any], task_id: str) -> dict[str, Any]:
+    # "url": the archived file when there is one, else the URL (kept in Python, never sent)
+    url = analysis.track_source(rx, row)
     return {
         "label": label,
         "kind": kind,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -135,7 +136,7 @@ def _choice(row: pd.Series) -> dict[str, str]:
     }
 
 
-def _peaks(url: str) -> tuple[list[int], float | None]:
+def _peaks(url: str | Path) -> tuple[list[int], float | None]:
     mins, maxs, duration = audio.peaks(url, PEAK_POINTS)
     level = np.maximum(np.abs(mins), np.abs(maxs))
     return np.clip(np.round(level * 255), 0, 255).astype(int).tolist(), duration
@@ -149,15 +150,14 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _track_url(track: dict[str, Any]) -> str:
-    return text(track.get("audio_url")) or text(track.get("stream_audio_url"))
-
-
-def _prefetch(urls: list[str], measuring: bool) -> dict[str, SunoNbError]:
+def _prefetch(srcs: list[str | Path], measuring: bool) -> dict[str, SunoNbError]:
     """Fetch the audio this view reads (all of it when the takes are measured) in parallel,
-    once: URL -> why it failed.  Kept for this view's build only, never cached."""
+    once: URL -> why it failed.  Kept for this view's build only, never cached.  Archived
+    files (paths) need no fetch."""
     wanted = []
-    for url in urls:
+    for url in srcs:
+        if not isinstance(url, str):
+            continue
         try:
             audio.check_url(url)
         except SunoNbError:
@@ -176,10 +176,11 @@ def _lane(
     track: dict[str, Any],
     metrics: dict | None,
     failed: dict[str, SunoNbError] | None = None,
-) -> tuple[dict[str, Any], str]:
-    """A lane and its audio URL (kept in Python for the "audio" message).  ``failed``: URLs
+    url: str | Path = "",
+) -> tuple[dict[str, Any], str | Path]:
+    """A lane and its audio source (kept in Python for the "audio" message): ``url``, the
+    archived file or the URL :func:`suno_nb.analysis.track_source` chose.  ``failed``: URLs
     this build could not fetch (URL -> why), so they are not fetched again."""
-    url = _track_url(track)
     lane: dict[str, Any] = {
         "key": key,
         "label": label,
@@ -198,6 +199,14 @@ def _lane(
     }
     if not url:
         lane["error"] = f"{label} has no audio URL."
+        return lane, url
+    if isinstance(url, Path):  # archived: read here, sent as bytes, whatever the URL does
+        try:
+            lane["peaks"], duration = _peaks(url)
+            lane["duration"] = duration or lane["duration"]
+            lane["bytes"] = True
+        except SunoNbError as exc:
+            lane["error"] = plain_error(what(label), exc)
         return lane, url
     try:
         audio.check_url(url)  # http(s) only: never a path or file: URL from a callback
@@ -249,7 +258,14 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
     takes = frame[frame["task_id"] == task_id]
     measuring = start is not None and end is not None and original is not None
     tracks = ([original] if original is not None else []) + [dict(t) for _, t in takes.iterrows()]
-    failed = _prefetch([_track_url(t) for t in tracks], measuring)  # one deadline for all
+    srcs = {text(t.get("track_id")): analysis.track_source(rx, t) for t in tracks}
+    failed = _prefetch(list(srcs.values()), measuring)  # one deadline for all
+    owners = {
+        u: (text(t.get("task_id")), text(t.get("track_id")))
+        for t in tracks
+        if isinstance(u := srcs[text(t.get("track_id"))], str)
+    }
+    analysis.note_gone(rx, owners, failed)  # a 404/410 shows as "expired" in rx.frame()
     metrics: dict[str, dict] = {}
     if measuring:
         known = {u: str(e) for u, e in failed.items()}
@@ -258,15 +274,17 @@ def build(rx: Any, task_id: str) -> dict[str, Any]:
             metrics[r["track_id"]] = {k: _finite(r[k]) for k in analysis.METRICS}
     lanes, sources = [], {}
     if original is not None:
+        src = srcs[text(original.get("track_id"))]
         lane, url = _lane(
-            "original", "Original", "original", ORIGINAL_COLOR, original, None, failed
+            "original", "Original", "original", ORIGINAL_COLOR, original, None, failed, src
         )
         lanes.append(lane)
         sources[lane["key"]] = url
     for i, (_, take) in enumerate(takes.iterrows(), start=1):
         m = metrics.get(str(take["track_id"]))
         color = TAKE_COLORS[(i - 1) % len(TAKE_COLORS)]
-        lane, url = _lane(f"take{i}", f"Take {i}", "take", color, dict(take), m, failed)
+        src = srcs[text(take["track_id"])]
+        lane, url = _lane(f"take{i}", f"Take {i}", "take", color, dict(take), m, failed, src)
         lanes.append(lane)
         sources[lane["key"]] = url
     for lane in lanes:

@@ -141,7 +141,7 @@ class Audition(QuietMixin, AuditionMessages, anywidget.AnyWidget):
         self._master = master
         self._batch = [str(t) for t in task_ids] if task_ids else None
         self._wanted = task_id or (self._batch[0] if self._batch else None)
-        self._sources: dict[str, str] = {}
+        self._sources: dict[str, str | Path] = {}  # lane key -> archived file or URL
         self._blobs: dict[str, tuple[bytes, str]] = {}  # lane key -> audio made in the kernel
         self._notes: dict[str, str] = {}  # notes typed before any stars were given
         self._built: dict[str, dict[str, Any]] = {}  # task id -> what show() set
