@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
@@ -59,6 +61,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # seconds of audio work: the fast lane stays under 90 s; CI runs it
 def test_a_session_with_widgets_runs_on_few_threads_and_stop_ends_them(tmp_path):
     script = tmp_path / "census.py"
     script.write_text(SCRIPT)

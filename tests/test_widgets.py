@@ -405,6 +405,7 @@ def test_tracker_filter(client, wrx, sb, song, made):
 # --- audition -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of audio work: the fast lane stays under 90 s; CI runs it
 def test_audition_lanes_metrics_peaks_and_no_audio_in_the_state(client, wrx, song, made):
     job = _replace(client, song, 20.0, 32.0)
     wrx.wait(job.task_id, timeout=WAIT_S, progress=False, raise_on_failure=True)
@@ -529,6 +530,7 @@ def test_audition_batch_steps_through_tasks_in_order(client, wrx, song, made, mo
         audition(wrx, context=-1)
 
 
+@pytest.mark.slow  # seconds of audio work: the fast lane stays under 90 s; CI runs it
 def test_audition_of_a_pending_task_shows_it_when_it_lands(client, wrx, song, made):
     job = _replace(client, song)
     au = audition(wrx, job.task_id)

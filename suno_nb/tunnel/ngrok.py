@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -243,8 +244,19 @@ def _kill_agent(config: Any) -> None:
     current = process.get_process(config) if process.is_process_running(config.ngrok_path) else None
     ngrok.kill(config)
     if current is not None and current.proc.stdout is not None:
-        with contextlib.suppress(OSError):
-            current.proc.stdout.close()
+        # pyngrok's log-monitor thread may still be in readline(): closing the pipe under it
+        # raises in that thread (a traceback on stderr, i.e. in some cell).  Let the agent
+        # exit and the monitor read its EOF and end first (Python names a thread after its
+        # target: "Thread-N (_monitor_process)"); close the pipe only then.
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            current.proc.wait(timeout=5)
+        monitors = [t for t in threading.enumerate() if t.name.endswith("(_monitor_process)")]
+        for thread in monitors:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+        if not any(t.is_alive() for t in monitors):
+            with contextlib.suppress(OSError):
+                current.proc.stdout.close()
 
 
 def _listed(tunnel: NgrokTunnel) -> bool:
