@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .rows import DELIVERIES_VIEW, FRAME, LISTENING_VIEW, TASKS_VIEW, View
+from .views import DELIVERIES_VIEW, FRAME, LISTENING_VIEW, TASKS_VIEW, View
 
 if TYPE_CHECKING:
     from .store import Store

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from suno_nb import Sandbox, SunoClient, compare_takes, contract, rows
+from suno_nb import Sandbox, SunoClient, compare_takes, contract, views
 from suno_nb.audio import clear_memory_cache
 from suno_nb.session import current_receiver, start_receiver
 from suno_nb.store import archive as archive_rows
@@ -139,7 +139,7 @@ def make_take(sb, client, duration: float = 30.0):
 
 
 def test_retention_is_the_contracts_fact_with_its_source():
-    assert rows.RETENTION_S == contract.RETENTION_DAYS * 86400
+    assert views.RETENTION_S == contract.RETENTION_DAYS * 86400
     assert contract.RETENTION_SOURCE.startswith("https://docs.sunoapi.org/")
     assert contract.get_provider().sources["retention"] == contract.RETENTION_SOURCE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from suno_nb import frame, rows
+from suno_nb import frame, rows, views
 from suno_nb.rows import Submission
 from suno_nb.store import Store
 
@@ -45,9 +45,9 @@ def test_every_view_has_the_dtypes_its_column_kinds_say(tmp_path):
     with Store(tmp_path / "v.sqlite3") as store:
         store.record_submission(Submission("pending-one", infill_start_s=1.0, infill_end_s=12.0))
         for view, read in (
-            (rows.FRAME, frame.frame),
-            (rows.TASKS_VIEW, frame.tasks),
-            (rows.DELIVERIES_VIEW, frame.deliveries),
+            (views.FRAME, frame.frame),
+            (views.TASKS_VIEW, frame.tasks),
+            (views.DELIVERIES_VIEW, frame.deliveries),
         ):
             df = read(store)
             assert list(df.columns) == list(view.names)

@@ -78,6 +78,7 @@ FLOORS = {
     "audio": 1,
     "rows": 1,
     "rules": 2,
+    "views": 2,
     "payloads": 2,
     "server": 2,
     "client_errors": 2,
