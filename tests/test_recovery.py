@@ -119,6 +119,7 @@ def test_recovery_all_failed_is_stored_and_answered_200(sb, rx, client):
     assert (tracks.recovery == "failed").all()
     assert (tracks.audio_error == "feed_failed").all()
     assert tracks.audio_url.to_dict() == urls  # the dead links stay; the tracks say why
+    assert sb.wait_idle(30)  # the sender logs its attempt after the 200 it got back
     attempts = [a for a in sb.delivery_log() if a["task_id"] == job_id]
     assert (attempts[-1]["code"], attempts[-1]["status"]) == (500, 200)  # stored: 200
     job = rx.store.query("SELECT state, code, error FROM media_jobs WHERE job_id = ?", (job_id,))

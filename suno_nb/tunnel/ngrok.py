@@ -242,21 +242,26 @@ def _kill_agent(config: Any) -> None:
     from pyngrok import ngrok, process
 
     current = process.get_process(config) if process.is_process_running(config.ngrok_path) else None
+    before = _monitors()
     ngrok.kill(config)
     if current is not None and current.proc.stdout is not None:
         # pyngrok's log-monitor thread may still be in readline(): closing the pipe under it
-        # raises in that thread (a traceback on stderr, i.e. in some cell).  Let the agent
-        # exit and the monitor read its EOF and end first (Python names a thread after its
-        # target: "Thread-N (_monitor_process)"); close the pipe only then.
+        # raises in that thread (a traceback on stderr, i.e. in some cell).  Once the agent
+        # has exited, its monitor reads EOF and ends: close the pipe after that (bounded);
+        # if it has not ended, the pipe closes with its Popen object instead.
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             current.proc.wait(timeout=5)
-        monitors = [t for t in threading.enumerate() if t.name.endswith("(_monitor_process)")]
-        for thread in monitors:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2)
-        if not any(t.is_alive() for t in monitors):
+        give_up = time.monotonic() + 1.0
+        while _monitors() >= before and before and time.monotonic() < give_up:
+            time.sleep(0.01)
+        if _monitors() < before or not before:
             with contextlib.suppress(OSError):
                 current.proc.stdout.close()
+
+
+def _monitors() -> int:
+    """pyngrok's live log-monitor threads (Python names a thread after its target)."""
+    return sum(t.name.endswith("(_monitor_process)") for t in threading.enumerate())
 
 
 def _listed(tunnel: NgrokTunnel) -> bool:
