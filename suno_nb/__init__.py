@@ -45,6 +45,7 @@ from .rules import validate_section
 
 if typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
     from .analysis import compare_takes
+    from .audio import clear_cache
     from .batch import Batch, preview_batch, run_batch
     from .client import GenerateJob, ReplaceJob, SunoClient
     from .lyrics import plan_lines
@@ -77,6 +78,7 @@ _LAZY = {
     "compare_takes": ".analysis",
     "plan_lines": ".lyrics",
     "doctor": ".tunnel.where",
+    "clear_cache": ".audio",
     "Batch": ".batch",
     "preview_batch": ".batch",
     "run_batch": ".batch",
@@ -131,6 +133,7 @@ __all__ = [
     "UnknownTaskError",
     "WaitTimeout",
     "__version__",
+    "clear_cache",
     "code_table",
     "compare_takes",
     "current_receiver",

@@ -34,7 +34,11 @@ from .archive import (
 )
 from .core import (
     CACHE_ENV,
+    CACHE_MAX_ENV,
+    CACHE_MAX_MB,
     DECODED_CACHE_SAMPLES,
+    cache_limit_bytes,
+    clear_cache,
     clear_memory_cache,
     decode,
     default_cache_dir,
@@ -42,6 +46,7 @@ from .core import (
     fetch_many,
     load,
     peaks,
+    prune_cache,
     waveform,
 )
 from .transfer import (
@@ -58,6 +63,8 @@ from .transfer import (
 __all__ = [
     "AUDIO_EXTENSIONS",
     "CACHE_ENV",
+    "CACHE_MAX_ENV",
+    "CACHE_MAX_MB",
     "CONNECT_TIMEOUT",
     "CONNECT_TIMEOUT_ENV",
     "DEADLINE",
@@ -70,7 +77,9 @@ __all__ = [
     "archive_track",
     "archived_file",
     "audio_source",
+    "cache_limit_bytes",
     "check_url",
+    "clear_cache",
     "clear_memory_cache",
     "decode",
     "default_cache_dir",
@@ -79,6 +88,7 @@ __all__ = [
     "fetch_many",
     "load",
     "peaks",
+    "prune_cache",
     "timeouts",
     "track_url",
     "waveform",

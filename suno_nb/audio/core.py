@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -33,6 +34,10 @@ from .transfer import (
 log = logging.getLogger("suno_nb.audio")
 
 CACHE_ENV = "SUNO_NB_CACHE_DIR"
+CACHE_MAX_ENV = "SUNO_NB_CACHE_MAX_MB"
+CACHE_MAX_MB = 1024.0  # the download cache's size cap; least recently used files go first
+# what this module writes there: <32 hex>.<ext>, and <that>.peaks<N>.npy beside it
+_ENTRY = re.compile(r"^[0-9a-f]{32}\.[A-Za-z0-9]+(\.peaks\d+\.npy)?$")
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # what a cache entry may be called: audio extensions, plus names older versions used
@@ -88,6 +93,71 @@ def cached_audio(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _entries(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """This cache's own files in ``folder`` (never anything else that may be there)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if _ENTRY.match(path.name):
+                with contextlib.suppress(OSError):
+                    out.append((path, path.stat()))
+    return out
+
+
+def cache_limit_bytes() -> int:
+    """The cache's size cap: ``$SUNO_NB_CACHE_MAX_MB`` (megabytes), else :data:`CACHE_MAX_MB`."""
+    raw = os.environ.get(CACHE_MAX_ENV, "").strip()
+    try:
+        mb = float(raw) if raw else CACHE_MAX_MB
+    except ValueError:
+        mb = CACHE_MAX_MB
+    return int(max(mb, 0.0) * 1024 * 1024)
+
+
+def prune_cache(
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    max_bytes: int | None = None,
+    keep: Path | None = None,
+) -> int:
+    """Delete the least recently used cached files until the cache holds at most
+    ``max_bytes`` (default :func:`cache_limit_bytes`); return the bytes freed.  A cached
+    file counts as used when :func:`fetch` returns it (its access time).  Only this
+    cache's own files (hashed names) are ever deleted; a result you keep belongs in the
+    receiver's archive or ``rx.download(dir)``, not here.  ``keep``: a file never deleted
+    (the one just fetched)."""
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    limit = cache_limit_bytes() if max_bytes is None else int(max_bytes)
+    entries = sorted(_entries(folder), key=lambda e: max(e[1].st_atime, e[1].st_mtime))
+    total = sum(st.st_size for _, st in entries)
+    freed = 0
+    for path, st in entries:
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= st.st_size
+            freed += st.st_size
+    if freed:
+        log.info("audio cache pruned: %d bytes freed (cap %d)", freed, limit)
+    return freed
+
+
+def clear_cache(cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """Delete every file of the audio download cache (and the decoded copies in memory);
+    return how many files went.  Archived takes (beside the store) are not touched."""
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    gone = 0
+    for path, _st in _entries(folder):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            gone += 1
+    clear_memory_cache()
+    return gone
+
+
 # --- fetch / decode / waveform -----------------------------------------------------------------
 
 
@@ -122,6 +192,9 @@ def fetch(
     hit = cached_audio(folder, key)
     if hit is not None:
         log.debug("cache hit %s/… -> %s", url_origin(url), hit.name)
+        with contextlib.suppress(OSError):  # used now (atime), content unchanged (mtime:
+            # the decoded-samples cache keys on it)
+            os.utime(hit, ns=(time.time_ns(), hit.stat().st_mtime_ns))
         return hit
     path, _size = download(
         url,
@@ -132,6 +205,7 @@ def fetch(
         connect_timeout=connect_timeout,
         deadline=deadline,
     )
+    prune_cache(folder, keep=path)
     return path
 
 
