@@ -36,6 +36,7 @@ import numpy as np
 
 from . import audio
 from .errors import SunoNbError
+from .extras import need
 from .progress import bar
 
 if TYPE_CHECKING:
@@ -152,7 +153,9 @@ def _seam_db(original: np.ndarray, take: np.ndarray, at: int, sr: int) -> float:
 
 def loudness(samples: np.ndarray, sr: int) -> float:
     """Integrated loudness in LUFS (ITU-R BS.1770-4, pyloudnorm); -inf for silence."""
-    import pyloudnorm  # lazy: imports scipy
+    pyloudnorm = need(  # lazy: imports scipy
+        "pyloudnorm", extra="analysis", feature="Loudness (compare_takes, masters, blind tests)"
+    )
 
     x = np.asarray(samples, dtype=np.float64)
     if x.size < int(0.4 * sr):  # shorter than one gating block

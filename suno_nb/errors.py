@@ -61,6 +61,14 @@ class SignatureError(SunoNbError):
 # --- storage / receiver -----------------------------------------------------------------
 
 
+class MissingExtraError(SunoNbError, ImportError):
+    """A feature needs an optional package: the message names the extra that brings it."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 class StoreError(SunoNbError):
     """The SQLite store could not be opened, migrated or written."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SunoNbError
+from .extras import need
 
 QUICKSTART = "01_quickstart.ipynb"
 CHECKOUT_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -70,8 +71,10 @@ def run_notebook(path: Path, workdir: Path, *, timeout: float = 300) -> Any:
 
     The kernel talks over IPC sockets in a private temporary folder (no TCP port, so no
     "running over TCP without encryption" warning)."""
-    import nbformat
-    from nbclient import NotebookClient
+    feature = "Running a notebook (python -m suno_nb quickstart)"
+    nbformat = need("nbformat", extra="notebooks", feature=feature)
+    NotebookClient = need("nbclient", extra="notebooks", feature=feature).NotebookClient
+    need("ipykernel", extra="notebooks", feature=feature)  # the kernel it starts
     from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
@@ -101,8 +104,7 @@ def quickstart(out_dir: str | Path, notebook: str | Path | None = None) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     nb = run_notebook(source, out)
-    import nbformat
-
+    nbformat = need("nbformat", extra="notebooks", feature="Running a notebook")
     executed = out / source.name.replace(".ipynb", ".executed.ipynb")
     nbformat.write(nb, executed)
     store = Store(out / DEFAULT_PATH)

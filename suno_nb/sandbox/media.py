@@ -1,13 +1,13 @@
 """The sandbox's media encodings: MP3 bytes from samples (and back), PNG covers.
 
-Pure functions; soundfile and matplotlib are imported on first use so that
-``import suno_nb`` stays light.
+Pure functions; soundfile is imported on first use so that ``import suno_nb`` stays light.
 """
 
 from __future__ import annotations
 
 import io
-import threading
+import struct
+import zlib
 
 import numpy as np
 
@@ -45,14 +45,23 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     return decode(data)
 
 
-_MPL_LOCK = threading.Lock()  # matplotlib is not thread-safe; covers render on server threads
-_CMAPS = ("viridis", "magma", "plasma", "cividis", "twilight", "cool", "spring", "ocean")
+# Pairs of colours a cover blends between (dark, light), chosen by the seed.
+_PALETTES = (
+    ((68, 1, 84), (253, 231, 37)),
+    ((0, 0, 4), (252, 253, 191)),
+    ((13, 8, 135), (240, 249, 33)),
+    ((0, 34, 78), (254, 232, 56)),
+    ((47, 20, 54), (226, 217, 226)),
+    ((0, 255, 255), (255, 0, 255)),
+    ((255, 0, 255), (255, 255, 0)),
+    ((0, 128, 0), (255, 255, 255)),
+)
 
 
 def cover_png(seed: int, size: int = 256) -> bytes:
-    """A square PNG cover: interfering waves coloured with a colormap chosen by ``seed``."""
-    import matplotlib.image  # lazy: matplotlib is heavy and only needed for covers
+    """A square PNG cover: interfering waves in a two-colour blend chosen by ``seed``.
 
+    numpy and zlib only (no imaging library): the sandbox runs on a default install."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     img = np.zeros((size, size))
@@ -61,7 +70,25 @@ def cover_png(seed: int, size: int = 256) -> bytes:
         img += np.sin(2 * np.pi * (fx * x + fy * y) + rng.uniform(0, 2 * np.pi))
     cx, cy = rng.uniform(0.2, 0.8, 2)
     img += 3 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.05)
-    buf = io.BytesIO()
-    with _MPL_LOCK:
-        matplotlib.image.imsave(buf, img, cmap=_CMAPS[int(rng.integers(len(_CMAPS)))], format="png")
-    return buf.getvalue()
+    t = (img - img.min()) / (np.ptp(img) or 1.0)
+    dark, light = (np.array(c, dtype=np.float64) for c in _PALETTES[int(rng.integers(8))])
+    rgb = (dark + t[..., None] * (light - dark)).round().astype(np.uint8)
+    return _png(rgb)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    """An 8-bit RGB image as PNG bytes (each row with filter type 0)."""
+    height, width, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )

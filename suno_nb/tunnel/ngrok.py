@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import TunnelError
+from ..errors import MissingExtraError, TunnelError
+from ..extras import need
 from . import agent as _agent
 from .errors import (
     NgrokFailure,
@@ -132,13 +133,12 @@ def open_ngrok(port: int, settings: TunnelSettings, *, host: str = "localhost") 
     pointing at this port is reused.  Failures raise one :class:`TunnelError` subclass.
     """
     try:
-        from pyngrok import ngrok
-        from pyngrok.conf import PyngrokConfig
-    except ImportError:
-        raise TunnelError(
-            "The ngrok tunnel needs the pyngrok package, which is not installed: run "
-            "`pip install pyngrok` and try again."
-        ) from None
+        need("pyngrok", extra="ngrok", feature="The ngrok tunnel")
+    except MissingExtraError as exc:  # a TunnelError: tunnel="auto" falls back to local
+        raise TunnelError(str(exc)) from None
+    from pyngrok import ngrok
+    from pyngrok.conf import PyngrokConfig
+
     remember_secret(settings.token)
     path = settings.resolved_ngrok_path()
     state_dir = settings.resolved_state_dir()

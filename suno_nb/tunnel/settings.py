@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,15 +112,26 @@ def resolve_authtoken(
     if config_path:
         candidates = [Path(config_path).expanduser()]
     else:
-        from pyngrok import conf
-
-        candidates = [Path(conf.DEFAULT_NGROK_CONFIG_PATH), Path.home() / ".ngrok2" / "ngrok.yml"]
+        candidates = [_default_config_path(), Path.home() / ".ngrok2" / "ngrok.yml"]
     for path in candidates:
         token = _token_from_config(path)
         if token:
             log.debug("authtoken taken from the ngrok config file %s", path)
             return Secret(AUTHTOKEN_ENV, token, "ngrok config")
     return None
+
+
+def _default_config_path() -> Path:
+    """ngrok's own config file: pyngrok's default where pyngrok is installed (the ``ngrok``
+    extra), else where the ngrok agent keeps it (https://ngrok.com/docs/agent/config/)."""
+    try:
+        from pyngrok import conf
+    except ImportError:
+        if sys.platform == "darwin":
+            return Path.home() / "Library" / "Application Support" / "ngrok" / "ngrok.yml"
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "ngrok" / "ngrok.yml"
+    return Path(conf.DEFAULT_NGROK_CONFIG_PATH)
 
 
 def _token_from_config(path: Path) -> str | None:

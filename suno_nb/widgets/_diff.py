@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..analysis import align_take
+from ..extras import need
 from ._plot import _MPL_LOCK, _clock_formatter
 
 N_FFT = 2048
@@ -90,6 +91,7 @@ def difference(
 def difference_png(d: Difference, *, label: str = "take", width_px: int = 900) -> bytes:
     """``d`` as a PNG: time across (song clock), frequency up (log, 60 Hz-16 kHz), the
     section's boundaries (the seams) as dashed lines."""
+    need("matplotlib", extra="pictures", feature="The difference view")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

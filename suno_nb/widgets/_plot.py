@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..extras import need
+
 _MPL_LOCK = threading.Lock()
 
 ORIGINAL_COLOR = "#546e7a"
@@ -71,6 +73,7 @@ def waveform_png(
     row_px: int = 90,
 ) -> bytes:
     """Stacked waveforms (one row per envelope) with ``section`` shaded, as PNG bytes."""
+    need("matplotlib", extra="pictures", feature="Saved-notebook pictures of the waveforms")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
