@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -15,6 +16,13 @@ import suno_nb.session as session
 
 # The browser test's notebook has no saved outputs; it is not an nbval subject.
 collect_ignore_glob = ["browser/*.ipynb"]
+
+# A shell without job control starts a background job (`bash .ci/run &`, nohup) with SIGINT
+# ignored, and every child inherits that: the tests that press Ctrl-C on a child process
+# would see nothing happen.  Restore Python's Ctrl-C handling here (exec resets a handler,
+# not an ignore, so children get the default again).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 DATA = Path(__file__).parent / "data"
 SEED_FILES = ("seed_success.json", "seed_failure_error.json", "seed_failure_null.json")
