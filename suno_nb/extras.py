@@ -8,9 +8,9 @@ extra          packages                                    for
 =============  ==========================================  =====================================
 ``analysis``   pyloudnorm (and scipy)                      loudness: ``compare_takes``, masters
 ``pictures``   matplotlib                                  saved-notebook pictures, difference view
-``notebooks``  ipykernel, nbclient, nbformat               ``python -m suno_nb quickstart``
+``notebooks``  ipykernel, nbclient, nbformat + the two above  the tutorial notebooks; ``quickstart``
 ``ngrok``      pyngrok                                     ``start_receiver(tunnel="ngrok")``
-``lab``        jupyterlab                                  a front end for the notebooks
+``lab``        jupyterlab + ``notebooks``                  a front end for the notebooks
 ``all``        every extra above
 =============  ==========================================  =====================================
 """
