@@ -72,6 +72,7 @@ FLOORS = {
     "errors": 0,
     "paths": 0,
     "progress": 0,
+    "extras": 1,
     "signing": 1,
     "credentials": 1,
     "contract": 1,
