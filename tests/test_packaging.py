@@ -84,3 +84,54 @@ def test_quickstart_from_the_wheel_runs_the_real_notebook_and_talks(unpacked_whe
         assert "without encryption" not in done.stdout + done.stderr  # IPC, not TCP
     executed = tmp_path / "suno_nb_out" / "01_quickstart.executed.ipynb"
     assert '"output_type": "error"' not in executed.read_text()
+
+
+@pytest.mark.slow
+def test_the_sdist_carries_what_the_fast_tests_need_and_they_run_from_it(tmp_path):
+    """Built offline from this checkout; unpacked; a sample of the fast lane runs from it
+    (its own tests, data, fake agents and notebooks; nothing from the checkout)."""
+    _run(
+        [
+            sys.executable,
+            "-c",
+            f"from setuptools import build_meta as b; b.build_sdist({str(tmp_path)!r})",
+        ],
+        cwd=ROOT,
+    )
+    (sdist,) = tmp_path.glob("suno_nb-*.tar.gz")
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path, filter="data")
+    (tree,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    for needed in (
+        "tests/data/seed_success.json",
+        "tests/fake_ngrok",
+        "tests/fake_cloudflared",
+        "notebooks/01_quickstart.ipynb",
+        ".ci/run",
+        "scripts/test.sh",
+        "LICENSE",
+    ):
+        assert (tree / needed).exists(), needed
+    env = _env(tree)
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "0",
+            "-m",
+            "not slow",
+            "tests/test_project.py",
+            "tests/test_tunnel.py",
+            "tests/test_units.py",
+        ],
+        cwd=tree,
+        env=env,
+    )
+    assert " passed" in done.stdout and "failed" not in done.stdout
