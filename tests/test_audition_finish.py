@@ -6,54 +6,32 @@ picker never leaves the task the player shows; new results are followed; a maste
 more lane; the difference view is a spectrogram of take minus original; the pre-roll is the
 value used.  The page's side of each is in ``tests/test_browser_audition.py``.
 """
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from suno_nb import Sandbox, SunoClient
 from suno_nb.audio import decode
-from suno_nb.session import start_receiver, stop_receiver
 from suno_nb.widgets import audition
 from suno_nb.widgets._diff import FLOOR_DB, difference, difference_png
 
 from .frontend import send_from_page, sent_to_page
-from .test_widgets import PNG_MAGIC, WAIT_S, _replace, settle
 
-
-@pytest.fixture
-def sb():
-    with Sandbox(delay=0.5, retry_backoff=0.1) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def wrx(tmp_path):
-    receiver = start_receiver(tmp_path / "w.sqlite3", tunnel=None, poll=False)
-    yield receiver
-    stop_receiver()
-
-
-@pytest.fixture
-def client(sb, wrx):
-    with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=wrx) as c:
-        yield c
-
-
-@pytest.fixture
-def song(sb):
-    return sb.create_song(duration=60, title="Harbour Lights", tags="indie pop")
-
-
-@pytest.fixture
-def made():
-    """Auditions made by a test, closed afterwards."""
-    widgets: list = []
-    yield widgets
-    for w in widgets:
-        w.close()
-
+# sb, wrx, client, song and made are test_widgets.py's fixtures, imported so that pytest finds
+# them here (test parameters then "redefine" them: F811 is off for this file).
+from .test_widgets import (  # noqa: F401
+    PNG_MAGIC,
+    WAIT_S,
+    _replace,
+    client,
+    made,
+    sb,
+    settle,
+    song,
+    wrx,
+)
 
 # --- the difference view, pure ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import math
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ipywidgets import Widget
@@ -292,3 +293,32 @@ class QuietMixin:
 
     def _is_quiet(self) -> bool:
         return self._quiet_thread == threading.get_ident()
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+def esm(*names: str) -> str:
+    """A widget's front-end module: the shared wavesurfer.js loader (``static/libs.js``) and
+    DOM helpers (``static/dom.js``), followed by the widget's own ``static/<name>`` files."""
+    return "\n".join((STATIC / n).read_text() for n in ("libs.js", "dom.js", *names))
+
+
+def close_player(widget: Any) -> None:
+    """Close a player widget (the audition, the blind test): stop listening to its receiver,
+    free its cell's slot, end its feed jobs, close its models.  Idempotent (ipywidgets
+    closes again when the object is collected); safe after a failed ``__init__``."""
+    if widget.comm is None and getattr(widget, "_finished", False):
+        return
+    widget._finished = True
+    rx, jobs = getattr(widget, "_rx", None), getattr(widget, "_jobs", None)
+    try:
+        if rx is not None:
+            rx.unsubscribe(widget._on_changes)
+            slot = getattr(widget, "_slot", None)
+            if slot is not None:
+                free_slot(slot, rx, widget)
+    finally:
+        if jobs is not None:
+            jobs.close()
+        close_tree(widget)

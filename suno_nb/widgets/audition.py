@@ -39,12 +39,13 @@ from ..events import CallbackEvent
 from . import _lanes
 from ._audition_io import AuditionMessages, ledger_problem, offline_line, ratings_of
 from ._common import (
+    STATIC,
     UPDATE_LOCK,
     QuietMixin,
-    close_tree,
+    close_player,
     current_cell_id,
+    esm,
     fmt_range,
-    free_slot,
     log,
     short_id,
     take_slot,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Audition", "audition", "fragment_url"]
 
-STATIC = Path(__file__).parent / "static"
 #: The audition's front end, in the order it is concatenated (one module for anywidget).
 MODULES = (
     "audition_ui.js",
@@ -69,12 +69,6 @@ MODULES = (
     "audition_header.js",
     "audition.js",
 )
-
-
-def esm(*names: str) -> str:
-    """A widget's front-end module: the shared wavesurfer.js loader (``static/libs.js``)
-    followed by the widget's own ``static/<name>`` files, in order."""
-    return "\n".join((STATIC / n).read_text() for n in ("libs.js", *names))
 
 
 RELOAD_S = 0.2  # new results are picked up at most this long after they land
@@ -203,20 +197,7 @@ class Audition(QuietMixin, AuditionMessages, anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop listening to the receiver and close the widget (and its layout model)."""
-        if self.comm is None and getattr(self, "_finished", False):
-            return  # closed already (ipywidgets closes again when the object is collected)
-        self._finished = True
-        rx, jobs = getattr(self, "_rx", None), getattr(self, "_jobs", None)
-        try:
-            if rx is not None:
-                rx.unsubscribe(self._on_changes)
-                slot = getattr(self, "_slot", None)
-                if slot is not None:
-                    free_slot(slot, rx, self)
-        finally:
-            if jobs is not None:
-                jobs.close()
-            close_tree(self)
+        close_player(self)
 
     def _libs(self) -> list[bytes]:
         return _libraries()

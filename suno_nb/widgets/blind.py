@@ -31,7 +31,14 @@ from ..frame import verdict
 from ..rows import Trial
 from . import _blind_audio as clips
 from . import _blind_plan as plan
-from ._common import UPDATE_LOCK, close_tree, current_cell_id, free_slot, log, take_slot
+from ._common import (
+    UPDATE_LOCK,
+    close_player,
+    current_cell_id,
+    esm,
+    log,
+    take_slot,
+)
 from ._feed import FeedJobs
 from ._lanes import plain_error
 
@@ -57,7 +64,7 @@ class BlindTest(anywidget.AnyWidget):
     ``disabled`` (why nothing can be saved, with the line that fixes it).
     """
 
-    _esm = STATIC / "blind.js"
+    _esm = esm("blind.js")  # with the shared DOM helpers (static/dom.js)
     _css = STATIC / "blind.css"
 
     mode = traitlets.Unicode("abx").tag(sync=True)
@@ -386,17 +393,4 @@ class BlindTest(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop listening to the receiver and close the widget."""
-        if self.comm is None and getattr(self, "_finished", False):
-            return
-        self._finished = True
-        rx, jobs = getattr(self, "_rx", None), getattr(self, "_jobs", None)
-        try:
-            if rx is not None:
-                rx.unsubscribe(self._on_changes)
-                slot = getattr(self, "_slot", None)
-                if slot is not None:
-                    free_slot(slot, rx, self)
-        finally:
-            if jobs is not None:
-                jobs.close()
-            close_tree(self)
+        close_player(self)

@@ -1,29 +1,6 @@
-// suno_nb audition, part 1 of 5: small DOM helpers and the metrics beside each take.
-// The kernel concatenates libs.js, audition_ui.js, audition_ratings.js, audition_diff.js,
+// suno_nb audition, part 1 of 5: the metrics beside each take (DOM helpers: dom.js).
+// The kernel concatenates libs.js, dom.js, audition_ui.js, audition_ratings.js, audition_diff.js,
 // audition_header.js and audition.js (part 5: the player) into one module (audition.py: MODULES).
-
-function clock(t) {
-  t = Math.max(0, t || 0);
-  const m = Math.floor(t / 60);
-  return `${m}:${(t - 60 * m).toFixed(1).padStart(4, "0")}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
-  }
-  for (const c of children) if (c) node.append(c);
-  return node;
-}
-
-function cssVar(el, name, fallback) {
-  const v = getComputedStyle(el).getPropertyValue(name).trim();
-  return v || fallback;
-}
 
 const METRIC_TIPS = {
   offset_ms: "How much later (+) or earlier the take starts than the original; undone before the other measures.",

@@ -8,24 +8,6 @@
 
 const PLAY_EVENT = "suno-nb-audition-play"; // exclusive playback across every audition
 
-function clock(t) {
-  t = Math.max(0, t || 0);
-  const m = Math.floor(t / 60);
-  return `${m}:${(t - 60 * m).toFixed(1).padStart(4, "0")}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
-  }
-  for (const c of children) if (c) node.append(c);
-  return node;
-}
-
 function render({ model, el }) {
   const id = Math.random().toString(36).slice(2);
   const root = h("div", { class: "snb-blind", tabindex: "0" });

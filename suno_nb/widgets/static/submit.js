@@ -8,30 +8,7 @@
 // builds come from the kernel once per page as message buffers (as for the audition).
 // Everything else travels as synced traits.
 
-// loadLibs(model): static/libs.js, prepended by the kernel.
-
-function clock(t) {
-  t = Math.max(0, t || 0);
-  const m = Math.floor(t / 60);
-  return `${m}:${(t - 60 * m).toFixed(2).padStart(5, "0")}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
-  }
-  for (const c of children) if (c) node.append(c);
-  return node;
-}
-
-function cssVar(el, name, fallback) {
-  const v = getComputedStyle(el).getPropertyValue(name).trim();
-  return v || fallback;
-}
+// loadLibs(model) (static/libs.js) and clock/h/cssVar (static/dom.js): prepended by the kernel.
 
 // Keys JupyterLab may keep: run the cell, leave the widget.
 const PASS_KEYS = (e) => (e.key === "Enter" && (e.shiftKey || e.ctrlKey || e.metaKey)) || e.key === "Escape";
@@ -204,8 +181,8 @@ async function render({ model, el }) {
       last = line.section;
       const row = h(
         "div",
-        { class: "snb-line", role: "option", tabindex: "0", "data-line": String(i), title: `${clock(line.start_s)} → ${clock(line.end_s)}` },
-        h("span", { class: "snb-linetime", text: clock(line.start_s).replace(/\.\d+$/, "") }),
+        { class: "snb-line", role: "option", tabindex: "0", "data-line": String(i), title: `${clock(line.start_s, 2)} → ${clock(line.end_s, 2)}` },
+        h("span", { class: "snb-linetime", text: clock(line.start_s, 2).replace(/\.\d+$/, "") }),
         h("span", { class: "snb-linetext", text: line.text }),
       );
       row.addEventListener("mousedown", (e) => { e.preventDefault(); sweeping = true; choose(i, e.shiftKey); row.focus({ preventScroll: true }); });
