@@ -297,9 +297,18 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
     _shot(tracker_box, "tracker-after.png")
 
     # --- the audition (tested in depth by test_audition_plays_switches_seeks_and_rates) -----
+    # The new result is followed (nothing is playing, the focus is elsewhere): the player
+    # moves from the first task (original + 2 takes) to the one just called back (40-52 s,
+    # original + its 1 take), its picker listing both.
     audition_box = page.locator(".snb-audition").last
-    page.wait_for_selector(".snb-audition .snb-lane[data-ready='true']", timeout=30_000)
-    assert audition_box.locator(".snb-lane").count() == 3  # original + 2 takes
+    page.wait_for_selector(
+        f".snb-audition[data-task='{pending}'][data-section='40,52']"
+        " .snb-lane[data-ready='true']",
+        timeout=30_000,
+    )
+    assert audition_box.locator(".snb-lane").count() == 2
+    assert audition_box.locator(".snb-lane[data-kind='take']").count() == 1
+    assert audition_box.locator("select.snb-picker option").count() == 2
 
     # --- the form's waveform, drawn in the page from the kernel's peaks -----
     page.wait_for_selector(".snb-submit[data-ready='true']", timeout=30_000)
