@@ -242,24 +242,20 @@ def test_saved_notebook_is_clean(name):
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_restart_and_run_all_twice_in_the_same_folder(name, tmp_path):
-    """The second run reuses the store file of the first and shows the same outputs."""
-    first = execute(read(name), tmp_path)
+    """The second run reuses the store file of the first and shows the same outputs; in
+    both, running the ``start_receiver`` cell twice keeps one receiver (checked by cells
+    added after it), and the notebook's last words stop everything."""
+    first = execute(with_receiver_cell_twice(read(name)), tmp_path)
     assert not problems(first), problems(first)
     stores = sorted(p.name for p in tmp_path.glob("*.sqlite3"))
     assert len(stores) == 1, stores
     if name == "01_quickstart.ipynb":  # python -m suno_nb quickstart reads this file
         assert stores == ["suno_callbacks.sqlite3"]
 
-    second = execute(read(name), tmp_path)
+    second = execute(with_receiver_cell_twice(read(name)), tmp_path)
     assert not problems(second), problems(second)
     assert sorted(p.name for p in tmp_path.glob("*.sqlite3")) == stores
     assert_same_outputs(first, second, name)
-
-
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_running_the_start_receiver_cell_twice_keeps_one_receiver(name, tmp_path):
-    nb = execute(with_receiver_cell_twice(read(name)), tmp_path)
-    assert not problems(nb), problems(nb)
 
 
 # --- notebook 02 with keys -----------------------------------------------------------------------

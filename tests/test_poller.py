@@ -125,7 +125,9 @@ SCRIPT = textwrap.dedent(
         for task in ("task-gone", "task-hang"):
             earlier.record_submission(Submission(task, submitted_at=time.time() - 600))
         earlier.close()
-        rx = snb.start_receiver(path, tunnel=None, poll_interval=0.5, poll_grace=0.0)
+        rx = snb.start_receiver(
+            path, tunnel=None, poll_interval=0.5, poll_grace=0.0, poll_timeout=1.0
+        )
         client = snb.SunoClient(base_url=proxy.url, api_key=sb.api_key, receiver=rx)
         job = client.replace_section(
             task_id=song.task_id, audio_id=song.audio_id, prompt="new words", tags="jazz",

@@ -236,3 +236,11 @@ def test_replay_reruns_handlers_without_duplicate_rows(rx):
     d = rx.deliveries()
     assert list(d["source"]) == ["callback", "replay"]
     assert d.iloc[1]["replay_of"] == first
+
+
+@pytest.mark.parametrize("name", ["poll_interval", "poll_timeout", "tunnel_timeout"])
+def test_a_non_positive_time_option_is_refused_by_name_and_starts_nothing(tmp_path, name):
+    with pytest.raises(ValueError, match=f"{name} must be > 0 s, got 0"):
+        session.start_receiver(tmp_path / "x.sqlite3", tunnel=None, **{name: 0})
+    assert session.current_receiver() is None
+    assert not (tmp_path / "x.sqlite3").exists()

@@ -63,7 +63,8 @@ def start_receiver(
       never opens one.  ``tunnel_timeout``: seconds the agent gets to come up.
     - ``hmac_key``: verify webhook signatures (default ``SUNO_WEBHOOK_HMAC_KEY``, found like
       the authtoken); ``signature_tolerance`` seconds.  ``allow_ips``: an IP allow-list.
-    - ``poll``, ``poll_interval``, ``poll_grace``: the polling fallback.
+    - ``poll``, ``poll_interval``, ``poll_grace``, ``poll_timeout`` (seconds one
+      record-info request may take): the polling fallback.
     - ``archive`` (default True, or ``$SUNO_NB_ARCHIVE=0`` for False): copy each take's
       audio on arrival into ``<store>.audio/`` (the service keeps files 14 days);
       ``archive_max_mb`` caps that folder (then nothing new is archived, and ``rx.log()``

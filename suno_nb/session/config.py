@@ -54,10 +54,12 @@ class ReceiverConfig:
     region: str | None = None
     tunnel_timeout: float = 15.0
     cloudflared_path: str | None = None
-    #: the polling fallback: record-info every ``poll_interval`` s after ``poll_grace`` s
+    #: the polling fallback: record-info every ``poll_interval`` s after ``poll_grace`` s,
+    #: each request given at most ``poll_timeout`` s
     poll: bool = True
     poll_interval: float = 30.0
     poll_grace: float | None = None
+    poll_timeout: float = 10.0
     #: archive each take's audio on arrival into ``<store>.audio/`` (default on, unless
     #: ``$SUNO_NB_ARCHIVE`` is 0/off); at most ``archive_max_mb`` MB, then nothing new
     archive: bool = True
@@ -73,7 +75,8 @@ class ReceiverConfig:
         if self.tunnel is not None and self.tunnel not in TUNNEL_MODES:
             raise ValueError(f"tunnel={self.tunnel!r}: use 'auto', 'ngrok', 'cloudflared' or None")
         _loopback_only(self.host)
-        for name in ("signature_tolerance", "tunnel_timeout", "poll_interval", "request_timeout"):
+        positive = ("signature_tolerance", "tunnel_timeout", "poll_interval", "poll_timeout")
+        for name in (*positive, "request_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)!r}")
         if not isinstance(self.archive, bool):

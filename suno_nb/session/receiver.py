@@ -79,7 +79,11 @@ class Receiver:
             )
             self.poller = (
                 Poller(
-                    self.store, self.feed, interval=config.poll_interval, grace=config.poll_grace
+                    self.store,
+                    self.feed,
+                    interval=config.poll_interval,
+                    grace=config.poll_grace,
+                    request_timeout=config.poll_timeout,
                 )
                 if config.poll
                 else None
