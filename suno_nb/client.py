@@ -20,7 +20,6 @@ knows it by its protocol (``.url`` and ``.record_submission(sub, fetch)``).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from . import client_checks, client_lyrics, client_media
@@ -78,7 +77,9 @@ class SunoClient(BaseClient):
 
     ``receiver`` (the ``rx`` from ``start_receiver()``, or any object with ``.url`` and
     ``.record_submission(sub, fetch)``) supplies the default callback URL, records each
-    submission (so ``rx.wait(job.task_id)`` knows it) and may poll it with this client.
+    submission (so ``rx.wait(job.task_id)`` knows it) and may poll it with this client; a
+    suno_nb receiver polls with it from the start (``rx.use_client``), so what an earlier
+    kernel left pending in the store is fetched too.
     """
 
     # --- public endpoints -----------------------------------------------------------------
@@ -139,8 +140,8 @@ class SunoClient(BaseClient):
         prompt, tags, title = args["prompt"], args["tags"], args["title"]
         negative_tags, full_lyrics = args["negative_tags"], args["full_lyrics"]
         body = request_body(p, endpoint, args, callback_url)
-        submitted_at = time.time()
         data = self._request("POST", endpoint, body=body)
+        submitted_at = self._sent_at()  # the accepted attempt's
         new_task_id = _task_id_from(data, self._endpoint_name("POST", endpoint))
         job = ReplaceJob(
             task_id=new_task_id,
@@ -265,8 +266,8 @@ class SunoClient(BaseClient):
         args = {"custom_mode": custom_mode, "instrumental": instrumental, "prompt": prompt}
         args |= {"style": style, "title": title, "model": model, "negative_tags": negative_tags}
         body = request_body(p, "generate", args, callback_url)
-        submitted_at = time.time()
         data = self._request("POST", "generate", body=body)
+        submitted_at = self._sent_at()  # the accepted attempt's
         task_id = _task_id_from(data, self._endpoint_name("POST", "generate"))
         if rx is not None:
             sub = Submission(

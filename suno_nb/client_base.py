@@ -12,6 +12,7 @@ import datetime as _dt
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,8 +201,19 @@ class BaseClient:
         self.get_retries = int(get_retries)
         self.backoff = float(backoff)
         self.receiver = receiver
+        self._sent = threading.local()  # when this thread's last request went out
         self._owns_session = session is None
         self.session: requests.Session = session if session is not None else requests.Session()
+        # A suno_nb receiver polls with its client from now on: tasks left pending by an
+        # earlier kernel are fetched without waiting for this client's first submission.
+        hand_over = getattr(receiver, "use_client", None)
+        if hand_over is not None:
+            hand_over(self)
+
+    def _sent_at(self) -> float:
+        """When this thread's last request was sent: a submission's ``submitted_at`` (its
+        accepted attempt, not the throttle's wait or a refused attempt before it)."""
+        return float(getattr(self._sent, "at", time.time()))
 
     def close(self) -> None:
         """Close the session if the client created it (a passed-in session is left open)."""
@@ -256,6 +268,7 @@ class BaseClient:
             wait: float | None = None
             if gate is not None:
                 gate.acquire(task=(params or {}).get("taskId"), what=endpoint)
+            self._sent.at = time.time()  # this attempt's, after any throttle wait
             try:
                 resp = self.session.request(
                     method,

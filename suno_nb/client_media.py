@@ -16,7 +16,7 @@ Floors: beside ``client_base``; it reaches the client only through the object pa
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -125,15 +125,11 @@ def wav(
     rx = client._pick_receiver(receiver)
     url = client._callback_for(check_url("callback_url", callback_url), rx, required=True)
     body = {"taskId": task_id, "audioId": audio_id, "callBackUrl": url}
-    submitted_at = time.time()
     data = client._request("POST", "wav", body=body)
+    submitted_at = client._sent_at()  # the accepted attempt's
     job_id = _new_id(data, client._endpoint_name("POST", "wav"))
-    fetch = (
-        (lambda j, t: wav_poll_fetch(client, j, t))
-        if "wav-info" in client.provider.routes
-        else None
-    )
-    _record(client, rx, MediaSubmission(job_id, "wav", task_id, audio_id, submitted_at), fetch)
+    sub = MediaSubmission(job_id, "wav", task_id, audio_id, submitted_at)
+    _record(client, rx, sub, wav_fetch(client))
     log.info("submitted WAV conversion %s of %s/%s", job_id, task_id, audio_id)
     return WavJob(job_id, task_id, audio_id, submitted_at, url)
 
@@ -156,6 +152,14 @@ def wav_poll_fetch(client: Any, task_id: str, timeout: float) -> WavRecord:
     return wav_details(client, task_id, timeout=timeout, retries=0)
 
 
+def wav_fetch(client: Any) -> Callable[[str, float], WavRecord] | None:
+    """What polls ``client``'s WAV jobs (``fetch(job_id, timeout)``), or None when its
+    provider publishes no WAV details route."""
+    if "wav-info" not in client.provider.routes:
+        return None
+    return lambda job_id, timeout: wav_poll_fetch(client, job_id, timeout)
+
+
 def recover(
     client: Any, task_id: str, *, callback_url: str | None = None, receiver: Any = None
 ) -> str:
@@ -173,8 +177,8 @@ def recover(
     task_id = _id(client, "task_id", task_id)
     rx = client._pick_receiver(receiver)
     url = client._callback_for(check_url("callback_url", callback_url), rx, required=True)
-    submitted_at = time.time()
     data = client._request("POST", "recovery", body={"sunoTaskId": task_id, "callBackUrl": url})
+    submitted_at = client._sent_at()  # the accepted attempt's
     job_id = _new_id(data, client._endpoint_name("POST", "recovery"))
     _record(client, rx, MediaSubmission(job_id, "recovery", task_id, None, submitted_at), None)
     log.info("submitted recovery %s of task %s", job_id, task_id)

@@ -302,8 +302,7 @@ def test_widgets_update_live_in_jupyterlab(lab, page):
     # original + its 1 take), its picker listing both.
     audition_box = page.locator(".snb-audition").last
     page.wait_for_selector(
-        f".snb-audition[data-task='{pending}'][data-section='40,52']"
-        " .snb-lane[data-ready='true']",
+        f".snb-audition[data-task='{pending}'][data-section='40,52'] .snb-lane[data-ready='true']",
         timeout=30_000,
     )
     assert audition_box.locator(".snb-lane").count() == 2

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import suno_nb.session as session
+from suno_nb import SunoNbWarning
 from suno_nb.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 
 from .conftest import post, seed_bytes
@@ -46,7 +47,8 @@ def test_keepalive_connection_is_closed_by_stop_and_by_a_rerun(tmp_path):
     held.sendall(request("POST", target, SEED, close=False))
     assert read_answer(held)[0] == 200
     # A re-run with other arguments on the same port replaces the receiver.
-    rx2 = session.start_receiver(tmp_path / "b.sqlite3", tunnel=None, poll=False, port=port)
+    with pytest.warns(SunoNbWarning, match="store"):  # a new receiver, and it says so
+        rx2 = session.start_receiver(tmp_path / "b.sqlite3", tunnel=None, poll=False, port=port)
     assert rx2 is not rx and not rx.running and rx2.port == port
     try:
         held.sendall(request("POST", target, SEED, close=False))

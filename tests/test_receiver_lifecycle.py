@@ -9,6 +9,7 @@ import time
 import pytest
 
 import suno_nb.session as session
+from suno_nb import SunoNbWarning
 from suno_nb.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from suno_nb.store import Store
 
@@ -88,9 +89,10 @@ def test_allow_list_rejects_other_addresses(tmp_path):
     )
     r = post(rx.url, seed_bytes("seed_success.json"))
     assert r.status_code == 403 and "allow-list" in r.json()["msg"]
-    rx2 = session.start_receiver(
-        tmp_path / "a.sqlite3", tunnel=None, poll=False, allow_ips=["127.0.0.1"]
-    )
+    with pytest.warns(SunoNbWarning, match="allow_ips"):  # a new receiver, and it says so
+        rx2 = session.start_receiver(
+            tmp_path / "a.sqlite3", tunnel=None, poll=False, allow_ips=["127.0.0.1"]
+        )
     assert rx2 is not rx and not rx.running
     assert post(rx2.url, seed_bytes("seed_success.json")).status_code == 200
 

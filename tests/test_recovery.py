@@ -164,6 +164,44 @@ def test_wav_failure_and_a_lost_callback_polled(sb, tmp_path):
     assert tracks.wav_url.isna().all() and "conversion broke" in tracks.loc[track, "wav_error"]
 
 
+def test_what_an_earlier_kernel_left_pending_is_polled_once_a_client_is_made(sb, tmp_path):
+    """A WAV job and a replace task whose callbacks were lost while no poller ran: the next
+    receiver on the same store polls both as soon as a client names it (no submission)."""
+    from suno_nb import session
+
+    path = tmp_path / "restart.sqlite3"
+    rx = session.start_receiver(path, tunnel=None, poll=False)
+    client = SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx)
+    task_id = _song(client, rx)
+    track = _tracks(rx, task_id).index[0]
+    sb.inject(Faults(drop=True))
+    wav = client.wav(task_id=task_id, audio_id=track)
+    sb.inject(Faults(drop=True))
+    replace = client.replace_section(
+        task_id=task_id,
+        audio_id=track,
+        prompt="new words",
+        tags="jazz",
+        title="Take",
+        full_lyrics="[Verse] la la la\n[Chorus] new words",
+        infill_start_s=10.0,
+        infill_end_s=22.0,
+        original_duration=float(_tracks(rx, task_id).loc[track, "duration"]),
+    )
+    sb.wait_idle()
+    session.stop_receiver()  # the kernel is gone: both still pending in the store
+
+    rx2 = session.start_receiver(path, tunnel=None, poll_interval=0.5, poll_grace=0.3)
+    waiter = JobWaiter(rx2)
+    SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx2)
+    event = waiter.wait(wav.task_id)
+    assert event.source == "poll" and event.callback.code == 200
+    assert _tracks(rx2, task_id).loc[track, "wav_url"].startswith(sb.url)
+    result = rx2.wait(replace.task_id, timeout=60, progress=False)
+    assert result.state == "succeeded" and result.source == "poll"
+    session.stop_receiver()
+
+
 def test_callbacks_for_jobs_never_asked_for_are_refused(rx):
     wav = {
         "code": 200,

@@ -164,6 +164,25 @@ def test_a_430_with_retry_after_is_retried_once_after_that_wait(server, clock, g
     assert "Retry-After" in caplog.text and "waiting 7.0 s" in caplog.text
 
 
+def test_submitted_at_is_the_accepted_attempt_not_the_refused_one(server, clock, gates):
+    """A task's ``submitted_at`` (and so its latency) starts when the request that created
+    it was sent: not at a refused attempt before it, nor while the throttle held it."""
+    gates(server.url, KEY, SUNO.rate_limit, clock)
+    server.reply("POST", REPLACE, 200, {"code": 430, "msg": "slow"}, headers={"Retry-After": "7"})
+    server.reply("POST", REPLACE, 200, ok({"taskId": "new-1"}))
+
+    sent: list[float] = []
+
+    class Timed(requests.Session):
+        def request(self, method, url, *args, **kwargs):
+            sent.append(time.time())
+            return super().request(method, url, *args, **kwargs)
+
+    job = SunoClient(KEY, base_url=server.url, session=Timed()).replace_section(**args())
+    first, second = sent
+    assert first < job.submitted_at <= second
+
+
 def test_kie_http_429_on_record_info_is_a_rate_limit_and_retried(server, clock, gates):
     gates(server.url, KEY, KIE.rate_limit, clock)
     refusal = {"code": 429, "msg": "rate limited"}

@@ -6,16 +6,20 @@ WAV or recovery callback only for a job recorded here.  A WAV job also gets the 
 fallback: if no callback has decided it after ``poll_grace`` seconds, its details
 (``wav/record-info``) are asked every ``poll_interval`` seconds (doubling after every 10
 polls, up to 5 minutes) as timer jobs on the feed's thread, and a final answer is stored
-through the same path as a callback (``source="poll"``).  No thread of its own.
+through the same path as a callback (``source="poll"``).  No thread of its own.  Jobs still
+pending in the store when a client is handed over (``rx.use_client``: after a kernel
+restart, say) are polled the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..client_media import wav_fetch
 from ..errors import ApiError, NetworkError, PayloadError, ReceiverError, StoreError
 from ..payloads.media import WavRecord
 from ..rows import Delivery, MediaSubmission
@@ -27,10 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("suno_nb.session")
 
 WavFetch = Callable[[str, float], WavRecord]
+# The WAV jobs each receiver polls (one chain of timer jobs per job).
+_POLLED: weakref.WeakKeyDictionary[Receiver, set[str]] = weakref.WeakKeyDictionary()
 WAV_INFO_PATH = "/api/v1/wav/record-info"
 BACKOFF_AFTER = 10  # polls before the interval doubles (as the task poller does)
 MAX_INTERVAL_S = 300.0
-REQUEST_TIMEOUT_S = 10.0
 
 
 def record_job(rx: Receiver, job: MediaSubmission, fetch: WavFetch | None = None) -> None:
@@ -49,10 +54,33 @@ def record_job(rx: Receiver, job: MediaSubmission, fetch: WavFetch | None = None
         found = rx.store.delivery(row["id"])
         if found is not None:
             rx.app.replay(found)
-    if fetch is not None and rx.config.poll:
-        config = rx.config
-        grace = config.poll_interval if config.poll_grace is None else config.poll_grace
-        rx.feed.call_later(grace, lambda: _poll(rx, job.job_id, fetch))
+    if fetch is not None:
+        _schedule(rx, job.job_id, fetch, _grace(rx))
+
+
+def resume(rx: Receiver, client: Any) -> int:
+    """Poll, with ``client``, the WAV jobs of this store still pending and not polled yet
+    (asked for before a kernel restart, say); how many."""
+    fetch = wav_fetch(client)
+    if fetch is None:
+        return 0
+    pending = [j["job_id"] for j in media_store.jobs(rx.store, "wav") if j["state"] == "pending"]
+    return sum(_schedule(rx, job_id, fetch, _grace(rx)) for job_id in pending)
+
+
+def _grace(rx: Receiver) -> float:
+    config = rx.config
+    return config.poll_interval if config.poll_grace is None else config.poll_grace
+
+
+def _schedule(rx: Receiver, job_id: str, fetch: WavFetch, delay: float) -> bool:
+    """Plan the first poll of ``job_id`` unless it is polled already (one chain per job)."""
+    polled = _POLLED.setdefault(rx, set())
+    if not rx.config.poll or job_id in polled:
+        return False
+    polled.add(job_id)
+    rx.feed.call_later(delay, lambda: _poll(rx, job_id, fetch))
+    return True
 
 
 def _poll(rx: Receiver, job_id: str, fetch: WavFetch) -> None:
@@ -62,9 +90,10 @@ def _poll(rx: Receiver, job_id: str, fetch: WavFetch) -> None:
     try:
         row = media_store.job(rx.store, job_id)
         if row is None or row["state"] != "pending":
+            _POLLED.get(rx, set()).discard(job_id)
             return
         try:
-            record = fetch(job_id, REQUEST_TIMEOUT_S)
+            record = fetch(job_id, rx.config.poll_timeout)
         except (ApiError, NetworkError, PayloadError) as exc:
             log.info("poll of WAV job %s failed (will retry): %s", job_id, exc)
             record = None
@@ -74,6 +103,7 @@ def _poll(rx: Receiver, job_id: str, fetch: WavFetch) -> None:
             delivery = Delivery(body=body, source="poll", method="GET", path=WAV_INFO_PATH)
             media_store.record_result(rx.store, delivery, record.as_callback()).result()
             log.info("poll: WAV job %s is %s", job_id, record.status)
+            _POLLED.get(rx, set()).discard(job_id)
             return
         polls = int(row["poll_count"] or 0) + 1
     except StoreError:

@@ -181,8 +181,10 @@ class Receiver:
         return media.recover(self, task_id, client=client)
 
     def use_client(self, client: Any) -> None:
-        """Poll (and look tasks up) with ``client`` (a :class:`~suno_nb.SunoClient`)."""
+        """Poll (and look tasks up) with ``client`` (a :class:`~suno_nb.SunoClient`): the
+        tasks and WAV jobs still pending in the store, a kernel restart's included."""
         self._use_fetch(client.poll_fetch)
+        media.resume(self, client)
 
     def _use_fetch(self, fetch: Fetch) -> None:
         self.fetch = fetch
