@@ -82,6 +82,7 @@ _LAZY = {
     "Batch": ".batch",
     "preview_batch": ".batch",
     "run_batch": ".batch",
+    "Master": ".master",
 }
 
 
@@ -106,6 +107,7 @@ __all__ = [
     "InsufficientCreditsError",
     "KeyLimitError",
     "MaintenanceError",
+    "Master",
     "NetworkError",
     "NgrokAuthtokenMissing",
     "NgrokBinaryUnavailable",

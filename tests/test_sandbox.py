@@ -224,8 +224,10 @@ def test_record_info_advances_to_success_with_the_reference_shape(
     make_sandbox: Any, recorder: Recorder
 ) -> None:
     # It polls as fast as round trips go, past the 20 per 10 s a key may send: the subject
-    # is the record's shape, so this sandbox does not enforce the rate limit.
-    sb = make_sandbox(delay=0.6, rate_limit=False)
+    # is the record's shape, so this sandbox does not enforce the rate limit.  Each stage
+    # lasts a third of the delay: 1 s, far longer than a round trip on a loaded machine, so
+    # no stage can fall between two polls.
+    sb = make_sandbox(delay=3.0, rate_limit=False)
     request = {
         "prompt": "A calm piano track",
         "style": "Classical",
