@@ -31,7 +31,7 @@ def world(tmp_path_factory):
         try:
             with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx) as client:
                 rx.use_client(client)
-                song = sb.create_song(duration=60, title="Harbour Lights", tags="indie pop")
+                song = sb.create_song(duration=40, title="Harbour Lights", tags="indie pop")
                 kinds = {
                     "clean": None,
                     "gain": Faults(outside_gain_db=3.0),

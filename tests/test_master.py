@@ -21,6 +21,10 @@ from suno_nb.errors import MasterError
 from suno_nb.sandbox import decode_audio
 from suno_nb.session import start_receiver, stop_receiver
 
+# Seconds of synthesis and MP3 coding per module (a song and six takes): the slow lane, so
+# the fast lane stays under 90 s on two cores.  CI runs both.
+pytestmark = pytest.mark.slow
+
 SECTIONS = {"a": (12.0, 22.0), "b": (36.0, 46.0), "overlap": (18.0, 28.0)}
 SONG_S = 60.0
 LOUD = (2.0, 12.0)
@@ -32,7 +36,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("master")
     path = tmp / "m.sqlite3"
     with Sandbox(delay=0.2, retry_backoff=0.1) as sb:
-        rx = start_receiver(path, tunnel=None, poll=False)
+        rx = start_receiver(path, tunnel=None, poll=False, archive=False)
         try:
             with SunoClient(base_url=sb.url, api_key=sb.api_key, receiver=rx) as client:
                 rx.use_client(client)
@@ -97,7 +101,7 @@ def world(tmp_path_factory):
 @pytest.fixture
 def rx(world):
     """A receiver on the world's store (the autouse fixture stops it after the test)."""
-    r = start_receiver(world["path"], tunnel=None, poll=False)
+    r = start_receiver(world["path"], tunnel=None, poll=False, archive=False)
     r.use_client(world["client"])
     return r
 
@@ -218,7 +222,6 @@ def test_no_pick_is_refused(tmp_path):
     assert len(empty.masters()) == 0
 
 
-@pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
 def test_sandbox_mp3s_decode_below_full_scale(world):
     """The synthesis leaves headroom for MP3's overshoot: a faithful 16-bit export of a
     sandbox file does not clip (it used to peak at 1.17-1.29)."""

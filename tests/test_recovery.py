@@ -164,6 +164,7 @@ def test_wav_failure_and_a_lost_callback_polled(sb, tmp_path):
     assert tracks.wav_url.isna().all() and "conversion broke" in tracks.loc[track, "wav_error"]
 
 
+@pytest.mark.slow  # two receivers and a song: seconds of work
 def test_what_an_earlier_kernel_left_pending_is_polled_once_a_client_is_made(sb, tmp_path):
     """A WAV job and a replace task whose callbacks were lost while no poller ran: the next
     receiver on the same store polls both as soon as a client names it (no submission)."""
