@@ -235,4 +235,5 @@ def test_wait_on_an_id_nobody_knows_fails_at_once_naming_the_id(sb, tmp_path):
     song = sb.create_song(duration=30.0)  # known to the service, not to this receiver
     with pytest.raises(WaitTimeout, match="never heard of it"):
         rx.wait(song.task_id, timeout=0.2, progress=False)
-    assert rx.tasks().empty  # looking up changed nothing
+    assert rx.tasks().empty  # looking up changed nothing: no task, no original kept
+    assert rx.archiver.kept_original(song.task_id, song.audio_id) is None

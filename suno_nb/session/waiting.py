@@ -56,8 +56,11 @@ def _check_known(rx: Receiver, task_id: str) -> None:
     Unknown there too → :class:`UnknownTaskError` at once (a mistyped id used to block for
     the whole timeout).  Known there, or no client to ask, or the question failed → wait as
     usual: its callback may still come (it was submitted elsewhere with this ``rx.url``)."""
+    if rx.fetch is None:
+        return
     try:
-        rx.lookup(task_id, timeout=LOOKUP_TIMEOUT_S)
+        # the bare question (not rx.lookup, which keeps the tracks as an original's)
+        rx.fetch(task_id, LOOKUP_TIMEOUT_S)
     except NotFoundError:
         raise UnknownTaskError(
             f"task {task_id!r} is unknown: this receiver never recorded it (it was not "
