@@ -4,8 +4,9 @@ Every write goes through the store's one writer (``store.write``); a row exists,
 key, before its request is sent, and says ``sending`` while the request is out — so a
 process that dies mid-request leaves a row a re-run treats as ``uncertain``.
 
-Adoption: a callback for a task nobody recorded (no ``submitted_at``) whose tracks echo an
-uncertain row's prompt, title and tags is that row's task.
+Adoption: a callback for a task nobody recorded (no ``submitted_at``), first seen after an
+uncertain row's request went out, whose tracks echo that row's prompt, title and tags is that
+row's task, unless other uncertain rows echo the same (then none is guessed).
 """
 
 from __future__ import annotations
@@ -123,32 +124,49 @@ def adopt(
     store: Any, name: str, provider: Any, rx: Any = None, keys: Iterable[str] | None = None
 ) -> list[tuple[str, str]]:
     """Give uncertain rows the unrecorded tasks whose tracks echo their prompt, title and
-    tags; returns the (key, task_id) pairs adopted.  With ``rx``, each adopted task is
+    tags (first seen after the row's request went out); returns the (key, task_id) pairs
+    adopted.  Rows that share one echo (the same words for two sections, say) are not
+    guessed between: they stay uncertain and say why.  With ``rx``, each adopted task is
     recorded as a submission (its parameters kept, the poller told)."""
     waiting = [r for r in rows(store, name, keys) if r["state"] == UNCERTAIN]
     if not waiting:
         return []
     found = store.query(
-        "SELECT DISTINCT k.task_id, k.prompt, k.title, k.tags FROM tracks k "
-        "JOIN tasks t ON t.task_id = k.task_id WHERE t.submitted_at IS NULL "
-        "AND k.task_id NOT IN (SELECT task_id FROM batch_jobs WHERE task_id IS NOT NULL)"
+        "SELECT k.task_id, k.prompt, k.title, k.tags, min(t.first_seen_at) AS seen "
+        "FROM tracks k JOIN tasks t ON t.task_id = k.task_id WHERE t.submitted_at IS NULL "
+        "AND k.task_id NOT IN (SELECT task_id FROM batch_jobs WHERE task_id IS NOT NULL) "
+        "GROUP BY k.task_id, k.prompt, k.title, k.tags ORDER BY seen"
     )
-    echoes: dict[tuple[str, str, str], list[str]] = {}
+    echoes: dict[tuple[str, ...], list[tuple[str, float]]] = {}
     for f in found:
         echo = tuple(str(f[c] or "").strip() for c in ("prompt", "title", "tags"))
-        ids = echoes.setdefault(echo, [])  # type: ignore[arg-type]
-        if f["task_id"] not in ids:
-            ids.append(f["task_id"])
-    adopted = []
+        known = echoes.setdefault(echo, [])
+        if all(f["task_id"] != t for t, _ in known):
+            known.append((f["task_id"], float(f["seen"] or 0.0)))
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in waiting:
-        ids = echoes.get(expected_echo(r["params"], provider), [])
-        if not ids:
+        groups.setdefault(expected_echo(r["params"], provider), []).append(r)
+    adopted = []
+    for echo, group in groups.items():
+        sent = min(float(r["sent_at"] or 0.0) for r in group)
+        tasks = [t for t, seen in echoes.get(echo, []) if seen >= sent]
+        if not tasks:
             continue
-        task_id = ids.pop(0)
-        set_state(store, r["key"], SUBMITTED, task_id=task_id, error=None)
+        if len(group) > 1:  # which task is which row's cannot be told: never guess
+            why = (
+                f"{len(group)} uncertain rows ask for the same prompt, title and tags, so "
+                f"their tasks ({', '.join(tasks)}) cannot be told apart: see rx.tasks(), or "
+                "resubmit_uncertain=True sends them again"
+            )
+            for r in group:
+                if r["error"] != why:
+                    set_state(store, r["key"], UNCERTAIN, error=why)
+            continue
+        (r,) = group
+        set_state(store, r["key"], SUBMITTED, task_id=tasks[0], error=None)
         if rx is not None:
-            rx.record_submission(_submission(task_id, r))
-        adopted.append((r["key"], task_id))
+            rx.record_submission(_submission(tasks[0], r))
+        adopted.append((r["key"], tasks[0]))
     return adopted
 
 

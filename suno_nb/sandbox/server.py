@@ -37,6 +37,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suno_nb.sandbox")
 
+
+class _DeliberateDrops(logging.Filter):
+    """``Faults(drop_connection=True)`` ends a response without its body on purpose, which
+    uvicorn reports as an app error; that report would show as a warning of the receiver's
+    (``rx.log()``, its repr) in the same kernel.  Every other report passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+# The sandbox's HTTP server reports here; at ERROR, as the receiver's server does.
+_http_log = logging.getLogger("suno_nb.sandbox.http")
+_http_log.setLevel(logging.ERROR)
+_http_log.addFilter(_DeliberateDrops())
+
 MAX_BODY = 1 << 20  # 1 MiB: far above any valid request
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 _ATTEMPT_COLUMNS = list(DeliveryAttempt.__dataclass_fields__)
@@ -183,6 +198,7 @@ class Sandbox:
                 port=self._port,
                 name="suno-sandbox-http",
                 limits=Limits(max_body=MAX_BODY, request_timeout=30.0),
+                log=_http_log,
             )
             http.start()
             # One loop for everything timed: the server's own (see runtime.py).

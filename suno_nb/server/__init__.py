@@ -113,7 +113,9 @@ class _Server(uvicorn.Server):
 
 
 class ServerThread:
-    """One ASGI app served on ``host:port`` from one background daemon thread."""
+    """One ASGI app served on ``host:port`` from one background daemon thread.  ``log``:
+    where uvicorn's own reports (an app that ended a response early, say) go, instead of
+    ``suno_nb.server.uvicorn``."""
 
     def __init__(
         self,
@@ -124,8 +126,10 @@ class ServerThread:
         name: str = "suno_nb-http",
         limits: Limits = DEFAULT_LIMITS,
         on_protocol_error: Callable[[ProtocolError], object] | None = None,
+        log: logging.Logger | None = None,
     ) -> None:
         self.app = app
+        self.log = log
         self.host = host
         self.name = name
         self.limits = limits
@@ -193,6 +197,7 @@ class ServerThread:
                     "report": self.on_protocol_error and staticmethod(self.on_protocol_error),
                     "live": self._live,
                     "max_live": _connection_cap(self.limits.max_connections),
+                    **({"server_log": self.log} if self.log is not None else {}),
                 },
             )
             config = _Config(

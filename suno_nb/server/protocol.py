@@ -75,10 +75,11 @@ class StrictProtocol(HttpToolsProtocol):
     report: Callable[[ProtocolError], object] | None = None
     live: set[StrictProtocol]  # this server's connections, oldest first by _since
     max_live: int = Limits().max_connections  # limits.max_connections, or fewer (see start())
+    server_log: logging.Logger = _uvicorn_log  # where uvicorn's own reports go
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.logger = _uvicorn_log  # never uvicorn's loggers: no record reaches stderr
+        self.logger = self.server_log  # never uvicorn's loggers: no record reaches stderr
         self.access_log = False  # per connection (the config option edits a global logger)
         self._sock: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
