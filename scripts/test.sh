@@ -27,5 +27,7 @@ fi
 # The fast lane on four workers, then the slow tests (notebooks, browser, soak, stress, kill,
 # README) two at a time: they start kernels, browsers and load generators of their own and
 # mostly wait on them (no test asserts a wall-clock bound), so two share two cores well.
+# --dist loadfile: a file's tests stay on one worker, so a notebook's nbval cells run in
+# order in one kernel.
 .venv/bin/python -m pytest -m "not slow" "$@"
-exec .venv/bin/python -m pytest -m slow -n 2 "$@"
+exec .venv/bin/python -m pytest -m slow -n 2 --dist loadfile "$@"
