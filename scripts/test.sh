@@ -25,9 +25,9 @@ fi
 .venv/bin/python -m ruff format --check -q suno_nb tests benchmarks
 .venv/bin/python -m mypy  # suno_nb, configured in pyproject.toml
 # The fast lane on four workers, then the slow tests (notebooks, browser, soak, stress, kill,
-# README) two at a time: they start kernels, browsers and load generators of their own and
-# mostly wait on them (no test asserts a wall-clock bound), so two share two cores well.
-# --dist loadfile: a file's tests stay on one worker, so a notebook's nbval cells run in
-# order in one kernel.
+# README) one at a time: they start Jupyter kernels, browsers and socket bursts of their own.
+# (Two workers were tried: a kernel's manager picks free TCP ports that the kernel binds a
+# moment later, and a concurrent test's sockets took one; nbval's cells must also stay in
+# order in one kernel.)
 .venv/bin/python -m pytest -m "not slow" "$@"
-exec .venv/bin/python -m pytest -m slow -n 2 --dist loadfile "$@"
+exec .venv/bin/python -m pytest -m slow -n 0 "$@"
