@@ -75,8 +75,13 @@ class ReceiverConfig:
         if self.tunnel is not None and self.tunnel not in TUNNEL_MODES:
             raise ValueError(f"tunnel={self.tunnel!r}: use 'auto', 'ngrok', 'cloudflared' or None")
         _loopback_only(self.host)
-        positive = ("signature_tolerance", "tunnel_timeout", "poll_interval", "poll_timeout")
-        for name in (*positive, "request_timeout"):
+        for name in (
+            "signature_tolerance",
+            "tunnel_timeout",
+            "poll_interval",
+            "poll_timeout",
+            "request_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)!r}")
         if not isinstance(self.archive, bool):
