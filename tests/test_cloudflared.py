@@ -274,6 +274,7 @@ KERNEL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # kills a kernel child: a kill test
 def test_interrupt_spares_the_agent_and_a_dead_kernels_orphan_is_ended(cf):
     script = cf.tmp / "kernel.py"
     script.write_text(KERNEL)

@@ -94,7 +94,7 @@ def test_kie_ai_requires_full_lyrics_and_has_no_upload_mode(server):
 
 
 def test_kie_ai_get_details_reads_record_info_states(server):
-    c = SunoClient(KEY, base_url=server.url, provider="kie.ai", get_retries=0)
+    c = SunoClient(KEY, base_url=server.url, provider="kie.ai", get_retries=0, backoff=0.01)
     for state in ("waiting", "queuing", "generating"):
         server.script.clear()
         server.reply("GET", RECORD_INFO, 200, ok(task_record(state, resultJson="")))
@@ -130,7 +130,7 @@ def test_kie_ai_result_urls_alone_still_make_tracks():
 def test_kie_ai_codes_map_to_their_errors(server, code, cls):
     server.reply("POST", TASK, 200, {"code": code, "msg": f"kie says {code}"})
     server.reply("GET", RECORD_INFO, 200, {"code": code, "msg": f"kie says {code}"})
-    c = SunoClient(KEY, base_url=server.url, provider="kie.ai", get_retries=0)
+    c = SunoClient(KEY, base_url=server.url, provider="kie.ai", get_retries=0, backoff=0.01)
     with pytest.raises(cls) as info:
         c.replace_section(**task_args())
     assert info.value.code == code and info.value.message == f"kie says {code}"

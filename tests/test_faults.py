@@ -122,6 +122,7 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen)
     assert all(state == "succeeded" for state in stored.values())
 
 
+@pytest.mark.slow  # a burst: a stress test
 def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "fail.sqlite3"
     # Bursts of 10 submits plus the poller's queries pass 20 per 10 s; the subject is the

@@ -310,7 +310,7 @@ def songs(draw):
     return aligned, duration, range(first, last + 1)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(songs(), st.sampled_from(["sunoapi.org", "kie.ai"]))
 def test_plan_lines_properties(song, provider):
     aligned, duration, lines = song
@@ -364,7 +364,7 @@ def messy(draw):
     return aligned, draw(st.floats(20, 400)), draw(st.integers(0, 8))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messy(), st.sampled_from(["sunoapi.org", "kie.ai-legacy"]))
 def test_plan_lines_on_messy_alignments_plans_within_the_rules_or_refuses(song, provider):
     aligned, duration, line = song

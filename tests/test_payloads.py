@@ -109,20 +109,20 @@ def _check(body: bytes) -> None:
     json.dumps(cb.raw, allow_nan=False).encode("utf-8")
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_only_ever_raise_payload_error(body):
     _check(body)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_JSON)
 def test_random_json_only_ever_raises_payload_error(doc):
     _check(_encode(doc))
     _check(_encode({"code": 200, "msg": "m", "data": doc}))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stage=st.text(max_size=40),
     task=st.one_of(st.text(max_size=8), st.integers(), st.none()),
@@ -183,7 +183,7 @@ def _agree(ours, reference) -> bool:
     return any(problem in ours[1] for problem in reference[1].split(" / "))
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=_JSON, levels=st.integers(0, 40), upper=st.booleans())
 def test_the_fast_path_decides_exactly_like_the_full_walk(doc, levels, upper):
     body = _encode(_deep(doc, levels))

@@ -766,6 +766,7 @@ def _entry_point(kind: str) -> list[str]:
     return [str(script)]
 
 
+@pytest.mark.slow  # child interpreters stopped with Ctrl-C: a kill test
 @pytest.mark.parametrize(
     ("entry", "args", "credit_route"),
     [

@@ -367,6 +367,7 @@ def _spawn_child(env: SimpleNamespace, port: int, mode: str) -> SimpleNamespace:
     return SimpleNamespace(proc=proc, readline=readline)
 
 
+@pytest.mark.slow  # interrupts and kills: a kill test
 def test_interrupted_cell_agent_survives_and_leftover_is_reaped(env, upstream, monkeypatch):
     child = _spawn_child(env, upstream.port, "sleep")
     try:

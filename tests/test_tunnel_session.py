@@ -279,6 +279,7 @@ KERNEL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # interrupts a child kernel: a kill test
 def test_interrupted_cell_leaves_receiver_and_agent_alive(ngrok, tmp_path):
     script = tmp_path / "kernel.py"
     script.write_text(KERNEL)
