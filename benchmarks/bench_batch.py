@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import table
+from .common import fast_limit, table, unthrottled
 
 ROWS = 500
 
@@ -33,59 +33,62 @@ def _rss_mb() -> float:
 
 def run(quick: bool = False) -> dict[str, Any]:
     import suno_nb as snb
-    from suno_nb import throttle
-    from suno_nb.contract import RateLimit, get_provider
+    from suno_nb.contract import get_provider
     from suno_nb.session import stop_receiver
-    from suno_nb.throttle import Throttle
 
     n = 100 if quick else ROWS
     documented = get_provider().rate_limit
-    fast = RateLimit(1000, 1.0, code=430, source="benchmark")
     out: dict[str, Any] = {"rows": n}
     with tempfile.TemporaryDirectory(prefix="suno_nb_bench_batch_") as tmp_name:
         store = Path(tmp_name) / "batch.sqlite3"
-        sb = snb.Sandbox(delay=0.5, retry_backoff=0.2, credits=10 * n, rate_limit=fast).start()
-        throttle.register(sb.url, sb.api_key, Throttle(fast, name="benchmark"))
-        rx = snb.start_receiver(store, tunnel=None, poll_interval=5.0)
-        client = snb.SunoClient(sb.api_key, base_url=sb.url)
+        sb = snb.Sandbox(
+            delay=0.5, retry_backoff=0.2, credits=10 * n, rate_limit=fast_limit()
+        ).start()
         try:
-            song = sb.create_song(duration=120)
-            jobs = [
-                {
-                    "task_id": song.task_id,
-                    "audio_id": song.tracks[0].id,
-                    "prompt": f"variation {i}",
-                    "tags": ("pop", "rock", "jazz", "folk")[i % 4],
-                    "title": f"take {i}",
-                    "infill_start_s": 10.0 + (i % 5) * 10,
-                    "infill_end_s": 22.0 + (i % 5) * 10,
-                    "full_lyrics": "[Verse] new words\n[Chorus] again",
-                    "original_duration": 120.0,
-                }
-                for i in range(n)
-            ]
-            rss0 = _rss_mb()
-            t0 = time.perf_counter()
-            b = snb.run_batch(client, jobs, receiver=rx, name="bench", progress=False)
-            t_submit = time.perf_counter() - t0
-            b.wait(timeout=600, progress=False)
-            t_all = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            res = b.results()
-            t_results = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            again = snb.run_batch(client, jobs, receiver=rx, name="bench", progress=False)
-            t_again = time.perf_counter() - t2
-            summary = again.summary()
-            assert summary["succeeded"] == n and len(res) == 2 * n, summary
-            rx.flush()
-            size = sum(
-                p.stat().st_size for p in store.parent.iterdir() if p.name.startswith(store.name)
-            )
+            with unthrottled(sb):
+                # archive=False: the batch measures submitting and receiving, not downloading audio
+                rx = snb.start_receiver(store, tunnel=None, poll_interval=5.0, archive=False)
+                client = snb.SunoClient(sb.api_key, base_url=sb.url)
+                try:
+                    song = sb.create_song(duration=120)
+                    jobs = [
+                        {
+                            "task_id": song.task_id,
+                            "audio_id": song.tracks[0].id,
+                            "prompt": f"variation {i}",
+                            "tags": ("pop", "rock", "jazz", "folk")[i % 4],
+                            "title": f"take {i}",
+                            "infill_start_s": 10.0 + (i % 5) * 10,
+                            "infill_end_s": 22.0 + (i % 5) * 10,
+                            "full_lyrics": "[Verse] new words\n[Chorus] again",
+                            "original_duration": 120.0,
+                        }
+                        for i in range(n)
+                    ]
+                    rss0 = _rss_mb()
+                    t0 = time.perf_counter()
+                    b = snb.run_batch(client, jobs, receiver=rx, name="bench", progress=False)
+                    t_submit = time.perf_counter() - t0
+                    b.wait(timeout=600, progress=False)
+                    t_all = time.perf_counter() - t0
+                    t1 = time.perf_counter()
+                    res = b.results()
+                    t_results = time.perf_counter() - t1
+                    t2 = time.perf_counter()
+                    again = snb.run_batch(client, jobs, receiver=rx, name="bench", progress=False)
+                    t_again = time.perf_counter() - t2
+                    summary = again.summary()
+                    assert summary["succeeded"] == n and len(res) == 2 * n, summary
+                    rx.flush()
+                    size = sum(
+                        p.stat().st_size
+                        for p in store.parent.iterdir()
+                        if p.name.startswith(store.name)
+                    )
+                finally:
+                    client.close()
+                    stop_receiver()
         finally:
-            client.close()
-            stop_receiver()
-            throttle.register(sb.url, sb.api_key, None)
             sb.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     floor_s = 0.0

@@ -41,6 +41,7 @@ Floor: zero acknowledged callbacks lost, every task in its planned state, in eve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
@@ -51,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ from suno_nb import Faults, Sandbox, SunoClient
 from suno_nb.sandbox import delivery as _delivery
 from suno_nb.store import Store
 
-from .common import ROOT, floor, summarize_ms, table
+from .common import ROOT, fast_limit, floor, summarize_ms, table, unthrottled
 
 FAKE_NGROK = ROOT / "tests" / "fake_ngrok" / "fake_ngrok.py"
 FAKE_TOKEN = "fake-token"  # the fake agent accepts anything; nothing leaves the machine
@@ -330,15 +331,22 @@ def count(sb: Sandbox, store_path: Path, task_ids: list[str]) -> dict[str, Any]:
 # --- scenarios -----------------------------------------------------------------------------------
 
 
-def _sandbox(delay: float) -> Sandbox:
-    return Sandbox(
-        delay=delay,
-        credits=1e9,
-        retry_backoff=1.0,  # the seeds' policy: 3 attempts, 1 s then 2 s apart, 10 s timeout
-        callback_timeout=10.0,
-        max_attempts=3,
-        tracks_per_task=TRACKS_PER_TASK,
-    )
+@contextlib.contextmanager
+def _sandbox(delay: float) -> Iterator[Sandbox]:
+    """The sandbox of a scenario, with the documented rate limit lifted on both sides."""
+    with (
+        Sandbox(
+            delay=delay,
+            credits=1e9,
+            retry_backoff=1.0,  # the seeds' policy: 3 attempts, 1 s then 2 s apart, 10 s timeout
+            callback_timeout=10.0,
+            max_attempts=3,
+            tracks_per_task=TRACKS_PER_TASK,
+            rate_limit=fast_limit(),
+        ) as sb,
+        unthrottled(sb),
+    ):
+        yield sb
 
 
 def _finish(
@@ -384,7 +392,12 @@ def run_mixed(
         song = sb.create_song(duration=SONG_S)
         poller_client = SunoClient(base_url=sb.url, api_key=sb.api_key)
         rx = session.start_receiver(
-            path, tunnel=None, client=poller_client, poll_interval=1.0, poll_grace=5.0
+            path,
+            tunnel=None,
+            client=poller_client,
+            poll_interval=1.0,
+            poll_grace=5.0,
+            archive=False,
         )
         started = _clock()
         sub = Submitter(sb, rx, song, faults, threads).start()
@@ -409,7 +422,7 @@ def run_restart(
         song = sb.create_song(duration=SONG_S)
         poller_client = SunoClient(base_url=sb.url, api_key=sb.api_key)
         kwargs: dict[str, Any] = dict(
-            tunnel=None, client=poller_client, poll_interval=1.0, poll_grace=6.0
+            tunnel=None, client=poller_client, poll_interval=1.0, poll_grace=6.0, archive=False
         )
         rx = session.start_receiver(path, **kwargs)
         port = rx.port
@@ -461,6 +474,7 @@ def run_tunnel(
                 client=poller_client,
                 poll_interval=1.0,
                 poll_grace=5.0,
+                archive=False,  # the soak counts callbacks; downloading takes is not its work
             )
             assert rx.mode == "ngrok" and rx.url != rx.local_url
             agent_pid = rx.tunnel.agent_pid

@@ -57,6 +57,11 @@ def _child(
         from suno_nb.session import start_receiver
 
         assert store_path is not None
+        # The floors measure receiving (the seed's Flask app downloads nothing): archiving
+        # each take's audio on arrival (on by default) would fetch the seed's unreachable
+        # URLs here, one failed download and one more COMMIT per callback.  The variable
+        # (not ``archive=False``) also holds for a baseline checkout that predates it.
+        os.environ["SUNO_NB_ARCHIVE"] = "0"
         rx = start_receiver(store_path, tunnel=None, poll=False)
         url = rx.url
     elif kind == FLASK:

@@ -10,7 +10,6 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-import pyloudnorm
 import pytest
 
 from suno_nb import Faults, Sandbox, SunoClient, compare_takes
@@ -18,6 +17,9 @@ from suno_nb.analysis import METRICS, loudness, measure
 from suno_nb.audio import clear_memory_cache, load
 from suno_nb.sandbox import synth, takes
 from suno_nb.session import start_receiver, stop_receiver
+
+# Synthesizes, encodes and measures eight takes: CPU-bound seconds, so the slow lane (CI runs it).
+pytestmark = pytest.mark.slow
 
 SECTION = (20.0, 32.0)
 
@@ -143,6 +145,8 @@ def test_lufs_is_finite_and_matches_pyloudnorm_on_the_same_samples(world):
     original, sr = load(world["song"].audio_url)
     frame = world["rx"].frame().set_index("track_id")
     i0, i1 = round(SECTION[0] * sr), round(SECTION[1] * sr)
+    import pyloudnorm  # here, not at the top: it loads scipy (1.4 s) in every collecting worker
+
     meter = pyloudnorm.Meter(sr)
     for row in world["table"].itertuples():
         assert math.isfinite(row.section_lufs) and math.isfinite(row.original_section_lufs)

@@ -143,6 +143,7 @@ def test_mp3_round_trip_keeps_length_and_sound(song: np.ndarray) -> None:
     assert 10 * np.log10(np.mean(song[: 10 * SR] ** 2) / np.mean(err**2)) > 10  # dB SNR
 
 
+@pytest.mark.slow  # CPU-bound: two minutes of audio rendered and encoded
 def test_a_two_minute_song_synthesizes_and_encodes() -> None:
     # How fast is a benchmark's question (about 1 s on a laptop), not this test's.
     data = encode_mp3(synthesize_song(120.0, seed=1, sr=SR), SR)

@@ -28,6 +28,7 @@ from .codes import (
 from .strict_json import INT_MAX, INT_MIN, MAX_DEPTH, decode_json
 from .tasks import is_task_body, task_fields
 from .wire import checked_task_id as _task_id
+from .wire import error_fields
 from .wire import track_from as _track
 
 __all__ = [
@@ -198,18 +199,13 @@ def parse_record_info(data: Any) -> RecordInfo:
             param = {"raw": param}
     if not isinstance(param, dict):
         param = {}
-    error_code = data.get("errorCode")
-    if isinstance(error_code, str) and error_code.isdigit():
-        error_code = int(error_code)
-    if not isinstance(error_code, int) or isinstance(error_code, bool):
-        error_code = None
-    error_message = data.get("errorMessage")
+    error_code, error_message = error_fields(data)
     return RecordInfo(
         task_id=task_id,
         status=status,
         tracks=tracks,
         error_code=error_code,
-        error_message=error_message if isinstance(error_message, str) else None,
+        error_message=error_message,
         param=param,
         raw=data,
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PayloadError
-from .wire import checked_task_id
+from .wire import checked_task_id, error_fields
 
 __all__ = [
     "RECOVERY_STATUSES",
@@ -210,17 +210,12 @@ def parse_wav_record(data: Any) -> WavRecord:
     url = None
     for name in WAV_URL_KEYS:
         url = url or _text(response, name, "data.response")
-    code = data.get("errorCode")
-    if isinstance(code, str) and code.isdigit():
-        code = int(code)
-    if not isinstance(code, int) or isinstance(code, bool):
-        code = None
-    message = data.get("errorMessage")
+    code, message = error_fields(data)
     return WavRecord(
         task_id=task_id,
         status=status,
         url=url or None,
         error_code=code,
-        error_message=message if isinstance(message, str) else None,
+        error_message=message,
         raw=data,
     )

@@ -63,3 +63,15 @@ def checked_task_id(value: Any, where: str) -> str:
     if len(value) > 200:
         raise PayloadError(f"{where} is longer than 200 characters")
     return value
+
+
+def error_fields(data: dict[str, Any]) -> tuple[int | None, str | None]:
+    """A details answer's ``errorCode`` (an int, or digits in a string) and ``errorMessage``;
+    None for what is missing or of another type."""
+    code = data.get("errorCode")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = None
+    message = data.get("errorMessage")
+    return code, message if isinstance(message, str) else None

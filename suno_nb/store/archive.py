@@ -66,19 +66,6 @@ def record_failure(
     return store.submit(work, _announce(task_id))
 
 
-def forget_file(store: Store, task_id: str, track_id: str) -> Future[None]:
-    """The archived file is no longer there (moved or deleted by the user)."""
-
-    def work(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "UPDATE archive SET path = NULL, bytes = 0, url = NULL "
-            "WHERE task_id = ? AND track_id = ?",
-            (task_id, track_id),
-        )
-
-    return store.submit(work, _announce(task_id))
-
-
 def wanted(store: Store, task_id: str | None) -> list[dict[str, Any]]:
     """Tracks to archive now: those of ``task_id`` (just arrived), and any track whose URL
     changed since its file was archived (a recovery re-issued it); never a URL already
