@@ -206,7 +206,7 @@ def test_fuzz_only_200_or_4xx_every_request_answered_every_rejection_a_row(tmp_p
     now = int(time.time())
 
     @settings(
-        max_examples=400,
+        max_examples=1200,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         database=None,
