@@ -24,10 +24,12 @@ fi
 .venv/bin/python -m ruff check suno_nb tests benchmarks
 .venv/bin/python -m ruff format --check -q suno_nb tests benchmarks
 .venv/bin/python -m mypy  # suno_nb, configured in pyproject.toml
-# The fast lane on four workers, then the slow tests (notebooks, browser, soak, stress, kill,
-# README) one at a time: they start Jupyter kernels, browsers and socket bursts of their own.
-# (Two workers were tried: a kernel's manager picks free TCP ports that the kernel binds a
-# moment later, and a concurrent test's sockets took one; nbval's cells must also stay in
-# order in one kernel.)
+# The fast lane on four workers; then the slow tests that open hundreds of sockets or measure
+# CPU and memory (marked `alone`) one at a time; then the other slow tests (notebooks,
+# browsers, packaging, README) on two workers, a file to a worker (nbval's cells stay in
+# order in one kernel).  Our own kernels talk over IPC; nbval's pick TCP ports a moment
+# before binding them, which a burst of connections beside them could take first: that is
+# why the `alone` tests run before, not beside, them.
 .venv/bin/python -m pytest -m "not slow" "$@"
-exec .venv/bin/python -m pytest -m slow -n 0 "$@"
+.venv/bin/python -m pytest -m "slow and alone" -n 0 "$@"
+exec .venv/bin/python -m pytest -m "slow and not alone" -n 2 --dist loadfile "$@"

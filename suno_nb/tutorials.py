@@ -66,8 +66,9 @@ def open_command(folder: str | Path) -> str:
     return f"{bindir / 'python'} -m pip install {spec} && {lab}"
 
 
-def run_notebook(path: Path, workdir: Path, *, timeout: float = 300) -> Any:
-    """Execute a notebook headlessly in a kernel of this Python; return the executed copy.
+def run_notebook(path: Path | Any, workdir: Path, *, timeout: float = 300) -> Any:
+    """Execute a notebook (a path, or a notebook already read with nbformat) headlessly in a
+    kernel of this Python, in ``workdir``; return the executed copy (or the notebook itself).
 
     The kernel talks over IPC sockets in a private temporary folder (no TCP port, so no
     "running over TCP without encryption" warning)."""
@@ -77,7 +78,7 @@ def run_notebook(path: Path, workdir: Path, *, timeout: float = 300) -> Any:
     need("ipykernel", extra="notebooks", feature=feature)  # the kernel it starts
     from traitlets.config import Config
 
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4) if isinstance(path, str | Path) else path
     with tempfile.TemporaryDirectory(prefix="suno_nb_kernel_") as sockets:
         # nbclient makes (and shuts down) its own kernel manager, configured for IPC.
         config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})

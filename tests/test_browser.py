@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -93,6 +94,8 @@ class Lab:
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
+        # a short folder for the kernels' socket files (a socket path has ~100 bytes at most)
+        self.sockets = tempfile.mkdtemp(prefix="suno_nb_lab_")
         settings = home / "lab-settings"
         for name, value in LAB_SETTINGS.items():
             path = settings / name
@@ -119,6 +122,9 @@ class Lab:
                 f"--ServerApp.token={self.token}",
                 f"--ServerApp.root_dir={root}",
                 "--ServerApp.port_retries=0",
+                # kernels on IPC sockets: no TCP port that a test beside it could take first
+                "--KernelManager.transport=ipc",
+                f"--KernelManager.ip={self.sockets}/kernel",
                 "--LabApp.expose_app_in_browser=True",
                 f"--LabApp.user_settings_dir={settings}",
                 f"--LabApp.workspaces_dir={home / 'lab-workspaces'}",
@@ -174,6 +180,7 @@ class Lab:
                     self.proc.wait(5)
             self._copier.join(10)  # the pipe closed with Lab
             self.http.close()
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def _serve(notebook: Path, tmp_path: Path) -> Iterator[Lab]:

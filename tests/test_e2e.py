@@ -125,6 +125,7 @@ MIXED = [
 
 
 @pytest.mark.slow  # a stress test: twenty tasks, every fault
+@pytest.mark.alone
 def test_twenty_replace_tasks_with_mixed_faults_end_right(tmp_path):
     # 20 submits and the poller's queries pass the documented 20 per 10 s: the client waits
     # and the sandbox enforces, as with the hosted API, at a rate ten times faster so the

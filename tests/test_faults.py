@@ -81,6 +81,7 @@ def seen(caplog):
 
 
 @pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
+@pytest.mark.alone  # a burst of connections
 def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "burst.sqlite3"
     # A burst of 60 submits in about a second is the premise: three times the 20 per 10 s a
@@ -123,6 +124,7 @@ def test_receiver_restarted_mid_burst_loses_nothing_acknowledged(tmp_path, seen)
 
 
 @pytest.mark.slow  # a burst: a stress test
+@pytest.mark.alone
 def test_store_failure_mid_burst_loses_nothing_acknowledged(tmp_path, seen):
     path = tmp_path / "fail.sqlite3"
     # Bursts of 10 submits plus the poller's queries pass 20 per 10 s; the subject is the

@@ -51,6 +51,7 @@ def _target(rx) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # measures memory or CPU, opens hundreds of connections
 def test_1_chunked_trailers_count_against_the_header_limit(tmp_path):
     child, url = start_child(tmp_path / "t.sqlite3")
     port = int(url.split(":")[2].split("/")[0])
@@ -182,6 +183,7 @@ def test_4_rejected_requests_keep_a_few_kib_of_headers(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # measures memory or CPU, opens hundreds of connections
 def test_6_at_the_descriptor_limit_the_receiver_idles_and_recovers(tmp_path):
     child, url = start_child(tmp_path / "f.sqlite3", "--nofile", "150")
     port = int(url.split(":")[2].split("/")[0])

@@ -21,7 +21,7 @@ from .conftest import post, seed_bytes, wait_until
 from .rawhttp import one_answer, read_until_close
 from .test_kill import _body, start_child
 
-pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # CI runs them, one at a time
 
 SEED = seed_bytes("seed_success.json")
 

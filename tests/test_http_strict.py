@@ -197,6 +197,7 @@ def _dump(value) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # 1,200 requests, many on new connections
 def test_fuzz_only_200_or_4xx_every_request_answered_every_rejection_a_row(tmp_path):
     rx = session.start_receiver(
         tmp_path / "fuzz.sqlite3", tunnel=None, poll=False, hmac_key=KEY, request_timeout=1.0

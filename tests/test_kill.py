@@ -17,7 +17,7 @@ from suno_nb.store import Store
 
 from .conftest import seed_bytes
 
-pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # CI runs them, one at a time
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 from suno_nb.sandbox import Sandbox
 from suno_nb.store import Store
+from suno_nb.tutorials import run_notebook
 
 from .conftest import wait_until
 
@@ -101,17 +101,13 @@ def read(name: str) -> Any:
 
 
 def execute(nb: Any, cwd: Path) -> Any:
-    """Run ``nb`` top to bottom in a fresh kernel whose working directory is ``cwd``.
+    """Run ``nb`` top to bottom in a fresh kernel whose working directory is ``cwd``, the
+    way ``python -m suno_nb quickstart`` does (its kernel on IPC sockets: no TCP port that a
+    test running beside it could take first).
 
     Raises ``CellExecutionError`` (with the cell's traceback) when a cell fails.
     """
-    NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(cwd)}},
-    ).execute()
-    return nb
+    return run_notebook(nb, cwd, timeout=CELL_TIMEOUT)
 
 
 def code_cells(nb: Any) -> list[Any]:

@@ -127,6 +127,7 @@ def _body(task: int, tracks: int = 2) -> bytes:
 
 
 @pytest.mark.slow  # seconds of work: the fast lane stays under 90 s; CI runs it
+@pytest.mark.alone  # 20 senders, 1,000 deliveries
 def test_1000_deliveries_from_20_senders_each_sent_1_to_3_times(rx):
     rng = random.Random(7)
     jobs = [(n, _body(n)) for n in range(1000)]

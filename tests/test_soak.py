@@ -31,7 +31,7 @@ from .conftest import wait_until
 # the receiver under load, so neither the client nor the sandbox enforces the rate here.
 UNLIMITED = dataclasses.replace(get_provider(), rate_limit=None)
 
-pytestmark = pytest.mark.slow  # run by CI, not in the fast lane (pytest -m 'not slow')
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # CI runs them, one at a time
 
 FAKE = Path(__file__).resolve().parent / "fake_ngrok" / "fake_ngrok.py"
 TOKEN = "fake-token"

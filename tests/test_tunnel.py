@@ -692,16 +692,19 @@ def test_fake_agent_side_commands(tmp_path):
 
 # --- agent records and pid checks through psutil, with real child processes --------------------
 
-SLEEPER = "import time; time.sleep(60)"
+SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen]:
-    """A real child process standing in for an orphaned agent."""
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    """A real child process standing in for an orphaned agent, once it runs Python (before
+    its exec its command line reads empty: a loaded machine showed that window)."""
+    proc = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
     yield proc
     proc.kill()
     proc.wait()
+    proc.stdout.close()
 
 
 def _dead_pid() -> int:
