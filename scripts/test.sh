@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install suno_nb with its dev extra into .venv, check style and types, and run the whole test
 # suite: unit and HTTP tests, the example notebooks under nbval, and the real-browser tests.
-# Extra arguments go to both pytest runs (e.g. `-k receiver`).
+# Extra arguments go to every pytest run (e.g. `-k receiver`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
