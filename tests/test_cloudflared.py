@@ -35,6 +35,7 @@ from suno_nb.errors import (
     CloudflaredUnavailable,
     TunnelError,
 )
+from suno_nb.tunnel import agent
 
 from .conftest import post, seed_bytes, wait_until
 
@@ -127,6 +128,9 @@ def test_public_url_is_the_reported_one_and_a_post_through_it_is_stored(cf, capl
     assert "mode=cloudflared" in repr(rx)
     record = json.loads((cf.state / f"cloudflared-agent-{tun.agent_pid}.json").read_text())
     assert record["agent_pid"] == tun.agent_pid and record["owner_pid"] == os.getpid()
+    # the record names the running agent (not the child between fork and exec): a later
+    # start can end it as an orphan
+    assert agent.matches(tun.agent_pid, record["agent_created"], record["agent_cmdline_sha256"])
     assert "trycloudflare.com" in caplog.text  # the banner went to the log, not to stderr
 
 

@@ -178,6 +178,9 @@ def open_quick_tunnel(
                 daemon=True,
             ).start()
             public_url = _wait_ready(proc, f"http://{metrics}", banner, lines, settings)
+            # Again, now that it runs: the first record may have caught the child between
+            # fork and exec (our own command line), which would never match it later.
+            _agent.write_record(state_dir, RECORD_PREFIX, proc.pid, program=program, ports=[port])
         except BaseException:
             _agent.terminate([proc.pid], wait=1.0)
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
